@@ -1,0 +1,226 @@
+"""The lecture's recurrent cells as pure step functions.
+
+Shapes (used throughout the package):
+  T  time steps        B  batch (any number of leading axes, written ``...``)
+  D  input size        H  hidden size        V  output size (vocabulary)
+
+Orientation is the lecture's, ``W @ x``: ``Wxh (H, D)``, ``Whh (H, H)``, ``Why (V, H)``. A batch of row
+vectors ``x (..., D)`` is projected as ``x @ Wxh.T``, which is the same numbers as ``Wxh @ x`` per example.
+
+Vanilla RNN::
+
+    h_t = tanh(Wxh x_t + Whh h_{t-1} + bh)        y_t = Why h_t + by
+
+LSTM (gates stacked in row blocks of ``Wxh (4H, D)``, ``Whh (4H, H)``, ``bh (4H,)`` in ``LSTM_GATE_ORDER``)::
+
+    z = Wxh x_t + Whh h_{t-1} + bh
+    i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);   g = tanh(z_g)
+    c_t = f * c_{t-1} + i * g                             h_t = o * tanh(c_t)
+
+Integer inputs are token ids: ``Wxh x`` with ``x`` the one-hot vector of id ``k`` is column ``k`` of ``Wxh``,
+so an integer input is looked up instead of multiplied (the lecture's embedding layer). Both forms give the
+same numbers; ``embed`` exposes the lookup on its own.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+LSTM_GATE_ORDER = ("i", "f", "o", "g")
+"""Row-block order of the LSTM's stacked gate weights: input, forget, output, candidate (``g``)."""
+
+
+class RNNParams(NamedTuple):
+    """Vanilla RNN parameters: ``Wxh (H, D)``, ``Whh (H, H)``, ``Why (V, H)``, ``bh (H,)``, ``by (V,)``."""
+
+    Wxh: Array
+    Whh: Array
+    Why: Array
+    bh: Array
+    by: Array
+
+
+class LSTMParams(NamedTuple):
+    """LSTM parameters, gates stacked i, f, o, g: ``Wxh (4H, D)``, ``Whh (4H, H)``, ``Why (V, H)``,
+    ``bh (4H,)``, ``by (V,)``."""
+
+    Wxh: Array
+    Whh: Array
+    Why: Array
+    bh: Array
+    by: Array
+
+
+class LSTMCarry(NamedTuple):
+    """LSTM state: hidden ``h (..., H)`` and cell ``c (..., H)``."""
+
+    h: Array
+    c: Array
+
+
+INITS = ("default", "lecture")
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _init_weights(key, rows: int, input_size: int, hidden_size: int, output_size: int, init: str, dtype):
+    """Shared initialiser: returns ``Wxh (rows, D)``, ``Whh (rows, H)``, ``Why (V, H)``."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+    k_xh, k_hh, k_hy = jax.random.split(key, 3)
+    if init == "lecture":  # min-char-rnn: randn * 0.01
+        normal = lambda k, shape: 0.01 * jax.random.normal(k, shape, dtype)
+        return normal(k_xh, (rows, input_size)), normal(k_hh, (rows, hidden_size)), normal(
+            k_hy, (output_size, hidden_size)
+        )
+    # Default for larger models: variance-preserving input/readout weights and an orthogonal recurrence, so the
+    # largest singular value of each H x H block of Whh starts at exactly 1 (neither vanishing nor exploding).
+    Wxh = jax.random.normal(k_xh, (rows, input_size), dtype) / jnp.sqrt(jnp.asarray(input_size, dtype))
+    blocks = [jax.nn.initializers.orthogonal()(k, (hidden_size, hidden_size), dtype)
+              for k in jax.random.split(k_hh, rows // hidden_size)]
+    Whh = jnp.concatenate(blocks, axis=0)
+    Why = jax.random.normal(k_hy, (output_size, hidden_size), dtype) / jnp.sqrt(jnp.asarray(hidden_size, dtype))
+    return Wxh, Whh, Why
+
+
+def init_rnn(key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default",
+             dtype=jnp.float32) -> RNNParams:
+    """Vanilla RNN parameters.
+
+    ``init="lecture"`` is min-char-rnn's ``randn * 0.01`` with zero biases; ``init="default"`` scales input and
+    readout weights by ``1/sqrt(fan_in)`` and starts ``Whh`` orthogonal.
+    """
+    _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+    Wxh, Whh, Why = _init_weights(key, hidden_size, input_size, hidden_size, output_size, init, dtype)
+    return RNNParams(Wxh, Whh, Why, jnp.zeros((hidden_size,), dtype), jnp.zeros((output_size,), dtype))
+
+
+def init_lstm(key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default",
+              forget_bias: float = 1.0, dtype=jnp.float32) -> LSTMParams:
+    """LSTM parameters; the forget-gate block of ``bh`` starts at ``forget_bias`` so the cell remembers by
+    default (``f = sigmoid(1) ~ 0.73``)."""
+    _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+    Wxh, Whh, Why = _init_weights(key, 4 * hidden_size, input_size, hidden_size, output_size, init, dtype)
+    bh = jnp.zeros((4, hidden_size), dtype).at[LSTM_GATE_ORDER.index("f")].set(forget_bias).reshape(-1)
+    return LSTMParams(Wxh, Whh, Why, bh, jnp.zeros((output_size,), dtype))
+
+
+def hidden_size(params) -> int:
+    """``H``, read from ``Whh``."""
+    return params.Whh.shape[1]
+
+
+def initial_carry(params, batch_shape: tuple[int, ...] = ()) -> Any:
+    """Zero state for ``params``: ``h (*batch_shape, H)`` for the RNN, ``LSTMCarry`` of two for the LSTM."""
+    zeros = jnp.zeros((*tuple(batch_shape), hidden_size(params)), params.Whh.dtype)
+    if isinstance(params, LSTMParams):
+        return LSTMCarry(zeros, zeros)
+    if isinstance(params, RNNParams):
+        return zeros
+    raise TypeError(f"initial_carry: expected RNNParams or LSTMParams, got {type(params).__name__}")
+
+
+def embed(W: Array, ids: Array) -> Array:
+    """Embedding lookup ``W[:, ids]`` moved to the last axis: ``W (E, V)``, ``ids (...)`` -> ``(..., E)``.
+
+    Equals ``one_hot(ids, V) @ W.T`` (that is ``W @ x`` for one-hot ``x``) without building the one-hot.
+    """
+    ids = jnp.asarray(ids)
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"embed: ids must be integers, got dtype {ids.dtype}")
+    return jnp.take(W.T, ids, axis=0)
+
+
+def input_projection(Wxh: Array, x: Array) -> Array:
+    """``Wxh x`` for a batch: float ``x (..., D)`` is multiplied, integer ``x (...)`` is looked up."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        return embed(Wxh, x)
+    if x.ndim == 0 or x.shape[-1] != Wxh.shape[1]:
+        raise ValueError(f"input x has shape {x.shape}; expected (..., {Wxh.shape[1]}) to match Wxh {Wxh.shape}"
+                         " (or integer token ids)")
+    return x @ Wxh.T
+
+
+def _check_state(name: str, state: Array, params) -> None:
+    H = hidden_size(params)
+    if not hasattr(state, "shape") or state.ndim == 0 or state.shape[-1] != H:
+        raise ValueError(f"{name} has shape {getattr(state, 'shape', type(state).__name__)}; expected (..., {H})")
+
+
+def rnn_cell(params: RNNParams, h: Array, xproj: Array) -> Array:
+    """The RNN update given the input projection: ``tanh(xproj + Whh h + bh)``, ``xproj (..., H)``.
+
+    ``rnn_step`` and the fast paths (input projection hoisted out of the time loop) both call this.
+    """
+    return jnp.tanh(xproj + h @ params.Whh.T + params.bh)
+
+
+def rnn_step(params: RNNParams, h: Array, x: Array) -> tuple[Array, Array]:
+    """One vanilla RNN step ``h_t = tanh(Wxh x_t + Whh h_{t-1} + bh)``.
+
+    Args: ``h (..., H)``; ``x (..., D)`` floats or ``x (...)`` integer token ids.
+    Returns: ``(h_t, h_t)``, the carry and the output, as ``jax.lax.scan`` wants.
+    """
+    if not isinstance(params, RNNParams):
+        raise TypeError(f"rnn_step: params must be RNNParams, got {type(params).__name__}")
+    if isinstance(h, tuple):
+        raise TypeError(f"rnn_step: carry must be an array h (..., H), got {type(h).__name__}")
+    _check_state("rnn_step: carry h", h, params)
+    h = rnn_cell(params, h, input_projection(params.Wxh, x))
+    return h, h
+
+
+def lstm_cell(params: LSTMParams, carry: LSTMCarry, zx: Array) -> tuple[LSTMCarry, Array]:
+    """The LSTM update given the input projection ``zx = Wxh x (..., 4H)``; see the module docstring."""
+    h_prev, c_prev = carry
+    z = zx + h_prev @ params.Whh.T + params.bh
+    z_i, z_f, z_o, z_g = jnp.split(z, 4, axis=-1)  # LSTM_GATE_ORDER
+    i, f, o, g = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_o), jnp.tanh(z_g)
+    c = f * c_prev + i * g  # the cell path: gradients flow back through c multiplied only by f
+    h = o * jnp.tanh(c)
+    return LSTMCarry(h, c), h
+
+
+def lstm_step(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
+    """One LSTM step.
+
+    Args: ``carry = LSTMCarry(h (..., H), c (..., H))``; ``x (..., D)`` floats or ``x (...)`` token ids.
+    Returns: ``(LSTMCarry(h_t, c_t), h_t)``.
+    """
+    if not isinstance(params, LSTMParams):
+        raise TypeError(f"lstm_step: params must be LSTMParams, got {type(params).__name__}")
+    if not isinstance(carry, LSTMCarry):
+        raise TypeError(f"lstm_step: carry must be LSTMCarry(h, c), got {type(carry).__name__}")
+    _check_state("lstm_step: carry.h", carry.h, params)
+    _check_state("lstm_step: carry.c", carry.c, params)
+    return lstm_cell(params, carry, input_projection(params.Wxh, x))
+
+
+def readout(params, h: Array) -> Array:
+    """Scores ``y = Why h + by``: ``h (..., H)`` -> ``y (..., V)`` (any number of leading axes, e.g. ``hs``)."""
+    return h @ params.Why.T + params.by
+
+
+_STEPS = {RNNParams: rnn_step, LSTMParams: lstm_step}
+
+
+def step_for(params):
+    """The step function that goes with a parameter pytree (``RNNParams`` -> ``rnn_step``, ...)."""
+    try:
+        return _STEPS[type(params)]
+    except KeyError:
+        raise TypeError(f"no step function registered for {type(params).__name__}; pass step= explicitly") from None
+
+
+def register_step(params_type: type, step) -> None:
+    """Let ``step_for`` (and so the losses, training and sampling helpers) find ``step`` for ``params_type``."""
+    _STEPS[params_type] = step

@@ -1,0 +1,90 @@
+"""Text in, token ids out: built-in corpora, reading text files, a character vocabulary.
+
+This module reads files; it does no training. Every problem with user input raises ``DataError`` with a
+one-line message, which the command-line tools print before exiting with status 2.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Bad input from a user (a file, a corpus name, a character): the message is one line, fit to print."""
+
+
+def _pydoc_topics() -> str:
+    import pydoc_data.topics  # English help text shipped with every CPython
+
+    topics = pydoc_data.topics.topics
+    return "\n\n".join(topics[name] for name in sorted(topics))
+
+
+CORPORA = {"pydoc_topics": _pydoc_topics}
+"""Built-in corpora, by name: text every Python installation already has (no download)."""
+
+DEFAULT_CORPUS = "pydoc_topics"
+
+
+def load_corpus(name: str = DEFAULT_CORPUS) -> str:
+    """The text of a built-in corpus (see ``CORPORA``)."""
+    if name not in CORPORA:
+        raise DataError(f"unknown corpus {name!r}; choose one of: {', '.join(sorted(CORPORA))}")
+    return CORPORA[name]()
+
+
+def load_text(path: str | os.PathLike) -> str:
+    """Read a UTF-8 text file, refusing what cannot be a training text with a clear ``DataError``."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a directory; expected a UTF-8 text file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}") from None
+    if not raw:
+        raise DataError(f"{path} is empty")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Characters in sorted order; a character's id is its index (deterministic for a given text)."""
+
+    chars: tuple[str, ...]
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocabulary":
+        if not text:
+            raise DataError("cannot build a vocabulary from empty text")
+        return cls(tuple(sorted(set(text))))
+
+    @property
+    def size(self) -> int:
+        return len(self.chars)
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids ``(len(text),)`` int32; characters outside the vocabulary raise ``DataError`` naming them."""
+        index = {ch: i for i, ch in enumerate(self.chars)}
+        try:
+            return np.fromiter((index[ch] for ch in text), np.int32, len(text))
+        except KeyError:
+            unknown = sorted(set(text) - set(index))
+            raise DataError("characters not in the vocabulary: "
+                            + " ".join(repr(ch) for ch in unknown[:10])
+                            + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")) from None
+
+    def decode(self, ids) -> str:
+        """The text for ids ``(N,)``."""
+        return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))

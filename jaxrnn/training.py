@@ -1,0 +1,31 @@
+"""A jitted training step for truncated backpropagation through time.
+
+Shapes: ``xs (T, ...)`` inputs or ids, ``targets (T, ...)`` ids, carry with batch shape ``(...)``.
+"""
+from __future__ import annotations
+
+import jax
+import optax
+
+from jaxrnn.cells import step_for
+from jaxrnn.losses import sequence_loss
+
+
+def make_train_step(optimizer: optax.GradientTransformation, *, step=None, reduction: str = "sum",
+                    method: str = "scan", unroll: int = 1, remat: bool = False):
+    """Build ``train_step(params, opt_state, carry, xs, targets, mask=None) -> (params, opt_state, carry_T, loss)``.
+
+    The gradient flows only within the chunk ``xs``: ``carry`` comes in as a plain input, so carrying
+    ``carry_T`` into the next call is truncated BPTT. The returned function is ``jax.jit``-compiled and is
+    traced once per input shape.
+    """
+
+    def train_step(params, opt_state, carry, xs, targets, mask=None):
+        cell = step_for(params) if step is None else step
+        (loss, carry_T), grads = jax.value_and_grad(sequence_loss, has_aux=True)(
+            params, carry, xs, targets, step=cell, mask=mask, reduction=reduction, method=method,
+            unroll=unroll, remat=remat)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, carry_T, loss
+
+    return jax.jit(train_step)
