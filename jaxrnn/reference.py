@@ -3,7 +3,8 @@
 Written apart from the JAX code on purpose (loops, dictionaries and all, in the style of min-char-rnn's
 ``lossFun``) so that it can vouch for ``jax.grad``; it is itself checked against finite differences
 (``gradient_check``). Parameters are NumPy arrays in the lecture's orientation, as in ``jaxrnn.cells``:
-``Wxh (H, D)``, ``Whh (H, H)``, ``Why (V, H)``, ``bh (H,)``, ``by (V,)`` (LSTM: ``4H`` rows, gates i, f, o, g).
+``Wxh (H, D)``, ``Whh (H, H)``, ``Why (V, H)``, ``bh (H,)``, ``by (V,)`` (LSTM: ``4H`` rows, gates i, f, o, g;
+GRU: ``3H`` rows, gates r, z, n, and ``bhn (H,)``).
 Inputs are token ids (one-hot vectors of size ``D``); targets are ids in ``0..V-1``.
 """
 from __future__ import annotations
@@ -104,12 +105,68 @@ def lstm_loss_fun(inputs, targets, hprev, cprev, params):
     return loss, dWxh, dWhh, dWhy, dbh, dby, hs[last], cs[last]
 
 
-def adagrad_update(params, grads, mem, learning_rate=0.1, clip=5.0):
-    """min-char-rnn's parameter update, in place: clip, ``mem += g*g``, ``p -= lr * g / sqrt(mem + 1e-8)``."""
+GRU_PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by", "bhn")
+
+
+def gru_loss_fun(inputs, targets, hprev, params):
+    """The GRU's forward pass and backpropagation through time by hand (gates r, z, n; reset after ``Whh``).
+
+    ``params``: the six arrays in ``GRU_PARAM_NAMES`` order, ``bhn (H,)`` being the candidate's recurrent bias::
+
+        r = sigmoid(Wxh_r x + Whh_r h + bh_r)    z = sigmoid(Wxh_z x + Whh_z h + bh_z)
+        n = tanh(Wxh_n x + bh_n + r * (Whh_n h + bhn))    h_t = (1 - z) * n + z * h
+
+    Returns: ``loss, dWxh, dWhh, dWhy, dbh, dby, dbhn, h_last``.
+    """
+    Wxh, Whh, Why, bh, by, bhn = (np.asarray(p, np.float64) for p in params)
+    H = Whh.shape[1]
+    xs, hs, gates, ps = {}, {}, {}, {}
+    hs[-1] = np.array(hprev, np.float64)
+    loss = 0.0
+    for t in range(len(inputs)):
+        xs[t] = _one_hot(inputs[t], Wxh.shape[1])
+        a = Wxh @ xs[t] + bh  # input side, biases included
+        b = Whh @ hs[t - 1]  # recurrent side
+        r = _sigmoid(a[:H] + b[:H])
+        z = _sigmoid(a[H:2 * H] + b[H:2 * H])
+        hn = b[2 * H:] + bhn
+        n = np.tanh(a[2 * H:] + r * hn)
+        gates[t] = (r, z, n, hn)
+        hs[t] = (1 - z) * n + z * hs[t - 1]
+        ps[t] = _softmax(Why @ hs[t] + by)
+        loss += -np.log(ps[t][targets[t]])
+    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+    dbh, dby, dbhn = np.zeros_like(bh), np.zeros_like(by), np.zeros_like(bhn)
+    dhnext = np.zeros(H)
+    for t in reversed(range(len(inputs))):
+        r, z, n, hn = gates[t]
+        dy = ps[t].copy()
+        dy[targets[t]] -= 1
+        dWhy += np.outer(dy, hs[t])
+        dby += dy
+        dh = Why.T @ dy + dhnext
+        dn = dh * (1 - z)
+        dz = dh * (hs[t - 1] - n)
+        dnraw = dn * (1 - n * n)  # back through tanh
+        dhn = dnraw * r  # into Whh_n h + bhn
+        dr = dnraw * hn
+        drraw, dzraw = dr * r * (1 - r), dz * z * (1 - z)
+        da = np.concatenate([drraw, dzraw, dnraw])  # d loss / d (Wxh x + bh)
+        db = np.concatenate([drraw, dzraw, dhn])  # d loss / d (Whh h)
+        dbh += da
+        dbhn += dhn
+        dWxh += np.outer(da, xs[t])
+        dWhh += np.outer(db, hs[t - 1])
+        dhnext = dh * z + Whh.T @ db  # the direct path through z, plus the gates' dependence on h
+    return loss, dWxh, dWhh, dWhy, dbh, dby, dbhn, hs[len(inputs) - 1]
+
+
+def adagrad_update(params, grads, mem, learning_rate=0.1, clip=5.0, eps=1e-8):
+    """min-char-rnn's parameter update, in place: clip, ``mem += g*g``, ``p -= lr * g / sqrt(mem + eps)``."""
     for p, g, m in zip(params, grads, mem):
         np.clip(g, -clip, clip, out=g)
         m += g * g
-        p += -learning_rate * g / np.sqrt(m + 1e-8)
+        p += -learning_rate * g / np.sqrt(m + eps)
 
 
 def relative_error(a, b, tiny: float = 1e-300):
@@ -118,13 +175,21 @@ def relative_error(a, b, tiny: float = 1e-300):
     return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), tiny)
 
 
-def gradient_check(loss, params, grads, *, num_checks: int = 10, delta: float = 1e-5, seed: int = 0):
-    """Compare analytic ``grads`` with central differences ``(L(p + d) - L(p - d)) / 2d`` at random entries.
+def gradient_check(loss, params, grads, *, num_checks: int = 10, delta: float = 1e-5, order: int = 2,
+                   seed: int = 0):
+    """Compare analytic ``grads`` with central differences at random entries.
+
+    ``order=2`` is the classic ``(L(p + d) - L(p - d)) / 2d`` (error ``O(d^2)``); ``order=4`` is the central
+    five-point stencil ``(-L(p + 2d) + 8 L(p + d) - 8 L(p - d) + L(p - 2d)) / 12d`` (error ``O(d^4)``), which
+    allows a larger ``d`` and so less round-off on losses summed over many steps.
 
     Args: ``loss(params) -> float``; ``params`` and ``grads``: sequences of float64 arrays (perturbed in place
       and restored).
     Returns: the relative errors, one array of ``num_checks`` per parameter.
     """
+    stencils = {2: ((1, 1 / 2),), 4: ((1, 8 / 12), (2, -1 / 12))}  # weights of L(p + k d) - L(p - k d)
+    if order not in stencils:
+        raise ValueError(f"order must be 2 or 4, got {order!r}")
     rng = np.random.default_rng(seed)
     errors = []
     for p, g in zip(params, grads):
@@ -132,12 +197,14 @@ def gradient_check(loss, params, grads, *, num_checks: int = 10, delta: float = 
         for n in range(num_checks):
             ix = tuple(int(rng.integers(s)) for s in p.shape)
             old = p[ix]
-            p[ix] = old + delta
-            plus = loss(params)
-            p[ix] = old - delta
-            minus = loss(params)
+            numeric = 0.0
+            for k, weight in stencils[order]:
+                p[ix] = old + k * delta
+                plus = loss(params)
+                p[ix] = old - k * delta
+                numeric += weight * (plus - loss(params))  # exactly 0 where the loss ignores the entry
             p[ix] = old
-            errs[n] = relative_error(g[ix], (plus - minus) / (2 * delta))
+            errs[n] = relative_error(g[ix], numeric / delta)
         errors.append(errs)
     return errors
 
