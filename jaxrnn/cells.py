@@ -17,6 +17,14 @@ LSTM (gates stacked in row blocks of ``Wxh (4H, D)``, ``Whh (4H, H)``, ``bh (4H,
     i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);   g = tanh(z_g)
     c_t = f * c_{t-1} + i * g                             h_t = o * tanh(c_t)
 
+GRU (gates stacked in row blocks of ``Wxh (3H, D)``, ``Whh (3H, H)``, ``bh (3H,)`` in ``GRU_GATE_ORDER``), the
+variant of PyTorch's ``nn.GRU`` and Flax's ``GRUCell``: the reset gate multiplies ``Whh_n h + bhn`` *after* the
+matrix product, which is why it needs its own bias ``bhn (H,)`` inside the product::
+
+    r = sigmoid(Wxh_r x_t + Whh_r h_{t-1} + bh_r)        z = sigmoid(Wxh_z x_t + Whh_z h_{t-1} + bh_z)
+    n = tanh(Wxh_n x_t + bh_n + r * (Whh_n h_{t-1} + bhn))
+    h_t = (1 - z) * n + z * h_{t-1}
+
 Integer inputs are token ids: ``Wxh x`` with ``x`` the one-hot vector of id ``k`` is column ``k`` of ``Wxh``,
 so an integer input is looked up instead of multiplied (the lecture's embedding layer). Both forms give the
 same numbers; ``embed`` exposes the lookup on its own.
@@ -32,6 +40,9 @@ Array = jax.Array
 
 LSTM_GATE_ORDER = ("i", "f", "o", "g")
 """Row-block order of the LSTM's stacked gate weights: input, forget, output, candidate (``g``)."""
+
+GRU_GATE_ORDER = ("r", "z", "n")
+"""Row-block order of the GRU's stacked weights: reset, update, candidate (``n``); PyTorch's and Flax's order."""
 
 
 class RNNParams(NamedTuple):
@@ -55,6 +66,21 @@ class LSTMParams(NamedTuple):
     by: Array
 
 
+class GRUParams(NamedTuple):
+    """GRU parameters, gates stacked r, z, n: ``Wxh (3H, D)``, ``Whh (3H, H)``, ``Why (V, H)``, ``bh (3H,)``,
+    ``by (V,)``, and ``bhn (H,)``, the candidate's recurrent bias inside ``r * (Whh_n h + bhn)``.
+
+    ``bhn`` comes last so that the first five fields line up with ``RNNParams`` and ``LSTMParams``.
+    """
+
+    Wxh: Array
+    Whh: Array
+    Why: Array
+    bh: Array
+    by: Array
+    bhn: Array
+
+
 class LSTMCarry(NamedTuple):
     """LSTM state: hidden ``h (..., H)`` and cell ``c (..., H)``."""
 
@@ -76,6 +102,12 @@ def _init_weights(key, rows: int, input_size: int, hidden_size: int, output_size
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
     k_xh, k_hh, k_hy = jax.random.split(key, 3)
+    weights = _draw_weights(k_xh, k_hh, k_hy, rows, input_size, hidden_size, output_size, init,
+                            jnp.promote_types(dtype, jnp.float32))  # draw in >= float32 (QR has no bfloat16)
+    return tuple(w.astype(dtype) for w in weights)
+
+
+def _draw_weights(k_xh, k_hh, k_hy, rows, input_size, hidden_size, output_size, init, dtype):
     if init == "lecture":  # min-char-rnn: randn * 0.01
         normal = lambda k, shape: 0.01 * jax.random.normal(k, shape, dtype)
         return normal(k_xh, (rows, input_size)), normal(k_hh, (rows, hidden_size)), normal(
@@ -113,19 +145,39 @@ def init_lstm(key, input_size: int, hidden_size: int, output_size: int, *, init:
     return LSTMParams(Wxh, Whh, Why, bh, jnp.zeros((output_size,), dtype))
 
 
+def init_gru(key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default",
+             dtype=jnp.float32) -> GRUParams:
+    """GRU parameters with zero biases (``bh`` and ``bhn``); ``init`` as for ``init_rnn``."""
+    _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+    Wxh, Whh, Why = _init_weights(key, 3 * hidden_size, input_size, hidden_size, output_size, init, dtype)
+    zeros = lambda n: jnp.zeros((n,), dtype)
+    return GRUParams(Wxh, Whh, Why, zeros(3 * hidden_size), zeros(output_size), zeros(hidden_size))
+
+
 def hidden_size(params) -> int:
     """``H``, read from ``Whh``."""
     return params.Whh.shape[1]
 
 
 def initial_carry(params, batch_shape: tuple[int, ...] = ()) -> Any:
-    """Zero state for ``params``: ``h (*batch_shape, H)`` for the RNN, ``LSTMCarry`` of two for the LSTM."""
+    """Zero state for ``params``: ``h (*batch_shape, H)`` for the RNN and GRU, ``LSTMCarry`` of two for the LSTM;
+    other parameter types once ``register_initial_carry`` has named their zero state."""
+    if type(params) in _INITIAL_CARRIES:
+        return _INITIAL_CARRIES[type(params)](params, tuple(batch_shape))
+    if not isinstance(params, (RNNParams, LSTMParams, GRUParams)):
+        raise TypeError(f"initial_carry: expected RNNParams, LSTMParams or GRUParams, got {type(params).__name__}")
     zeros = jnp.zeros((*tuple(batch_shape), hidden_size(params)), params.Whh.dtype)
     if isinstance(params, LSTMParams):
         return LSTMCarry(zeros, zeros)
-    if isinstance(params, RNNParams):
-        return zeros
-    raise TypeError(f"initial_carry: expected RNNParams or LSTMParams, got {type(params).__name__}")
+    return zeros
+
+
+_INITIAL_CARRIES: dict = {}
+
+
+def register_initial_carry(params_type: type, make_carry) -> None:
+    """Let ``initial_carry`` build the zero state ``make_carry(params, batch_shape)`` for ``params_type``."""
+    _INITIAL_CARRIES[params_type] = make_carry
 
 
 def embed(W: Array, ids: Array) -> Array:
@@ -205,12 +257,38 @@ def lstm_step(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry
     return lstm_cell(params, carry, input_projection(params.Wxh, x))
 
 
+def gru_cell(params: GRUParams, h: Array, xproj: Array) -> tuple[Array, Array]:
+    """The GRU update given the input projection ``xproj = Wxh x (..., 3H)``; see the module docstring."""
+    zx = xproj + params.bh
+    zh = h @ params.Whh.T
+    zx_r, zx_z, zx_n = jnp.split(zx, 3, axis=-1)  # GRU_GATE_ORDER
+    zh_r, zh_z, zh_n = jnp.split(zh, 3, axis=-1)
+    r, z = jax.nn.sigmoid(zx_r + zh_r), jax.nn.sigmoid(zx_z + zh_z)
+    n = jnp.tanh(zx_n + r * (zh_n + params.bhn))
+    h = (1 - z) * n + z * h  # z gates a direct path from h_{t-1}, as f gates the LSTM's cell path
+    return h, h
+
+
+def gru_step(params: GRUParams, h: Array, x: Array) -> tuple[Array, Array]:
+    """One GRU step.
+
+    Args: ``h (..., H)``; ``x (..., D)`` floats or ``x (...)`` integer token ids.
+    Returns: ``(h_t, h_t)``.
+    """
+    if not isinstance(params, GRUParams):
+        raise TypeError(f"gru_step: params must be GRUParams, got {type(params).__name__}")
+    if isinstance(h, tuple):
+        raise TypeError(f"gru_step: carry must be an array h (..., H), got {type(h).__name__}")
+    _check_state("gru_step: carry h", h, params)
+    return gru_cell(params, h, input_projection(params.Wxh, x))
+
+
 def readout(params, h: Array) -> Array:
     """Scores ``y = Why h + by``: ``h (..., H)`` -> ``y (..., V)`` (any number of leading axes, e.g. ``hs``)."""
     return h @ params.Why.T + params.by
 
 
-_STEPS = {RNNParams: rnn_step, LSTMParams: lstm_step}
+_STEPS = {RNNParams: rnn_step, LSTMParams: lstm_step, GRUParams: gru_step}
 
 
 def step_for(params):

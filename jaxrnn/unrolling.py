@@ -1,6 +1,13 @@
 """Unrolling a step over time: ``jax.lax.scan`` (the fast path) or a Python loop (the same step, spelled out).
 
-Shapes: ``xs (T, ...)`` time-major, any pytree whose leaves share the leading ``T``; outputs ``hs (T, ...)``.
+Shapes: ``xs (T, ...)`` time-major, any pytree whose leaves share the leading ``T``; outputs ``hs (T, ...)``;
+``mask (T, ...)`` booleans, ``lengths (...)`` integers, with the carry's batch shape ``(...)``.
+
+Variable-length batches: a masked step (``mask_step``) keeps the old carry where the mask is off and writes
+zeros to the output there. With right padding (valid steps first) the carry is frozen after each sequence's
+end; with left padding it stays at the initial carry until the sequence starts. Either way, and in either
+direction, the final carry is each sequence's own last state and the gradients are those of running each
+sequence alone.
 """
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 METHODS = ("scan", "loop")
+PADDINGS = ("right", "left")
 
 
 def _leading_length(xs) -> int:
@@ -34,7 +42,7 @@ def _check_carry_kept(f, carry, x0) -> None:
 
 
 def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, remat: bool = False,
-           reverse: bool = False):
+           reverse: bool = False, mask=None, lengths=None, padding: str = "right"):
     """Apply ``step(params, carry, x_t) -> (carry, h_t)`` for t = 0..T-1.
 
     Args:
@@ -47,9 +55,18 @@ def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, re
       remat: wrap the step in ``jax.checkpoint``: the backward pass recomputes each step's internals instead of
         storing them, trading compute for memory on long sequences.
       reverse: run from t = T-1 down to 0 (outputs stay in time order).
+      mask: optional ``(T, ...)``, true where a step is real: elsewhere the carry is kept and the output is 0.
+      lengths: optional ``(...)`` integers in ``0..T`` instead of ``mask``, turned into one by ``length_mask``
+        with ``padding`` (``"right"``: valid steps first; ``"left"``: valid steps last).
 
     Returns: ``(carry_T, hs)`` with ``hs (T, ..., H)``.
     """
+    if mask is not None or lengths is not None:
+        T = _leading_length(xs)
+        mask = _resolve_mask(mask, lengths, padding, T)
+        _check_mask_fits(mask, carry)
+        return _unroll(mask_step(step), params, carry, (xs, mask), method=method, unroll=unroll, remat=remat,
+                       reverse=reverse)
     if method not in METHODS:
         raise ValueError(f"unroll: unknown method {method!r}; expected one of {METHODS}")
     if not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
@@ -68,3 +85,89 @@ def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, re
         _, out_shape = jax.eval_shape(f, carry, x0)
         return carry, jax.tree.map(lambda s: jnp.zeros((0, *s.shape), s.dtype), out_shape)
     return carry, jax.tree.map(lambda *hs: jnp.stack(hs), *outs)
+
+
+_unroll = unroll  # callable where a keyword argument named ``unroll`` hides the function
+
+
+def length_mask(lengths, T: int, *, padding: str = "right"):
+    """``(T, ...)`` booleans from ``lengths (...)``: ``t < length`` (right padding) or ``t >= T - length``
+    (left padding)."""
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+    lengths = jnp.asarray(lengths)
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if not isinstance(lengths, jax.core.Tracer) and lengths.size and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in 0..{T} (the number of time steps), got {int(lengths.min())}.."
+                         f"{int(lengths.max())}")
+    t = jnp.arange(T).reshape((T,) + (1,) * lengths.ndim)
+    return t < lengths if padding == "right" else t >= T - lengths
+
+
+def _resolve_mask(mask, lengths, padding, T):
+    if mask is not None and lengths is not None:
+        raise ValueError("unroll: pass mask or lengths, not both")
+    if lengths is not None:
+        return length_mask(lengths, T, padding=padding)
+    mask = jnp.asarray(mask)
+    if mask.ndim == 0 or mask.shape[0] != T:
+        raise ValueError(f"unroll: mask has shape {mask.shape}; expected (T={T}, ...) like xs")
+    return mask.astype(bool)
+
+
+def _check_mask_fits(mask, carry) -> None:
+    batch = tuple(mask.shape[1:])
+    for leaf in jax.tree.leaves(carry):
+        if tuple(leaf.shape[:-1]) != batch:
+            raise ValueError(f"unroll: mask/lengths give batch shape {batch} but the carry has a leaf of shape "
+                             f"{tuple(leaf.shape)}; expected ({', '.join(map(str, batch + ('H',)))})")
+
+
+def _where(m, new, old):
+    """``where(m, new, old)`` with ``m (...)`` broadcast over the trailing feature axes of ``new (..., F)``."""
+    return jnp.where(m.reshape(m.shape + (1,) * (new.ndim - m.ndim)), new, old)
+
+
+@functools.cache
+def mask_step(step):
+    """``step`` taking ``(x_t, m_t)``: where ``m_t (...)`` is false the carry is kept and the output is zero.
+
+    ``jnp.where`` passes no gradient to the branch it does not take, so a masked step contributes nothing,
+    in value or gradient, where the mask is off. Cached: the same ``step`` gives the same function (stable
+    under ``jit``'s static arguments). Use it with ``xs = (xs, mask)`` wherever a step goes, e.g.
+    ``sequence_loss(params, carry, (xs, mask), targets, step=mask_step(step_for(params)), mask=mask)``.
+    """
+
+    def masked(params, carry, x_and_mask):
+        x, m = x_and_mask
+        new_carry, out = step(params, carry, x)
+        new_carry = jax.tree.map(lambda new, old: _where(m, new, old), new_carry, carry)
+        out = jax.tree.map(lambda o: _where(m, o, jnp.zeros_like(o)), out)
+        return new_carry, out
+
+    masked.__name__ = masked.__qualname__ = f"masked_{getattr(step, '__name__', 'step')}"
+    return masked
+
+
+def unroll_bidirectional(step, params, carry, xs, *, mask=None, lengths=None, padding: str = "right",
+                         method: str = "scan", unroll: int = 1, remat: bool = False):
+    """A forward and a backward unroll over the same ``xs``, outputs concatenated on the last axis.
+
+    Args:
+      step: one step for both directions, or a pair ``(step_forward, step_backward)``.
+      params, carry: pairs ``(forward, backward)``.
+      mask, lengths, padding: as for ``unroll``; with them the backward pass starts at each sequence's own
+        last step, as if each were run alone.
+    Returns: ``((carry_forward, carry_backward), hs (T, ..., H_forward + H_backward))``; ``carry_backward`` is
+      the state after reading ``x_0``.
+    """
+    steps = tuple(step) if isinstance(step, (tuple, list)) else (step, step)
+    if len(steps) != 2 or not (isinstance(params, (tuple, list)) and len(params) == 2) or not (
+            isinstance(carry, (tuple, list)) and len(carry) == 2):
+        raise ValueError("unroll_bidirectional: params and carry (and step, if a sequence) must be pairs "
+                         "(forward, backward)")
+    kw = dict(mask=mask, lengths=lengths, padding=padding, method=method, unroll=unroll, remat=remat)
+    carry_f, hs_f = _unroll(steps[0], params[0], carry[0], xs, **kw)
+    carry_b, hs_b = _unroll(steps[1], params[1], carry[1], xs, reverse=True, **kw)
+    return (carry_f, carry_b), jnp.concatenate([hs_f, hs_b], axis=-1)

@@ -1,0 +1,91 @@
+"""Stacks: one stack step equals the layers unrolled one after another; the core helpers take a stack as is."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxrnn
+from jaxrnn import cells
+from jaxrnn.stack import StackParams, init_stack, stack_step
+from jaxrnn.unrolling import unroll
+
+V, T, B = 9, 7, 3
+
+
+def _data(seed=0):
+    kx, ky = jax.random.split(jax.random.key(seed))
+    return jax.random.randint(kx, (T, B), 0, V), jax.random.randint(ky, (T, B), 0, V)
+
+
+def _layer_by_layer_loss(params, carry, xs, targets):
+    """Unroll layer 0 over the ids, layer 1 over layer 0's hs, ...; read out the top. Independent of stack_step."""
+    hs, carry_T = xs, []
+    for layer, c in zip(params.layers, carry):
+        c, hs = unroll(jaxrnn.step_for(layer), layer, c, hs)
+        carry_T.append(c)
+    loss = jaxrnn.softmax_cross_entropy(hs @ params.Why.T + params.by, targets)
+    return loss, tuple(carry_T)
+
+
+def test_stack_equals_layer_by_layer_values_and_gradients(x64):
+    params = init_stack(jax.random.key(0), V, (6, 5, 4), V, cell=("lstm", "gru", "rnn"), dtype=jnp.float64)
+    params = jax.tree.map(lambda a: a + 0.1, params)  # non-zero biases
+    carry = jax.tree.map(lambda z: z + 0.2, jaxrnn.initial_carry(params, (B,)))
+    xs, targets = _data()
+    (l1, c1), g1 = jax.jit(jax.value_and_grad(jaxrnn.sequence_loss, argnums=(0, 1), has_aux=True))(params, carry, xs,
+                                                                                          targets)
+    (l2, c2), g2 = jax.jit(jax.value_and_grad(_layer_by_layer_loss, argnums=(0, 1), has_aux=True))(params, carry, xs,
+                                                                                         targets)
+    assert abs(float(l1 - l2)) <= 1e-13 * abs(float(l2))
+    for a, b in zip(jax.tree.leaves((c1, g1)), jax.tree.leaves((c2, g2))):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert float(jnp.abs(g1[0].layers[0].Whh).max()) > 1e-4  # the bottom layer gets a gradient
+
+
+def test_one_layer_stack_equals_the_plain_cell():
+    stack = init_stack(jax.random.key(1), V, (8,), V, cell="gru")
+    plain = stack.layers[0]._replace(Why=stack.Why, by=stack.by)
+    xs, targets = _data(1)
+    l_stack, c_stack = jaxrnn.sequence_loss(stack, jaxrnn.initial_carry(stack, (B,)), xs, targets)
+    l_plain, c_plain = jaxrnn.sequence_loss(plain, jaxrnn.initial_carry(plain, (B,)), xs, targets)
+    np.testing.assert_allclose(l_stack, l_plain, rtol=1e-6)
+    np.testing.assert_allclose(c_stack[0], c_plain, rtol=1e-6, atol=1e-7)
+
+
+def test_stack_trains_and_samples_with_the_core_helpers():
+    params = init_stack(jax.random.key(2), V, (16, 16), V, cell="lstm")
+    xs, targets = _data(2)
+    train_step = jaxrnn.make_train_step(optax.adam(1e-2))
+    opt_state = optax.adam(1e-2).init(params)
+    carry0 = jaxrnn.initial_carry(params, (B,))
+    losses = []
+    for _ in range(30):
+        params, opt_state, _, loss = train_step(params, opt_state, carry0, xs, targets)
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]  # memorising one small batch
+    ids, carry = jaxrnn.sample(jax.random.key(0), params, carry0, xs[0], 5)
+    assert ids.shape == (5, B) and int(ids.min()) >= 0 and int(ids.max()) < V
+    assert carry[1].h.shape == (B, 16)
+
+
+def test_stack_step_is_not_retraced():
+    params = init_stack(jax.random.key(3), V, (4, 4), V, cell="rnn")
+    step = jax.jit(chex.assert_max_traces(stack_step, n=1))
+    carry = jaxrnn.initial_carry(params, (B,))
+    carry, _ = step(params, carry, jnp.zeros(B, jnp.int32))
+    carry, h = step(params, carry, jnp.ones(B, jnp.int32))
+    assert h.shape == (B, 4)
+
+
+def test_bad_stacks_fail_with_one_clear_line():
+    with pytest.raises(ValueError, match="one of"):
+        init_stack(jax.random.key(0), V, (4, 4), V, cell=("lstm",))
+    with pytest.raises(ValueError, match="at least one layer"):
+        init_stack(jax.random.key(0), V, (), V)
+    params = init_stack(jax.random.key(0), V, (4, 4), V)
+    with pytest.raises(TypeError, match="tuple of 2 per-layer carries"):
+        stack_step(params, jnp.zeros((B, 4)), jnp.zeros(B, jnp.int32))
+    with pytest.raises(TypeError, match="StackParams"):
+        stack_step(params.layers[0], (), jnp.zeros(B, jnp.int32))
