@@ -122,3 +122,24 @@ def test_min_char_rnn_tiny_preset_learns(capsys):
     first, last = result["smooth_loss"][0][1], result["final_smooth_loss"]
     assert last < first  # smoothed loss falls from its iteration-0 value -ln(1/V) * 25
     assert len(result["samples"][0]) == 50 and "iter 0, loss" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("padding", ["right", "left"])
+def test_sequence_loss_with_lengths_equals_each_sequence_alone(x64, padding):
+    V, H, T = 6, 8, 7
+    params = jaxrnn.init_lstm(jax.random.PRNGKey(0), V, H, V, dtype=jnp.float64)
+    rng = np.random.default_rng(0)
+    lengths = np.array([0, 3, 7, 5])
+    ids, targets = rng.integers(V, size=(T, 4)), rng.integers(V, size=(T, 4))
+    carry = jaxrnn.initial_carry(params, (4,))
+    loss_fn = jax.value_and_grad(jaxrnn.sequence_loss, has_aux=True)
+    (loss, carry_T), grads = loss_fn(params, carry, ids, targets, lengths=lengths, padding=padding)
+    total, total_grads = 0.0, jax.tree.map(jnp.zeros_like, params)
+    for b, n in enumerate(lengths):
+        steps = slice(0, n) if padding == "right" else slice(T - n, T)
+        (l, c), g = loss_fn(params, jaxrnn.initial_carry(params), ids[steps, b], targets[steps, b])
+        total, total_grads = total + l, jax.tree.map(jnp.add, total_grads, g)
+        np.testing.assert_allclose(carry_T.h[b], c.h, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(loss, total, rtol=1e-12)
+    for a, e in zip(grads, total_grads):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-13)
