@@ -22,8 +22,31 @@ def _pydoc_topics() -> str:
     return "\n\n".join(topics[name] for name in sorted(topics))
 
 
-CORPORA = {"pydoc_topics": _pydoc_topics}
-"""Built-in corpora, by name: text every Python installation already has (no download)."""
+STDLIB_MODULES = ("abc", "argparse", "bisect", "calendar", "contextlib", "copy", "dataclasses", "difflib",
+                  "enum", "fnmatch", "fractions", "functools", "heapq", "pprint", "queue", "sched", "shlex",
+                  "statistics", "string", "textwrap")
+"""The pure-Python standard-library modules whose source makes the ``stdlib_source`` corpus, in this order."""
+
+
+def _stdlib_source() -> str:
+    import sysconfig
+
+    root = sysconfig.get_paths()["stdlib"]
+    texts = []
+    for name in STDLIB_MODULES:
+        try:
+            with open(os.path.join(root, name + ".py"), encoding="utf-8") as f:
+                texts.append(f.read())
+        except OSError:  # a trimmed installation may lack a module; the others still make a corpus
+            continue
+    if not texts:
+        raise DataError(f"corpus 'stdlib_source': no standard-library sources found under {root}")
+    return "\n\n".join(texts)
+
+
+CORPORA = {"pydoc_topics": _pydoc_topics, "stdlib_source": _stdlib_source}
+"""Built-in corpora, by name: text every Python installation already has (no download). ``pydoc_topics`` is
+English help text; ``stdlib_source`` is Python source (its exact text depends on the Python version)."""
 
 DEFAULT_CORPUS = "pydoc_topics"
 
@@ -88,3 +111,19 @@ class Vocabulary:
     def decode(self, ids) -> str:
         """The text for ids ``(N,)``."""
         return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
+
+
+SPLIT = (0.90, 0.05, 0.05)
+"""Train, validation and test fractions of a text, taken as contiguous pieces in that order."""
+
+
+def split_ids(ids, fractions: tuple[float, float, float] = SPLIT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut ids ``(N,)`` into contiguous train, validation and test pieces (no shuffling: the text's order is kept
+    inside each piece and no piece sees another's characters)."""
+    ids = np.asarray(ids)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions!r}")
+    n = len(ids)
+    n_train = int(round(n * fractions[0]))
+    n_val = int(round(n * fractions[1]))
+    return ids[:n_train], ids[n_train:n_train + n_val], ids[n_train + n_val:]

@@ -1,0 +1,87 @@
+"""Parallel contiguous streams of token ids, cut into chunks for truncated BPTT (char-rnn style).
+
+Shapes: ``B`` streams (the batch), ``T`` characters per chunk, ``L`` characters per stream, ``K`` chunks
+stacked for one compiled call. Chunks are time-major: ``xs (T, B)``, ``targets (T, B)``.
+
+The text ``ids (N,)`` is laid out as ``B`` rows of ``L = (N - 1) // B`` consecutive characters; stream ``b``
+reads ``ids[b*L : (b+1)*L]`` and its targets are the same characters shifted by one. Chunk ``j`` of an epoch is
+columns ``j*T .. (j+1)*T - 1`` of every row, so chunk ``j + 1`` continues each stream exactly where chunk ``j``
+stopped: the state a stream ends a chunk with is the right state to start its next chunk. After
+``L // T`` chunks every stream wraps around to its start, and only there is its state reset
+(``reset`` is true for chunk 0 of every epoch). The last ``L mod T`` characters of a stream are not used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxrnn.data import DataError
+
+
+@dataclass(frozen=True, eq=False)
+class Streams:
+    """``B`` contiguous streams of ids with their targets, read in chunks of ``T``.
+
+    Attributes: ``inputs (B, L)`` and ``targets (B, L)`` int32, ``seq_length`` T.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    seq_length: int
+
+    @classmethod
+    def from_ids(cls, ids, batch_size: int, seq_length: int, *, what: str = "the text") -> "Streams":
+        """Lay ``ids (N,)`` out as ``batch_size`` streams; ``DataError`` when a stream would be shorter than one
+        chunk of ``seq_length`` (plus the one character of look-ahead the targets need)."""
+        for name, value in (("batch size", batch_size), ("sequence length", seq_length)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise DataError(f"{name} must be a positive integer, got {value!r}")
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        needed = batch_size * seq_length + 1
+        if len(ids) < needed:
+            raise DataError(f"{what} is too short: {len(ids)} characters, but {batch_size} streams of one "
+                            f"{seq_length}-character chunk need at least {needed}; use a longer text or smaller "
+                            "--batch-size/--seq-length")
+        L = (len(ids) - 1) // batch_size
+        inputs = ids[: batch_size * L].reshape(batch_size, L)
+        targets = ids[1: batch_size * L + 1].reshape(batch_size, L)
+        return cls(inputs, targets, int(seq_length))
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def chunks_per_epoch(self) -> int:
+        """Chunks before the streams wrap around: ``L // T``."""
+        return self.inputs.shape[1] // self.seq_length
+
+    def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chunk number ``index`` counted from the start of training (epochs wrap around).
+
+        Returns: ``xs (T, B)``, ``targets (T, B)``, ``reset (B,)`` (true where a stream starts over, so its
+        carried state must start from zero).
+        """
+        j = int(index) % self.chunks_per_epoch
+        cols = slice(j * self.seq_length, (j + 1) * self.seq_length)
+        reset = np.full((self.batch_size,), j == 0)
+        return self.inputs[:, cols].T, self.targets[:, cols].T, reset
+
+    def chunks(self, start: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``count`` consecutive chunks from ``start``: ``xs (K, T, B)``, ``targets (K, T, B)``, ``reset (K, B)``."""
+        parts = [self.chunk(start + k) for k in range(count)]
+        return tuple(np.stack(p) for p in zip(*parts))  # type: ignore[return-value]
+
+    def epoch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every chunk of one epoch in order: ``xs (C, T, B)``, ``targets (C, T, B)`` (evaluation reads this)."""
+        xs, targets, _ = self.chunks(0, self.chunks_per_epoch)
+        return xs, targets
+
+
+def evaluation_streams(ids, batch_size: int, seq_length: int, *, what: str) -> Streams:
+    """Streams for evaluating a held-out piece: as many as ``batch_size`` streams, fewer when the piece is short,
+    so that every stream holds at least one chunk; ``DataError`` if not even one stream fits."""
+    ids = np.asarray(ids).reshape(-1)
+    streams = min(batch_size, max((len(ids) - 1) // seq_length, 1))
+    return Streams.from_ids(ids, streams, seq_length, what=what)

@@ -1,0 +1,195 @@
+"""The command line: exact resume (item 1), bad input with one-line errors and exit status 2 (item 5), Ctrl-C,
+`--help`, `python -m jaxrnn`. Tiny models: each training run is seconds."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxrnn.checkpoint import CheckpointStore
+from jaxrnn.cli import build_parser, load_model, main
+
+TINY = ["--hidden", "8", "--batch-size", "2", "--seq-length", "4", "--steps-per-call", "2", "--eval-every", "4",
+        "--no-progress", "--sample-length", "0"]
+TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "text.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+def run_main(argv, capsys):
+    """``main(argv)`` in this process: (exit status, stderr lines)."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse rejects a flag
+        rc = e.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, [line for line in err.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, text_file):
+    out = str(tmp_path_factory.mktemp("run") / "out")
+    assert main(["train", "--data", text_file, "--out", out, "--steps", "4", *TINY]) == 0
+    return out
+
+
+def _leaves_equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_resume_is_exact(tmp_path, text_file, capsys):
+    """Item 1: 10 steps in one go == 5 steps, stop, resume to 10 (bitwise on CPU). Two layers with dropout, so
+    the PRNG state must be carried too; 5 is neither a multiple of --steps-per-call nor of --eval-every."""
+    flags = [*TINY, "--layers", "2", "--dropout", "0.3", "--data", text_file]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert run_main(["train", "--out", one, "--steps", "10", *flags], capsys)[0] == 0
+    assert run_main(["train", "--out", two, "--steps", "5", *flags], capsys)[0] == 0
+    assert run_main(["train", "--out", two, "--steps", "10", "--resume", "--no-progress", "--sample-length", "0"],
+                    capsys)[0] == 0
+    p_one, _, meta_one = load_model(one)
+    p_two, _, meta_two = load_model(two)
+    assert meta_one["step"] == meta_two["step"] == 10
+    assert _leaves_equal(p_one, p_two)
+    p_five, _, _ = load_model(two, "5") if 5 in CheckpointStore(os.path.join(two, "checkpoints")).steps() else \
+        (None, None, None)
+    assert p_five is None or not _leaves_equal(p_five, p_two)  # the resumed run really trained further
+
+
+def test_train_writes_metrics_curves_and_samples(trained, capsys):
+    from jaxrnn.metrics import read_metrics
+
+    records = read_metrics(os.path.join(trained, "metrics.jsonl"))
+    vals = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in vals] == [4]
+    assert abs(vals[0]["val_bpc"] - vals[0]["val_loss"] / np.log(2)) < 1e-9
+    assert [r for r in records if "test_loss" in r]
+    assert os.path.getsize(os.path.join(trained, "curves.png")) > 1000
+    rc = main(["sample", "--out", trained, "--length", "30", "--prime", "the ", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith("the ") and len(out) == len("the ") + 30 + 1
+
+
+def _bad_inputs(tmp_path, text_file, trained):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9 ".encode("latin-1") * 50)
+    short = tmp_path / "short.txt"
+    short.write_text("x" * 30)
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT.upper())
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    train = lambda *a: ["train", "--data", text_file, *TINY, *a]
+    return {
+        "missing file": (["train", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")],
+                         "no such file"),
+        "directory": (["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")], "is a directory"),
+        "empty file": (["train", "--data", str(empty), "--out", str(tmp_path / "o")], "is empty"),
+        "too short": (["train", "--data", str(short), "--out", str(tmp_path / "o"), "--batch-size", "8"],
+                      "too short"),
+        "not utf-8": (["train", "--data", str(latin1), "--out", str(tmp_path / "o")], "not UTF-8"),
+        "zero hidden": (train("--out", str(tmp_path / "o"), "--hidden", "0"), "--hidden must be a positive"),
+        "negative batch": (train("--out", str(tmp_path / "o"), "--batch-size", "-3"), "--batch-size must be"),
+        "zero steps": (train("--out", str(tmp_path / "o"), "--steps", "0"), "--steps must be a positive"),
+        "unknown optimizer": (train("--out", str(tmp_path / "o"), "--optimizer", "lion"), "invalid choice"),
+        "unknown cell": (train("--out", str(tmp_path / "o"), "--cell", "gru"), "invalid choice"),
+        "not writable": (train("--out", str(blocker / "out")), "blocker"),
+        "existing run": (train("--out", trained), "already holds checkpoints"),
+        "other vocabulary": (["train", "--data", str(other), "--out", trained, "--resume", "--no-progress"],
+                             "vocabulary"),
+        "other shape": (["train", "--out", trained, "--resume", "--hidden", "16"], "--hidden 16 differs"),
+        "nothing to resume": (train("--out", str(tmp_path / "fresh"), "--resume"), "nothing to resume"),
+        "bad temperature": (["sample", "--out", trained, "--temperature", "-1"], "--temperature must be"),
+        "unknown prime": (["sample", "--out", trained, "--prime", "\u00e9"], "not in the vocabulary"),
+        "no checkpoints": (["sample", "--out", str(tmp_path / "nowhere")], "not a directory"),
+    }
+
+
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, text_file, trained, capsys):
+    """Item 5 (all but the corrupt checkpoint, NaN and Ctrl-C, tested below)."""
+    before = sorted(os.listdir(os.path.join(trained, "checkpoints")))
+    for name, (argv, expected) in _bad_inputs(tmp_path, text_file, trained).items():
+        rc, lines = run_main(argv, capsys)
+        errors = [line for line in lines if "error" in line]
+        assert rc == 2, name
+        assert len(errors) == 1 and expected in errors[0], (name, lines)
+    assert sorted(os.listdir(os.path.join(trained, "checkpoints"))) == before  # nothing was overwritten
+
+
+def test_corrupt_checkpoint(tmp_path, text_file, capsys):
+    out = str(tmp_path / "out")
+    assert run_main(["train", "--data", text_file, "--out", out, "--steps", "2", *TINY], capsys)[0] == 0
+    state_dir = os.path.join(out, "checkpoints", "2", "state")
+    for root, _, files in os.walk(state_dir):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"\0garbage")
+    for argv in (["sample", "--out", out], ["train", "--out", out, "--resume", "--steps", "4", *TINY[-3:]]):
+        rc, lines = run_main(argv, capsys)
+        assert rc == 2 and len(lines) == 1 and "is unreadable" in lines[0], lines
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file, capsys):
+    """SGD at learning rate 1e38 without clipping: step 1's loss is finite (it is computed before the update),
+    a later one is not. Training stops with exit status 2 and the checkpoints hold finite parameters."""
+    out = str(tmp_path / "out")
+    rc, lines = run_main(["train", "--data", text_file, "--out", out, *TINY, "--optimizer", "sgd", "--clip", "0",
+                          "--learning-rate", "1e38", "--steps", "12", "--steps-per-call", "1", "--eval-every", "1"],
+                         capsys)
+    assert rc == 2 and any("loss became" in line and "Last good checkpoint" in line for line in lines), lines
+    params, _, meta = load_model(out)
+    assert 1 <= meta["step"] < 12
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_help_documents_every_flag_with_its_default():
+    parser = build_parser()
+    subparsers = parser._subparsers._group_actions[0].choices
+    for name in ("train", "sample"):
+        for action in subparsers[name]._actions:
+            if action.option_strings and action.dest != "help":
+                assert "default" in (action.help or ""), (name, action.option_strings)
+    train_flags = {s for a in subparsers["train"]._actions for s in a.option_strings}
+    assert {"--data", "--corpus", "--out", "--steps", "--resume", "--cell", "--hidden", "--layers", "--seq-length",
+            "--batch-size", "--seed", "--optimizer", "--dropout", "--embed-size", "--clip", "--clip-mode",
+            "--lr-schedule", "--learning-rate"} <= train_flags
+    sample_flags = {s for a in subparsers["sample"]._actions for s in a.option_strings}
+    assert {"--out", "--length", "--temperature", "--prime", "--seed", "--top-k"} <= sample_flags
+
+
+def test_python_dash_m_bad_input_exits_2_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jaxrnn", "train", "--data", str(tmp_path / "missing.txt"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"jaxrnn train: error: no such file: {tmp_path / 'missing.txt'}"]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, text_file):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "jaxrnn", "train", "--data", text_file, "--out", str(out),
+                             "--steps", "1000000", *TINY[:-5], "--eval-every", "100000", "--no-progress",
+                             "--sample-length", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics, deadline = out / "metrics.jsonl", time.time() + 180
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted at step" in err
+    store = CheckpointStore(out / "checkpoints", create=False)
+    step = store.latest_step()
+    assert step is not None and step >= 4
+    assert store.read_meta(step)["step"] == step
