@@ -464,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"keep the last N checkpoints, plus the best (default: {d.keep})")
     t.add_argument("--sample-length", type=integer, default=None,
                    help=f"characters to sample at the end, 0 for none (default: {d.sample_length})")
+    t.add_argument("--data-parallel", action="store_true", help="split the streams over all local devices with "
+                   "jax.sharding; --batch-size must be a multiple of the device count (default: one device)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
 
     s = sub.add_parser("sample", help="sample text from a trained model",
@@ -484,8 +486,18 @@ def _train_command(args) -> int:
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     config = RunConfig(**given)
+    mesh = None
+    if args.data_parallel:
+        import jax
+
+        from jaxrnn.parallel import make_mesh
+
+        mesh, batch = make_mesh(), config.resolved().batch_size
+        if batch % mesh.devices.size:
+            raise ConfigError(f"--batch-size {batch} must be a multiple of the {mesh.devices.size} devices "
+                              f"({jax.default_backend()}) for --data-parallel")
     summary = run_training(config, args.out, resume=args.resume, explicit=set(given),
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, mesh=mesh)
     if summary["status"] == "nan":
         return EXIT_BAD_INPUT
     out = summary["out"]

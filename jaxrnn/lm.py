@@ -255,33 +255,35 @@ def evaluate(params: CharLMParams, xs: Array, targets: Array) -> Array:
     return losses.mean()  # every chunk has T * B characters, so the mean of means is the mean
 
 
-def place_batch(batch, mesh=None, axis: str = "batch"):
+def place_batch(batch, mesh=None):
     """Put a batch on the device(s): the one place where training data crosses to the accelerator.
 
     Every array in ``batch`` has the stream axis ``B`` last (``xs (K, T, B)``, ``reset (K, B)``). With ``mesh``
-    the stream axis is split over ``mesh.shape[axis]`` devices (data parallelism); without, the default device.
+    (``jaxrnn.parallel.make_mesh()``) the stream axis is split over its devices (data parallelism); an array
+    whose ``B`` does not divide evenly (a short held-out stream) is replicated instead, which computes the same
+    numbers on every device. Without ``mesh``: the default device.
     """
     if mesh is None:
         return jax.device_put(batch)
-    from jax.sharding import NamedSharding, PartitionSpec
+    from jaxrnn import parallel
 
     def put(x):
-        spec = PartitionSpec(*([None] * (np.ndim(x) - 1)), axis) if np.ndim(x) else PartitionSpec()
-        return jax.device_put(x, NamedSharding(mesh, spec))
+        if np.ndim(x) and np.shape(x)[-1] % mesh.devices.size == 0:
+            return parallel.shard_batch(mesh, x, batch_axis=np.ndim(x) - 1)
+        return parallel.replicate(mesh, x)
 
     return jax.tree.map(put, batch)
 
 
-def place_state(state: TrainState, mesh=None, axis: str = "batch") -> TrainState:
+def place_state(state: TrainState, mesh=None) -> TrainState:
     """Put the training state on the device(s): parameters, optimiser state and key replicated, the carried
     states ``(B, H)`` split along ``B`` like the batch. Without ``mesh``: the default device."""
     if mesh is None:
         return jax.device_put(state)
-    from jax.sharding import NamedSharding, PartitionSpec
+    from jaxrnn import parallel
 
-    replicated = NamedSharding(mesh, PartitionSpec())
-    carry = jax.device_put(state.carry, NamedSharding(mesh, PartitionSpec(axis, None)))
-    return jax.device_put(state._replace(carry=()), replicated)._replace(carry=carry)
+    carry = parallel.shard_batch(mesh, state.carry, batch_axis=0)
+    return parallel.replicate(mesh, state._replace(carry=()))._replace(carry=carry)
 
 
 def warm_up(params: CharLMParams, ids) -> tuple[tuple, Array]:

@@ -86,3 +86,41 @@ def test_uneven_batch_is_one_clear_error():
         parallel.shard_batch(mesh, jnp.zeros((3, 5)), batch_axis=2)
     with pytest.raises(ValueError, match="no devices"):
         parallel.make_mesh([])
+
+
+CLI_SCRIPT = textwrap.dedent('''
+    import json, sys
+    import jax
+    from jaxrnn.cli import main
+    from jaxrnn.metrics import read_metrics
+
+    assert jax.device_count() == 4, jax.devices()
+    text_file, out = sys.argv[1], sys.argv[2]
+    tiny = ["--data", text_file, "--hidden", "8", "--batch-size", "4", "--seq-length", "4", "--steps", "6",
+            "--steps-per-call", "2", "--eval-every", "3", "--no-progress", "--sample-length", "0"]
+    assert main(["train", "--out", out + "/one", *tiny]) == 0
+    assert main(["train", "--out", out + "/four", "--data-parallel", *tiny]) == 0
+    odd_batch = ["6" if flag == "--batch-size" else a for flag, a in zip([""] + tiny, tiny)]
+    rc_bad = main(["train", "--out", out + "/bad", "--data-parallel", *odd_batch])
+    print(json.dumps({"one": read_metrics(out + "/one/metrics.jsonl"),
+                      "four": read_metrics(out + "/four/metrics.jsonl"), "rc_bad": rc_bad}))
+''')
+
+
+def test_cli_data_parallel_matches_one_device(tmp_path):
+    """``jaxrnn train --data-parallel`` on 4 devices logs the losses of the 1-device run (float32 tolerance);
+    a batch that does not split over the devices is refused with exit status 2."""
+    text_file = tmp_path / "text.txt"
+    text_file.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60)))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", CLI_SCRIPT, str(text_file), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["rc_bad"] == 2 and "multiple of the 4 devices" in proc.stderr
+    one, four = result["one"], result["four"]
+    assert [r["step"] for r in one] == [r["step"] for r in four] and len(one) >= 3
+    for a, b in zip(one, four):
+        for key in ("train_loss", "val_loss"):
+            if key in a:
+                assert abs(a[key] - b[key]) <= 1e-5 * abs(a[key]), (key, a, b)
