@@ -1,0 +1,149 @@
+"""Shared by the benchmarks: device choice, compile and run timing, the environment record, results files.
+
+Timing rules: a function is compiled ahead of time (``jit(...).lower(...).compile()``, reported apart), called
+once more to warm up, then timed over repeats with ``block_until_ready``; the median is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEVICES = {"cpu": "cpu", "gpu": "cuda", "auto": None}
+
+
+def select_device(device: str) -> None:
+    """Pick the JAX platform; must run before JAX touches a device (scripts decide, never the library)."""
+    import jax
+
+    if DEVICES[device] is not None:
+        jax.config.update("jax_platforms", DEVICES[device])
+    try:
+        jax.devices()
+    except Exception:  # RuntimeError, or an AssertionError when no plugin for the platform is installed
+        print(f"error: --device {device}: JAX has no such backend on this machine", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
+    p.add_argument("--device", choices=sorted(DEVICES), default="auto", help="JAX platform (default: auto)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: benchmarks/results, or benchmarks/results/quick with --quick)")
+    return p
+
+
+def out_dir(args) -> Path:
+    return args.out if args.out is not None else (RESULTS / "quick" if args.quick else RESULTS)
+
+
+def environment() -> dict:
+    """Device, library versions and machine, recorded beside every result."""
+    import jax
+    import numpy as np
+
+    versions = {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__}
+    for name in ("jaxlib", "flax", "optax", "torch"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    device = jax.devices()[0]
+    return {"device": f"{device.platform}: {device.device_kind}", "backend": jax.default_backend(),
+            "versions": versions, "nproc": os.cpu_count(), "cpu_model": cpu,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "note": "shared machine: final runs hold flock /tmp/jaxrnn-cpu.lock, other sessions may still run light work"}
+
+
+def compile_timed(fn, *args):
+    """``(compiled, trace_and_lower_s, compile_s)`` for ``jax.jit(fn)`` at ``args``."""
+    import jax
+
+    t0 = time.perf_counter()
+    lowered = jax.jit(fn).lower(*args)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    return compiled, t1 - t0, time.perf_counter() - t1
+
+
+def block(out):
+    """Wait for JAX arrays (and torch CUDA work) in ``out``."""
+    import jax
+
+    jax.block_until_ready(out)
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        sys.modules["torch"].cuda.synchronize()
+    return out
+
+
+def median_time(call, *, min_repeats: int = 5, min_seconds: float = 1.0, max_repeats: int = 200,
+                warmup: int = 1) -> dict:
+    """Median seconds per ``call()`` after ``warmup`` calls: at least ``min_repeats`` calls and ``min_seconds``."""
+    for _ in range(warmup):
+        block(call())
+    times, start = [], time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < min_seconds and len(times) < max_repeats):
+        t0 = time.perf_counter()
+        block(call())
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": len(times)}
+
+
+def write_json(folder: Path, name: str, config, results: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    payload = {"benchmark": name, "environment": environment(), "config": dataclasses.asdict(config), **results}
+    tmp = path.with_suffix(".json.tmp")  # write then rename: a crash never leaves a half-written good result
+    tmp.write_text(json.dumps(payload, indent=1, default=float))
+    tmp.replace(path)
+    return path
+
+
+def max_abs_diff(a, b) -> float:
+    import jax
+    import numpy as np
+
+    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def check_close(name: str, a, b, tol: float) -> float:
+    """Relative max difference of two pytrees; raise if above ``tol`` (implementations must agree before timing)."""
+    import jax
+    import numpy as np
+
+    scale = max(float(np.max(np.abs(np.asarray(x, np.float64)))) for x in jax.tree.leaves(a))
+    err = max_abs_diff(a, b) / max(scale, 1e-30)
+    if not err <= tol:
+        raise AssertionError(f"{name}: implementations disagree, relative difference {err:.2e} > {tol:.0e}")
+    return err
+
+
+def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 1.0, max_rounds: int = 100,
+                      warmup: int = 1) -> dict:
+    """``median_time`` for several callables timed in turn, round after round, so that a change in the
+    machine's load (it is shared) touches all of them alike and their ratios stay fair."""
+    for call in calls.values():
+        for _ in range(warmup):
+            block(call())
+    times = {name: [] for name in calls}
+    start, rounds = time.perf_counter(), 0
+    while rounds < min_rounds or (time.perf_counter() - start < min_seconds * len(calls) and rounds < max_rounds):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            block(call())
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "repeats": len(t)} for name, t in times.items()}

@@ -1,0 +1,138 @@
+"""min-char-rnn training iterations per second: the NumPy reference versus jaxrnn.
+
+Command: ``python benchmarks/minchar.py [--quick] [--device cpu|gpu|auto]``
+The text is this repository's own ``jaxrnn/*.py`` source (no download); hidden 100, sequence 25, clipped Adagrad.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import common
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    hidden: int = 100
+    seq_length: int = 25
+    learning_rate: float = 0.1
+    numpy_iterations: int = 300
+    updates_per_call: tuple = (100, 1000)
+    min_seconds: float = 2.0
+
+
+CHECKED = 5  # updates whose losses must agree with the reference before timing
+
+PRESETS = {"full": Config(), "quick": Config(hidden=8, seq_length=5, numpy_iterations=5, updates_per_call=(4,),
+                                              min_seconds=0.01)}
+
+
+def corpus() -> str:
+    return "".join(p.read_text() for p in sorted((Path(__file__).resolve().parents[1] / "jaxrnn").glob("*.py")))
+
+
+def main(config: Config) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxrnn
+    from jaxrnn import reference
+    from jaxrnn.fast import fast_sequence_loss, make_fast_train_loop, make_fast_train_step
+
+    text = corpus()
+    chars = sorted(set(text))
+    V, H, T = len(chars), config.hidden, config.seq_length
+    ids = np.array([chars.index(c) for c in text], np.int32)
+    n_chunks = (len(ids) - 1) // T
+    xs_all = ids[:n_chunks * T].reshape(n_chunks, T)
+    ys_all = ids[1:n_chunks * T + 1].reshape(n_chunks, T)
+    params0 = jaxrnn.init_rnn(jax.random.PRNGKey(0), V, H, V, init="lecture")
+    optimizer = jaxrnn.lecture_optimizer(config.learning_rate)
+
+    # NumPy reference: min-char-rnn's loop, float64
+    def numpy_run(n):
+        params = [np.array(p, np.float64) for p in params0]
+        mem = [np.zeros_like(p) for p in params]
+        h = np.zeros(H)
+        losses = []
+        for i in range(n):
+            loss, *grads, h = reference.rnn_loss_fun(xs_all[i % n_chunks], ys_all[i % n_chunks], h, params)
+            reference.adagrad_update(params, grads, mem, config.learning_rate)
+            losses.append(loss)
+        return params, losses
+
+    numpy_times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np_params, np_losses = numpy_run(config.numpy_iterations)
+        numpy_times.append(time.perf_counter() - t0)
+    numpy_its = config.numpy_iterations / float(np.median(numpy_times))
+    rows = [dict(impl="numpy reference", iterations_per_s=numpy_its, ratio_vs_numpy=1.0, compile_s=0.0)]
+    print(f"numpy: {numpy_its:.0f} it/s", flush=True)
+
+    n = config.numpy_iterations
+    carry0 = jnp.zeros(H)
+    for name, loss_fn in [("jaxrnn make_train_step (plain)", None), ("jaxrnn fast, 1 update/call", "fast")]:
+        if loss_fn is None:
+            train_step = jaxrnn.make_train_step(optimizer)
+        else:
+            train_step = make_fast_train_step(optimizer)
+        opt0 = optimizer.init(params0)
+        xs, ys = list(jnp.asarray(xs_all)), list(jnp.asarray(ys_all))  # one device array per chunk
+        t0 = time.perf_counter()
+        common.block(train_step(params0, opt0, carry0, xs[0], ys[0]))
+        compile_s = time.perf_counter() - t0
+
+        def run(n):
+            params, opt_state, carry, losses = params0, opt0, carry0, []
+            for i in range(n):
+                params, opt_state, carry, loss = train_step(params, opt_state, carry, xs[i % n_chunks],
+                                                            ys[i % n_chunks])
+                losses.append(loss)
+            return losses
+
+        # agreement with the float64 reference: the losses of the first updates (later, float32 and float64
+        # runs drift apart: Adagrad's first steps are about lr * sign(g), and tiny gradients' signs differ)
+        err = common.check_close(f"minchar {name}", np.array(np_losses[:CHECKED]),
+                                  np.array(common.block(run(CHECKED))), 1e-4)
+        timing = common.median_time(lambda: run(n), min_repeats=3, min_seconds=config.min_seconds, warmup=0)
+        its = n / timing["median_s"]
+        rows.append(dict(impl=name, iterations_per_s=its, ratio_vs_numpy=its / numpy_its, compile_s=compile_s,
+                         rel_diff_vs_numpy=err, **timing))
+        print(f"{name}: {its:.0f} it/s ({its / numpy_its:.1f}x numpy), compile {compile_s:.2f}s", flush=True)
+
+    for per_call in config.updates_per_call:
+        for name, loss_fn in [("plain", jaxrnn.sequence_loss), ("fast", fast_sequence_loss)]:
+            train_loop = make_fast_train_loop(optimizer, loss_fn=loss_fn)
+            reps = -(-per_call // n_chunks)
+            xs = jnp.asarray(np.tile(xs_all, (reps, 1))[:per_call])
+            ys = jnp.asarray(np.tile(ys_all, (reps, 1))[:per_call])
+            opt0 = optimizer.init(params0)
+            compiled, lower_s, compile_s = common.compile_timed(train_loop, params0, opt0, carry0, xs, ys)
+            losses = compiled(params0, opt0, carry0, xs, ys)[3]
+            k = min(CHECKED, per_call)
+            err = common.check_close(f"minchar loop {name}", np.array(np_losses[:k]), np.asarray(losses[:k]), 1e-4)
+            timing = common.median_time(lambda: compiled(params0, opt0, carry0, xs, ys), min_repeats=3,
+                                        min_seconds=config.min_seconds)
+            its = per_call / timing["median_s"]
+            label = f"jaxrnn {name}, {per_call} updates/call (scan)"
+            rows.append(dict(impl=label, iterations_per_s=its, ratio_vs_numpy=its / numpy_its,
+                             compile_s=lower_s + compile_s, rel_diff_vs_numpy=err, **timing))
+            print(f"{label}: {its:.0f} it/s ({its / numpy_its:.1f}x numpy), compile {lower_s + compile_s:.2f}s",
+                  flush=True)
+    return {"vocab": V, "rows": rows}
+
+
+def run(args) -> dict:
+    config = PRESETS["quick" if args.quick else "full"]
+    results = main(config)
+    common.write_json(common.out_dir(args), "minchar", config, results)
+    return results
+
+
+if __name__ == "__main__":
+    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    common.select_device(args.device)
+    run(args)

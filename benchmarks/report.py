@@ -1,0 +1,87 @@
+"""Print the markdown tables of ``benchmarks/README.md`` from the JSON files in a results folder.
+
+Command: ``python benchmarks/report.py [results folder]``
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import common
+
+
+def load(folder: Path, name: str):
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def header(result) -> str:
+    env = result["environment"]
+    v = env["versions"]
+    return (f"`{env['command']}` on {env['device']}, {env['nproc']} x {env['cpu_model']}, {env['date']}; "
+            f"jax {v['jax']}, flax {v['flax']}, optax {v['optax']}, numpy {v['numpy']}, torch {v['torch']}")
+
+
+def scan_vs_loop(r) -> str:
+    lines = [header(r), "", "| cell | B | T | method | trace+compile s | fwd+bwd ms |", "|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        if "T" not in row:
+            lines.append(f"| {row['cell']} | {row['batch']} | | {row['method']} | {row['stopped']} | |")
+            continue
+        comp = "-" if row["method"] == "loop_eager" else f"{row['lower_s'] + row['compile_s']:.2f}"
+        lines.append(f"| {row['cell']} | {row['batch']} | {row['T']} | {row['method']} | {comp} | "
+                     f"{row['median_s'] * 1e3:.3f} |")
+    return "\n".join(lines)
+
+
+def minchar(r) -> str:
+    lines = [header(r), "", "| implementation | iterations/s | x NumPy | compile s |", "|---|---|---|---|"]
+    lines += [f"| {row['impl']} | {row['iterations_per_s']:.0f} | {row['ratio_vs_numpy']:.2f} | {row['compile_s']:.2f} |"
+              for row in r["rows"]]
+    return "\n".join(lines)
+
+
+def lstm_peers(r) -> str:
+    lines = [header(r), "", f"float32 matmul peak measured in the same run: {r['matmul_peak_gflops']:.1f} GFLOP/s", "",
+             "| B, T, H | implementation | tokens/s | GFLOP/s | of peak | speed-up over plain jaxrnn | over Flax linen | over PyTorch | compile s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        sp = row["speedup_vs"]
+        ratio = lambda key: next((f"{v:.2f}" for k, v in sp.items() if k.startswith(key)), "1.00" if row["impl"].startswith(key) else "-")
+        lines.append(f"| {row['B']}, {row['T']}, {row['H']} | {row['impl']} | {row['tokens_per_s']:.0f} | "
+                     f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | {ratio('jaxrnn make_train_step')} | "
+                     f"{ratio('flax linen')} | {ratio('pytorch')} | {row['compile_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def memory(r) -> str:
+    lines = [header(r), "", "| T | full BPTT MiB | remat per step MiB | segments of sqrt(T) MiB | truncated (100) MiB |",
+             "|---|---|---|---|---|"]
+    by_T = {}
+    for row in r["rows"]:
+        by_T.setdefault(row["T"], {})[row["method"]] = row["peak_bytes"] / 2 ** 20
+    for T, m in sorted(by_T.items()):
+        lines.append(f"| {T} | {m['full']:.1f} | {m['remat']:.1f} | {m['segmented']:.1f} | {m['truncated']:.1f} |")
+    lines += ["", "Longest T within the budget: " + ", ".join(
+        f"{k} {'> search limit' if v < 0 else v}" for k, v in r["longest_T_within_budget"].items())]
+    return "\n".join(lines)
+
+
+def sampling(r) -> str:
+    lines = [header(r), "", "| implementation | streams | chars/s | x NumPy |", "|---|---|---|---|"]
+    lines += [f"| {row['impl']} | {row['streams']} | {row['chars_per_s']:.0f} | {row['ratio_vs_numpy']:.1f} |"
+              for row in r["rows"]]
+    return "\n".join(lines)
+
+
+def main(folder: Path) -> None:
+    for name, table in [("scan_vs_loop", scan_vs_loop), ("minchar", minchar), ("lstm_peers", lstm_peers),
+                        ("memory", memory), ("sampling", sampling)]:
+        result = load(folder, name)
+        if result is not None:
+            print(f"### {name}\n\n{table(result)}\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else common.RESULTS)

@@ -1,0 +1,35 @@
+"""Run the benchmark suite: each benchmark writes ``<name>.json`` (and a PNG where useful) to the results folder.
+
+Command: ``python benchmarks/run_all.py [--quick] [--device cpu|gpu|auto] [--only NAME ...]``
+Heavy runs on a shared machine: ``flock /tmp/jaxrnn-cpu.lock python benchmarks/run_all.py``.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "memory", "sampling")
+
+
+def main(argv=None) -> int:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS), metavar="NAME",
+                   help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    args = p.parse_args(argv)
+    common.select_device(args.device)
+    print(common.environment(), flush=True)
+    for name in args.only:
+        t0 = time.perf_counter()
+        print(f"== {name}", flush=True)
+        importlib.import_module(name).run(args)
+        print(f"== {name}: {time.perf_counter() - t0:.1f} s -> {common.out_dir(args)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

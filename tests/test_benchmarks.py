@@ -1,0 +1,78 @@
+"""Smoke tests of the benchmark suite's --quick mode (no timing is asserted), and the peers' agreement."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxrnn
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import lstm_peers  # noqa: E402
+
+
+def _run_all(tmp_path, *only):
+    cmd = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--device", "cpu", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd + (["--only", *only] if only else []), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_smoke_quick_suite_sampling_and_minchar(tmp_path):
+    _run_all(tmp_path, "sampling", "minchar")
+    for name in ("sampling", "minchar"):
+        result = json.loads((tmp_path / f"{name}.json").read_text())
+        assert result["environment"]["backend"] == "cpu"
+        assert result["environment"]["versions"]["jax"] == jax.__version__
+        assert all(row["median_s"] > 0 for row in result["rows"][1:])
+    assert json.loads((tmp_path / "sampling.json").read_text())["greedy_agreement"] >= 0.99
+
+
+@pytest.mark.slow
+def test_smoke_quick_suite_all(tmp_path):
+    _run_all(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} >= {"scan_vs_loop.json", "scan_vs_loop.png", "minchar.json",
+                                                     "lstm_peers.json", "memory.json", "memory.png", "sampling.json"}
+
+
+def test_bad_device_exits_2_with_one_line(tmp_path):
+    cmd = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--device", "gpu", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("this machine has a GPU")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--device gpu" in proc.stderr
+
+
+def _tiny_problem(B=2, T=5, H=3, E=4, V=7):
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    p = lstm_peers.EmbeddedLSTMParams(jax.random.normal(k[1], (E, V)), *jaxrnn.init_lstm(k[0], E, H, V))
+    xs, ys = (jax.random.randint(kk, (T, B), 0, V) for kk in k[2:])
+    carry = jaxrnn.LSTMCarry(jnp.zeros((B, H)), jnp.zeros((B, H)))
+    return p, carry, xs, ys, (V, E, H)
+
+
+def test_peers_compute_the_same_loss_as_jaxrnn():
+    """The weight mapping into Flax (gates i, f, g, o in separate kernels) and PyTorch (i, f, g, o, two biases)
+    reproduces jaxrnn's loss; this is what lets the benchmark compare their speed at all."""
+    p, carry, xs, ys, (V, E, H) = _tiny_problem()
+    optimizer = optax.adam(1e-3)
+    steps = lstm_peers.jaxrnn_impls(None, optimizer)
+    losses = {name: float(step(p, optimizer.init(p), carry, xs, ys)[3]) for name, step in steps.items()}
+    variables, _, loss_fn = lstm_peers.flax_linen_impl(p, V, E, H, optimizer)
+    losses["linen"] = float(loss_fn(variables, xs, ys))
+    expected = losses["jaxrnn make_train_step (plain)"]
+    assert expected > 1.0  # cross-entropy near log(7) at random weights, not a degenerate zero
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        _, loss_of, to_ids = lstm_peers.torch_impl(p, V, E, H, 1e-3, "cpu")
+        losses["torch"] = loss_of(to_ids(xs), to_ids(ys)).item()
+    np.testing.assert_allclose(list(losses.values()), expected, rtol=1e-5)

@@ -1,0 +1,147 @@
+"""The fast path (hoisted projection, one readout, manual-BPTT custom VJP) equals the plain step's loss."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxrnn
+from jaxrnn import reference
+from jaxrnn.fast import (fast_sequence_loss, make_fast_train_loop, make_fast_train_step, recurrence,
+                         segmented_sequence_loss)
+
+V, H, T = 11, 6, 8
+
+
+def _problem(kind, batch, dtype, ids=True, seed=0):
+    """Weights large enough to saturate the gates, a non-zero initial state, ids or float inputs."""
+    k = jax.random.split(jax.random.PRNGKey(seed), 5)
+    init = jaxrnn.init_rnn if kind == "rnn" else jaxrnn.init_lstm
+    D = V if ids else 4
+    params = init(k[0], D, H, V, dtype=dtype)
+    params = jax.tree.map(lambda a, kk: a + 0.5 * jax.random.normal(kk, a.shape, dtype), params,
+                          type(params)(*jax.random.split(k[1], 5)))
+    carry = jax.tree.map(lambda a: a + 0.3, jaxrnn.initial_carry(params, batch))
+    xs = (jax.random.randint(k[2], (T, *batch), 0, V) if ids
+          else jax.random.normal(k[2], (T, *batch, D), dtype))
+    ys = jax.random.randint(k[3], (T, *batch), 0, V)
+    return params, carry, xs, ys
+
+
+def _value_and_grads(loss_fn, params, carry, xs, ys, **kw):
+    """Loss, carry_T and gradients with respect to params and the initial carry, with a cotangent on carry_T
+    too (as the next chunk would send), so every output of the custom VJP is exercised."""
+    def f(p, c):
+        loss, carry_T = loss_fn(p, c, xs, ys, **kw)
+        return loss + 0.7 * sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(carry_T)), (loss, carry_T)
+    (_, aux), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, carry)
+    return aux, grads
+
+
+def _max_rel(a, b):
+    return max(float(reference.relative_error(x, y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("kind, batch, ids, reduction", [
+    ("rnn", (), True, "sum"), ("rnn", (3,), False, "mean"), ("lstm", (), False, "sum"), ("lstm", (3,), True, "mean"),
+    ("lstm", (2, 3), True, "sum")])
+def test_fast_loss_equals_plain_float64(x64, kind, batch, ids, reduction):
+    params, carry, xs, ys = _problem(kind, batch, jnp.float64, ids)
+    plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, reduction=reduction)
+    fast = _value_and_grads(fast_sequence_loss, params, carry, xs, ys, reduction=reduction)
+    assert fast[1][0].Whh.dtype == jnp.float64
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(plain[1])) > 1e-2  # non-trivial gradients
+    # identical maths in a different order: agreement to float64 rounding, up to tiny entries near zero
+    np.testing.assert_allclose(fast[0][0], plain[0][0], rtol=1e-13)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_fast_loss_equals_plain_float32(kind):
+    params, carry, xs, ys = _problem(kind, (4,), jnp.float32, seed=1)
+    plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys)
+    fast = _value_and_grads(fast_sequence_loss, params, carry, xs, ys)
+    assert fast[1][0].Whh.dtype == jnp.float32
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_fast_gradients_equal_manual_bptt_reference(x64, kind):
+    """The fast path's weight gradients against the independent NumPy reference, unbatched ids."""
+    params, carry, xs, ys = _problem(kind, (), jnp.float64, seed=2)
+    (loss, _), grads = jax.value_and_grad(fast_sequence_loss, has_aux=True)(params, carry, xs, ys)
+    np_params = [np.asarray(p) for p in params]
+    if kind == "rnn":
+        loss_ref, *grads_ref, _ = reference.rnn_loss_fun(np.asarray(xs), np.asarray(ys), np.asarray(carry), np_params)
+    else:
+        loss_ref, *grads_ref, _, _ = reference.lstm_loss_fun(np.asarray(xs), np.asarray(ys), np.asarray(carry.h),
+                                                           np.asarray(carry.c), np_params)
+    assert reference.relative_error(loss, loss_ref) <= 1e-13
+    for name, g, g_ref in zip(reference.PARAM_NAMES, grads, grads_ref):
+        assert np.abs(g_ref).max() > 1e-3, name
+        assert reference.relative_error(g, g_ref).max() <= 1e-9, name
+
+
+def test_recurrence_matches_scan_of_lstm_step(x64):
+    """The custom-VJP recurrence alone equals unrolling lstm_step over the same projections."""
+    params, carry, xs, _ = _problem("lstm", (2,), jnp.float64, ids=False)
+    zxs = xs @ params.Wxh.T
+    identity = params._replace(Wxh=jnp.eye(4 * H, dtype=jnp.float64))
+    out_fast = recurrence(params.Whh, params.bh, carry, zxs)
+    out_plain = jaxrnn.unroll(jaxrnn.lstm_step, identity, carry, zxs)
+    assert _max_rel(out_fast, out_plain) <= 1e-13
+
+
+def test_fast_train_step_equals_plain_and_does_not_retrace(x64):
+    params, carry, xs, ys = _problem("rnn", (), jnp.float64)
+    optimizer = jaxrnn.lecture_optimizer(0.1)
+    opt_state = optimizer.init(params)
+    plain = jaxrnn.make_train_step(optimizer)(params, opt_state, carry, xs, ys)
+    traces = []
+
+    def counting_loss(p, c, x, y, mask=None):
+        traces.append(1)
+        return fast_sequence_loss(p, c, x, y, mask=mask)
+
+    fast_step = make_fast_train_step(optimizer, loss_fn=counting_loss)
+    fast = fast_step(params, opt_state, carry, xs, ys)
+    fast_step(fast[0], fast[1], fast[2], xs, ys)  # second call: no new trace
+    assert len(traces) == 1
+    assert _max_rel(fast, plain) <= 1e-10
+
+
+def test_train_loop_equals_repeated_steps(x64):
+    params, carry, _, _ = _problem("lstm", (2,), jnp.float64)
+    chunks = jax.random.randint(jax.random.PRNGKey(5), (3, T + 1, 2), 0, V)
+    xs, ys = chunks[:, :-1], chunks[:, 1:]
+    optimizer = optax.adam(1e-2)
+    step = make_fast_train_step(optimizer)
+    state = (params, optimizer.init(params), carry)
+    losses = []
+    for n in range(3):
+        *state, loss = step(*state, xs[n], ys[n])
+        losses.append(loss)
+    out = make_fast_train_loop(optimizer)(params, optimizer.init(params), carry, xs, ys)
+    assert _max_rel(out[0], state[0]) <= 1e-12
+    np.testing.assert_allclose(out[3], losses, rtol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_segmented_loss_equals_plain(x64, reduction):
+    params, carry, xs, ys = _problem("lstm", (3,), jnp.float64)
+    plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, reduction=reduction)
+    seg = _value_and_grads(segmented_sequence_loss, params, carry, xs, ys, segment_length=4, reduction=reduction)
+    for a, b in zip(jax.tree.leaves(seg), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_bad_inputs_give_clear_errors():
+    params, carry, xs, ys = _problem("lstm", (3,), jnp.float32)
+    with pytest.raises(TypeError, match="does not match"):
+        fast_sequence_loss(params, carry.h, xs, ys)
+    with pytest.raises(ValueError, match="carry has shape"):
+        fast_sequence_loss(params, jaxrnn.initial_carry(params, (2,)), xs, ys)
+    with pytest.raises(ValueError, match="segment_length"):
+        segmented_sequence_loss(params, carry, xs, ys, segment_length=3)
