@@ -32,6 +32,20 @@ def corpus() -> str:
     return "".join(p.read_text() for p in sorted((Path(__file__).resolve().parents[1] / "jaxrnn").glob("*.py")))
 
 
+def _check_against_reference(name, np_losses, losses):
+    """float32 JAX against the float64 reference: the first loss (no update yet) to 1e-5, the next ones to 5e-3.
+
+    Later losses of a float32 and a float64 run drift apart however correct both are: Adagrad's first steps move
+    each parameter by about lr * sign(g), and the signs of tiny gradients differ between precisions (see the
+    README on min-char-rnn's chaos; the float64 step-by-step agreement is pinned by tests/test_core_training.py).
+    """
+    import numpy as np
+
+    losses = np.asarray([float(l) for l in losses])
+    common.check_close(name + " (first loss)", np.array(np_losses[:1]), losses[:1], 1e-5)
+    return common.check_close(name, np.array(np_losses[:len(losses)]), losses, 5e-3)
+
+
 def main(config: Config) -> dict:
     import jax
     import jax.numpy as jnp
@@ -93,10 +107,7 @@ def main(config: Config) -> dict:
                 losses.append(loss)
             return losses
 
-        # agreement with the float64 reference: the losses of the first updates (later, float32 and float64
-        # runs drift apart: Adagrad's first steps are about lr * sign(g), and tiny gradients' signs differ)
-        err = common.check_close(f"minchar {name}", np.array(np_losses[:CHECKED]),
-                                  np.array(common.block(run(CHECKED))), 1e-4)
+        err = _check_against_reference(f"minchar {name}", np_losses, common.block(run(CHECKED)))
         timing = common.median_time(lambda: run(n), min_repeats=3, min_seconds=config.min_seconds, warmup=0)
         its = n / timing["median_s"]
         rows.append(dict(impl=name, iterations_per_s=its, ratio_vs_numpy=its / numpy_its, compile_s=compile_s,
@@ -112,8 +123,7 @@ def main(config: Config) -> dict:
             opt0 = optimizer.init(params0)
             compiled, lower_s, compile_s = common.compile_timed(train_loop, params0, opt0, carry0, xs, ys)
             losses = compiled(params0, opt0, carry0, xs, ys)[3]
-            k = min(CHECKED, per_call)
-            err = common.check_close(f"minchar loop {name}", np.array(np_losses[:k]), np.asarray(losses[:k]), 1e-4)
+            err = _check_against_reference(f"minchar loop {name}", np_losses, losses[:CHECKED])
             timing = common.median_time(lambda: compiled(params0, opt0, carry0, xs, ys), min_repeats=3,
                                         min_seconds=config.min_seconds)
             its = per_call / timing["median_s"]
