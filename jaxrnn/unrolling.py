@@ -15,6 +15,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 METHODS = ("scan", "loop")
 PADDINGS = ("right", "left")
@@ -95,12 +96,14 @@ def length_mask(lengths, T: int, *, padding: str = "right"):
     (left padding)."""
     if padding not in PADDINGS:
         raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+    if not isinstance(lengths, jax.core.Tracer):  # known values (also when closed over under jit): check them
+        known = np.asarray(lengths)
+        if known.size and np.issubdtype(known.dtype, np.integer) and (known.min() < 0 or known.max() > T):
+            raise ValueError(f"lengths must lie in 0..{T} (the number of time steps), got {int(known.min())}.."
+                             f"{int(known.max())}")
     lengths = jnp.asarray(lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
-    if not isinstance(lengths, jax.core.Tracer) and lengths.size and (lengths.min() < 0 or lengths.max() > T):
-        raise ValueError(f"lengths must lie in 0..{T} (the number of time steps), got {int(lengths.min())}.."
-                         f"{int(lengths.max())}")
     t = jnp.arange(T).reshape((T,) + (1,) * lengths.ndim)
     return t < lengths if padding == "right" else t >= T - lengths
 

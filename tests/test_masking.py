@@ -138,3 +138,11 @@ def test_bad_masks_fail_with_one_clear_line():
         unroll(cells.rnn_step, params, carry, xs, mask=jnp.ones((5, 5), bool))
     with pytest.raises(ValueError, match="padding"):
         unroll(cells.rnn_step, params, carry, xs, lengths=jnp.ones(5, int), padding="middle")
+
+
+def test_length_mask_accepts_known_lengths_closed_over_under_jit():
+    lengths = np.array([0, 2, 4])
+    mask = jax.jit(lambda: length_mask(lengths, 4))()
+    np.testing.assert_array_equal(mask, np.arange(4)[:, None] < lengths)
+    with pytest.raises(ValueError, match=r"lengths must lie in 0\.\.4"):
+        jax.jit(lambda: length_mask(np.array([5]), 4))()
