@@ -75,9 +75,16 @@ def sampling(r) -> str:
     return "\n".join(lines)
 
 
+def data_parallel(r) -> str:
+    lines = [header(r), "", "| devices | tokens/s | x 1 device | first loss |", "|---|---|---|---|"]
+    lines += [f"| {row['devices']} | {row['tokens_per_s']:.0f} | {row['ratio_vs_1_device']:.2f} | "
+              f"{row['first_loss']:.6f} |" for row in r["rows"]]
+    return "\n".join(lines)
+
+
 def main(folder: Path) -> None:
     for name, table in [("scan_vs_loop", scan_vs_loop), ("minchar", minchar), ("lstm_peers", lstm_peers),
-                        ("memory", memory), ("sampling", sampling)]:
+                        ("memory", memory), ("sampling", sampling), ("data_parallel", data_parallel)]:
         result = load(folder, name)
         if result is not None:
             print(f"### {name}\n\n{table(result)}\n")
