@@ -147,3 +147,22 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
             times[name].append(time.perf_counter() - t0)
         rounds += 1
     return {name: {"median_s": statistics.median(t), "min_s": min(t), "repeats": len(t)} for name, t in times.items()}
+
+
+def run_benchmark(args, name: str, presets: dict, main, *, plot=None, pass_device: bool = False) -> dict:
+    """What every script's ``run(args)`` does: run the ``quick`` or ``full`` preset, write ``NAME.json`` (and
+    ``NAME.png`` when there is a ``plot(results, path)``) to the results folder, return the results."""
+    config = presets["quick" if args.quick else "full"]
+    results = main(config, args.device) if pass_device else main(config)
+    folder = out_dir(args)
+    write_json(folder, name, config, results)
+    if plot is not None:
+        plot(results, folder / f"{name}.png")
+    return results
+
+
+def script_main(doc: str, run) -> None:
+    """A benchmark script's command line: parse the shared flags, pick the device, ``run(args)``."""
+    args = parser(doc.splitlines()[0]).parse_args()
+    select_device(args.device)
+    run(args)

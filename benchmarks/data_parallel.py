@@ -81,10 +81,7 @@ def main(config: Config, device: str) -> dict:
 
 
 def run(args) -> dict:
-    config = PRESETS["quick" if args.quick else "full"]
-    results = main(config, args.device)
-    common.write_json(common.out_dir(args), "data_parallel", config, results)
-    return results
+    return common.run_benchmark(args, "data_parallel", PRESETS, main, pass_device=True)
 
 
 if __name__ == "__main__":

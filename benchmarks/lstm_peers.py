@@ -270,13 +270,8 @@ def main(config: Config, device: str = "auto") -> dict:
 
 
 def run(args) -> dict:
-    config = PRESETS["quick" if args.quick else "full"]
-    results = main(config, args.device)
-    common.write_json(common.out_dir(args), "lstm_peers", config, results)
-    return results
+    return common.run_benchmark(args, "lstm_peers", PRESETS, main, pass_device=True)
 
 
 if __name__ == "__main__":
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
-    common.select_device(args.device)
-    run(args)
+    common.script_main(__doc__, run)

@@ -101,15 +101,8 @@ def plot(results: dict, path) -> None:
 
 
 def run(args) -> dict:
-    config = PRESETS["quick" if args.quick else "full"]
-    results = main(config)
-    folder = common.out_dir(args)
-    common.write_json(folder, "memory", config, results)
-    plot(results, folder / "memory.png")
-    return results
+    return common.run_benchmark(args, "memory", PRESETS, main, plot=plot)
 
 
 if __name__ == "__main__":
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
-    common.select_device(args.device)
-    run(args)
+    common.script_main(__doc__, run)

@@ -63,13 +63,8 @@ def main(config: Config) -> dict:
 
 
 def run(args) -> dict:
-    config = PRESETS["quick" if args.quick else "full"]
-    results = main(config)
-    common.write_json(common.out_dir(args), "sampling", config, results)
-    return results
+    return common.run_benchmark(args, "sampling", PRESETS, main)
 
 
 if __name__ == "__main__":
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
-    common.select_device(args.device)
-    run(args)
+    common.script_main(__doc__, run)
