@@ -235,11 +235,22 @@ def lstm_cell(params: LSTMParams, carry: LSTMCarry, zx: Array) -> tuple[LSTMCarr
     """The LSTM update given the input projection ``zx = Wxh x (..., 4H)``; see the module docstring."""
     h_prev, c_prev = carry
     z = zx + h_prev @ params.Whh.T + params.bh
-    z_i, z_f, z_o, z_g = jnp.split(z, 4, axis=-1)  # LSTM_GATE_ORDER
-    i, f, o, g = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_o), jnp.tanh(z_g)
-    c = f * c_prev + i * g  # the cell path: gradients flow back through c multiplied only by f
-    h = o * jnp.tanh(c)
+    c, h = lstm_memory(c_prev, lstm_gates(z))
     return LSTMCarry(h, c), h
+
+
+def lstm_gates(z: Array) -> tuple[Array, Array, Array, Array]:
+    """The gates ``(i, f, o, g)``, each ``(..., H)``, from the pre-activations ``z (..., 4H)`` stacked in
+    ``LSTM_GATE_ORDER``: ``sigmoid`` for ``i, f, o``, ``tanh`` for the candidate ``g``."""
+    z_i, z_f, z_o, z_g = jnp.split(z, 4, axis=-1)
+    return jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_o), jnp.tanh(z_g)
+
+
+def lstm_memory(c_prev: Array, gates: tuple[Array, Array, Array, Array]) -> tuple[Array, Array]:
+    """The cell path: ``(c_t, h_t)`` from ``c_prev (..., H)`` and the gates ``(i, f, o, g)`` of ``lstm_gates``."""
+    i, f, o, g = gates
+    c = f * c_prev + i * g  # gradients flow back through c multiplied only by f
+    return c, o * jnp.tanh(c)
 
 
 def lstm_step(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:

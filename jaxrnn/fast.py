@@ -14,8 +14,16 @@ to ``sequence_loss`` over ``rnn_step``/``lstm_step`` in float64 and float32):
    ``dWhh = sum_t dz_t h_{t-1}^T`` and ``dbh = sum_t dz_t`` are then one matmul and one sum over all ``T * B``
    rows, instead of one small outer-product matmul per time step inside the loop.
 
-The gate maths is not restated: the pointwise part of a step is ``rnn_cell`` / ``lstm_cell`` called with an
-empty recurrent term (a zero-width ``Whh``), so ``jax.vjp`` of that call is the per-step backward.
+The forward maths is not restated: a step applies ``lstm_gates`` then ``lstm_memory`` (the two halves of
+``lstm_cell``), or ``rnn_cell`` with an empty recurrent term (a zero-width ``Whh``); the backward pass is
+``jax.vjp`` of ``lstm_memory`` followed by the activations' derivatives written from their outputs,
+``sigmoid' = s (1 - s)`` and ``tanh' = 1 - t^2``, as the reference writes them. The forward pass keeps the
+activations (not the pre-activations), so the backward pass evaluates no exponential.
+
+How the step is laid out for XLA:CPU (each measured; see benchmarks/README.md): the four gates are kept as
+separate arrays behind an ``optimization_barrier`` (fused, XLA re-evaluated the sigmoids in every consumer, and
+a fusion reading two slices of one buffer ran several times slower); ``dz`` is assembled by in-place updates
+rather than a concatenate; the recurrent matmul runs as ``Whh @ h^T``, which XLA:CPU computed faster.
 """
 from __future__ import annotations
 
@@ -25,39 +33,74 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrnn.cells import LSTMCarry, LSTMParams, RNNParams, input_projection, lstm_cell, readout, rnn_cell
+from jaxrnn.cells import (LSTMCarry, LSTMParams, RNNParams, input_projection, lstm_gates, lstm_memory, readout,
+                          rnn_cell)
 from jaxrnn.losses import REDUCTIONS, sequence_loss, softmax_cross_entropy
 
 
-def _pointwise(z, carry_prev):
-    """The cell's update from its full pre-activation ``z = Wxh x + Whh h_{t-1} + bh``: ``(carry_t, h_t)``.
+def _activate(z, carry_prev):
+    """The cell's nonlinearity applied to its full pre-activation ``z = Wxh x + Whh h_{t-1} + bh``.
 
-    ``rnn_cell`` / ``lstm_cell`` with a zero-width ``Whh`` and zero ``bh`` add nothing to ``z``; only the
-    previous cell state ``c`` (LSTM) enters.
+    LSTM: the gates ``lstm_gates(z) = (i, f, o, g)``. RNN: ``h_t = tanh(z)``, as ``rnn_cell`` with a zero-width
+    ``Whh`` and zero ``bh`` (which add nothing to ``z``) computes it.
     """
-    zero = jnp.zeros((), z.dtype)
-    no_recurrence = jnp.zeros((z.shape[-1], 0), z.dtype)
-    empty_h = jnp.zeros((*z.shape[:-1], 0), z.dtype)
     if isinstance(carry_prev, LSTMCarry):
-        params = LSTMParams(None, no_recurrence, None, zero, None)
-        return lstm_cell(params, LSTMCarry(empty_h, carry_prev.c), z)
-    h = rnn_cell(RNNParams(None, no_recurrence, None, zero, None), empty_h, z)
-    return h, h
+        return lstm_gates(z)
+    zero, empty_h = jnp.zeros((), z.dtype), jnp.zeros((*z.shape[:-1], 0), z.dtype)
+    return rnn_cell(RNNParams(None, jnp.zeros((z.shape[-1], 0), z.dtype), None, zero, None), empty_h, z)
+
+
+def _pre_activation_grad(a, da):
+    """``dz`` from the activations ``a`` and their cotangent ``da``, by the reference's manual BPTT:
+    ``sigmoid' = s (1 - s)`` for the LSTM's ``i, f, o``, ``tanh' = 1 - t^2`` for ``g`` and for the RNN's ``h``.
+    Returns ``(..., G)``, the LSTM's four blocks concatenated in ``LSTM_GATE_ORDER``."""
+    if isinstance(a, tuple):
+        (i, f, o, g), (di, df, do, dg) = a, da
+        H = i.shape[-1]
+        dz = jnp.zeros((*i.shape[:-1], 4 * H), i.dtype)
+        for k, block in enumerate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)]):
+            dz = jax.lax.dynamic_update_slice_in_dim(dz, block, k * H, axis=-1)  # in place: a concatenate was slower
+        return dz
+    return da * (1 - a * a)
+
+
+def _memory(carry_prev, a):
+    """``(carry_t, h_t)`` from the activations: ``lstm_memory`` (the cell path) for the LSTM; ``h_t = a`` for the RNN."""
+    if isinstance(carry_prev, LSTMCarry):
+        c, h = lstm_memory(carry_prev.c, a)
+        return LSTMCarry(h, c), h
+    return a, a
 
 
 def _hidden(carry):
     return carry.h if isinstance(carry, LSTMCarry) else carry
 
 
+def _recurrent_term(Whh, h):
+    """``h @ Whh.T (..., G)`` for ``h (..., H)``, computed in the lecture's orientation ``Whh @ h^T (G, B)`` and
+    transposed back inside the consumer: XLA:CPU's matmul was ~25% faster in that orientation at these shapes."""
+    h_rows = h.reshape(-1, h.shape[-1])
+    return jax.lax.optimization_barrier(Whh @ h_rows.T).T.reshape(*h.shape[:-1], Whh.shape[0])
+
+
 def _forward(Whh, bh, carry, zxs):
-    """Scan the recurrence, keeping each step's pre-activation ``z_t`` and incoming carry for the backward."""
+    """Scan the recurrence; keep each step's activations and carry for the backward pass."""
 
     def body(carry, zx):
-        z = zx + _hidden(carry) @ Whh.T + bh
-        new_carry, h = _pointwise(z, carry)
-        return new_carry, (h, z, carry)
+        z = zx + _recurrent_term(Whh, _hidden(carry)) + bh
+        # materialised once, each gate in a buffer of its own: left to itself XLA:CPU re-evaluates the sigmoids
+        # inside every consumer's fusion, and a fusion reading two slices of one buffer runs several times slower
+        # (benchmarks/README.md, "the fast path")
+        a = jax.lax.optimization_barrier(_activate(z, carry))
+        new_carry, h = _memory(carry, a)
+        return new_carry, (a, new_carry)
 
     return jax.lax.scan(body, carry, zxs)
+
+
+def _shift_in(first, stacked):
+    """``[first, stacked_0, ..., stacked_{T-2}]``: the carries entering each step, from those leaving them."""
+    return jax.tree.map(lambda f, s: jnp.concatenate([f[None], s[:-1]]), first, stacked)
 
 
 @jax.custom_vjp
@@ -67,29 +110,30 @@ def recurrence(Whh, bh, carry, zxs):
     Args: ``Whh (G, H)``, ``bh (G,)``, carry ``h (..., H)`` or ``LSTMCarry``, ``zxs (T, ..., G)`` (``Wxh x_t``).
     Returns: ``(carry_T, hs (T, ..., H))``. Differentiable in all four arguments by manual BPTT.
     """
-    carry_T, (hs, _, _) = _forward(Whh, bh, carry, zxs)
-    return carry_T, hs
+    carry_T, (_, carries) = _forward(Whh, bh, carry, zxs)
+    return carry_T, _hidden(carries)
 
 
 def _recurrence_fwd(Whh, bh, carry, zxs):
-    carry_T, (hs, zs, carries) = _forward(Whh, bh, carry, zxs)
-    return (carry_T, hs), (Whh, zs, carries)
+    carry_T, (activations, carries) = _forward(Whh, bh, carry, zxs)
+    return (carry_T, _hidden(carries)), (Whh, activations, _shift_in(carry, carries))
 
 
 def _recurrence_bwd(residuals, cotangents):
-    Whh, zs, carries = residuals
+    Whh, activations, carries_in = residuals
     d_carry_T, dhs = cotangents
 
     def body(d_carry, step):  # d_carry: gradient reaching carry_t from later steps (dhnext, dcnext)
-        z, carry_prev, dh = step
-        _, pullback = jax.vjp(_pointwise, z, carry_prev)
-        dz, d_carry_prev = pullback((d_carry, dh))
-        dh_prev = _hidden(d_carry_prev) + dz @ Whh  # the empty h of _pointwise gets no gradient; Whh^T dz does
+        a, carry_prev, dh = step
+        _, pullback = jax.vjp(_memory, carry_prev, a)
+        d_carry_prev, da = pullback((d_carry, dh))
+        dz = _pre_activation_grad(a, da)
+        dh_prev = _hidden(d_carry_prev) + dz @ Whh  # the RNN's h_{t-1} enters only through Whh h_{t-1}
         d_carry_prev = LSTMCarry(dh_prev, d_carry_prev.c) if isinstance(d_carry_prev, LSTMCarry) else dh_prev
         return d_carry_prev, dz
 
-    d_carry_0, dzs = jax.lax.scan(body, d_carry_T, (zs, carries, dhs), reverse=True)
-    h_prevs = _hidden(carries)
+    d_carry_0, dzs = jax.lax.scan(body, d_carry_T, (activations, carries_in, dhs), reverse=True)
+    h_prevs = _hidden(carries_in)
     G, H = Whh.shape
     dWhh = dzs.reshape(-1, G).T @ h_prevs.reshape(-1, H)  # all T * B outer products in one matmul
     dbh = dzs.reshape(-1, G).sum(axis=0)

@@ -10,8 +10,9 @@ Model, for layers ``l = 1..L`` of the same cell (``rnn_cell`` or ``lstm_cell``, 
     y_t = Why h^L_t + by          p_t = softmax(y_t)
 
 Each layer's input projection ``Wxh^l x^l_t`` is computed for all ``T`` steps at once before its time loop
-(one matmul or one lookup); the loop body only adds ``Whh^l h_{t-1}``. ``char_lm_step`` is the same model one
-character at a time with the core ``rnn_step``/``lstm_step``; a test pins the two equal.
+(one matmul or one lookup); the time loop is ``jaxrnn.fast.recurrence`` (the cell's own maths, differentiated
+by manual BPTT). ``char_lm_step`` is the same model one character at a time with the core
+``rnn_step``/``lstm_step``; a test pins the two equal.
 
 Truncated BPTT: ``TrainState.carry`` holds every stream's state; an update starts from it (zeroed only where
 ``reset`` says a stream wrapped around), runs one chunk, and keeps the final state for the next chunk. The
@@ -29,7 +30,8 @@ import numpy as np
 import optax
 
 from jaxrnn.cells import (LSTMCarry, LSTMParams, RNNParams, embed, init_lstm, init_rnn, input_projection,
-                          lstm_cell, lstm_step, readout, register_step, rnn_cell, rnn_step)
+                          lstm_step, readout, register_step, rnn_step)
+from jaxrnn.fast import recurrence
 from jaxrnn.losses import softmax_cross_entropy
 
 Array = jax.Array
@@ -120,14 +122,6 @@ def _layer_input(params: CharLMParams, ids: Array) -> Array:
     return ids if params.embedding is None else embed(params.embedding, ids)
 
 
-def _cell_fn(layer):
-    if isinstance(layer, LSTMParams):
-        return functools.partial(lstm_cell, layer)
-    if isinstance(layer, RNNParams):
-        return lambda h, zx: (lambda h_t: (h_t, h_t))(rnn_cell(layer, h, zx))
-    raise TypeError(f"unsupported layer parameters {type(layer).__name__}")
-
-
 def char_lm_hidden(params: CharLMParams, carry: tuple, xs: Array, *, key=None, dropout: float = 0.0):
     """Run every layer over the chunk: ``xs (T, B)`` ids -> top layer's ``hs (T, B, H)`` and the new carry.
 
@@ -141,7 +135,9 @@ def char_lm_hidden(params: CharLMParams, carry: tuple, xs: Array, *, key=None, d
             keep = jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - dropout, inputs.shape)
             inputs = jnp.where(keep, inputs / (1.0 - dropout), 0.0)
         zxs = input_projection(layer.Wxh, inputs)  # (T, B, G): hoisted out of the time loop
-        state, inputs = jax.lax.scan(_cell_fn(layer), state, zxs)
+        if not isinstance(layer, (LSTMParams, RNNParams)):
+            raise TypeError(f"unsupported layer parameters {type(layer).__name__}")
+        state, inputs = recurrence(layer.Whh, layer.bh, state, zxs)
         new_carry.append(state)
     return inputs, tuple(new_carry)
 
