@@ -55,6 +55,13 @@ def lstm_peers(r) -> str:
     return "\n".join(lines)
 
 
+def step_layout(r) -> str:
+    lines = [header(r), "", "| pattern | variant | us per step | speed-up over the first |", "|---|---|---|---|"]
+    lines += [f"| {row['case']} | {row['variant']} | {row['us_per_step']:.1f} | {row['speedup_vs_first']:.2f} |"
+              for row in r["rows"]]
+    return "\n".join(lines)
+
+
 def memory(r) -> str:
     lines = [header(r), "", "| T | full BPTT MiB | remat per step MiB | segments of sqrt(T) MiB | truncated (100) MiB |",
              "|---|---|---|---|---|"]
@@ -84,7 +91,8 @@ def data_parallel(r) -> str:
 
 def main(folder: Path) -> None:
     for name, table in [("scan_vs_loop", scan_vs_loop), ("minchar", minchar), ("lstm_peers", lstm_peers),
-                        ("memory", memory), ("sampling", sampling), ("data_parallel", data_parallel)]:
+                        ("step_layout", step_layout), ("memory", memory), ("sampling", sampling),
+                        ("data_parallel", data_parallel)]:
         result = load(folder, name)
         if result is not None:
             print(f"### {name}\n\n{table(result)}\n")

@@ -20,10 +20,10 @@ The forward maths is not restated: a step applies ``lstm_gates`` then ``lstm_mem
 ``sigmoid' = s (1 - s)`` and ``tanh' = 1 - t^2``, as the reference writes them. The forward pass keeps the
 activations (not the pre-activations), so the backward pass evaluates no exponential.
 
-How the step is laid out for XLA:CPU (each measured; see benchmarks/README.md): the four gates are kept as
-separate arrays behind an ``optimization_barrier`` (fused, XLA re-evaluated the sigmoids in every consumer, and
-a fusion reading two slices of one buffer ran several times slower); ``dz`` is assembled by in-place updates
-rather than a concatenate; the recurrent matmul runs as ``Whh @ h^T``, which XLA:CPU computed faster.
+How the step is laid out for XLA:CPU (each pattern timed by ``benchmarks/step_layout.py``): the gates are
+kept as four arrays, not slices of one ``(..., 4H)`` array (a fusion reading two slices of one buffer ran ~5x
+slower); ``dz`` is assembled by in-place updates rather than a concatenate; the recurrent matmul runs as
+``Whh @ h^T``, which XLA:CPU computed faster than ``h @ Whh^T``.
 """
 from __future__ import annotations
 
@@ -88,10 +88,7 @@ def _forward(Whh, bh, carry, zxs):
 
     def body(carry, zx):
         z = zx + _recurrent_term(Whh, _hidden(carry)) + bh
-        # materialised once, each gate in a buffer of its own: left to itself XLA:CPU re-evaluates the sigmoids
-        # inside every consumer's fusion, and a fusion reading two slices of one buffer runs several times slower
-        # (benchmarks/README.md, "the fast path")
-        a = jax.lax.optimization_barrier(_activate(z, carry))
+        a = _activate(z, carry)  # kept per gate, (i, f, o, g): see the module docstring
         new_carry, h = _memory(carry, a)
         return new_carry, (a, new_carry)
 

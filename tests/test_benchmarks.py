@@ -24,9 +24,9 @@ def _run_all(tmp_path, *only):
     return proc
 
 
-def test_smoke_quick_suite_sampling_and_minchar(tmp_path):
-    _run_all(tmp_path, "sampling", "minchar")
-    for name in ("sampling", "minchar"):
+def test_smoke_quick_suite_sampling_minchar_step_layout(tmp_path):
+    _run_all(tmp_path, "sampling", "minchar", "step_layout")
+    for name in ("sampling", "minchar", "step_layout"):
         result = json.loads((tmp_path / f"{name}.json").read_text())
         assert result["environment"]["backend"] == "cpu"
         assert result["environment"]["versions"]["jax"] == jax.__version__
@@ -38,7 +38,8 @@ def test_smoke_quick_suite_sampling_and_minchar(tmp_path):
 def test_smoke_quick_suite_all(tmp_path):
     _run_all(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} >= {"scan_vs_loop.json", "scan_vs_loop.png", "minchar.json",
-                                                     "lstm_peers.json", "memory.json", "memory.png", "sampling.json"}
+                                                     "lstm_peers.json", "memory.json", "memory.png", "sampling.json",
+                                                     "step_layout.json"}
 
 
 def test_bad_device_exits_2_with_one_line(tmp_path):

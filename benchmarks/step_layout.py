@@ -1,0 +1,108 @@
+"""Why ``jaxrnn.fast`` lays out a time step as it does: the patterns it avoids, timed against the ones it uses.
+
+Command: ``python benchmarks/step_layout.py [--quick] [--device cpu|gpu|auto]``
+Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H``; its variants compute the same numbers
+(checked before timing) and are timed in turn in the same process. Reported: microseconds per step and each
+variant's speed-up over the case's first variant. The findings are XLA:CPU's; on another backend they may not hold.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import common
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    batch: int = 32
+    hidden: int = 256
+    steps: int = 64
+    min_seconds: float = 2.0
+
+
+PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, steps=4, min_seconds=0.01)}
+
+
+def cases(B: int, H: int, T: int) -> dict:
+    """``{case: {variant: (fn, args)}}``; the first variant of a case is the one ``jaxrnn.fast`` avoids."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrnn import fast
+
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    zs = jax.random.normal(k[0], (T, B, 4 * H))
+    h0 = jnp.tanh(jax.random.normal(k[1], (B, H)))
+    Whh = jax.random.normal(k[2], (4 * H, H)) / jnp.sqrt(H)
+    gates = tuple(jax.nn.sigmoid(jax.random.normal(kk, (T, B, H))) for kk in jax.random.split(k[3], 4))
+    das = tuple(jax.random.normal(kk, (T, B, H)) for kk in jax.random.split(k[4], 4))
+
+    def scan(body, init, xs):
+        return jax.lax.scan(body, init, xs)
+
+    def product_of(split):  # tanh(z_i * z_g): two blocks of one buffer, or the same numbers in two buffers
+        if split:
+            return lambda a, b: scan(lambda acc, x: (acc + jnp.tanh(x[0] * x[1]), None), jnp.zeros((B, H)), (a, b))[0]
+        return lambda zs, _: scan(lambda acc, z: (acc + jnp.tanh(z[:, :H] * z[:, 3 * H:]), None),
+                                  jnp.zeros((B, H)), zs)[0]
+
+    def matmul_loop(term):
+        def run(Whh, h0):
+            return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(term(Whh, h)[:, :H]), h0)
+        return run
+
+    def assemble(concatenate):  # dz from the gates and their cotangents, then Whh^T dz: the backward step
+        def body(dh, step):
+            a, da = step
+            da = tuple(d + dh for d in da)
+            if concatenate:
+                (i, f, o, g), (di, df, do, dg) = a, da
+                dz = jnp.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)], -1)
+            else:
+                dz = fast._pre_activation_grad(a, da)
+            return jnp.tanh(dz @ Whh), None
+        return lambda gates, das: scan(body, jnp.zeros((B, H)), (gates, das))[0]
+
+    zi, zg = zs[..., :H], zs[..., 3 * H:]
+    return {
+        "a fusion reading two slices of one buffer vs one slice of each of two buffers": {
+            "two slices of one (T, B, 4H) buffer": (product_of(False), (zs, None)),
+            "two (T, B, H) buffers (jaxrnn.fast)": (product_of(True), (zi, zg))},
+        "recurrent matmul h @ Whh^T vs Whh @ h^T transposed back": {
+            "h @ Whh.T": (matmul_loop(lambda W, h: h @ W.T), (Whh, h0)),
+            "Whh @ h^T (jaxrnn.fast)": (matmul_loop(fast._recurrent_term), (Whh, h0))},
+        "dz assembled by concatenate vs in-place updates": {
+            "concatenate": (assemble(True), (gates, das)),
+            "in-place (jaxrnn.fast)": (assemble(False), (gates, das))},
+    }
+
+
+def main(config: Config) -> dict:
+    B, H, T = config.batch, config.hidden, config.steps
+    rows = []
+    for case, variants in cases(B, H, T).items():
+        calls, outs = {}, {}
+        for name, (fn, fn_args) in variants.items():
+            compiled, _, _ = common.compile_timed(fn, *fn_args)
+            outs[name] = compiled(*fn_args)
+            calls[name] = functools.partial(compiled, *fn_args)
+        first = next(iter(outs.values()))
+        for name, out in outs.items():
+            common.check_close(f"{case}: {name}", first, out, 1e-4)
+        timings = common.interleaved_times(calls, min_seconds=config.min_seconds)
+        base = next(iter(timings.values()))["median_s"]
+        for name, t in timings.items():
+            rows.append(dict(case=case, variant=name, us_per_step=t["median_s"] / T * 1e6,
+                             speedup_vs_first=base / t["median_s"], **t))
+            print(f"{case[:60]:60s} | {name:38s} {t['median_s'] / T * 1e6:8.1f} us/step "
+                  f"x{base / t['median_s']:.2f}", flush=True)
+    return {"rows": rows}
+
+
+def run(args) -> dict:
+    return common.run_benchmark(args, "step_layout", PRESETS, main)
+
+
+if __name__ == "__main__":
+    common.script_main(__doc__, run)
