@@ -132,9 +132,14 @@ def check_close(name: str, a, b, tol: float) -> float:
 
 
 def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 1.0, max_rounds: int = 100,
-                      warmup: int = 1) -> dict:
+                      warmup: int = 1, timed_per_round: int = 2) -> dict:
     """``median_time`` for several callables timed in turn, round after round, so that a change in the
-    machine's load (it is shared) touches all of them alike and their ratios stay fair."""
+    machine's load (it is shared) touches all of them alike and their ratios stay fair.
+
+    In each round every callable runs once untimed, then ``timed_per_round`` times timed: PyTorch's OpenMP
+    threads spin-wait for a while after a step and slowed whichever implementation ran next by 5-15%; the
+    untimed call absorbs that, and each implementation is timed as in a training loop, after a step of its own.
+    """
     for call in calls.values():
         for _ in range(warmup):
             block(call())
@@ -142,9 +147,11 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
     start, rounds = time.perf_counter(), 0
     while rounds < min_rounds or (time.perf_counter() - start < min_seconds * len(calls) and rounds < max_rounds):
         for name, call in calls.items():
-            t0 = time.perf_counter()
             block(call())
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(timed_per_round):
+                t0 = time.perf_counter()
+                block(call())
+                times[name].append(time.perf_counter() - t0)
         rounds += 1
     return {name: {"median_s": statistics.median(t), "min_s": min(t), "repeats": len(t)} for name, t in times.items()}
 

@@ -103,7 +103,6 @@ def flax_linen_impl(p, V, E, H, optimizer):
 
 
 def flax_nnx_impl(p, V, E, H, optimizer):
-    import jax
     import jax.numpy as jnp
     import optax
     from flax import nnx

@@ -29,7 +29,6 @@ PRESETS = {"full": Config(), "quick": Config(cells=("rnn",), batches=(2,), lengt
 
 def main(config: Config) -> dict:
     import jax
-    import jax.numpy as jnp
 
     import jaxrnn
 

@@ -31,12 +31,10 @@ def cases(B: int, H: int, T: int) -> dict:
 
     from jaxrnn import fast
 
-    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
     zs = jax.random.normal(k[0], (T, B, 4 * H))
     h0 = jnp.tanh(jax.random.normal(k[1], (B, H)))
     Whh = jax.random.normal(k[2], (4 * H, H)) / jnp.sqrt(H)
-    gates = tuple(jax.nn.sigmoid(jax.random.normal(kk, (T, B, H))) for kk in jax.random.split(k[3], 4))
-    das = tuple(jax.random.normal(kk, (T, B, H)) for kk in jax.random.split(k[4], 4))
 
     def scan(body, init, xs):
         return jax.lax.scan(body, init, xs)
@@ -52,18 +50,6 @@ def cases(B: int, H: int, T: int) -> dict:
             return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(term(Whh, h)[:, :H]), h0)
         return run
 
-    def assemble(concatenate):  # dz from the gates and their cotangents, then Whh^T dz: the backward step
-        def body(dh, step):
-            a, da = step
-            da = tuple(d + dh for d in da)
-            if concatenate:
-                (i, f, o, g), (di, df, do, dg) = a, da
-                dz = jnp.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)], -1)
-            else:
-                dz = fast._pre_activation_grad(a, da)
-            return jnp.tanh(dz @ Whh), None
-        return lambda gates, das: scan(body, jnp.zeros((B, H)), (gates, das))[0]
-
     zi, zg = zs[..., :H], zs[..., 3 * H:]
     return {
         "a fusion reading two slices of one buffer vs one slice of each of two buffers": {
@@ -72,9 +58,6 @@ def cases(B: int, H: int, T: int) -> dict:
         "recurrent matmul h @ Whh^T vs Whh @ h^T transposed back": {
             "h @ Whh.T": (matmul_loop(lambda W, h: h @ W.T), (Whh, h0)),
             "Whh @ h^T (jaxrnn.fast)": (matmul_loop(fast._recurrent_term), (Whh, h0))},
-        "dz assembled by concatenate vs in-place updates": {
-            "concatenate": (assemble(True), (gates, das)),
-            "in-place (jaxrnn.fast)": (assemble(False), (gates, das))},
     }
 
 

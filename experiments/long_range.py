@@ -19,7 +19,6 @@ if __package__ in (None, ""):
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import jaxrnn

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
@@ -94,7 +93,7 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="lecture", help="starting configuration")
     for field in dataclasses.fields(Config):
         parser.add_argument("--" + field.name.replace("_", "-"), type=str if field.name in ("data", "corpus")
-                            else type(field.default), default=None, help=f"(preset's value if omitted)")
+                            else type(field.default), default=None, help="(preset's value if omitted)")
     args = parser.parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name) is not None}

@@ -8,7 +8,6 @@ Inputs are float vectors ``x (..., D)``. To load weights from a Flax cell, use `
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from flax import nnx

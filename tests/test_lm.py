@@ -8,7 +8,7 @@ import pytest
 
 from jaxrnn.cli import generate_text
 from jaxrnn.data import DataError, Vocabulary
-from jaxrnn.lm import (ConfigError, ModelConfig, char_lm_hidden, char_lm_initial_carry, char_lm_loss, char_lm_step,
+from jaxrnn.lm import (ConfigError, ModelConfig, char_lm_initial_carry, char_lm_loss, char_lm_step,
                        evaluate, init_char_lm, init_train_state, make_train_chunks, make_update, place_batch,
                        reset_carry, warm_up)
 from jaxrnn.losses import sequence_loss

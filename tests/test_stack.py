@@ -7,8 +7,7 @@ import optax
 import pytest
 
 import jaxrnn
-from jaxrnn import cells
-from jaxrnn.stack import StackParams, init_stack, stack_step
+from jaxrnn.stack import init_stack, stack_step
 from jaxrnn.unrolling import unroll
 
 V, T, B = 9, 7, 3
