@@ -36,6 +36,9 @@ def select_device(device: str) -> None:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
+    p.add_argument("--preset", default=None,
+                   help="a named preset of the script (default: full, or quick with --quick); results go to "
+                        "NAME_PRESET.json")
     p.add_argument("--device", choices=sorted(DEVICES), default="auto", help="JAX platform (default: auto)")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: benchmarks/results, or benchmarks/results/quick with --quick)")
@@ -159,12 +162,17 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
 def run_benchmark(args, name: str, presets: dict, main, *, plot=None, pass_device: bool = False) -> dict:
     """What every script's ``run(args)`` does: run the ``quick`` or ``full`` preset, write ``NAME.json`` (and
     ``NAME.png`` when there is a ``plot(results, path)``) to the results folder, return the results."""
-    config = presets["quick" if args.quick else "full"]
+    preset = getattr(args, "preset", None) or ("quick" if args.quick else "full")
+    if preset not in presets:
+        print(f"error: --preset {preset}: {name} has presets {', '.join(presets)}", file=sys.stderr)
+        sys.exit(2)
+    config = presets[preset]
     results = main(config, args.device) if pass_device else main(config)
     folder = out_dir(args)
-    write_json(folder, name, config, results)
+    stem = name if preset in ("full", "quick") else f"{name}_{preset}"
+    write_json(folder, stem, config, results)
     if plot is not None:
-        plot(results, folder / f"{name}.png")
+        plot(results, folder / f"{stem}.png")
     return results
 
 

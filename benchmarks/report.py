@@ -35,6 +35,20 @@ def scan_vs_loop(r) -> str:
     return "\n".join(lines)
 
 
+def scan_compile(r) -> str:
+    rows = [row for row in r["rows"] if "T" in row]
+    lengths = sorted({row["T"] for row in rows})
+    lines = [header(r), "", "Trace+compile seconds, the fastest of three compiles (each a fresh function):", "",
+             "| cell | B | method | " + " | ".join(f"T={T}" for T in lengths) + " | slowest / fastest |",
+             "|---|---|---|" + "---|" * len(lengths) + "---|"]
+    for key in sorted({(row["cell"], row["batch"], row["method"]) for row in rows}):
+        by_T = {row["T"]: row["lower_s"] + row["compile_s"] for row in rows
+                if (row["cell"], row["batch"], row["method"]) == key}
+        cells = " | ".join(f"{by_T[T]:.2f}" if T in by_T else "-" for T in lengths)
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {cells} | {max(by_T.values()) / min(by_T.values()):.2f} |")
+    return "\n".join(lines)
+
+
 def minchar(r) -> str:
     lines = [header(r), "", "| implementation | iterations/s | x NumPy | compile s |", "|---|---|---|---|"]
     lines += [f"| {row['impl']} | {row['iterations_per_s']:.0f} | {row['ratio_vs_numpy']:.2f} | {row['compile_s']:.2f} |"
@@ -90,9 +104,9 @@ def data_parallel(r) -> str:
 
 
 def main(folder: Path) -> None:
-    for name, table in [("scan_vs_loop", scan_vs_loop), ("minchar", minchar), ("lstm_peers", lstm_peers),
-                        ("step_layout", step_layout), ("memory", memory), ("sampling", sampling),
-                        ("data_parallel", data_parallel)]:
+    for name, table in [("scan_vs_loop", scan_vs_loop), ("scan_vs_loop_scan", scan_compile), ("minchar", minchar),
+                        ("lstm_peers", lstm_peers), ("step_layout", step_layout), ("memory", memory),
+                        ("sampling", sampling), ("data_parallel", data_parallel)]:
         result = load(folder, name)
         if result is not None:
             print(f"### {name}\n\n{table(result)}\n")

@@ -1,10 +1,12 @@
 """Scan versus Python-loop unrolling: compile time and steady-state time of forward+backward against T.
 
-Command: ``python benchmarks/scan_vs_loop.py [--quick] [--device cpu|gpu|auto]``
+Command: ``python benchmarks/scan_vs_loop.py [--quick | --preset scan] [--device cpu|gpu|auto]``
+(``--preset scan``: scan with unroll 1 and 4 only, each compiled three times, to ``scan_vs_loop_scan.json``.)
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import common
@@ -21,10 +23,13 @@ class Config:
     loop_compile_cap_s: float = 60.0  # stop growing T for the jitted loop once one compile takes longer
     eager_max_T: int = 400  # eager dispatch of fwd+bwd takes seconds per call beyond this
     min_seconds: float = 0.5
+    loops: bool = True  # False: scan only (the Python-loop parts take most of the full run's half hour)
+    compile_repeats: int = 1  # compile each scan variant this often and keep every time (a shared machine is noisy)
 
 
 PRESETS = {"full": Config(), "quick": Config(cells=("rnn",), batches=(2,), lengths=(5,), unrolls=(2,), hidden=8,
-                                              vocab=11, loop_compile_cap_s=10.0, eager_max_T=5, min_seconds=0.01)}
+                                              vocab=11, loop_compile_cap_s=10.0, eager_max_T=5, min_seconds=0.01),
+           "scan": Config(unrolls=(1, 4), loops=False, compile_repeats=3)}
 
 
 def main(config: Config) -> dict:
@@ -48,15 +53,19 @@ def main(config: Config) -> dict:
                     return lambda p: jax.value_and_grad(loss)(p)
 
                 reference = jax.jit(loss_and_grad("scan"))(params)
-                variants = [(f"scan_unroll{u}", loss_and_grad("scan", u)) for u in config.unrolls]
-                if loop_stopped is None:
-                    variants.append(("loop_jit", loss_and_grad("loop")))
-                for name, fn in variants:
-                    compiled, lower_s, compile_s = common.compile_timed(fn, params)
+                variants = [(f"scan_unroll{u}", functools.partial(loss_and_grad, "scan", u)) for u in config.unrolls]
+                if loop_stopped is None and config.loops:
+                    variants.append(("loop_jit", functools.partial(loss_and_grad, "loop")))
+                for name, make in variants:
+                    repeats = config.compile_repeats if name.startswith("scan") else 1
+                    # a fresh function each time: jax.jit caches the compilation of the same function object
+                    timed = [common.compile_timed(make(), params) for _ in range(repeats)]
+                    compiled, lower_s, compile_s = min(timed, key=lambda c: c[1] + c[2])
+                    all_s = [c[1] + c[2] for c in timed]
                     err = common.check_close(f"{cell} B{batch} T{T} {name}", reference, compiled(params), 1e-4)
                     timing = common.median_time(lambda: compiled(params), min_seconds=config.min_seconds)
                     rows.append(dict(cell=cell, batch=batch, T=T, method=name, lower_s=lower_s, compile_s=compile_s,
-                                     rel_diff_vs_scan=err, **timing))
+                                     trace_and_compile_all_s=all_s, rel_diff_vs_scan=err, **timing))
                     print(f"{cell:4s} B{batch:<3d} T{T:<4d} {name:13s} lower {lower_s:6.2f}s compile "
                           f"{compile_s:7.2f}s run {timing['median_s'] * 1e3:9.3f} ms", flush=True)
                     if name == "loop_jit":
@@ -64,7 +73,7 @@ def main(config: Config) -> dict:
                         if loop_compile[-1] > config.loop_compile_cap_s:
                             loop_stopped = (f"stopped after T={T}: trace+compile took {loop_compile[-1]:.0f} s > "
                                             f"{config.loop_compile_cap_s:.0f} s")
-                if T <= config.eager_max_T:
+                if T <= config.eager_max_T and config.loops:
                     eager = loss_and_grad("loop")
                     common.check_close(f"{cell} B{batch} T{T} eager", reference, eager(params), 1e-4)
                     t0 = time.perf_counter()

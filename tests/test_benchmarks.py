@@ -50,6 +50,13 @@ def test_bad_device_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--device gpu" in proc.stderr
 
 
+def test_unknown_preset_exits_2_with_one_line(tmp_path):
+    cmd = [sys.executable, str(BENCH / "scan_vs_loop.py"), "--preset", "nope", "--device", "cpu", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "full, quick, scan" in proc.stderr and not list(tmp_path.iterdir())
+
+
 def _tiny_problem(B=2, T=5, H=3, E=4, V=7):
     k = jax.random.split(jax.random.PRNGKey(0), 4)
     p = lstm_peers.EmbeddedLSTMParams(jax.random.normal(k[1], (E, V)), *jaxrnn.init_lstm(k[0], E, H, V))
