@@ -51,7 +51,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LSTM_GATE_ORDER", "LSTMCarry", "LSTMParams", "RNNParams", "embed", "init_lstm", "init_rnn",
-    "initial_carry", "lecture_optimizer", "lstm_cell", "lstm_gates", "lstm_memory", "lstm_step", "make_optimizer", "make_train_step",
+    "initial_carry", "lecture_optimizer", "lstm_cell", "lstm_gates", "lstm_memory", "lstm_step", "make_optimizer",
+    "make_train_step",
     "next_token", "readout", "register_step", "rnn_cell", "rnn_step", "sample", "scale_by_lecture_adagrad",
     "sequence_loss", "softmax_cross_entropy", "step_for", "unroll",
     "GRU_GATE_ORDER", "GRUParams", "gru_cell", "gru_step", "init_gru", "register_initial_carry", "StackParams",

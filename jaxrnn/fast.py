@@ -21,7 +21,7 @@ The forward maths is not restated: a step applies ``lstm_gates`` then ``lstm_mem
 activations (not the pre-activations), so the backward pass evaluates no exponential.
 
 How the step is laid out for XLA:CPU (each pattern timed by ``benchmarks/step_layout.py``): the gates are
-kept as four arrays, not slices of one ``(..., 4H)`` array (a fusion reading two slices of one buffer ran ~5x
+kept as four arrays, not slices of one ``(..., 4H)`` array (a fusion reading two slices of one buffer ran 5-7x
 slower), and the recurrent matmul runs as ``Whh @ h^T``, which XLA:CPU computed faster than ``h @ Whh^T``.
 """
 from __future__ import annotations
@@ -60,7 +60,8 @@ def _pre_activation_grad(a, da):
 
 
 def _memory(carry_prev, a):
-    """``(carry_t, h_t)`` from the activations: ``lstm_memory`` (the cell path) for the LSTM; ``h_t = a`` for the RNN."""
+    """``(carry_t, h_t)`` from the activations: ``lstm_memory`` (the cell path) for the LSTM, ``h_t = a`` for
+    the RNN."""
     if isinstance(carry_prev, LSTMCarry):
         c, h = lstm_memory(carry_prev.c, a)
         return LSTMCarry(h, c), h
@@ -73,7 +74,8 @@ def _hidden(carry):
 
 def _recurrent_term(Whh, h):
     """``h @ Whh.T (..., G)`` for ``h (..., H)``, computed in the lecture's orientation ``Whh @ h^T (G, B)`` and
-    transposed back inside the consumer: XLA:CPU's matmul was ~25% faster in that orientation at these shapes."""
+    transposed back inside the consumer: XLA:CPU's matmul was ~1.35x faster in that orientation at (B 32, H 256)
+    (``benchmarks/step_layout.py``). Not measured on a GPU."""
     h_rows = h.reshape(-1, h.shape[-1])
     return jax.lax.optimization_barrier(Whh @ h_rows.T).T.reshape(*h.shape[:-1], Whh.shape[0])
 

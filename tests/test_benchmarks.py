@@ -51,7 +51,8 @@ def test_bad_device_exits_2_with_one_line(tmp_path):
 
 
 def test_unknown_preset_exits_2_with_one_line(tmp_path):
-    cmd = [sys.executable, str(BENCH / "scan_vs_loop.py"), "--preset", "nope", "--device", "cpu", "--out", str(tmp_path)]
+    cmd = [sys.executable, str(BENCH / "scan_vs_loop.py"), "--preset", "nope", "--device", "cpu",
+           "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "full, quick, scan" in proc.stderr and not list(tmp_path.iterdir())
