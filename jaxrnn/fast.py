@@ -6,8 +6,10 @@ or ``4H`` (LSTM), ``hs (T, ..., H)``, carry with batch shape ``(...)``.
 Three changes, each a rearrangement of the same sums (``tests/test_fast.py`` pins values and gradients equal
 to ``sequence_loss`` over ``rnn_step``/``lstm_step`` in float64 and float32):
 
-1. The input projection ``Wxh x_t`` is computed for all ``T`` steps at once before the time loop (one matmul,
-   or one lookup for token ids), so the loop body only multiplies by ``Whh``.
+1. The input projection ``Wxh x_t`` of float inputs is computed for all ``T`` steps at once before the time
+   loop (one matmul), so the loop body only multiplies by ``Whh``. Token ids are looked up (column ``id_t`` of
+   ``Wxh``) inside the loop instead (``recurrence_ids``): materialising all ``T`` lookups was a fresh
+   ``(T, B, G)`` buffer per call, ~7% of the step at (B 64, T 128, H 512).
 2. The readout ``Why h_t + by`` is applied once to all ``hs``, as ``sequence_loss`` already does.
 3. The recurrence has a hand-written backward pass, the manual BPTT of ``jaxrnn.reference``: a reverse scan
    carries ``dhnext`` (and ``dcnext``) and emits the pre-activation gradients ``dz_t``; the weight gradients
@@ -32,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrnn.cells import (LSTMCarry, LSTMParams, RNNParams, input_projection, lstm_gates, lstm_memory, readout,
-                          rnn_cell)
+from jaxrnn.cells import (LSTMCarry, LSTMParams, RNNParams, embed, input_projection, lstm_gates, lstm_memory,
+                          readout, rnn_cell)
 from jaxrnn.losses import REDUCTIONS, sequence_loss, softmax_cross_entropy
 
 
@@ -80,16 +82,16 @@ def _recurrent_term(Whh, h):
     return jax.lax.optimization_barrier(Whh @ h_rows.T).T.reshape(*h.shape[:-1], Whh.shape[0])
 
 
-def _forward(Whh, bh, carry, zxs):
-    """Scan the recurrence; keep each step's activations and carry for the backward pass."""
+def _forward(Whh, bh, carry, xs, project):
+    """Scan the recurrence over ``project(x_t) = Wxh x_t``; keep each step's activations and carry."""
 
-    def body(carry, zx):
-        z = zx + _recurrent_term(Whh, _hidden(carry)) + bh
+    def body(carry, x):
+        z = project(x) + _recurrent_term(Whh, _hidden(carry)) + bh
         a = _activate(z, carry)  # kept per gate, (i, f, o, g): see the module docstring
         new_carry, h = _memory(carry, a)
         return new_carry, (a, new_carry)
 
-    return jax.lax.scan(body, carry, zxs)
+    return jax.lax.scan(body, carry, xs)
 
 
 def _shift_in(first, stacked):
@@ -104,17 +106,25 @@ def recurrence(Whh, bh, carry, zxs):
     Args: ``Whh (G, H)``, ``bh (G,)``, carry ``h (..., H)`` or ``LSTMCarry``, ``zxs (T, ..., G)`` (``Wxh x_t``).
     Returns: ``(carry_T, hs (T, ..., H))``. Differentiable in all four arguments by manual BPTT.
     """
-    carry_T, (_, carries) = _forward(Whh, bh, carry, zxs)
+    carry_T, (_, carries) = _forward(Whh, bh, carry, zxs, _identity)
     return carry_T, _hidden(carries)
 
 
+def _identity(x):
+    return x
+
+
 def _recurrence_fwd(Whh, bh, carry, zxs):
-    carry_T, (activations, carries) = _forward(Whh, bh, carry, zxs)
+    carry_T, (activations, carries) = _forward(Whh, bh, carry, zxs, _identity)
     return (carry_T, _hidden(carries)), (Whh, activations, _shift_in(carry, carries))
 
 
 def _recurrence_bwd(residuals, cotangents):
-    Whh, activations, carries_in = residuals
+    return _backward(*residuals, cotangents)
+
+
+def _backward(Whh, activations, carries_in, cotangents):
+    """Manual BPTT: ``(dWhh, dbh, d_carry_0, dzs (T, ..., G))`` from the forward's residuals."""
     d_carry_T, dhs = cotangents
 
     def body(d_carry, step):  # d_carry: gradient reaching carry_t from later steps (dhnext, dcnext)
@@ -137,6 +147,33 @@ def _recurrence_bwd(residuals, cotangents):
 recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
+@jax.custom_vjp
+def recurrence_ids(Wxh, Whh, bh, carry, ids):
+    """``recurrence`` for token ids, looking each step's ``Wxh x_t`` (column ``id_t`` of ``Wxh (G, V)``) up inside
+    the time loop, so the ``(T, ..., G)`` projections are never materialised.
+
+    Args: ``ids (T, ...)`` integers; the rest as ``recurrence``. Returns ``(carry_T, hs (T, ..., H))``.
+    Differentiable in ``Wxh, Whh, bh, carry``; ``dWxh`` is one scatter-add of all ``dz_t`` after the backward scan.
+    """
+    carry_T, (_, carries) = _forward(Whh, bh, carry, ids, functools.partial(embed, Wxh))
+    return carry_T, _hidden(carries)
+
+
+def _recurrence_ids_fwd(Wxh, Whh, bh, carry, ids):
+    carry_T, (activations, carries) = _forward(Whh, bh, carry, ids, functools.partial(embed, Wxh))
+    return (carry_T, _hidden(carries)), (Wxh, ids, Whh, activations, _shift_in(carry, carries))
+
+
+def _recurrence_ids_bwd(residuals, cotangents):
+    Wxh, ids, *rest = residuals
+    dWhh, dbh, d_carry_0, dzs = _backward(*rest, cotangents)
+    (dWxh,) = jax.vjp(lambda W: embed(W, ids), Wxh)[1](dzs)
+    return dWxh, dWhh, dbh, d_carry_0, None
+
+
+recurrence_ids.defvjp(_recurrence_ids_fwd, _recurrence_ids_bwd)
+
+
 def fast_sequence_loss(params, carry, xs, targets, *, mask=None, reduction: str = "sum"):
     """``jaxrnn.sequence_loss`` for ``RNNParams``/``LSTMParams``, computed by the fast path.
 
@@ -147,12 +184,17 @@ def fast_sequence_loss(params, carry, xs, targets, *, mask=None, reduction: str 
     if isinstance(params, LSTMParams) != isinstance(carry, LSTMCarry):
         raise TypeError(f"fast_sequence_loss: carry {type(carry).__name__} does not match {type(params).__name__}"
                         " (see jaxrnn.initial_carry)")
-    zxs = input_projection(params.Wxh, xs)  # all T steps at once
+    xs = jnp.asarray(xs)
+    ids = jnp.issubdtype(xs.dtype, jnp.integer)
+    zxs = jax.eval_shape(input_projection, params.Wxh, xs) if ids else input_projection(params.Wxh, xs)
     for leaf in jax.tree.leaves(carry):
         if leaf.shape != zxs.shape[1:-1] + (params.Whh.shape[1],) or leaf.dtype != zxs.dtype:
             raise ValueError(f"fast_sequence_loss: carry has shape {leaf.shape} {leaf.dtype}; expected "
                              f"{zxs.shape[1:-1] + (params.Whh.shape[1],)} {zxs.dtype} for these inputs")
-    carry_T, hs = recurrence(params.Whh, params.bh, carry, zxs)
+    if ids:  # looked up step by step inside the loop
+        carry_T, hs = recurrence_ids(params.Wxh, params.Whh, params.bh, carry, xs)
+    else:  # all T steps in one matmul before the loop
+        carry_T, hs = recurrence(params.Whh, params.bh, carry, zxs)
     return softmax_cross_entropy(readout(params, hs), targets, mask, reduction=reduction), carry_T
 
 
