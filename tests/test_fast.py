@@ -145,3 +145,20 @@ def test_bad_inputs_give_clear_errors():
         fast_sequence_loss(params, jaxrnn.initial_carry(params, (2,)), xs, ys)
     with pytest.raises(ValueError, match="segment_length"):
         segmented_sequence_loss(params, carry, xs, ys, segment_length=3)
+
+
+def test_out_of_range_ids_give_nan_on_every_path():
+    """An id outside [-V, V) looks up a NaN column (``jnp.take(mode="fill")``), so a bad id cannot train silently;
+    negative ids count from the end as in NumPy. The fast path's in-loop lookup keeps both behaviours."""
+    W = jnp.arange(12.0).reshape(3, 4)  # E = 3, V = 4
+    rows = jaxrnn.embed(W, jnp.array([0, 3, -1, 4, -5]))
+    np.testing.assert_array_equal(rows[:3], [[0, 4, 8], [3, 7, 11], [3, 7, 11]])
+    assert bool(jnp.isnan(rows[3:]).all())
+    params, carry, xs, ys = _problem("lstm", (3,), jnp.float32)
+    for bad in (V, -V - 1):
+        xs_bad = xs.at[4, 1].set(bad)
+        for loss_fn in (jaxrnn.sequence_loss, fast_sequence_loss):
+            assert bool(jnp.isnan(loss_fn(params, carry, xs_bad, ys)[0])), (loss_fn.__name__, bad)
+    xs_wrapped = xs.at[4, 1].set(xs[4, 1] - V)  # the same id, counted from the end
+    np.testing.assert_allclose(fast_sequence_loss(params, carry, xs_wrapped, ys)[0],
+                               fast_sequence_loss(params, carry, xs, ys)[0], rtol=1e-6)
