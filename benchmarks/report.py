@@ -49,11 +49,18 @@ def scan_compile(r) -> str:
     return "\n".join(lines)
 
 
-def minchar(r) -> str:
-    lines = [header(r), "", "| implementation | iterations/s | x NumPy | compile s |", "|---|---|---|---|"]
-    lines += [f"| {row['impl']} | {row['iterations_per_s']:.0f} | {row['ratio_vs_numpy']:.2f} | {row['compile_s']:.2f} |"
-              for row in r["rows"]]
+def simple_table(r, columns: dict) -> str:
+    """The run's header, then one markdown row per result row: ``columns`` maps a heading to a row formatter."""
+    lines = [header(r), "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row) for cell in columns.values()) + " |" for row in r["rows"]]
     return "\n".join(lines)
+
+
+def minchar(r) -> str:
+    return simple_table(r, {"implementation": lambda row: row["impl"],
+                            "iterations/s": lambda row: f"{row['iterations_per_s']:.0f}",
+                            "x NumPy": lambda row: f"{row['ratio_vs_numpy']:.2f}",
+                            "compile s": lambda row: f"{row['compile_s']:.2f}"})
 
 
 def lstm_peers(r) -> str:
@@ -70,10 +77,9 @@ def lstm_peers(r) -> str:
 
 
 def step_layout(r) -> str:
-    lines = [header(r), "", "| pattern | variant | us per step | speed-up over the first |", "|---|---|---|---|"]
-    lines += [f"| {row['case']} | {row['variant']} | {row['us_per_step']:.1f} | {row['speedup_vs_first']:.2f} |"
-              for row in r["rows"]]
-    return "\n".join(lines)
+    return simple_table(r, {"pattern": lambda row: row["case"], "variant": lambda row: row["variant"],
+                            "us per step": lambda row: f"{row['us_per_step']:.1f}",
+                            "speed-up over the first": lambda row: f"{row['speedup_vs_first']:.2f}"})
 
 
 def memory(r) -> str:
@@ -90,17 +96,16 @@ def memory(r) -> str:
 
 
 def sampling(r) -> str:
-    lines = [header(r), "", "| implementation | streams | chars/s | x NumPy |", "|---|---|---|---|"]
-    lines += [f"| {row['impl']} | {row['streams']} | {row['chars_per_s']:.0f} | {row['ratio_vs_numpy']:.1f} |"
-              for row in r["rows"]]
-    return "\n".join(lines)
+    return simple_table(r, {"implementation": lambda row: row["impl"], "streams": lambda row: str(row["streams"]),
+                            "chars/s": lambda row: f"{row['chars_per_s']:.0f}",
+                            "x NumPy": lambda row: f"{row['ratio_vs_numpy']:.1f}"})
 
 
 def data_parallel(r) -> str:
-    lines = [header(r), "", "| devices | tokens/s | x 1 device | first loss |", "|---|---|---|---|"]
-    lines += [f"| {row['devices']} | {row['tokens_per_s']:.0f} | {row['ratio_vs_1_device']:.2f} | "
-              f"{row['first_loss']:.6f} |" for row in r["rows"]]
-    return "\n".join(lines)
+    return simple_table(r, {"devices": lambda row: str(row["devices"]),
+                            "tokens/s": lambda row: f"{row['tokens_per_s']:.0f}",
+                            "x 1 device": lambda row: f"{row['ratio_vs_1_device']:.2f}",
+                            "first loss": lambda row: f"{row['first_loss']:.6f}"})
 
 
 def main(folder: Path) -> None:
