@@ -21,6 +21,11 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS), metavar="NAME",
                    help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
     args = p.parse_args(argv)
+    if args.preset is not None:  # fail before hours of runs, not at the first benchmark without the preset
+        missing = [name for name in args.only if args.preset not in importlib.import_module(name).PRESETS]
+        if missing:
+            print(f"error: --preset {args.preset}: not a preset of {', '.join(missing)}", file=sys.stderr)
+            return 2
     common.select_device(args.device)
     print(common.environment(), flush=True)
     for name in args.only:

@@ -56,6 +56,10 @@ def test_unknown_preset_exits_2_with_one_line(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "full, quick, scan" in proc.stderr and not list(tmp_path.iterdir())
+    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--preset", "scan", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # checked before anything runs
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "minchar" in proc.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def _tiny_problem(B=2, T=5, H=3, E=4, V=7):
