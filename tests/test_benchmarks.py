@@ -50,6 +50,15 @@ def test_bad_device_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--device gpu" in proc.stderr
 
 
+def test_smoke_profile_step_names_ops_of_the_compiled_step(tmp_path):
+    cmd = [sys.executable, str(BENCH / "profile_step.py"), "--quick", "--device", "cpu", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "profile_step.json").read_text())["rows"]
+    assert rows and any(row["calls_per_step"] == 5 for row in rows)  # T = 5: ops inside the time loop
+    assert all(row["ms_per_step"] > 0 for row in rows)
+
+
 def test_unknown_preset_exits_2_with_one_line(tmp_path):
     cmd = [sys.executable, str(BENCH / "scan_vs_loop.py"), "--preset", "nope", "--device", "cpu",
            "--out", str(tmp_path)]

@@ -1,0 +1,89 @@
+"""Where the time of one LSTM training step goes: the XLA ops of a compiled step, from a ``jax.profiler`` trace.
+
+Command: ``python benchmarks/profile_step.py [--quick | --preset large] [--device cpu|gpu|auto]``
+Profiles one of ``lstm_peers.py``'s jaxrnn implementations (default: the folded-embedding fast path) at
+(B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, over ``repeats`` calls after warm-up.
+Prints and writes the ops that take the most time, milliseconds per training step, and how many times each
+runs per step (``T`` or ``2T`` for the ops inside the time loops).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import gzip
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import common
+import lstm_peers
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    shape: tuple = (32, 64, 256)  # (batch, T, hidden)
+    impl: str = "jaxrnn fast, folded embedding"
+    embedding: int = 64
+    vocab: int = 100
+    repeats: int = 10
+    top: int = 25
+
+
+PRESETS = {"full": Config(), "large": Config(shape=(64, 128, 512)),
+           "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, repeats=2, top=5)}
+
+
+def main(config: Config) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import jaxrnn
+
+    B, T, H = config.shape
+    V, E = config.vocab, config.embedding
+    optimizer = optax.adam(1e-3)
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    p = lstm_peers.EmbeddedLSTMParams(jax.random.normal(k[1], (E, V)), *jaxrnn.init_lstm(k[0], E, H, V))
+    xs, ys = (jax.random.randint(kk, (T, B), 0, V) for kk in k[2:])
+    carry = jaxrnn.LSTMCarry(jnp.zeros((B, H)), jnp.zeros((B, H)))
+    opt0 = optimizer.init(p)
+    compiled, _, _ = common.compile_timed(lstm_peers.jaxrnn_impls(config, optimizer)[config.impl],
+                                          p, opt0, carry, xs, ys)
+    hlo = compiled.as_text()
+    for _ in range(3):
+        common.block(compiled(p, opt0, carry, xs, ys))
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir):
+            for _ in range(config.repeats):
+                common.block(compiled(p, opt0, carry, xs, ys))
+        events = json.loads(gzip.open(next(Path(trace_dir).rglob("*.trace.json.gz"))).read())["traceEvents"]
+    total, count = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X":
+            total[e["name"]] += e["dur"]
+            count[e["name"]] += 1
+    step_ms = total["ThunkExecutor::Execute (wait for completion)"] / config.repeats / 1e3
+    rows = []
+    for name, us in total.most_common():
+        match = re.search(r"  %" + re.escape(name) + r" = (\S+) .*?op_name=\"([^\"]*)\"", hlo)
+        if match is None:  # runtime bookkeeping (executor, thread pool, Python frames), not an op of the program
+            continue
+        rows.append(dict(op=name, ms_per_step=us / config.repeats / 1e3, calls_per_step=count[name] // config.repeats,
+                         shape=match.group(1), source=match.group(2)))
+        if len(rows) == config.top:
+            break
+    print(f"{config.impl}, B {B} T {T} H {H}: {step_ms:.1f} ms per step under the profiler", flush=True)
+    for row in rows:
+        print(f"{row['ms_per_step']:8.2f} ms  x{row['calls_per_step']:<4d} {row['op']:36s} {row['shape']:26s} "
+              f"{row['source'][-50:]}", flush=True)
+    return {"step_ms_under_profiler": step_ms, "rows": rows}
+
+
+def run(args) -> dict:
+    return common.run_benchmark(args, "profile_step", PRESETS, main)
+
+
+if __name__ == "__main__":
+    common.script_main(__doc__, run)
