@@ -42,6 +42,19 @@ class EmbeddedLSTMParams(NamedTuple):
     by: object
 
 
+def problem(B: int, T: int, H: int, E: int, V: int, seed: int = 0):
+    """``(params, carry, xs, ys)``: an ``EmbeddedLSTMParams`` model, zero state, random ids ``(T, B)``."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxrnn
+
+    k = jax.random.split(jax.random.PRNGKey(seed), 4)
+    p = EmbeddedLSTMParams(jax.random.normal(k[1], (E, V)), *jaxrnn.init_lstm(k[0], E, H, V))
+    xs, ys = (jax.random.randint(kk, (T, B), 0, V) for kk in k[2:])
+    return p, jaxrnn.LSTMCarry(jnp.zeros((B, H)), jnp.zeros((B, H))), xs, ys
+
+
 def _lstm(p):
     import jaxrnn
 
@@ -192,11 +205,7 @@ def matmul_peak(n: int, min_seconds: float) -> float:
 
 
 def main(config: Config, device: str = "auto") -> dict:
-    import jax
-    import jax.numpy as jnp
     import optax
-
-    import jaxrnn
 
     peak = matmul_peak(config.matmul_size, config.min_seconds)
     print(f"float32 matmul {config.matmul_size}^2: {peak:.1f} GFLOP/s", flush=True)
@@ -204,11 +213,7 @@ def main(config: Config, device: str = "auto") -> dict:
     optimizer = optax.adam(config.learning_rate)
     rows = []
     for B, T, H in config.shapes:
-        k = jax.random.split(jax.random.PRNGKey(B * T + H), 4)
-        lstm = jaxrnn.init_lstm(k[0], E, H, V)
-        p = EmbeddedLSTMParams(jax.random.normal(k[1], (E, V)), *lstm)
-        xs, ys = (jax.random.randint(kk, (T, B), 0, V) for kk in k[2:])
-        carry = jaxrnn.LSTMCarry(jnp.zeros((B, H)), jnp.zeros((B, H)))
+        p, carry, xs, ys = problem(B, T, H, E, V, seed=B * T + H)
         flops = 3 * 2 * (4 * H * E + 4 * H * H + V * H) * B * T
         results, calls = {}, {}  # name -> (loss before, loss after one step, compile_s); name -> timed call
 

@@ -36,18 +36,12 @@ PRESETS = {"full": Config(), "large": Config(shape=(64, 128, 512)),
 
 def main(config: Config) -> dict:
     import jax
-    import jax.numpy as jnp
     import optax
-
-    import jaxrnn
 
     B, T, H = config.shape
     V, E = config.vocab, config.embedding
     optimizer = optax.adam(1e-3)
-    k = jax.random.split(jax.random.PRNGKey(0), 4)
-    p = lstm_peers.EmbeddedLSTMParams(jax.random.normal(k[1], (E, V)), *jaxrnn.init_lstm(k[0], E, H, V))
-    xs, ys = (jax.random.randint(kk, (T, B), 0, V) for kk in k[2:])
-    carry = jaxrnn.LSTMCarry(jnp.zeros((B, H)), jnp.zeros((B, H)))
+    p, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
     opt0 = optimizer.init(p)
     compiled, _, _ = common.compile_timed(lstm_peers.jaxrnn_impls(config, optimizer)[config.impl],
                                           p, opt0, carry, xs, ys)

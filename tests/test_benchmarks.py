@@ -5,12 +5,9 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-import jaxrnn
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -72,11 +69,7 @@ def test_unknown_preset_exits_2_with_one_line(tmp_path):
 
 
 def _tiny_problem(B=2, T=5, H=3, E=4, V=7):
-    k = jax.random.split(jax.random.PRNGKey(0), 4)
-    p = lstm_peers.EmbeddedLSTMParams(jax.random.normal(k[1], (E, V)), *jaxrnn.init_lstm(k[0], E, H, V))
-    xs, ys = (jax.random.randint(kk, (T, B), 0, V) for kk in k[2:])
-    carry = jaxrnn.LSTMCarry(jnp.zeros((B, H)), jnp.zeros((B, H)))
-    return p, carry, xs, ys, (V, E, H)
+    return (*lstm_peers.problem(B, T, H, E, V), (V, E, H))
 
 
 def test_peers_compute_the_same_loss_as_jaxrnn():
