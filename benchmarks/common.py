@@ -65,9 +65,11 @@ def environment() -> dict:
     device = jax.devices()[0]
     return {"device": f"{device.platform}: {device.device_kind}", "backend": jax.default_backend(),
             "versions": versions, "nproc": os.cpu_count(), "cpu_model": cpu,
-            "xla_flags": os.environ.get("XLA_FLAGS", ""), "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "note": "shared machine: final runs hold flock /tmp/jaxrnn-cpu.lock, other sessions may still run light work"}
+            "note": ("shared machine: final runs hold flock /tmp/jaxrnn-cpu.lock, other sessions may still run "
+                     "light work")}
 
 
 def compile_timed(fn, *args):

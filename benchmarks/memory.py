@@ -55,7 +55,9 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
 
 def longest_fitting(config: Config, method: str) -> int:
     """Largest T (a perfect square for ``segmented``) whose peak fits the budget: doubling, then bisection."""
-    fits = lambda T: peak_bytes(config, method, T * T if method == "segmented" else T)["peak_bytes"] <= config.budget_bytes
+    def fits(T):
+        return peak_bytes(config, method, T * T if method == "segmented" else T)["peak_bytes"] <= config.budget_bytes
+
     lo, hi = 4, 8
     limit = math.isqrt(config.search_max_T) if method == "segmented" else config.search_max_T
     while hi <= limit and fits(hi):

@@ -64,15 +64,19 @@ def minchar(r) -> str:
 
 
 def lstm_peers(r) -> str:
+    columns = ("B, T, H", "implementation", "tokens/s", "GFLOP/s", "of peak", "speed-up over plain jaxrnn",
+               "over Flax linen", "over PyTorch", "compile s")
     lines = [header(r), "", f"float32 matmul peak measured in the same run: {r['matmul_peak_gflops']:.1f} GFLOP/s", "",
-             "| B, T, H | implementation | tokens/s | GFLOP/s | of peak | speed-up over plain jaxrnn | over Flax linen | over PyTorch | compile s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for row in r["rows"]:
-        sp = row["speedup_vs"]
-        ratio = lambda key: next((f"{v:.2f}" for k, v in sp.items() if k.startswith(key)), "1.00" if row["impl"].startswith(key) else "-")
+        def ratio(key, row=row):  # speed-up over the implementation whose name starts with key
+            own = "1.00" if row["impl"].startswith(key) else "-"
+            return next((f"{v:.2f}" for k, v in row["speedup_vs"].items() if k.startswith(key)), own)
+
         lines.append(f"| {row['B']}, {row['T']}, {row['H']} | {row['impl']} | {row['tokens_per_s']:.0f} | "
-                     f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | {ratio('jaxrnn make_train_step')} | "
-                     f"{ratio('flax linen')} | {ratio('pytorch')} | {row['compile_s']:.2f} |")
+                     f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | "
+                     f"{ratio('jaxrnn make_train_step')} | {ratio('flax linen')} | {ratio('pytorch')} | "
+                     f"{row['compile_s']:.2f} |")
     return "\n".join(lines)
 
 
@@ -83,7 +87,8 @@ def step_layout(r) -> str:
 
 
 def memory(r) -> str:
-    lines = [header(r), "", "| T | full BPTT MiB | remat per step MiB | segments of sqrt(T) MiB | truncated (100) MiB |",
+    lines = [header(r), "",
+             "| T | full BPTT MiB | remat per step MiB | segments of sqrt(T) MiB | truncated (100) MiB |",
              "|---|---|---|---|---|"]
     by_T = {}
     for row in r["rows"]:

@@ -79,7 +79,8 @@ def main(config: Config) -> dict:
                     t0 = time.perf_counter()
                     common.block(eager(params))
                     first = time.perf_counter() - t0
-                    timing = common.median_time(lambda: eager(params), min_repeats=3, min_seconds=config.min_seconds, warmup=0)
+                    timing = common.median_time(lambda: eager(params), min_repeats=3, min_seconds=config.min_seconds,
+                                                warmup=0)
                     rows.append(dict(cell=cell, batch=batch, T=T, method="loop_eager", lower_s=0.0, compile_s=0.0,
                                      first_call_s=first, **timing))
                     print(f"{cell:4s} B{batch:<3d} T{T:<4d} loop_eager    run {timing['median_s'] * 1e3:9.3f} ms",

@@ -51,7 +51,8 @@ def test_seq2seq_baselines_are_what_they_claim():
 
 def test_seq2seq_tiny_preset_learns_addition_beyond_the_blind_baseline():
     s = seq2seq.main(seq2seq.PRESETS["tiny"])["summary"]
-    assert s["reversed_test_exact_match"] > 0.1  # a question-blind constant answer is right only when its sum happens to be it
+    # a question-blind constant answer is right only when its sum happens to be it
+    assert s["reversed_test_exact_match"] > 0.1
     assert s["reversed_test_position_accuracy"] > s["reversed_constant_answer_accuracy"] + 0.1
     assert s["reversed_test_loss"] < 0.7 * s["reversed_constant_answer_loss"]
 
