@@ -147,6 +147,14 @@ def _backward(Whh, activations, carries_in, cotangents):
 recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
+def _lookup(Wxh):
+    """``ids -> embed(Wxh, ids)``, the same ``jnp.take`` of rows of ``Wxh.T (V, G)``, with ``Wxh.T`` copied once
+    before the time loop (the barrier): otherwise XLA:CPU gathered the strided columns of ``Wxh`` in every step,
+    41 against 13 us per step at B 32, H 256 (``benchmarks/profile_step.py``)."""
+    table = jax.lax.optimization_barrier(Wxh.T)
+    return lambda ids: jnp.take(table, ids, axis=0)
+
+
 @jax.custom_vjp
 def recurrence_ids(Wxh, Whh, bh, carry, ids):
     """``recurrence`` for token ids, looking each step's ``Wxh x_t`` (column ``id_t`` of ``Wxh (G, V)``) up inside
@@ -155,12 +163,12 @@ def recurrence_ids(Wxh, Whh, bh, carry, ids):
     Args: ``ids (T, ...)`` integers; the rest as ``recurrence``. Returns ``(carry_T, hs (T, ..., H))``.
     Differentiable in ``Wxh, Whh, bh, carry``; ``dWxh`` is one scatter-add of all ``dz_t`` after the backward scan.
     """
-    carry_T, (_, carries) = _forward(Whh, bh, carry, ids, functools.partial(embed, Wxh))
+    carry_T, (_, carries) = _forward(Whh, bh, carry, ids, _lookup(Wxh))
     return carry_T, _hidden(carries)
 
 
 def _recurrence_ids_fwd(Wxh, Whh, bh, carry, ids):
-    carry_T, (activations, carries) = _forward(Whh, bh, carry, ids, functools.partial(embed, Wxh))
+    carry_T, (activations, carries) = _forward(Whh, bh, carry, ids, _lookup(Wxh))
     return (carry_T, _hidden(carries)), (Wxh, ids, Whh, activations, _shift_in(carry, carries))
 
 
