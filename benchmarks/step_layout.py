@@ -1,9 +1,10 @@
 """Why ``jaxrnn.fast`` lays out a time step as it does: the patterns it avoids, timed against the ones it uses.
 
 Command: ``python benchmarks/step_layout.py [--quick] [--device cpu|gpu|auto]``
-Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H``; its variants compute the same numbers
-(checked before timing) and are timed in turn in the same process. Reported: microseconds per step and each
-variant's speed-up over the case's first variant. The findings are XLA:CPU's; on another backend they may not hold.
+Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H`` (vocabulary ``V`` for the lookup); its
+variants compute the same numbers (checked before timing) and are timed in turn in the same process. Reported:
+microseconds per step and each variant's speed-up over the case's first variant. The findings are XLA:CPU's;
+on another backend they may not hold.
 """
 from __future__ import annotations
 
@@ -18,23 +19,26 @@ class Config:
     batch: int = 32
     hidden: int = 256
     steps: int = 64
+    vocab: int = 100
     min_seconds: float = 2.0
 
 
-PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, steps=4, min_seconds=0.01)}
+PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, steps=4, vocab=11, min_seconds=0.01)}
 
 
-def cases(B: int, H: int, T: int) -> dict:
+def cases(B: int, H: int, T: int, V: int) -> dict:
     """``{case: {variant: (fn, args)}}``; the first variant of a case is the one ``jaxrnn.fast`` avoids."""
     import jax
     import jax.numpy as jnp
 
-    from jaxrnn import fast
+    from jaxrnn import embed, fast
 
-    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
     zs = jax.random.normal(k[0], (T, B, 4 * H))
     h0 = jnp.tanh(jax.random.normal(k[1], (B, H)))
     Whh = jax.random.normal(k[2], (4 * H, H)) / jnp.sqrt(H)
+    Wxh = jax.random.normal(k[3], (4 * H, V))
+    ids = jax.random.randint(k[4], (T, B), 0, V)
 
     def scan(body, init, xs):
         return jax.lax.scan(body, init, xs)
@@ -50,6 +54,12 @@ def cases(B: int, H: int, T: int) -> dict:
             return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(term(Whh, h)[:, :H]), h0)
         return run
 
+    def lookup_loop(make_lookup):  # sum of the looked-up columns Wxh[:, id_t] over the steps
+        def run(Wxh, ids):
+            lookup = make_lookup(Wxh)
+            return scan(lambda acc, i: (acc + lookup(i), None), jnp.zeros((B, 4 * H)), ids)[0]
+        return run
+
     zi, zg = zs[..., :H], zs[..., 3 * H:]
     return {
         "a fusion reading two slices of one buffer vs one slice of each of two buffers": {
@@ -58,13 +68,16 @@ def cases(B: int, H: int, T: int) -> dict:
         "recurrent matmul h @ Whh^T vs Whh @ h^T transposed back": {
             "h @ Whh.T": (matmul_loop(lambda W, h: h @ W.T), (Whh, h0)),
             "Whh @ h^T (jaxrnn.fast)": (matmul_loop(fast._recurrent_term), (Whh, h0))},
+        "per-step lookup of token ids: columns of Wxh vs rows of Wxh^T copied before the loop": {
+            "embed(Wxh, ids_t) in the loop": (lookup_loop(lambda W: functools.partial(embed, W)), (Wxh, ids)),
+            "rows of Wxh^T (jaxrnn.fast)": (lookup_loop(fast._lookup), (Wxh, ids))},
     }
 
 
 def main(config: Config) -> dict:
     B, H, T = config.batch, config.hidden, config.steps
     rows = []
-    for case, variants in cases(B, H, T).items():
+    for case, variants in cases(B, H, T, config.vocab).items():
         calls, outs = {}, {}
         for name, (fn, fn_args) in variants.items():
             compiled, _, _ = common.compile_timed(fn, *fn_args)
