@@ -2,10 +2,12 @@
 
 Command: ``python benchmarks/minchar.py [--quick] [--device cpu|gpu|auto]``
 The text is this repository's own ``jaxrnn/*.py`` source (no download); hidden 100, sequence 25, clipped Adagrad.
+Every implementation, the NumPy loop included, is timed in turn, round after round (``common.interleaved_times``).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 
@@ -77,29 +79,19 @@ def main(config: Config) -> dict:
             losses.append(loss)
         return params, losses
 
-    numpy_times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        np_params, np_losses = numpy_run(config.numpy_iterations)
-        numpy_times.append(time.perf_counter() - t0)
-    numpy_its = config.numpy_iterations / float(np.median(numpy_times))
-    rows = [dict(impl="numpy reference", iterations_per_s=numpy_its, ratio_vs_numpy=1.0, compile_s=0.0)]
-    print(f"numpy: {numpy_its:.0f} it/s", flush=True)
-
+    _, np_losses = numpy_run(CHECKED)
     n = config.numpy_iterations
+    calls = {"numpy reference": (lambda: numpy_run(n), n, 0.0, 0.0)}  # name -> (call, updates per call, compile_s, err)
     carry0 = jnp.zeros(H)
-    for name, loss_fn in [("jaxrnn make_train_step (plain)", None), ("jaxrnn fast, 1 update/call", "fast")]:
-        if loss_fn is None:
-            train_step = jaxrnn.make_train_step(optimizer)
-        else:
-            train_step = make_fast_train_step(optimizer)
+    xs, ys = list(jnp.asarray(xs_all)), list(jnp.asarray(ys_all))  # one device array per chunk
+    for name, train_step in [("jaxrnn make_train_step (plain)", jaxrnn.make_train_step(optimizer)),
+                             ("jaxrnn fast, 1 update/call", make_fast_train_step(optimizer))]:
         opt0 = optimizer.init(params0)
-        xs, ys = list(jnp.asarray(xs_all)), list(jnp.asarray(ys_all))  # one device array per chunk
         t0 = time.perf_counter()
         common.block(train_step(params0, opt0, carry0, xs[0], ys[0]))
         compile_s = time.perf_counter() - t0
 
-        def run(n):
+        def run(n, train_step=train_step, opt0=opt0):  # min-char-rnn's loop: one jitted call per update
             params, opt_state, carry, losses = params0, opt0, carry0, []
             for i in range(n):
                 params, opt_state, carry, loss = train_step(params, opt_state, carry, xs[i % n_chunks],
@@ -108,30 +100,29 @@ def main(config: Config) -> dict:
             return losses
 
         err = _check_against_reference(f"minchar {name}", np_losses, common.block(run(CHECKED)))
-        timing = common.median_time(lambda: run(n), min_repeats=3, min_seconds=config.min_seconds, warmup=0)
-        its = n / timing["median_s"]
-        rows.append(dict(impl=name, iterations_per_s=its, ratio_vs_numpy=its / numpy_its, compile_s=compile_s,
-                         rel_diff_vs_numpy=err, **timing))
-        print(f"{name}: {its:.0f} it/s ({its / numpy_its:.1f}x numpy), compile {compile_s:.2f}s", flush=True)
+        calls[name] = (functools.partial(run, n), n, compile_s, err)
 
     for per_call in config.updates_per_call:
         for name, loss_fn in [("plain", jaxrnn.sequence_loss), ("fast", fast_sequence_loss)]:
             train_loop = make_fast_train_loop(optimizer, loss_fn=loss_fn)
             reps = -(-per_call // n_chunks)
-            xs = jnp.asarray(np.tile(xs_all, (reps, 1))[:per_call])
-            ys = jnp.asarray(np.tile(ys_all, (reps, 1))[:per_call])
+            chunks = (jnp.asarray(np.tile(xs_all, (reps, 1))[:per_call]),
+                      jnp.asarray(np.tile(ys_all, (reps, 1))[:per_call]))
             opt0 = optimizer.init(params0)
-            compiled, lower_s, compile_s = common.compile_timed(train_loop, params0, opt0, carry0, xs, ys)
-            losses = compiled(params0, opt0, carry0, xs, ys)[3]
+            compiled, lower_s, compile_s = common.compile_timed(train_loop, params0, opt0, carry0, *chunks)
+            losses = compiled(params0, opt0, carry0, *chunks)[3]
             err = _check_against_reference(f"minchar loop {name}", np_losses, losses[:CHECKED])
-            timing = common.median_time(lambda: compiled(params0, opt0, carry0, xs, ys), min_repeats=3,
-                                        min_seconds=config.min_seconds)
-            its = per_call / timing["median_s"]
-            label = f"jaxrnn {name}, {per_call} updates/call (scan)"
-            rows.append(dict(impl=label, iterations_per_s=its, ratio_vs_numpy=its / numpy_its,
-                             compile_s=lower_s + compile_s, rel_diff_vs_numpy=err, **timing))
-            print(f"{label}: {its:.0f} it/s ({its / numpy_its:.1f}x numpy), compile {lower_s + compile_s:.2f}s",
-                  flush=True)
+            calls[f"jaxrnn {name}, {per_call} updates/call (scan)"] = (
+                functools.partial(compiled, params0, opt0, carry0, *chunks), per_call, lower_s + compile_s, err)
+
+    timings = common.interleaved_times({name: c[0] for name, c in calls.items()}, min_seconds=config.min_seconds)
+    numpy_its = n / timings["numpy reference"]["median_s"]
+    rows = []
+    for name, (_, updates, compile_s, err) in calls.items():
+        its = updates / timings[name]["median_s"]
+        rows.append(dict(impl=name, iterations_per_s=its, ratio_vs_numpy=its / numpy_its, compile_s=compile_s,
+                         rel_diff_vs_numpy=err, **timings[name]))
+        print(f"{name}: {its:.0f} it/s ({its / numpy_its:.1f}x numpy), compile {compile_s:.2f}s", flush=True)
     return {"vocab": V, "rows": rows}
 
 
