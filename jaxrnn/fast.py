@@ -24,7 +24,8 @@ activations (not the pre-activations), so the backward pass evaluates no exponen
 
 How the step is laid out for XLA:CPU (each pattern timed by ``benchmarks/step_layout.py``): the gates are
 kept as four arrays, not slices of one ``(..., 4H)`` array (a fusion reading two slices of one buffer ran 5-7x
-slower), and the recurrent matmul runs as ``Whh @ h^T``, which XLA:CPU computed faster than ``h @ Whh^T``.
+slower), the recurrent matmul runs as ``Whh @ h^T``, which XLA:CPU computed faster than ``h @ Whh^T``, and ids
+are looked up in rows of ``Wxh^T`` copied once before the loop, not in strided columns of ``Wxh``.
 """
 from __future__ import annotations
 
