@@ -10,9 +10,10 @@ Model, for layers ``l = 1..L`` of the same cell (``rnn_cell`` or ``lstm_cell``, 
     y_t = Why h^L_t + by          p_t = softmax(y_t)
 
 Each layer's input projection ``Wxh^l x^l_t`` is computed for all ``T`` steps at once before its time loop
-(one matmul or one lookup); the time loop is ``jaxrnn.fast.recurrence`` (the cell's own maths, differentiated
-by manual BPTT). ``char_lm_step`` is the same model one character at a time with the core
-``rnn_step``/``lstm_step``; a test pins the two equal.
+(one matmul), or, for one-hot ids, looked up step by step inside it; the time loop is
+``jaxrnn.fast.recurrence`` or ``recurrence_ids`` (the cell's own maths, differentiated by manual BPTT).
+``char_lm_step`` is the same model one character at a time with the core ``rnn_step``/``lstm_step``; a test
+pins the two equal.
 
 Truncated BPTT: ``TrainState.carry`` holds every stream's state; an update starts from it (zeroed only where
 ``reset`` says a stream wrapped around), runs one chunk, and keeps the final state for the next chunk. The
@@ -31,7 +32,7 @@ import optax
 
 from jaxrnn.cells import (LSTMCarry, LSTMParams, RNNParams, embed, init_lstm, init_rnn, input_projection,
                           lstm_step, readout, register_step, rnn_step)
-from jaxrnn.fast import recurrence
+from jaxrnn.fast import recurrence, recurrence_ids
 from jaxrnn.losses import softmax_cross_entropy
 
 Array = jax.Array
@@ -134,10 +135,12 @@ def char_lm_hidden(params: CharLMParams, carry: tuple, xs: Array, *, key=None, d
         if l > 0 and key is not None and dropout > 0:
             keep = jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - dropout, inputs.shape)
             inputs = jnp.where(keep, inputs / (1.0 - dropout), 0.0)
-        zxs = input_projection(layer.Wxh, inputs)  # (T, B, G): hoisted out of the time loop
         if not isinstance(layer, (LSTMParams, RNNParams)):
             raise TypeError(f"unsupported layer parameters {type(layer).__name__}")
-        state, inputs = recurrence(layer.Whh, layer.bh, state, zxs)
+        if jnp.issubdtype(inputs.dtype, jnp.integer):  # one-hot ids: each step looks up its column of Wxh
+            state, inputs = recurrence_ids(layer.Wxh, layer.Whh, layer.bh, state, inputs)
+        else:  # (T, B, G) projections in one matmul, hoisted out of the time loop
+            state, inputs = recurrence(layer.Whh, layer.bh, state, input_projection(layer.Wxh, inputs))
         new_carry.append(state)
     return inputs, tuple(new_carry)
 
