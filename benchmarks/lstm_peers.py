@@ -1,6 +1,6 @@
 """Character-LSTM training step, tokens per second: jaxrnn versus Flax (linen, nnx) and PyTorch ``nn.LSTM``.
 
-Command: ``python benchmarks/lstm_peers.py [--quick] [--device cpu|gpu|auto]``
+Command: ``python benchmarks/lstm_peers.py [--quick | --preset small|mid|large] [--device cpu|gpu|auto]``
 Model everywhere: embedding ``E`` -> one LSTM layer ``H`` -> linear readout ``V``; mean cross-entropy; Adam
 (lr 1e-3); zero initial state. All start from the same weights and must agree on the loss before and after one
 step before they are timed. GFLOP/s counts the model's matmul FLOPs (3x the forward: forward, and the two
@@ -28,7 +28,10 @@ class Config:
 
 
 PRESETS = {"full": Config(), "quick": Config(shapes=((2, 5, 8),), embedding=4, vocab=11, matmul_size=64,
-                                              min_seconds=0.01)}
+                                              min_seconds=0.01),
+           # one shape of the full run each, to repeat a contested measurement quickly
+           "small": Config(shapes=((1, 25, 100),)), "mid": Config(shapes=((32, 64, 256),)),
+           "large": Config(shapes=((64, 128, 512),))}
 
 
 class EmbeddedLSTMParams(NamedTuple):
