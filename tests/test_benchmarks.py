@@ -91,3 +91,19 @@ def test_peers_compute_the_same_loss_as_jaxrnn():
         _, loss_of, to_ids = lstm_peers.torch_impl(p, V, E, H, 1e-3, "cpu")
         losses["torch"] = loss_of(to_ids(xs), to_ids(ys)).item()
     np.testing.assert_allclose(list(losses.values()), expected, rtol=1e-5)
+
+
+def test_ab_fast_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_path):
+    fast = BENCH.parent / "jaxrnn" / "fast.py"
+    wrong = tmp_path / "fast_wrong.py"  # the forget gate's pre-activation gradient flipped: a wrong backward pass
+    source = fast.read_text()
+    assert source.count("df * f * (1 - f)") == 1
+    wrong.write_text(source.replace("df * f * (1 - f)", "-df * f * (1 - f)"))
+    cmd = [sys.executable, str(BENCH / "ab_fast.py"), "2", "5", "8", "--device", "cpu", "--min-seconds", "0.01"]
+    ok = subprocess.run(cmd + [str(fast), str(fast)], capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.count("speed-up over 0") == 2
+    bad = subprocess.run(cmd + [str(fast), str(wrong)], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "disagree" in bad.stderr
+    missing = subprocess.run(cmd + [str(tmp_path / "nope.py")], capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
