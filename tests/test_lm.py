@@ -27,8 +27,8 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("cell,layers,embed", [("lstm", 2, 4), ("rnn", 2, 0), ("lstm", 1, 0)])
 def test_hoisted_layers_equal_core_steps(x64, cell, layers, embed):
-    """char_lm_hidden (projection hoisted, layer by layer) == char_lm_step (core rnn_step/lstm_step, step by
-    step), values and gradients, in float64."""
+    """char_lm_hidden (layer by layer through fast.recurrence, or recurrence_ids for one-hot ids: embed 0) ==
+    char_lm_step (core rnn_step/lstm_step, step by step), values and gradients, in float64."""
     params = init_char_lm(jax.random.PRNGKey(0), ModelConfig(V, cell=cell, hidden_size=6, layers=layers,
                                                              embed_size=embed), dtype=jnp.float64)
     carry = jax.tree.map(lambda z: z + 0.1, char_lm_initial_carry(params, (B,)))
