@@ -1,9 +1,11 @@
 """Why ``jaxrnn.fast`` lays out a time step as it does: the patterns it avoids, timed against the ones it uses.
 
 Command: ``python benchmarks/step_layout.py [--quick] [--device cpu|gpu|auto]``
-Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H`` (vocabulary ``V`` for the lookup); its
-variants compute the same numbers (checked before timing) and are timed in turn in the same process. Reported:
-microseconds per step and each variant's speed-up over the case's first variant. The findings are XLA:CPU's;
+Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H`` (vocabulary ``V`` for the lookup), or, for
+``dWhh``, the one matmul over all ``T B`` rows that follows the backward loop; its variants compute the same
+numbers (checked before timing) and are timed in turn in the same process. Reported: microseconds per step (per
+time step for ``dWhh``: the whole matmul divided by ``T``) and each variant's speed-up over the case's first
+variant. The findings are XLA:CPU's;
 on another backend they may not hold.
 """
 from __future__ import annotations
@@ -61,6 +63,9 @@ def cases(B: int, H: int, T: int, V: int) -> dict:
         return run
 
     zi, zg = zs[..., :H], zs[..., 3 * H:]
+    dz_rows = zs.reshape(T * B, 4 * H)  # stand-ins for dz_t and h_{t-1}, all T B rows
+    h_rows = jnp.tanh(zs[..., H:2 * H]).reshape(T * B, H)
+    h_cols = jnp.array(h_rows.T)  # the columns jaxrnn.fast's forward loop writes as it goes
     return {
         "a fusion reading two slices of one buffer vs one slice of each of two buffers": {
             "two slices of one (T, B, 4H) buffer": (product_of(False), (zs, None)),
@@ -71,6 +76,9 @@ def cases(B: int, H: int, T: int, V: int) -> dict:
         "per-step lookup of token ids: columns of Wxh vs rows of Wxh^T copied before the loop": {
             "embed(Wxh, ids_t) in the loop": (lookup_loop(lambda W: functools.partial(embed, W)), (Wxh, ids)),
             "rows of Wxh^T (jaxrnn.fast)": (lookup_loop(fast._lookup), (Wxh, ids))},
+        "dWhh over all T B rows: dz^T @ h vs h as columns @ dz, transposed": {
+            "dz_rows.T @ h_rows": (lambda dz, h: dz.T @ h, (dz_rows, h_rows)),
+            "h_cols @ dz_rows, .T (jaxrnn.fast)": (fast._recurrent_weight_grad, (h_cols, dz_rows))},
     }
 
 
