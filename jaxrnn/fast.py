@@ -25,10 +25,8 @@ activations (not the pre-activations), so the backward pass evaluates no exponen
 How the step is laid out for XLA:CPU (each pattern timed by ``benchmarks/step_layout.py``): the gates are
 kept as four arrays, not slices of one ``(..., 4H)`` array (a fusion reading two slices of one buffer ran 5-7x
 slower), the recurrent matmul runs as ``Whh @ h^T``, which XLA:CPU computed faster than ``h @ Whh^T``, and ids
-are looked up in rows of ``Wxh^T`` copied once before the loop, not in strided columns of ``Wxh``. The forward
-loop also writes each ``h_{t-1}`` as columns of one ``(H, T B)`` array, so that ``dWhh`` is the matmul
-``(H, T B) @ (T B, G)``, transposed, which XLA:CPU ran faster than ``dz^T h`` with its transposed operand (the
-price: one more ``(T, B, H)``-sized residual beside the six the LSTM keeps).
+are looked up in rows of ``Wxh^T`` copied once before the loop, not in strided columns of ``Wxh``. After the
+loops, ``dWhh`` is computed as ``(h^T dz)^T`` from a copy of ``h^T``, not as ``dz^T h``.
 """
 from __future__ import annotations
 
@@ -86,30 +84,16 @@ def _recurrent_term(Whh, h):
     return jax.lax.optimization_barrier(Whh @ h_rows.T).T.reshape(*h.shape[:-1], Whh.shape[0])
 
 
-def _forward(Whh, bh, carry, xs, project, keep_columns=False):
-    """Scan the recurrence over ``project(x_t) = Wxh x_t``; keep each step's activations and carry.
+def _forward(Whh, bh, carry, xs, project):
+    """Scan the recurrence over ``project(x_t) = Wxh x_t``; keep each step's activations and carry."""
 
-    Returns ``(carry_T, (activations, carries), h_prev_cols)``. With ``keep_columns``, ``h_prev_cols (H, T N)``
-    holds every ``h_{t-1}`` entering a step as columns (``N`` the batch size, column ``t N + n``), written into
-    one buffer as the loop goes, for ``dWhh`` in ``_backward``; otherwise ``None``.
-    """
-    H = Whh.shape[1]
-    T = jax.tree.leaves(xs)[0].shape[0]
-
-    def body(state, x):
-        carry, cols, t = state
-        h = _hidden(carry)
-        if keep_columns:
-            cols = jax.lax.dynamic_update_index_in_dim(cols, h.reshape(-1, H).T, t, axis=1)
-        z = project(x) + _recurrent_term(Whh, h) + bh
+    def body(carry, x):
+        z = project(x) + _recurrent_term(Whh, _hidden(carry)) + bh
         a = _activate(z, carry)  # kept per gate, (i, f, o, g): see the module docstring
         new_carry, h = _memory(carry, a)
-        return (new_carry, cols, t + 1), (a, new_carry)
+        return new_carry, (a, new_carry)
 
-    N = _hidden(carry).reshape(-1, H).shape[0]
-    cols = jnp.zeros((H, T, N), Whh.dtype) if keep_columns else None
-    (carry_T, cols, _), out = jax.lax.scan(body, (carry, cols, jnp.zeros((), jnp.int32)), xs)
-    return carry_T, out, (cols.reshape(H, T * N) if keep_columns else None)
+    return jax.lax.scan(body, carry, xs)
 
 
 def _shift_in(first, stacked):
@@ -124,7 +108,7 @@ def recurrence(Whh, bh, carry, zxs):
     Args: ``Whh (G, H)``, ``bh (G,)``, carry ``h (..., H)`` or ``LSTMCarry``, ``zxs (T, ..., G)`` (``Wxh x_t``).
     Returns: ``(carry_T, hs (T, ..., H))``. Differentiable in all four arguments by manual BPTT.
     """
-    carry_T, (_, carries), _ = _forward(Whh, bh, carry, zxs, _identity)
+    carry_T, (_, carries) = _forward(Whh, bh, carry, zxs, _identity)
     return carry_T, _hidden(carries)
 
 
@@ -133,15 +117,15 @@ def _identity(x):
 
 
 def _recurrence_fwd(Whh, bh, carry, zxs):
-    carry_T, (activations, carries), h_prev_cols = _forward(Whh, bh, carry, zxs, _identity, keep_columns=True)
-    return (carry_T, _hidden(carries)), (Whh, activations, _shift_in(carry, carries), h_prev_cols)
+    carry_T, (activations, carries) = _forward(Whh, bh, carry, zxs, _identity)
+    return (carry_T, _hidden(carries)), (Whh, activations, _shift_in(carry, carries))
 
 
 def _recurrence_bwd(residuals, cotangents):
     return _backward(*residuals, cotangents)
 
 
-def _backward(Whh, activations, carries_in, h_prev_cols, cotangents):
+def _backward(Whh, activations, carries_in, cotangents):
     """Manual BPTT: ``(dWhh, dbh, d_carry_0, dzs (T, ..., G))`` from the forward's residuals."""
     d_carry_T, dhs = cotangents
 
@@ -155,18 +139,23 @@ def _backward(Whh, activations, carries_in, h_prev_cols, cotangents):
         return d_carry_prev, dz
 
     d_carry_0, dzs = jax.lax.scan(body, d_carry_T, (activations, carries_in, dhs), reverse=True)
-    G = Whh.shape[0]
-    dWhh = _recurrent_weight_grad(h_prev_cols, dzs.reshape(-1, G))
+    h_prevs = _hidden(carries_in)
+    G, H = Whh.shape
+    dWhh = _recurrent_weight_grad(h_prevs.reshape(-1, H), dzs.reshape(-1, G))
     dbh = dzs.reshape(-1, G).sum(axis=0)
     return dWhh, dbh, d_carry_0, dzs
 
 
-def _recurrent_weight_grad(h_prev_cols, dz_rows):
-    """``dWhh = sum_t dz_t h_{t-1}^T (G, H)`` from ``h_prev_cols (H, T N)`` and ``dz_rows (T N, G)``: all ``T N``
-    outer products in one matmul, ``h_prev_cols @ dz_rows`` transposed. XLA:CPU hands a matmul in this
-    orientation to its fast library and ran ``dz_rows.T @ h_rows`` as a slower dot (1.2-1.4x at B 32, T 64,
-    H 256: ``benchmarks/step_layout.py``); the barrier keeps the final ``(H, G)`` transpose a copy of its own."""
-    return jax.lax.optimization_barrier(h_prev_cols @ dz_rows).T
+def _recurrent_weight_grad(h_rows, dz_rows):
+    """``dWhh = sum_n dz_n h_n^T = dz_rows^T h_rows (G, H)`` for ``h_rows (T N, H)``, ``dz_rows (T N, G)``: all
+    ``T N`` outer products in one matmul.
+
+    Computed as ``(h_rows^T @ dz_rows)^T`` with ``h_rows^T`` copied first: XLA:CPU hands a matmul of that
+    orientation, ``[M, K] @ [K, N]``, to its fast library, and ran ``dz_rows^T @ h_rows`` as a slower dot with a
+    transposed operand (``benchmarks/step_layout.py``). The barriers keep the two transposes copies of their own.
+    """
+    h_cols = jax.lax.optimization_barrier(h_rows.T)
+    return jax.lax.optimization_barrier(h_cols @ dz_rows).T
 
 
 recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
@@ -188,13 +177,13 @@ def recurrence_ids(Wxh, Whh, bh, carry, ids):
     Args: ``ids (T, ...)`` integers; the rest as ``recurrence``. Returns ``(carry_T, hs (T, ..., H))``.
     Differentiable in ``Wxh, Whh, bh, carry``; ``dWxh`` is one scatter-add of all ``dz_t`` after the backward scan.
     """
-    carry_T, (_, carries), _ = _forward(Whh, bh, carry, ids, _lookup(Wxh))
+    carry_T, (_, carries) = _forward(Whh, bh, carry, ids, _lookup(Wxh))
     return carry_T, _hidden(carries)
 
 
 def _recurrence_ids_fwd(Wxh, Whh, bh, carry, ids):
-    carry_T, (activations, carries), h_prev_cols = _forward(Whh, bh, carry, ids, _lookup(Wxh), keep_columns=True)
-    return (carry_T, _hidden(carries)), (Wxh, ids, Whh, activations, _shift_in(carry, carries), h_prev_cols)
+    carry_T, (activations, carries) = _forward(Whh, bh, carry, ids, _lookup(Wxh))
+    return (carry_T, _hidden(carries)), (Wxh, ids, Whh, activations, _shift_in(carry, carries))
 
 
 def _recurrence_ids_bwd(residuals, cotangents):
