@@ -5,8 +5,7 @@ Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H`` (vocabul
 ``dWhh``, the one matmul over all ``T B`` rows that follows the backward loop; its variants compute the same
 numbers (checked before timing) and are timed in turn in the same process. Reported: microseconds per step (per
 time step for ``dWhh``: the whole matmul divided by ``T``) and each variant's speed-up over the case's first
-variant. The findings are XLA:CPU's;
-on another backend they may not hold.
+variant. The findings are XLA:CPU's; on another backend they may not hold.
 """
 from __future__ import annotations
 
