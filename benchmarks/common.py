@@ -144,6 +144,8 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
     In each round every callable runs once untimed, then ``timed_per_round`` times timed: PyTorch's OpenMP
     threads spin-wait for a while after a step and slowed whichever implementation ran next by 5-15%; the
     untimed call absorbs that, and each implementation is timed as in a training loop, after a step of its own.
+    Returns ``{name: {"median_s", "min_s", "repeats", "round_s"}}``, ``round_s`` the median of each round's timed
+    calls (for ``paired_speedups``).
     """
     for call in calls.values():
         for _ in range(warmup):
@@ -158,7 +160,26 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
                 block(call())
                 times[name].append(time.perf_counter() - t0)
         rounds += 1
-    return {name: {"median_s": statistics.median(t), "min_s": min(t), "repeats": len(t)} for name, t in times.items()}
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "repeats": len(t),
+                   "round_s": [statistics.median(t[i:i + timed_per_round]) for i in range(0, len(t), timed_per_round)]}
+            for name, t in times.items()}
+
+
+def paired_speedups(timings: dict, name: str) -> dict:
+    """Speed-up of ``name`` over each other implementation of one ``interleaved_times`` run, round by round:
+    ``{other: {"median", "q25", "q75"}}`` of ``other's time / name's time`` within each round.
+
+    A round times all implementations within seconds of each other, so a change in the machine's load that lasts
+    longer than a round cancels in each round's ratio; the spread over rounds says how far one run can be trusted.
+    """
+    own = timings[name]["round_s"]
+    out = {}
+    for other, t in timings.items():
+        if other != name:
+            q25, q50, q75 = statistics.quantiles([o / s for o, s in zip(t["round_s"], own)], n=4,
+                                                 method="inclusive")
+            out[other] = {"median": q50, "q25": q25, "q75": q75}
+    return out
 
 
 def run_benchmark(args, name: str, presets: dict, main, *, plot=None, pass_device: bool = False) -> dict:

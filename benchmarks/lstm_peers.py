@@ -269,7 +269,8 @@ def main(config: Config, device: str = "auto") -> dict:
             row = dict(B=B, T=T, H=H, impl=name, tokens_per_s=B * T / timing["median_s"], gflops=gflops,
                        fraction_of_matmul_peak=gflops / peak, compile_s=compile_s, loss_before=loss0,
                        loss_after_one_step=loss1, **timing,
-                       speedup_vs={n: t / timing["median_s"] for n, t in ref.items() if n != name})
+                       speedup_vs={n: t / timing["median_s"] for n, t in ref.items() if n != name},
+                       paired_speedup_vs=common.paired_speedups(timings, name))
             rows.append(row)
             print(f"B{B:<3d} T{T:<4d} H{H:<4d} {name:42s} {row['tokens_per_s']:10.0f} tok/s {gflops:6.1f} GFLOP/s "
                   f"({100 * gflops / peak:4.1f}% of peak) compile {compile_s:.2f}s", flush=True)

@@ -65,7 +65,7 @@ def minchar(r) -> str:
 
 def lstm_peers(r) -> str:
     columns = ("B, T, H", "implementation", "tokens/s", "GFLOP/s", "of peak", "speed-up over plain jaxrnn",
-               "over Flax linen", "over PyTorch", "compile s")
+               "over Flax linen", "over PyTorch", "by round over Flax linen", "by round over PyTorch", "compile s")
     lines = [header(r), "", f"float32 matmul peak measured in the same run: {r['matmul_peak_gflops']:.1f} GFLOP/s", "",
              "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for row in r["rows"]:
@@ -73,10 +73,14 @@ def lstm_peers(r) -> str:
             own = "1.00" if row["impl"].startswith(key) else "-"
             return next((f"{v:.2f}" for k, v in row["speedup_vs"].items() if k.startswith(key)), own)
 
+        def by_round(key, row=row):  # median [quartiles] of the per-round ratios (runs that recorded rounds)
+            return next((f"{v['median']:.2f} [{v['q25']:.2f}-{v['q75']:.2f}]"
+                         for k, v in row.get("paired_speedup_vs", {}).items() if k.startswith(key)), "-")
+
         lines.append(f"| {row['B']}, {row['T']}, {row['H']} | {row['impl']} | {row['tokens_per_s']:.0f} | "
                      f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | "
                      f"{ratio('jaxrnn make_train_step')} | {ratio('flax linen')} | {ratio('pytorch')} | "
-                     f"{row['compile_s']:.2f} |")
+                     f"{by_round('flax linen')} | {by_round('pytorch')} | {row['compile_s']:.2f} |")
     return "\n".join(lines)
 
 

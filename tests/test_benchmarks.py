@@ -11,6 +11,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
+import common  # noqa: E402
 import lstm_peers  # noqa: E402
 
 
@@ -37,6 +38,26 @@ def test_smoke_quick_suite_all(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} >= {"scan_vs_loop.json", "scan_vs_loop.png", "minchar.json",
                                                      "lstm_peers.json", "memory.json", "memory.png", "sampling.json",
                                                      "step_layout.json"}
+
+
+def test_paired_speedups_cancel_a_load_change_between_rounds():
+    # B takes twice A's time in every round while the machine slows down 4x during the run: each round's ratio
+    # is exactly 2; one round where the load changed between A and B is an outlier the quartiles leave out.
+    timings = {"A": {"round_s": [1.0, 1.0, 4.0, 4.0, 4.0, 1.0]}, "B": {"round_s": [2.0, 2.0, 8.0, 8.0, 8.0, 2.0]}}
+    assert common.paired_speedups(timings, "A") == {"B": {"median": 2.0, "q25": 2.0, "q75": 2.0}}
+    assert common.paired_speedups(timings, "B") == {"A": {"median": 0.5, "q25": 0.5, "q75": 0.5}}
+    timings["B"]["round_s"][5] = 8.0
+    assert common.paired_speedups(timings, "A")["B"] == {"median": 2.0, "q25": 2.0, "q75": 2.0}
+    timings["B"]["round_s"][4] = 32.0
+    assert common.paired_speedups(timings, "A")["B"] == {"median": 2.0, "q25": 2.0, "q75": 6.5}
+
+
+def test_interleaved_times_records_each_round():
+    calls = {"a": lambda: np.zeros(3), "b": lambda: np.ones(3)}
+    timings = common.interleaved_times(calls, min_rounds=3, min_seconds=0.0, timed_per_round=2)
+    for t in timings.values():
+        assert len(t["round_s"]) == 3 and t["repeats"] == 6 and min(t["round_s"]) >= t["min_s"] > 0
+    assert set(common.paired_speedups(timings, "a")) == {"b"}
 
 
 def test_bad_device_exits_2_with_one_line(tmp_path):
