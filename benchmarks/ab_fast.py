@@ -4,7 +4,8 @@ timed in turn, round after round, in one process (optionally beside Flax linen a
 Command: ``python benchmarks/ab_fast.py B T H FAST.py [FAST.py ...] [--unfolded] [--flax] [--torch]``
 A version from history: ``git show REV:jaxrnn/fast.py > /tmp/fast_old.py``. Each file is loaded as a module of
 its own; the losses after one step must agree (to 2e-4) before anything is timed. Run each comparison in both
-orders: the differences worth keeping are the ones that survive the swap.
+orders: the differences worth keeping are the ones that survive the swap. Printed: each version's median time,
+its speed-up over version 0 as a ratio of medians, and by round (median [quartiles] of each round's ratio).
 """
 from __future__ import annotations
 
@@ -87,8 +88,10 @@ def main(argv=None) -> int:
     timings = common.interleaved_times(calls, min_seconds=args.min_seconds)
     base = timings[first]["median_s"]
     for name, t in timings.items():
+        by_round = "" if name == first else "  by round {median:.3f} [{q25:.3f}-{q75:.3f}]".format(
+            **common.paired_speedups(timings, name)[first])
         print(f"{name:40s} {t['median_s'] * 1e3:9.3f} ms (fastest {t['min_s'] * 1e3:9.3f})  "
-              f"speed-up over 0: {base / t['median_s']:.3f}  ({t['repeats']} calls)", flush=True)
+              f"speed-up over 0: {base / t['median_s']:.3f}{by_round}  ({t['repeats']} calls)", flush=True)
     return 0
 
 
