@@ -162,3 +162,6 @@ def test_out_of_range_ids_give_nan_on_every_path():
     xs_wrapped = xs.at[4, 1].set(xs[4, 1] - V)  # the same id, counted from the end
     np.testing.assert_allclose(fast_sequence_loss(params, carry, xs_wrapped, ys)[0],
                                fast_sequence_loss(params, carry, xs, ys)[0], rtol=1e-6)
+    grad = jax.grad(lambda p, x: fast_sequence_loss(p, carry, x, ys)[0])  # the backward's scatter wraps alike
+    for a, b in zip(jax.tree.leaves(grad(params, xs_wrapped)), jax.tree.leaves(grad(params, xs))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
