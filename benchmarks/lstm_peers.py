@@ -67,13 +67,10 @@ def _lstm(p):
     return jaxrnn.LSTMParams(p.Wxh, p.Whh, p.Why, p.bh, p.by)
 
 
-def jaxrnn_impls(config, optimizer):
-    """``{name: train_step}`` for the plain core step and the fast paths, each ``(p, opt, carry, xs, ys)``."""
+def jaxrnn_fast_losses():
+    """``{name: loss(p, carry, xs, ys, mask=None) -> (loss, carry_T)}`` for the fast paths, mean cross-entropy."""
     import jaxrnn
-    from jaxrnn.fast import fast_sequence_loss, make_fast_train_step
-
-    def embedded_step(p, carry, x):  # the plain path: embedding looked up inside the time loop
-        return jaxrnn.lstm_step(_lstm(p), carry, jaxrnn.embed(p.Wemb, x))
+    from jaxrnn.fast import fast_sequence_loss
 
     def fast_loss(p, carry, xs, ys, mask=None):  # embedding for all T at once, then Wxh for all T at once
         return fast_sequence_loss(_lstm(p), carry, jaxrnn.embed(p.Wemb, xs), ys, mask=mask, reduction="mean")
@@ -82,10 +79,20 @@ def jaxrnn_impls(config, optimizer):
         folded = _lstm(p)._replace(Wxh=p.Wxh @ p.Wemb)
         return fast_sequence_loss(folded, carry, xs, ys, mask=mask, reduction="mean")
 
-    return {"jaxrnn make_train_step (plain)": jaxrnn.make_train_step(optimizer, step=embedded_step,
-                                                                      reduction="mean"),
-            "jaxrnn fast": make_fast_train_step(optimizer, loss_fn=fast_loss),
-            "jaxrnn fast, folded embedding": make_fast_train_step(optimizer, loss_fn=folded_loss)}
+    return {"jaxrnn fast": fast_loss, "jaxrnn fast, folded embedding": folded_loss}
+
+
+def jaxrnn_impls(config, optimizer):
+    """``{name: train_step}`` for the plain core step and the fast paths, each ``(p, opt, carry, xs, ys)``."""
+    import jaxrnn
+    from jaxrnn.fast import make_fast_train_step
+
+    def embedded_step(p, carry, x):  # the plain path: embedding looked up inside the time loop
+        return jaxrnn.lstm_step(_lstm(p), carry, jaxrnn.embed(p.Wemb, x))
+
+    plain = jaxrnn.make_train_step(optimizer, step=embedded_step, reduction="mean")
+    return {"jaxrnn make_train_step (plain)": plain} | {
+        name: make_fast_train_step(optimizer, loss_fn=loss) for name, loss in jaxrnn_fast_losses().items()}
 
 
 def flax_linen_impl(p, V, E, H, optimizer):

@@ -95,6 +95,20 @@ def step_layout(r) -> str:
                             "speed-up over the first": lambda row: f"{row['speedup_vs_first']:.2f}"})
 
 
+def step_parts(r) -> str:
+    parts = ("forward (loss)", "loss and gradient", "optimizer update", "training step")
+    ms = {(row["impl"], row["T"], row["part"]): row["median_ms"] for row in r["rows"]}
+    lines = [header(r), "", "| implementation | T | " + " ms | ".join(parts) + " ms |", "|" + "---|" * (2 + len(parts))]
+    for impl, T in sorted(dict.fromkeys((i, t) for i, t, _ in ms), key=lambda k: (k[0] != "jaxrnn fast", k[1])):
+        lines.append(f"| {impl} | {T} | " + " | ".join(f"{ms[impl, T, p]:.3f}" for p in parts) + " |")
+    lines.append("")
+    for impl, s in r["summary"].items():
+        lines.append(f"- {impl}: {s['per_time_step_us']:.1f} us per extra time step, {s['fixed_ms']:.3f} ms of the "
+                     f"step not growing with T; the optimizer update alone {s['optimizer_update_ms']:.3f} ms")
+    lines.append("- Flax / jaxrnn: " + ", ".join(f"{k} {v:.2f}x" for k, v in r["flax_over_jaxrnn"].items()))
+    return "\n".join(lines)
+
+
 def memory(r) -> str:
     lines = [header(r), "",
              "| T | full BPTT MiB | remat per step MiB | segments of sqrt(T) MiB | truncated (100) MiB |",
@@ -124,7 +138,8 @@ def data_parallel(r) -> str:
 
 def main(folder: Path) -> None:
     for name, table in [("scan_vs_loop", scan_vs_loop), ("scan_vs_loop_scan", scan_compile), ("minchar", minchar),
-                        ("lstm_peers", lstm_peers), ("step_layout", step_layout), ("memory", memory),
+                        ("lstm_peers", lstm_peers), ("step_parts", step_parts), ("step_layout", step_layout),
+                        ("memory", memory),
                         ("sampling", sampling), ("data_parallel", data_parallel)]:
         result = load(folder, name)
         if result is not None:

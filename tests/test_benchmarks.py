@@ -37,7 +37,20 @@ def test_smoke_quick_suite_all(tmp_path):
     _run_all(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} >= {"scan_vs_loop.json", "scan_vs_loop.png", "minchar.json",
                                                      "lstm_peers.json", "memory.json", "memory.png", "sampling.json",
-                                                     "step_layout.json"}
+                                                     "step_layout.json", "step_parts.json"}
+
+
+def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_path):
+    _run_all(tmp_path, "step_parts")
+    result = json.loads((tmp_path / "step_parts.json").read_text())
+    assert {(r["impl"], r["T"], r["part"]) for r in result["rows"]} == {
+        (impl, T, part) for impl in ("jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)") for T in (5, 10)
+        for part in ("forward (loss)", "loss and gradient", "optimizer update", "training step")}
+    for T, (jaxrnn_loss, flax_loss) in result["first_loss"].items():  # same weights, same data: same loss
+        assert abs(jaxrnn_loss - flax_loss) < 1e-4 and jaxrnn_loss > 0, T
+    for s in result["summary"].values():  # the split adds up: growing with T plus fixed is the step at T
+        assert s["growing_with_T_ms"] + s["fixed_ms"] == pytest.approx(s["step_ms"])
+        assert 0 < s["optimizer_update_ms"] and 0 < s["optimizer_fraction"]
 
 
 def test_paired_speedups_cancel_a_load_change_between_rounds():

@@ -1,0 +1,107 @@
+"""Where one LSTM training step's time goes, part by part: jaxrnn's fast path beside Flax linen.
+
+Command: ``python benchmarks/step_parts.py [--quick | --preset mid] [--device cpu|gpu|auto]``
+For ``lstm_peers.py``'s model at (B, T, H) = (1, 25, 100) (``--preset mid``: (32, 64, 256)), each compiled on its
+own and all timed in turn in one run: the loss alone (forward), the loss with its gradient, the optimiser update
+alone (Adam, as in ``lstm_peers``), and the whole training step, at ``T`` and at ``2T``. The difference between
+the two lengths gives the cost of one more time step (both time loops, and the per-step share of the matmuls over
+all steps); the rest of a step at ``T`` is the part that does not grow with ``T``. Unlike ``profile_step.py`` this
+needs no profiler, so nothing is hidden or inflated; it cannot split the parts further.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import common
+import lstm_peers
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    shape: tuple = (1, 25, 100)  # (batch, T, hidden)
+    embedding: int = 64
+    vocab: int = 100
+    learning_rate: float = 1e-3
+    min_seconds: float = 3.0
+
+
+PRESETS = {"full": Config(), "mid": Config(shape=(32, 64, 256)),
+           "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, min_seconds=0.01)}
+PARTS = ("forward (loss)", "loss and gradient", "optimizer update", "training step")
+JAXRNN, FLAX = "jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)"
+
+
+def _parts(loss, step, params, opt_state, args, optimizer):
+    """``{part: call}`` for one implementation: ``loss(params, *args) -> scalar``, ``step(params, opt_state,
+    *args)`` its training step."""
+    import jax
+    import optax
+
+    grads = jax.grad(loss)(params, *args)
+    def update(grads, opt_state, params):  # what the training step does after the gradient
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    calls = {"forward (loss)": (jax.jit(loss), (params, *args)),
+             "loss and gradient": (jax.jit(jax.value_and_grad(loss)), (params, *args)),
+             "optimizer update": (jax.jit(update), (grads, opt_state, params)),
+             "training step": (step, (params, opt_state, *args))}
+    return {part: functools.partial(common.compile_timed(fn, *a)[0], *a) for part, (fn, a) in calls.items()}
+
+
+def main(config: Config) -> dict:
+    import optax
+
+    B, T0, H = config.shape
+    E, V = config.embedding, config.vocab
+    optimizer = optax.adam(config.learning_rate)
+    fast_loss = lstm_peers.jaxrnn_fast_losses()[JAXRNN]
+    calls, first_loss = {}, {}
+    for T in (T0, 2 * T0):
+        params, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
+        jaxrnn_step = lstm_peers.jaxrnn_impls(config, optimizer)[JAXRNN]
+        jaxrnn_parts = _parts(lambda p, xs, ys, carry=carry: fast_loss(p, carry, xs, ys)[0],
+                              lambda p, s, xs, ys, carry=carry: jaxrnn_step(p, s, carry, xs, ys),
+                              params, optimizer.init(params), (xs, ys), optimizer)
+        variables, flax_step, flax_loss = lstm_peers.flax_linen_impl(params, V, E, H, optimizer)
+        flax_parts = _parts(flax_loss, flax_step, variables, optimizer.init(variables), (xs, ys), optimizer)
+        first_loss[T] = (float(jaxrnn_parts["forward (loss)"]()), float(flax_parts["forward (loss)"]()))
+        common.check_close(f"loss at T={T}, jaxrnn against Flax", *first_loss[T], 1e-4)
+        for impl, parts in ((JAXRNN, jaxrnn_parts), (FLAX, flax_parts)):
+            calls |= {(impl, T, part): call for part, call in parts.items()}
+    timings = common.interleaved_times({f"{i} | T={t} | {p}": c for (i, t, p), c in calls.items()},
+                                       min_seconds=config.min_seconds)
+    ms = {key: timings[f"{key[0]} | T={key[1]} | {key[2]}"]["median_s"] * 1e3 for key in calls}
+    rows = [dict(impl=i, B=B, T=t, H=H, part=p, median_ms=ms[i, t, p]) for (i, t, p) in calls]
+    summary = {}
+    for impl in (JAXRNN, FLAX):
+        step, update = ms[impl, T0, "training step"], ms[impl, T0, "optimizer update"]
+        per_time_step = (ms[impl, 2 * T0, "training step"] - step) / T0
+        summary[impl] = dict(step_ms=step, per_time_step_us=per_time_step * 1e3,
+                             growing_with_T_ms=per_time_step * T0, fixed_ms=step - per_time_step * T0,
+                             optimizer_update_ms=update, optimizer_fraction=update / step,
+                             backward_ms=ms[impl, T0, "loss and gradient"] - ms[impl, T0, "forward (loss)"])
+    print(f"B {B} T {T0} H {H} (and T {2 * T0}), milliseconds (median of interleaved rounds):", flush=True)
+    print(f"{'':36s}" + "".join(f"{p:>20s}" for p in PARTS), flush=True)
+    for impl in (JAXRNN, FLAX):
+        for T in (T0, 2 * T0):
+            print(f"{impl[:28] + f' T={T}':36s}" + "".join(f"{ms[impl, T, p]:20.3f}" for p in PARTS), flush=True)
+    for impl, s in summary.items():
+        print(f"{impl}: {s['per_time_step_us']:.1f} us per extra time step ({s['growing_with_T_ms']:.3f} ms of the "
+              f"step at T={T0}), {s['fixed_ms']:.3f} ms not growing with T; optimizer update "
+              f"{s['optimizer_update_ms']:.3f} ms ({100 * s['optimizer_fraction']:.0f}% of the step)", flush=True)
+    j, f = summary[JAXRNN], summary[FLAX]
+    ratios = {"step": f["step_ms"] / j["step_ms"], "per_time_step": f["per_time_step_us"] / j["per_time_step_us"],
+              "fixed": f["fixed_ms"] / j["fixed_ms"]}
+    print("Flax / jaxrnn: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), flush=True)
+    return {"rows": rows, "summary": summary, "flax_over_jaxrnn": ratios,
+            "first_loss": {str(t): v for t, v in first_loss.items()}}
+
+
+def run(args) -> dict:
+    return common.run_benchmark(args, "step_parts", PRESETS, main)
+
+
+if __name__ == "__main__":
+    common.script_main(__doc__, run)
