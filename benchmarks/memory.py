@@ -1,4 +1,5 @@
-"""Peak memory of one LSTM gradient as T grows: full BPTT, per-step remat, segment checkpointing, truncated BPTT.
+"""Peak memory of one LSTM gradient as T grows: full BPTT (plain and fast path), per-step remat, segment
+checkpointing, truncated BPTT.
 
 Command: ``python benchmarks/memory.py [--quick] [--device cpu|gpu|auto]``
 Numbers are XLA's own accounting of the compiled program (``compiled.memory_analysis()``: arguments + outputs +
@@ -23,6 +24,7 @@ class Config:
     search_max_T: int = 2 ** 24
 
 
+METHODS = ("full", "fast", "remat", "segmented", "truncated")  # fast: jaxrnn.fast's manual BPTT (full BPTT too)
 PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, vocab=11, lengths=(16,), truncation=4,
                                               budget_bytes=2 ** 16, search_max_T=2 ** 6)}
 
@@ -32,7 +34,7 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
     import jax.numpy as jnp
 
     import jaxrnn
-    from jaxrnn.fast import segmented_sequence_loss
+    from jaxrnn.fast import fast_sequence_loss, segmented_sequence_loss
 
     params = jax.eval_shape(lambda: jaxrnn.init_lstm(jax.random.PRNGKey(0), config.vocab, config.hidden, config.vocab))
     carry = jax.eval_shape(lambda: jaxrnn.initial_carry(jaxrnn.init_lstm(
@@ -42,6 +44,8 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
     if method == "segmented":
         S = math.isqrt(T)
         loss = lambda p, c, x, y: segmented_sequence_loss(p, c, x, y, segment_length=S)
+    elif method == "fast":
+        loss = fast_sequence_loss
     else:
         loss = lambda p, c, x, y: jaxrnn.sequence_loss(p, c, x, y, remat=method == "remat")
     compiled = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(params, carry, ids, ids).compile()
@@ -73,11 +77,11 @@ def longest_fitting(config: Config, method: str) -> int:
 def main(config: Config) -> dict:
     rows, longest = [], {}
     for T in config.lengths:
-        for method in ("full", "remat", "segmented", "truncated"):
+        for method in METHODS:
             row = dict(T=T, method=method, **peak_bytes(config, method, T))
             rows.append(row)
             print(f"T{T:<6d} {method:10s} peak {row['peak_bytes'] / 2 ** 20:10.1f} MiB", flush=True)
-    for method in ("full", "remat", "segmented"):
+    for method in METHODS[:-1]:
         longest[method] = longest_fitting(config, method)
         print(f"longest T within {config.budget_bytes / 2 ** 30:.3g} GiB, {method}: {longest[method]}", flush=True)
     return {"rows": rows, "longest_T_within_budget": longest,
@@ -91,7 +95,7 @@ def plot(results: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for method in ("full", "remat", "segmented", "truncated"):
+    for method in METHODS:
         pts = sorted((r["T"], r["peak_bytes"] / 2 ** 20) for r in results["rows"] if r["method"] == method)
         ax.plot(*zip(*pts), "o-", label=method)
     ax.set(xscale="log", yscale="log", xlabel="T", ylabel="peak MiB (compiled program)",

@@ -53,6 +53,16 @@ def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_p
         assert 0 < s["optimizer_update_ms"] and 0 < s["optimizer_fraction"]
 
 
+def test_memory_covers_the_fast_path_and_it_keeps_less_than_plain_full_bptt():
+    import memory
+
+    result = memory.main(memory.PRESETS["quick"])  # compiles only: XLA's accounting, nothing timed
+    peak = {row["method"]: row["peak_bytes"] for row in result["rows"]}
+    assert set(peak) == set(memory.METHODS)
+    assert 0 < peak["fast"] < peak["full"] and peak["remat"] < peak["full"]
+    assert result["longest_T_within_budget"]["fast"] >= result["longest_T_within_budget"]["full"] > 0
+
+
 def test_paired_speedups_cancel_a_load_change_between_rounds():
     # B takes twice A's time in every round while the machine slows down 4x during the run: each round's ratio
     # is exactly 2; one round where the load changed between A and B is an outlier the quartiles leave out.
