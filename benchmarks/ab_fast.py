@@ -54,7 +54,13 @@ def main(argv=None) -> int:
     opt0 = optimizer.init(params)
     calls, losses = {}, {}
     for i, path in enumerate(args.versions):
-        module = load(path)
+        try:
+            module = load(path)
+            module.fast_sequence_loss, module.make_fast_train_step
+        except Exception as e:  # a broken version file: one line, not a traceback from its import
+            print(f"error: cannot load {path} as a version of jaxrnn/fast.py: {type(e).__name__}: {e}",
+                  file=sys.stderr)
+            return 2
 
         def loss_fn(q, carry, xs, ys, mask=None, module=module):
             lstm = lstm_peers._lstm(q)

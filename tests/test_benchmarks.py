@@ -151,3 +151,8 @@ def test_ab_fast_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_path):
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "disagree" in bad.stderr
     missing = subprocess.run(cmd + [str(tmp_path / "nope.py")], capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+    broken = tmp_path / "fast_broken.py"
+    broken.write_text("import jaxrnn.no_such_module\n")
+    for version in (broken, BENCH / "common.py"):  # fails on import; imports but is not a fast.py
+        run = subprocess.run(cmd + [str(version)], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and "cannot load" in run.stderr, run.stderr
