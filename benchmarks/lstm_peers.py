@@ -218,17 +218,12 @@ def matmul_call(n: int):
     return functools.partial(compiled, a, a), 2 * n ** 3
 
 
-def matmul_peak(n: int, min_seconds: float) -> float:
-    call, flops = matmul_call(n)
-    return flops / common.median_time(call, min_seconds=min_seconds)["median_s"] / 1e9
-
-
 def main(config: Config, device: str = "auto") -> dict:
     import optax
 
-    peak = matmul_peak(config.matmul_size, config.min_seconds)
+    peak_call, peak_flops = matmul_call(config.matmul_size)  # timed alone here, then in turn with each shape
+    peak = peak_flops / common.median_time(peak_call, min_seconds=config.min_seconds)["median_s"] / 1e9
     print(f"float32 matmul {config.matmul_size}^2: {peak:.1f} GFLOP/s", flush=True)
-    peak_call, peak_flops = matmul_call(config.matmul_size)  # timed again with each shape's steps, in turn
     V, E = config.vocab, config.embedding
     optimizer = optax.adam(config.learning_rate)
     rows = []

@@ -39,6 +39,7 @@ def _parts(loss, step, params, opt_state, args, optimizer):
     import optax
 
     grads = jax.grad(loss)(params, *args)
+
     def update(grads, opt_state, params):  # what the training step does after the gradient
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state

@@ -5,7 +5,7 @@ hidden size (with the default Adam, and with the lecture's clipped Adagrad) afte
 time, beside add-one n-gram models (n = 1..5) and interpolated Witten-Bell n-grams, all on the built-in corpus's
 validation split.
 
-    flock /tmp/jaxrnn-cpu.lock python experiments/char_lm_quality.py            # ~11 minutes on 2 CPU cores
+    flock /tmp/jaxrnn-cpu.lock python experiments/char_lm_quality.py            # ~5 minutes on 2 CPU cores
     python experiments/char_lm_quality.py --preset tiny                          # seconds (used by a test)
 
 Writes ``experiments/results/char_lm_quality.json`` and ``char_lm_quality.png``. The training time counts the

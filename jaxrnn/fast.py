@@ -137,8 +137,8 @@ def _backward(Whh, activations, carries_in, cotangents, ids=None, Wxh=None):
     d_carry_T, dhs = cotangents
     G, H = Whh.shape
 
-    def body(state, step):  # d_carry: gradient reaching carry_t from later steps (dhnext, dcnext)
-        d_carry, dbh, dWxh_T = state
+    def body(state, step):
+        d_carry, dbh, dWxh_T = state  # d_carry: gradient reaching carry_t from later steps (dhnext, dcnext)
         a, carry_prev, dh, ids_t = step
         _, pullback = jax.vjp(_memory, carry_prev, a)
         d_carry_prev, da = pullback((d_carry, dh))
