@@ -1,7 +1,8 @@
 """A/B timing of versions of ``jaxrnn/fast.py``: the LSTM training step of ``lstm_peers.py`` built on each version,
 timed in turn, round after round, in one process (optionally beside Flax linen and PyTorch).
 
-Command: ``python benchmarks/ab_fast.py B T H FAST.py [FAST.py ...] [--unfolded] [--flax] [--torch]``
+Command: ``python benchmarks/ab_fast.py B T H FAST.py [FAST.py ...] [--unfolded] [--flax] [--torch]
+[--flatten-adam]``
 A version from history: ``git show REV:jaxrnn/fast.py > /tmp/fast_old.py``. Each file is loaded as a module of
 its own; the losses after one step must agree (to 2e-4) before anything is timed. Run each comparison in both
 orders: the differences worth keeping are the ones that survive the swap. Printed: each version's median time,
@@ -35,6 +36,8 @@ def main(argv=None) -> int:
                    help="embedding then Wxh for all T (lstm_peers' 'jaxrnn fast'); default: the folded table")
     p.add_argument("--flax", action="store_true", help="also time Flax linen nn.RNN(OptimizedLSTMCell)")
     p.add_argument("--torch", action="store_true", help="also time PyTorch nn.LSTM")
+    p.add_argument("--flatten-adam", action="store_true",
+                   help="also time each version (and Flax) with optax.flatten(optax.adam): Adam on one flat vector")
     p.add_argument("--min-seconds", type=float, default=3.0, help="time budget per implementation")
     p.add_argument("--device", choices=sorted(common.DEVICES), default="auto", help="JAX platform (default: auto)")
     args = p.parse_args(argv)
@@ -49,9 +52,9 @@ def main(argv=None) -> int:
     import jaxrnn
 
     (B, T, H), E, V = args.shape, 64, 100
-    optimizer = optax.adam(1e-3)
+    optimizers = {"": optax.adam(1e-3)} | ({", flatten(adam)": optax.flatten(optax.adam(1e-3))}
+                                           if args.flatten_adam else {})
     params, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
-    opt0 = optimizer.init(params)
     calls, losses = {}, {}
     for i, path in enumerate(args.versions):
         try:
@@ -70,12 +73,14 @@ def main(argv=None) -> int:
             return module.fast_sequence_loss(lstm._replace(Wxh=q.Wxh @ q.Wemb), carry, xs, ys, mask=mask,
                                              reduction="mean")
 
-        compiled, _, _ = common.compile_timed(module.make_fast_train_step(optimizer, loss_fn=loss_fn),
-                                              params, opt0, carry, xs, ys)
-        name = f"{i}: {path}"
-        p1 = compiled(params, opt0, carry, xs, ys)[0]
-        losses[name] = compiled(p1, opt0, carry, xs, ys)[3]
-        calls[name] = functools.partial(compiled, params, opt0, carry, xs, ys)
+        for suffix, optimizer in optimizers.items():
+            opt0 = optimizer.init(params)
+            compiled, _, _ = common.compile_timed(module.make_fast_train_step(optimizer, loss_fn=loss_fn),
+                                                  params, opt0, carry, xs, ys)
+            name = f"{i}: {path}{suffix}"
+            p1 = compiled(params, opt0, carry, xs, ys)[0]
+            losses[name] = compiled(p1, opt0, carry, xs, ys)[3]
+            calls[name] = functools.partial(compiled, params, opt0, carry, xs, ys)
     first = next(iter(losses))
     try:
         for name, loss in losses.items():
@@ -83,11 +88,11 @@ def main(argv=None) -> int:
     except AssertionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if args.flax:
+    for suffix, optimizer in optimizers.items() if args.flax else ():
         variables, step, _ = lstm_peers.flax_linen_impl(params, V, E, H, optimizer)
         vopt = optimizer.init(variables)
         compiled, _, _ = common.compile_timed(step, variables, vopt, xs, ys)
-        calls["flax linen"] = functools.partial(compiled, variables, vopt, xs, ys)
+        calls["flax linen" + suffix] = functools.partial(compiled, variables, vopt, xs, ys)
     if args.torch:
         step, _, to_ids = lstm_peers.torch_impl(params, V, E, H, 1e-3, args.device)
         calls["pytorch"] = functools.partial(step, to_ids(xs), to_ids(ys))
