@@ -73,14 +73,28 @@ def environment() -> dict:
 
 
 def compile_timed(fn, *args):
-    """``(compiled, trace_and_lower_s, compile_s)`` for ``jax.jit(fn)`` at ``args``."""
+    """``(compiled, trace_and_lower_s, compile_s)`` for ``jax.jit(fn)`` (or ``fn`` itself, if jitted) at ``args``."""
     import jax
 
     t0 = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
+    lowered = (fn if hasattr(fn, "lower") else jax.jit(fn)).lower(*args)  # a jitted fn keeps its donate_argnums
     t1 = time.perf_counter()
     compiled = lowered.compile()
     return compiled, t1 - t0, time.perf_counter() - t1
+
+
+def threaded_call(step, state: tuple, *rest):
+    """A ``call()`` for ``interleaved_times`` that trains: each call runs ``step(*state, *rest)`` and keeps the
+    first ``len(state)`` outputs as the next state, as a training loop does (a step that donates its state
+    deletes the arrays it is given, so it cannot be called twice with the same ones)."""
+    box = [tuple(state)]
+
+    def call():
+        out = step(*box[0], *rest)
+        box[0] = tuple(out[:len(box[0])])
+        return out
+
+    return call
 
 
 def block(out):

@@ -96,15 +96,17 @@ def step_layout(r) -> str:
 
 
 def step_parts(r) -> str:
-    parts = ("forward (loss)", "loss and gradient", "optimizer update", "training step")
     ms = {(row["impl"], row["T"], row["part"]): row["median_ms"] for row in r["rows"]}
+    parts = tuple(dict.fromkeys(p for _, _, p in ms))  # results from before the donated step have four parts
     lines = [header(r), "", "| implementation | T | " + " ms | ".join(parts) + " ms |", "|" + "---|" * (2 + len(parts))]
     for impl, T in sorted(dict.fromkeys((i, t) for i, t, _ in ms), key=lambda k: (k[0] != "jaxrnn fast", k[1])):
         lines.append(f"| {impl} | {T} | " + " | ".join(f"{ms[impl, T, p]:.3f}" for p in parts) + " |")
     lines.append("")
     for impl, s in r["summary"].items():
         lines.append(f"- {impl}: {s['per_time_step_us']:.1f} us per extra time step, {s['fixed_ms']:.3f} ms of the "
-                     f"step not growing with T; the optimizer update alone {s['optimizer_update_ms']:.3f} ms")
+                     f"step not growing with T; the optimizer update alone {s['optimizer_update_ms']:.3f} ms"
+                     + (f"; the step donating its state {s['donated_step_ms']:.3f} ms" if "donated_step_ms" in s
+                        else ""))
     lines.append("- Flax / jaxrnn: " + ", ".join(f"{k} {v:.2f}x" for k, v in r["flax_over_jaxrnn"].items()))
     return "\n".join(lines)
 

@@ -3,7 +3,10 @@
 Command: ``python benchmarks/step_parts.py [--quick | --preset mid] [--device cpu|gpu|auto]``
 For ``lstm_peers.py``'s model at (B, T, H) = (1, 25, 100) (``--preset mid``: (32, 64, 256)), each compiled on its
 own and all timed in turn in one run: the loss alone (forward), the loss with its gradient, the optimiser update
-alone (Adam, as in ``lstm_peers``), and the whole training step, at ``T`` and at ``2T``. The difference between
+alone (Adam, as in ``lstm_peers``), and the whole training step, at ``T`` and at ``2T``; the training step twice:
+called on the same arrays every time, which leaves them intact and writes its results into fresh buffers, and
+donating its parameters and optimiser state, each call on the state the last one returned (as ``lstm_peers``
+times it). The difference between the two is what the fresh buffers cost. The difference between
 the two lengths gives the cost of one more time step (both time loops, and the per-step share of the matmuls over
 all steps); the rest of a step at ``T`` is the part that does not grow with ``T``. Unlike ``profile_step.py`` this
 needs no profiler, so nothing is hidden or inflated; it cannot split the parts further.
@@ -28,14 +31,15 @@ class Config:
 
 PRESETS = {"full": Config(), "mid": Config(shape=(32, 64, 256)),
            "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, min_seconds=0.01)}
-PARTS = ("forward (loss)", "loss and gradient", "optimizer update", "training step")
+PARTS = ("forward (loss)", "loss and gradient", "optimizer update", "training step", "training step, donated")
 JAXRNN, FLAX = "jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)"
 
 
 def _parts(loss, step, params, opt_state, args, optimizer):
     """``{part: call}`` for one implementation: ``loss(params, *args) -> scalar``, ``step(params, opt_state,
-    *args)`` its training step."""
+    *args) -> (params, opt_state, ...)`` its training step (not donating)."""
     import jax
+    import jax.numpy as jnp
     import optax
 
     grads = jax.grad(loss)(params, *args)
@@ -48,7 +52,10 @@ def _parts(loss, step, params, opt_state, args, optimizer):
              "loss and gradient": (jax.jit(jax.value_and_grad(loss)), (params, *args)),
              "optimizer update": (jax.jit(update), (grads, opt_state, params)),
              "training step": (step, (params, opt_state, *args))}
-    return {part: functools.partial(common.compile_timed(fn, *a)[0], *a) for part, (fn, a) in calls.items()}
+    parts = {part: functools.partial(common.compile_timed(fn, *a)[0], *a) for part, (fn, a) in calls.items()}
+    state = jax.tree.map(jnp.copy, (params, opt_state))  # arrays of its own: the donating step deletes them
+    donating, _, _ = common.compile_timed(jax.jit(step, donate_argnums=(0, 1)), *state, *args)
+    return parts | {"training step, donated": common.threaded_call(donating, state, *args)}
 
 
 def main(config: Config) -> dict:
@@ -81,22 +88,24 @@ def main(config: Config) -> dict:
     for impl in (JAXRNN, FLAX):
         step, update = ms[impl, T0, "training step"], ms[impl, T0, "optimizer update"]
         per_time_step = (ms[impl, 2 * T0, "training step"] - step) / T0
-        summary[impl] = dict(step_ms=step, per_time_step_us=per_time_step * 1e3,
+        summary[impl] = dict(step_ms=step, donated_step_ms=ms[impl, T0, "training step, donated"],
+                             per_time_step_us=per_time_step * 1e3,
                              growing_with_T_ms=per_time_step * T0, fixed_ms=step - per_time_step * T0,
                              optimizer_update_ms=update, optimizer_fraction=update / step,
                              backward_ms=ms[impl, T0, "loss and gradient"] - ms[impl, T0, "forward (loss)"])
     print(f"B {B} T {T0} H {H} (and T {2 * T0}), milliseconds (median of interleaved rounds):", flush=True)
-    print(f"{'':36s}" + "".join(f"{p:>20s}" for p in PARTS), flush=True)
+    print(f"{'':36s}" + "".join(f"{p:>24s}" for p in PARTS), flush=True)
     for impl in (JAXRNN, FLAX):
         for T in (T0, 2 * T0):
-            print(f"{impl[:28] + f' T={T}':36s}" + "".join(f"{ms[impl, T, p]:20.3f}" for p in PARTS), flush=True)
+            print(f"{impl[:28] + f' T={T}':36s}" + "".join(f"{ms[impl, T, p]:24.3f}" for p in PARTS), flush=True)
     for impl, s in summary.items():
         print(f"{impl}: {s['per_time_step_us']:.1f} us per extra time step ({s['growing_with_T_ms']:.3f} ms of the "
               f"step at T={T0}), {s['fixed_ms']:.3f} ms not growing with T; optimizer update "
-              f"{s['optimizer_update_ms']:.3f} ms ({100 * s['optimizer_fraction']:.0f}% of the step)", flush=True)
+              f"{s['optimizer_update_ms']:.3f} ms ({100 * s['optimizer_fraction']:.0f}% of the step); donated step "
+              f"{s['donated_step_ms']:.3f} ms", flush=True)
     j, f = summary[JAXRNN], summary[FLAX]
     ratios = {"step": f["step_ms"] / j["step_ms"], "per_time_step": f["per_time_step_us"] / j["per_time_step_us"],
-              "fixed": f["fixed_ms"] / j["fixed_ms"]}
+              "fixed": f["fixed_ms"] / j["fixed_ms"], "step, donated": f["donated_step_ms"] / j["donated_step_ms"]}
     print("Flax / jaxrnn: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), flush=True)
     return {"rows": rows, "summary": summary, "flax_over_jaxrnn": ratios,
             "first_loss": {str(t): v for t, v in first_loss.items()}}

@@ -40,6 +40,7 @@ import optax
 from jaxrnn.cells import (LSTMCarry, LSTMParams, RNNParams, input_projection, lstm_gates, lstm_memory, readout,
                           rnn_cell)
 from jaxrnn.losses import REDUCTIONS, sequence_loss, softmax_cross_entropy
+from jaxrnn.training import donate_state
 
 
 def _activate(z, carry_prev):
@@ -236,23 +237,27 @@ def _update(optimizer, loss_fn, params, opt_state, carry, xs, targets, mask=None
     return optax.apply_updates(params, updates), opt_state, carry_T, loss
 
 
-def make_fast_train_step(optimizer: optax.GradientTransformation, *, reduction: str = "sum", loss_fn=None):
+def make_fast_train_step(optimizer: optax.GradientTransformation, *, reduction: str = "sum", loss_fn=None,
+                         donate: bool = False):
     """``jaxrnn.make_train_step`` on the fast path: ``train_step(params, opt_state, carry, xs, targets,
     mask=None) -> (params, opt_state, carry_T, loss)``, jitted.
 
     ``loss_fn(params, carry, xs, targets, *, mask) -> (loss, carry_T)`` replaces ``fast_sequence_loss`` (e.g.
-    for a model with an embedding in front of the cell).
+    for a model with an embedding in front of the cell). ``donate=True``: the new ``params`` and ``opt_state``
+    reuse the buffers of those passed in, which the call deletes (as ``make_train_step``).
     """
     loss_fn = functools.partial(fast_sequence_loss, reduction=reduction) if loss_fn is None else loss_fn
-    return jax.jit(functools.partial(_update, optimizer, loss_fn))
+    return jax.jit(functools.partial(_update, optimizer, loss_fn), donate_argnums=donate_state(donate))
 
 
-def make_fast_train_loop(optimizer: optax.GradientTransformation, *, reduction: str = "sum", loss_fn=None):
+def make_fast_train_loop(optimizer: optax.GradientTransformation, *, reduction: str = "sum", loss_fn=None,
+                         donate: bool = False):
     """Many updates in one compiled call: ``train_loop(params, opt_state, carry, xs_chunks, targets_chunks)
     -> (params, opt_state, carry_N, losses (N,))`` with chunks ``(N, T, ...)``.
 
     Update ``n`` trains on chunk ``n`` starting from the carry left by chunk ``n - 1`` (truncated BPTT), exactly
-    as ``N`` calls of ``make_fast_train_step`` would, without returning to Python in between.
+    as ``N`` calls of ``make_fast_train_step`` would, without returning to Python in between. ``donate`` as in
+    ``make_fast_train_step``.
     """
     loss_fn = functools.partial(fast_sequence_loss, reduction=reduction) if loss_fn is None else loss_fn
 
@@ -266,7 +271,7 @@ def make_fast_train_loop(optimizer: optax.GradientTransformation, *, reduction: 
                                                           (xs_chunks, targets_chunks))
         return params, opt_state, carry, losses
 
-    return jax.jit(train_loop)
+    return jax.jit(train_loop, donate_argnums=donate_state(donate))
 
 
 def segmented_sequence_loss(params, carry, xs, targets, *, segment_length: int, step=None, mask=None,

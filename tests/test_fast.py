@@ -128,6 +128,23 @@ def test_train_loop_equals_repeated_steps(x64):
     np.testing.assert_allclose(out[3], losses, rtol=1e-12)
 
 
+@pytest.mark.parametrize("builder", ["make_train_step", "make_fast_train_step", "make_fast_train_loop"])
+def test_donated_step_gives_the_same_numbers_and_consumes_only_params_and_opt_state(builder):
+    params, carry, xs, ys = _problem("lstm", (2,), jnp.float32)
+    if builder == "make_fast_train_loop":
+        xs, ys = jnp.stack([xs, xs[::-1]]), jnp.stack([ys, ys[::-1]])
+    make = getattr(jaxrnn, builder)
+    optimizer = optax.adam(1e-2)
+    kept = make(optimizer)(params, optimizer.init(params), carry, xs, ys)
+    mine = jax.tree.map(jnp.copy, params)
+    opt_state = optimizer.init(mine)
+    donated = make(optimizer, donate=True)(mine, opt_state, carry, xs, ys)
+    for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(donated)):
+        np.testing.assert_array_equal(a, b)
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves((mine, opt_state)))
+    assert not any(leaf.is_deleted() for leaf in jax.tree.leaves((params, carry, xs, ys)))
+
+
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_segmented_loss_equals_plain(x64, reduction):
     params, carry, xs, ys = _problem("lstm", (3,), jnp.float64)
