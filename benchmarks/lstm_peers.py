@@ -2,9 +2,7 @@
 
 Command: ``python benchmarks/lstm_peers.py [--quick | --preset small|mid|large] [--device cpu|gpu|auto]``
 Model everywhere: embedding ``E`` -> one LSTM layer ``H`` -> linear readout ``V``; mean cross-entropy; Adam
-(lr 1e-3); zero initial state. Each JAX step donates its parameters and optimiser state (``donate_argnums``; nnx:
-``donate_argnames``), as PyTorch's optimiser updates in place, and is timed as a training loop calls it, each call
-on the state the last one returned. All start from the same weights and must agree on the loss before and after one
+(lr 1e-3); zero initial state. All start from the same weights and must agree on the loss before and after one
 step before they are timed. GFLOP/s counts the model's matmul FLOPs (3x the forward: forward, and the two
 matmuls of the backward) and is compared with a large float32 matmul timed in turn with each shape's steps (one
 more implementation in the rounds: the peak under the same load; the shared machine's peak moved by 2x within an
@@ -84,25 +82,20 @@ def jaxrnn_fast_losses():
     return {"jaxrnn fast": fast_loss, "jaxrnn fast, folded embedding": folded_loss}
 
 
-def jaxrnn_impls(config, optimizer, donate: bool = False):
-    """``{name: train_step}`` for the plain core step and the fast paths, each ``(p, opt, carry, xs, ys)``;
-    ``donate``: each step reuses the buffers of the ``p, opt`` it is given (and deletes them)."""
+def jaxrnn_impls(config, optimizer):
+    """``{name: train_step}`` for the plain core step and the fast paths, each ``(p, opt, carry, xs, ys)``."""
     import jaxrnn
     from jaxrnn.fast import make_fast_train_step
 
     def embedded_step(p, carry, x):  # the plain path: embedding looked up inside the time loop
         return jaxrnn.lstm_step(_lstm(p), carry, jaxrnn.embed(p.Wemb, x))
 
-    plain = jaxrnn.make_train_step(optimizer, step=embedded_step, reduction="mean", donate=donate)
+    plain = jaxrnn.make_train_step(optimizer, step=embedded_step, reduction="mean")
     return {"jaxrnn make_train_step (plain)": plain} | {
-        name: make_fast_train_step(optimizer, loss_fn=loss, donate=donate)
-        for name, loss in jaxrnn_fast_losses().items()}
+        name: make_fast_train_step(optimizer, loss_fn=loss) for name, loss in jaxrnn_fast_losses().items()}
 
 
-def flax_linen_impl(p, V, E, H, optimizer, donate: bool = False):
-    """``(variables, train_step, loss_fn)`` for Flax linen holding ``p``'s weights (copies of them);
-    ``train_step(variables, opt_state, xs, ys) -> (variables, opt_state, loss)`` donates its first two arguments
-    when ``donate``."""
+def flax_linen_impl(p, V, E, H, optimizer):
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
@@ -117,8 +110,8 @@ def flax_linen_impl(p, V, E, H, optimizer, donate: bool = False):
     blocks = lambda W: dict(zip("ifog", jnp.split(W, 4)))
     wx, wh, b = blocks(p.Wxh), blocks(p.Whh), blocks(p.bh)
     cell = {f"i{k}": {"kernel": wx[k].T} for k in "ifog"} | {f"h{k}": {"kernel": wh[k].T, "bias": b[k]} for k in "ifog"}
-    variables = jax.tree.map(jnp.copy, {"params": {"Embed_0": {"embedding": p.Wemb.T}, "OptimizedLSTMCell_0": cell,
-                                                   "Dense_0": {"kernel": p.Why.T, "bias": p.by}}})
+    variables = {"params": {"Embed_0": {"embedding": p.Wemb.T}, "OptimizedLSTMCell_0": cell,
+                            "Dense_0": {"kernel": p.Why.T, "bias": p.by}}}
     expected = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), int))
     assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, expected), "Flax parameter layout changed"
 
@@ -126,15 +119,16 @@ def flax_linen_impl(p, V, E, H, optimizer, donate: bool = False):
         logits = model.apply(variables, xs.T)
         return optax.softmax_cross_entropy_with_integer_labels(logits, ys.T).mean()
 
+    @jax.jit
     def train_step(variables, opt_state, xs, ys):
         loss, grads = jax.value_and_grad(loss_fn)(variables, xs, ys)
         updates, opt_state = optimizer.update(grads, opt_state, variables)
         return optax.apply_updates(variables, updates), opt_state, loss
 
-    return variables, jax.jit(train_step, donate_argnums=(0, 1) if donate else ()), loss_fn
+    return variables, train_step, loss_fn
 
 
-def flax_nnx_impl(p, V, E, H, optimizer, donate: bool = False):
+def flax_nnx_impl(p, V, E, H, optimizer):
     import jax.numpy as jnp
     import optax
     from flax import nnx
@@ -154,18 +148,19 @@ def flax_nnx_impl(p, V, E, H, optimizer, donate: bool = False):
     model.rnn.cell.dense_i.kernel.value = to_ifgo(p.Wxh).T
     model.rnn.cell.dense_h.kernel.value = to_ifgo(p.Whh).T
     model.rnn.cell.dense_h.bias.value = to_ifgo(p.bh)
-    model.out.kernel.value, model.out.bias.value = p.Why.T, jnp.copy(p.by)  # a copy: a donating step deletes it
+    model.out.kernel.value, model.out.bias.value = p.Why.T, p.by
     opt = nnx.Optimizer(model, optimizer, wrt=nnx.Param)
 
     def loss_fn(model, xs, ys):
         return optax.softmax_cross_entropy_with_integer_labels(model(xs.T), ys.T).mean()
 
+    @nnx.jit
     def train_step(model, opt, xs, ys):
         loss, grads = nnx.value_and_grad(loss_fn)(model, xs, ys)
         opt.update(model, grads)
         return loss
 
-    return model, opt, nnx.jit(train_step, donate_argnames=("model", "opt") if donate else None), loss_fn
+    return model, opt, train_step, loss_fn
 
 
 def torch_impl(p, V, E, H, lr, device):
@@ -224,8 +219,6 @@ def matmul_call(n: int):
 
 
 def main(config: Config, device: str = "auto") -> dict:
-    import jax
-    import jax.numpy as jnp
     import optax
 
     peak_call, peak_flops = matmul_call(config.matmul_size)  # timed alone here, then in turn with each shape
@@ -239,25 +232,22 @@ def main(config: Config, device: str = "auto") -> dict:
         flops = 3 * 2 * (4 * H * E + 4 * H * H + V * H) * B * T
         results, calls = {}, {}  # name -> (loss before, loss after one step, compile_s); name -> timed call
 
-        fresh = lambda tree: jax.tree.map(jnp.copy, tree)  # each donating step consumes arrays of its own
-        for name, step in jaxrnn_impls(config, optimizer, donate=True).items():
-            state = fresh(p), optimizer.init(p)
-            compiled, lower_s, compile_s = common.compile_timed(step, *state, carry, xs, ys)
-            p1, o1, _, loss0 = compiled(*state, carry, xs, ys)
-            p2, o2, _, loss1 = compiled(p1, o1, carry, xs, ys)  # loss1: the loss at p1, after one step
-            results[name] = (float(loss0), float(loss1), lower_s + compile_s)
-            calls[name] = common.threaded_call(compiled, (p2, o2), carry, xs, ys)
+        opt0 = optimizer.init(p)
+        for name, step in jaxrnn_impls(config, optimizer).items():
+            compiled, lower_s, compile_s = common.compile_timed(step, p, opt0, carry, xs, ys)
+            p1, _, _, loss0 = compiled(p, opt0, carry, xs, ys)
+            results[name] = (float(loss0), float(compiled(p1, opt0, carry, xs, ys)[3]), lower_s + compile_s)
+            calls[name] = functools.partial(compiled, p, opt0, carry, xs, ys)
 
-        variables, step, _ = flax_linen_impl(p, V, E, H, optimizer, donate=True)
-        state = variables, optimizer.init(variables)
-        compiled, lower_s, compile_s = common.compile_timed(step, *state, xs, ys)
-        v1, o1, loss0 = compiled(*state, xs, ys)
-        v2, o2, loss1 = compiled(v1, o1, xs, ys)
+        variables, step, _ = flax_linen_impl(p, V, E, H, optimizer)
+        vopt = optimizer.init(variables)
+        compiled, lower_s, compile_s = common.compile_timed(step, variables, vopt, xs, ys)
+        v1, _, loss0 = compiled(variables, vopt, xs, ys)
         name = "flax linen nn.RNN(OptimizedLSTMCell)"
-        results[name] = (float(loss0), float(loss1), lower_s + compile_s)
-        calls[name] = common.threaded_call(compiled, (v2, o2), xs, ys)
+        results[name] = (float(loss0), float(compiled(v1, vopt, xs, ys)[2]), lower_s + compile_s)
+        calls[name] = functools.partial(compiled, variables, vopt, xs, ys)
 
-        model, opt, step, loss_fn = flax_nnx_impl(p, V, E, H, optimizer, donate=True)
+        model, opt, step, loss_fn = flax_nnx_impl(p, V, E, H, optimizer)
         t0 = time.perf_counter()
         loss0 = float(step(model, opt, xs, ys))  # the first call traces and compiles (nnx.jit)
         name = "flax nnx RNN(OptimizedLSTMCell)"

@@ -142,7 +142,8 @@ def data_parallel(r) -> str:
 
 def main(folder: Path) -> None:
     for name, table in [("scan_vs_loop", scan_vs_loop), ("scan_vs_loop_scan", scan_compile), ("minchar", minchar),
-                        ("lstm_peers", lstm_peers), ("step_parts", step_parts), ("step_layout", step_layout),
+                        ("lstm_peers", lstm_peers), ("step_parts", step_parts), ("step_parts_mid", step_parts),
+                        ("step_layout", step_layout),
                         ("memory", memory),
                         ("sampling", sampling), ("data_parallel", data_parallel)]:
         result = load(folder, name)
