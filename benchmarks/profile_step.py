@@ -1,8 +1,9 @@
 """Where the time of one LSTM training step goes: the XLA ops of a compiled step, from a ``jax.profiler`` trace.
 
-Command: ``python benchmarks/profile_step.py [--quick | --preset large] [--device cpu|gpu|auto]``
+Command: ``python benchmarks/profile_step.py [--quick | --preset large|small] [--device cpu|gpu|auto]``
 Profiles one of ``lstm_peers.py``'s jaxrnn implementations (default: the folded-embedding fast path) at
-(B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, over ``repeats`` calls after warm-up.
+(B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, or the unfolded fast path (the faster one at
+batch 1) at (1, 25, 100) with ``--preset small``, over ``repeats`` calls after warm-up.
 Prints and writes the ops that take the most time, milliseconds per training step, and how many times each
 runs per step (``T`` or ``2T`` for the ops inside the time loops).
 """
@@ -31,6 +32,7 @@ class Config:
 
 
 PRESETS = {"full": Config(), "large": Config(shape=(64, 128, 512)),
+           "small": Config(shape=(1, 25, 100), impl="jaxrnn fast", repeats=200),  # the fastest path at batch 1
            "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, repeats=2, top=5)}
 
 
@@ -59,20 +61,25 @@ def main(config: Config) -> dict:
             total[e["name"]] += e["dur"]
             count[e["name"]] += 1
     step_ms = total["ThunkExecutor::Execute (wait for completion)"] / config.repeats / 1e3
-    rows = []
+    rows, ops_ms, op_calls = [], 0.0, 0
     for name, us in total.most_common():
-        match = re.search(r"  %" + re.escape(name) + r" = (\S+) .*?op_name=\"([^\"]*)\"", hlo)
+        match = re.search(r"  %" + re.escape(name) + r" = (\S+) ([\w-]+)\(.*?op_name=\"([^\"]*)\"", hlo)
         if match is None:  # runtime bookkeeping (executor, thread pool, Python frames), not an op of the program
             continue
-        rows.append(dict(op=name, ms_per_step=us / config.repeats / 1e3, calls_per_step=count[name] // config.repeats,
-                         shape=match.group(1), source=match.group(2)))
-        if len(rows) == config.top:
-            break
-    print(f"{config.impl}, B {B} T {T} H {H}: {step_ms:.1f} ms per step under the profiler", flush=True)
+        if match.group(2) not in ("while", "conditional", "call"):  # a loop's time is its body's ops, counted apart
+            ops_ms += us / config.repeats / 1e3
+            op_calls += count[name] // config.repeats
+        if len(rows) < config.top:
+            rows.append(dict(op=name, ms_per_step=us / config.repeats / 1e3,
+                             calls_per_step=count[name] // config.repeats, shape=match.group(1),
+                             source=match.group(3)))
+    print(f"{config.impl}, B {B} T {T} H {H}: {step_ms:.3f} ms per step under the profiler, {ops_ms:.3f} ms of it "
+          f"summed over the program's {op_calls} op calls per step (independent ops may overlap on the cores)",
+          flush=True)
     for row in rows:
-        print(f"{row['ms_per_step']:8.2f} ms  x{row['calls_per_step']:<4d} {row['op']:36s} {row['shape']:26s} "
-              f"{row['source'][-50:]}", flush=True)
-    return {"step_ms_under_profiler": step_ms, "rows": rows}
+        print(f"{row['ms_per_step'] * 1e3:9.1f} us  x{row['calls_per_step']:<4d} {row['op']:36s} "
+              f"{row['shape']:26s} {row['source'][-50:]}", flush=True)
+    return {"step_ms_under_profiler": step_ms, "ops_ms": ops_ms, "op_calls_per_step": op_calls, "rows": rows}
 
 
 def run(args) -> dict:

@@ -99,9 +99,13 @@ def test_smoke_profile_step_names_ops_of_the_compiled_step(tmp_path):
     cmd = [sys.executable, str(BENCH / "profile_step.py"), "--quick", "--device", "cpu", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads((tmp_path / "profile_step.json").read_text())["rows"]
+    result = json.loads((tmp_path / "profile_step.json").read_text())
+    rows = result["rows"]
     assert rows and any(row["calls_per_step"] == 5 for row in rows)  # T = 5: ops inside the time loop
     assert all(row["ms_per_step"] > 0 for row in rows)
+    # the totals count every op of the program, the listed top ones among them
+    assert result["op_calls_per_step"] >= sum(row["calls_per_step"] for row in rows)
+    assert result["ops_ms"] >= sum(row["ms_per_step"] for row in rows) * (1 - 1e-9)
 
 
 def test_unknown_preset_exits_2_with_one_line(tmp_path):
