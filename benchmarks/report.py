@@ -106,7 +106,9 @@ def step_parts(r) -> str:
         lines.append(f"- {impl}: {s['per_time_step_us']:.1f} us per extra time step, {s['fixed_ms']:.3f} ms of the "
                      f"step not growing with T; the optimizer update alone {s['optimizer_update_ms']:.3f} ms"
                      + (f"; the step donating its state {s['donated_step_ms']:.3f} ms" if "donated_step_ms" in s
-                        else ""))
+                        else "")
+                     + (f"; a step in a loop of steps {s['looped_step_ms']:.3f} ms, so the call itself "
+                        f"{s['per_call_ms']:.3f} ms" if "looped_step_ms" in s else ""))
     lines.append("- Flax / jaxrnn: " + ", ".join(f"{k} {v:.2f}x" for k, v in r["flax_over_jaxrnn"].items()))
     return "\n".join(lines)
 

@@ -46,7 +46,7 @@ def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_p
     assert {(r["impl"], r["T"], r["part"]) for r in result["rows"]} == {
         (impl, T, part) for impl in ("jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)") for T in (5, 10)
         for part in ("forward (loss)", "loss and gradient", "optimizer update", "training step",
-                     "training step, donated")}
+                     "training step, donated", "training step, in a loop (per step)")}
     for T, (jaxrnn_loss, flax_loss) in result["first_loss"].items():  # same weights, same data: same loss
         assert abs(jaxrnn_loss - flax_loss) < 1e-4 and jaxrnn_loss > 0, T
     ms = {(r["impl"], r["T"], r["part"]): r["median_ms"] for r in result["rows"]}
@@ -55,6 +55,7 @@ def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_p
         assert s["per_time_step_us"] == pytest.approx((ms[impl, 10, "training step"] - s["step_ms"]) / 5 * 1e3)
         assert s["optimizer_update_ms"] == ms[impl, 5, "optimizer update"] > 0
         assert s["donated_step_ms"] == ms[impl, 5, "training step, donated"] > 0
+        assert s["per_call_ms"] == pytest.approx(s["step_ms"] - ms[impl, 5, "training step, in a loop (per step)"])
 
 
 def test_memory_covers_the_fast_path_and_it_keeps_less_than_plain_full_bptt():
