@@ -22,7 +22,7 @@ def make_train_step(optimizer: optax.GradientTransformation, *, step=None, reduc
     ``donate=True`` lets the step write the new ``params`` and ``opt_state`` into the buffers of the ones passed
     in (``jax.jit``'s ``donate_argnums``), as an in-place optimiser would: no fresh buffers per call, but the
     arrays passed in are deleted by the call, so keep only what it returns. It saves memory; on XLA:CPU it changed
-    the step's time by 0-2% (``benchmarks/README.md``, "Donating the training state").
+    the step's time by 0-4%, within the noise (``benchmarks/README.md``, "Donating the training state").
     """
 
     def train_step(params, opt_state, carry, xs, targets, mask=None):
