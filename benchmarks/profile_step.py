@@ -63,22 +63,24 @@ def main(config: Config) -> dict:
     step_ms = total["ThunkExecutor::Execute (wait for completion)"] / config.repeats / 1e3
     rows, ops_ms, op_calls = [], 0.0, 0
     for name, us in total.most_common():
-        match = re.search(r"  %" + re.escape(name) + r" = (\S+) ([\w-]+)\(.*?op_name=\"([^\"]*)\"", hlo)
+        match = re.search(r"  %" + re.escape(name) + r" = (\(.*?\)|\S+) ([\w-]+)\(.*?op_name=\"([^\"]*)\"", hlo)
         if match is None:  # runtime bookkeeping (executor, thread pool, Python frames), not an op of the program
             continue
-        if match.group(2) not in ("while", "conditional", "call"):  # a loop's time is its body's ops, counted apart
+        container = match.group(2) in ("while", "conditional", "call")  # its time is its body's ops, listed apart
+        if not container:
             ops_ms += us / config.repeats / 1e3
             op_calls += count[name] // config.repeats
         if len(rows) < config.top:
             rows.append(dict(op=name, ms_per_step=us / config.repeats / 1e3,
                              calls_per_step=count[name] // config.repeats, shape=match.group(1),
-                             source=match.group(3)))
+                             source=match.group(3), container=container))
     print(f"{config.impl}, B {B} T {T} H {H}: {step_ms:.3f} ms per step under the profiler, {ops_ms:.3f} ms of it "
           f"summed over the program's {op_calls} op calls per step (independent ops may overlap on the cores)",
           flush=True)
     for row in rows:
         print(f"{row['ms_per_step'] * 1e3:9.1f} us  x{row['calls_per_step']:<4d} {row['op']:36s} "
-              f"{row['shape']:26s} {row['source'][-50:]}", flush=True)
+              f"{row['shape'][:26]:26s} {row['source'][-50:]}" + ("  (a loop, all its steps)" if row["container"]
+                                                                   else ""), flush=True)
     return {"step_ms_under_profiler": step_ms, "ops_ms": ops_ms, "op_calls_per_step": op_calls, "rows": rows}
 
 
