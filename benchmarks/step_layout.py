@@ -1,11 +1,11 @@
 """Why ``jaxrnn.fast`` lays out a time step as it does: the patterns it avoids, timed against the ones it uses.
 
 Command: ``python benchmarks/step_layout.py [--quick] [--device cpu|gpu|auto]``
-Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H`` (vocabulary ``V`` for the lookup), or, for
-``dWhh``, the one matmul over all ``T B`` rows that follows the backward loop; its variants compute the same
-numbers (checked before timing) and are timed in turn in the same process. Reported: microseconds per step (per
-time step for ``dWhh``: the whole matmul divided by ``T``) and each variant's speed-up over the case's first
-variant. The findings are XLA:CPU's; on another backend they may not hold.
+Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H`` (vocabulary ``V`` for the lookup; the
+batch-1 cases at batch 1 and their own ``H``), or, for ``dWhh``, the one matmul over all ``T B`` rows that follows
+the backward loop; its variants compute the same numbers (checked before timing) and are timed in turn in the same
+process. Reported: microseconds per step (per time step for ``dWhh``: the whole matmul divided by ``T``) and each
+variant's speed-up over the case's first variant. The findings are XLA:CPU's; on another backend they may not hold.
 """
 from __future__ import annotations
 
@@ -21,14 +21,17 @@ class Config:
     hidden: int = 256
     steps: int = 64
     vocab: int = 100
+    single_row_hidden: tuple = (100, 104)  # H of the batch-1 cases: rows of Whh not a multiple of 8 floats, and one
     min_seconds: float = 2.0
 
 
-PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, steps=4, vocab=11, min_seconds=0.01)}
+PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, steps=4, vocab=11, single_row_hidden=(6, 8),
+                                              min_seconds=0.01)}
 
 
-def cases(B: int, H: int, T: int, V: int) -> dict:
-    """``{case: {variant: (fn, args)}}``; the first variant of a case is the one ``jaxrnn.fast`` avoids."""
+def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict:
+    """``{case: {variant: (fn, args)}}``; the first variant of a case is the one ``jaxrnn.fast`` avoids, except in
+    the batch-1 cases (one per ``single_row_hidden``), where the variant it uses at that ``H`` is marked."""
     import jax
     import jax.numpy as jnp
 
@@ -61,6 +64,23 @@ def cases(B: int, H: int, T: int, V: int) -> dict:
             return scan(lambda acc, i: (acc + lookup(i), None), jnp.zeros((B, 4 * H)), ids)[0]
         return run
 
+    def both_matmuls_loop(layout, term, back):  # each step: z = h Whh^T, then h = tanh(tanh(z) Whh)
+        def run(Whh, h0):
+            W = layout(Whh)
+            return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(back(W, jnp.tanh(term(W, h)))), h0)
+        return run
+
+    def single_row_case(H1):
+        W1 = jax.random.normal(k[2], (4 * H1, H1)) / jnp.sqrt(H1)
+        h1 = jnp.tanh(jax.random.normal(k[1], (1, H1)))
+        transposed = fast._reads_transposed(4 * H1, H1, 1)
+        return {
+            "Whh @ h^T, dz @ Whh (as batched)" + ("" if transposed else " (jaxrnn.fast)"):
+                (both_matmuls_loop(lambda W: W, fast._recurrent_term, lambda W, dz: dz @ W), (W1, h1)),
+            "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T" + (" (jaxrnn.fast)" if transposed else ""):
+                (both_matmuls_loop(lambda W: jax.lax.optimization_barrier(W.T), lambda W_T, h: h @ W_T,
+                                   lambda W_T, dz: (W_T @ dz.T).T), (W1, h1))}
+
     zi, zg = zs[..., :H], zs[..., 3 * H:]
     dz_rows = zs.reshape(T * B, 4 * H)  # stand-ins for dz_t and h_{t-1}, all T B rows
     h_rows = jnp.tanh(zs[..., H:2 * H]).reshape(T * B, H)
@@ -77,13 +97,14 @@ def cases(B: int, H: int, T: int, V: int) -> dict:
         "dWhh over all T B rows: dz^T @ h vs (h^T @ dz)^T with h^T copied first": {
             "dz_rows.T @ h_rows": (lambda h, dz: dz.T @ h, (h_rows, dz_rows)),
             "copy of h^T @ dz, .T (jaxrnn.fast)": (fast._recurrent_weight_grad, (h_rows, dz_rows))},
-    }
+    } | {f"batch 1, LSTM H {H1}: the time loops' two products with Whh, as batched vs from a copy of Whh^T":
+         single_row_case(H1) for H1 in single_row_hidden}
 
 
 def main(config: Config) -> dict:
     B, H, T = config.batch, config.hidden, config.steps
     rows = []
-    for case, variants in cases(B, H, T, config.vocab).items():
+    for case, variants in cases(B, H, T, config.vocab, config.single_row_hidden).items():
         calls, outs = {}, {}
         for name, (fn, fn_args) in variants.items():
             compiled, _, _ = common.compile_timed(fn, *fn_args)

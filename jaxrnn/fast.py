@@ -25,9 +25,10 @@ activations (not the pre-activations), so the backward pass evaluates no exponen
 
 How the step is laid out for XLA:CPU (each pattern timed by ``benchmarks/step_layout.py``): the gates are
 kept as four arrays, not slices of one ``(..., 4H)`` array (a fusion reading two slices of one buffer ran 5-7x
-slower), the recurrent matmul runs as ``Whh @ h^T``, which XLA:CPU computed faster than ``h @ Whh^T``, and ids
-are looked up in rows of ``Wxh^T`` copied once before the loop, not in strided columns of ``Wxh``. After the
-loops, ``dWhh`` is computed as ``(h^T dz)^T`` from a copy of ``h^T``, not as ``dz^T h``.
+slower), the recurrent matmul runs as ``Whh @ h^T``, which XLA:CPU computed faster than ``h @ Whh^T`` (except
+at batch 1 with ``H`` not a multiple of 8: see ``_recurrent_matmuls``), and ids are looked up in rows of ``Wxh^T``
+copied once before the loop, not in strided columns of ``Wxh``. After the loops, ``dWhh`` is computed as
+``(h^T dz)^T`` from a copy of ``h^T``, not as ``dz^T h``.
 """
 from __future__ import annotations
 
@@ -86,11 +87,45 @@ def _recurrent_term(Whh, h):
     return jax.lax.optimization_barrier(Whh @ h_rows.T).T.reshape(*h.shape[:-1], Whh.shape[0])
 
 
+# XLA:CPU's float32 vector: 8 lanes of its default 256-bit width (``xla_cpu_prefer_vector_width``).
+_VECTOR_LANES = 8
+
+
+def _recurrent_matmuls(Whh, rows):
+    """``(term, back)``: the two products with ``Whh (G, H)`` in the time loops, for ``rows`` rows of ``h``.
+
+    ``term(h) = h Whh^T (..., G)`` (forward), ``back(dz) = dz Whh (..., H)`` (backward). Batched, as
+    ``_recurrent_term`` and ``dz @ Whh``. For a single row (batch 1) whose ``H`` is not a whole number of vector
+    lanes while ``G`` is (the LSTM at H 100: rows of Whh 100 floats long, of Whh^T 400): from a copy of
+    ``Whh^T (H, G)`` made once before the loop, ``h @ Whh^T`` and ``Whh^T @ dz^T``, so that both matrix-vector
+    products run along rows of ``G`` floats. Measured on XLA:CPU (``benchmarks/step_layout.py``'s batch-1 cases,
+    ``benchmarks/ab_fast.py``): the training step 1.06-1.09x faster at H 100, 1.02-1.07x at H 90, 130, 250, and
+    0.90-0.99x at H 64-160 that are multiples of 8, where it is not used.
+    """
+    G, H = Whh.shape
+    if not _reads_transposed(G, H, rows):
+        return functools.partial(_recurrent_term, Whh), lambda dz: dz @ Whh
+    Whh_T = jax.lax.optimization_barrier(Whh.T)  # without the barrier XLA reads Whh through a transposed view
+    return (lambda h: (h.reshape(1, H) @ Whh_T).reshape(*h.shape[:-1], G),
+            lambda dz: (Whh_T @ dz.reshape(G, 1)).reshape(*dz.shape[:-1], H))
+
+
+def _reads_transposed(G, H, rows):
+    """Whether the time loops read a copy of ``Whh^T`` (``_recurrent_matmuls``) for this shape."""
+    return rows == 1 and H % _VECTOR_LANES != 0 and G % _VECTOR_LANES == 0
+
+
+def _rows(h):
+    """The number of rows (batch elements) of ``h (..., H)``."""
+    return h.size // h.shape[-1]
+
+
 def _forward(Whh, bh, carry, xs, project):
     """Scan the recurrence over ``project(x_t) = Wxh x_t``; keep each step's activations and carry."""
+    recurrent_term, _ = _recurrent_matmuls(Whh, _rows(_hidden(carry)))
 
     def body(carry, x):
-        z = project(x) + _recurrent_term(Whh, _hidden(carry)) + bh
+        z = project(x) + recurrent_term(_hidden(carry)) + bh
         a = _activate(z, carry)  # kept per gate, (i, f, o, g): see the module docstring
         new_carry, h = _memory(carry, a)
         return new_carry, (a, new_carry)
@@ -137,6 +172,7 @@ def _backward(Whh, activations, carries_in, cotangents, ids=None, Wxh=None):
     """
     d_carry_T, dhs = cotangents
     G, H = Whh.shape
+    _, recurrent_back = _recurrent_matmuls(Whh, _rows(_hidden(d_carry_T)))
 
     def body(state, step):
         d_carry, dbh, dWxh_T = state  # d_carry: gradient reaching carry_t from later steps (dhnext, dcnext)
@@ -144,7 +180,7 @@ def _backward(Whh, activations, carries_in, cotangents, ids=None, Wxh=None):
         _, pullback = jax.vjp(_memory, carry_prev, a)
         d_carry_prev, da = pullback((d_carry, dh))
         dz = _pre_activation_grad(a, da)
-        dh_prev = _hidden(d_carry_prev) + dz @ Whh  # the RNN's h_{t-1} enters only through Whh h_{t-1}
+        dh_prev = _hidden(d_carry_prev) + recurrent_back(dz)  # the RNN's h_{t-1} enters only through Whh h_{t-1}
         d_carry_prev = LSTMCarry(dh_prev, d_carry_prev.c) if isinstance(d_carry_prev, LSTMCarry) else dh_prev
         dz_rows = dz.reshape(-1, G)
         dbh = dbh + dz_rows.sum(axis=0)
