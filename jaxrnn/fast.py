@@ -95,12 +95,12 @@ def _recurrent_matmuls(Whh, rows):
     """``(term, back)``: the two products with ``Whh (G, H)`` in the time loops, for ``rows`` rows of ``h``.
 
     ``term(h) = h Whh^T (..., G)`` (forward), ``back(dz) = dz Whh (..., H)`` (backward). Batched, as
-    ``_recurrent_term`` and ``dz @ Whh``. For a single row (batch 1) whose ``H`` is not a whole number of vector
-    lanes while ``G`` is (the LSTM at H 100: rows of Whh 100 floats long, of Whh^T 400): from a copy of
+    ``_recurrent_term`` and ``dz @ Whh``. For a single row (batch 1) with ``H`` not a multiple of the vector
+    width while ``G`` is (the LSTM at H 100: rows of Whh 100 floats long, of Whh^T 400): from a copy of
     ``Whh^T (H, G)`` made once before the loop, ``h @ Whh^T`` and ``Whh^T @ dz^T``, so that both matrix-vector
     products run along rows of ``G`` floats. Measured on XLA:CPU (``benchmarks/step_layout.py``'s batch-1 cases,
-    ``benchmarks/ab_fast.py``): the training step 1.06-1.09x faster at H 100, 1.02-1.07x at H 90, 130, 250, and
-    0.90-0.99x at H 64-160 that are multiples of 8, where it is not used.
+    ``benchmarks/ab_fast.py``): the training step 1.03-1.09x faster at H 100, 1.02-1.07x at H 90, 130, 250, and
+    0.90-0.99x at H 64-256 that are multiples of 8, where it is not used. Not measured on a GPU.
     """
     G, H = Whh.shape
     if not _reads_transposed(G, H, rows):
