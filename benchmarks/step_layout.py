@@ -64,10 +64,10 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
             return scan(lambda acc, i: (acc + lookup(i), None), jnp.zeros((B, 4 * H)), ids)[0]
         return run
 
-    def both_matmuls_loop(layout, term, back):  # each step: z = h Whh^T, then h = tanh(tanh(z) Whh)
+    def both_matmuls_loop(matmuls):  # each step: z = h Whh^T, then h = tanh(tanh(z) Whh)
         def run(Whh, h0):
-            W = layout(Whh)
-            return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(back(W, jnp.tanh(term(W, h)))), h0)
+            term, back = matmuls(Whh)
+            return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(back(jnp.tanh(term(h)))), h0)
         return run
 
     def single_row_case(H1):
@@ -76,10 +76,9 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
         transposed = fast._reads_transposed(4 * H1, H1, 1)
         return {
             "Whh @ h^T, dz @ Whh (as batched)" + ("" if transposed else " (jaxrnn.fast)"):
-                (both_matmuls_loop(lambda W: W, fast._recurrent_term, lambda W, dz: dz @ W), (W1, h1)),
+                (both_matmuls_loop(fast._batched_matmuls), (W1, h1)),
             "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T" + (" (jaxrnn.fast)" if transposed else ""):
-                (both_matmuls_loop(lambda W: jax.lax.optimization_barrier(W.T), lambda W_T, h: h @ W_T,
-                                   lambda W_T, dz: (W_T @ dz.T).T), (W1, h1))}
+                (both_matmuls_loop(fast._transposed_matmuls), (W1, h1))}
 
     zi, zg = zs[..., :H], zs[..., 3 * H:]
     dz_rows = zs.reshape(T * B, 4 * H)  # stand-ins for dz_t and h_{t-1}, all T B rows

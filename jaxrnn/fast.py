@@ -103,8 +103,17 @@ def _recurrent_matmuls(Whh, rows):
     0.90-0.99x at H 64-256 that are multiples of 8, where it is not used. Not measured on a GPU.
     """
     G, H = Whh.shape
-    if not _reads_transposed(G, H, rows):
-        return functools.partial(_recurrent_term, Whh), lambda dz: dz @ Whh
+    return (_transposed_matmuls if _reads_transposed(G, H, rows) else _batched_matmuls)(Whh)
+
+
+def _batched_matmuls(Whh):
+    """``_recurrent_matmuls``' pair reading ``Whh`` itself: ``_recurrent_term`` and ``dz @ Whh``."""
+    return functools.partial(_recurrent_term, Whh), lambda dz: dz @ Whh
+
+
+def _transposed_matmuls(Whh):
+    """``_recurrent_matmuls``' pair for a single row, reading a copy of ``Whh^T``: ``h @ Whh^T``, ``Whh^T @ dz^T``."""
+    G, H = Whh.shape
     Whh_T = jax.lax.optimization_barrier(Whh.T)  # without the barrier XLA reads Whh through a transposed view
     return (lambda h: (h.reshape(1, H) @ Whh_T).reshape(*h.shape[:-1], G),
             lambda dz: (Whh_T @ dz.reshape(G, 1)).reshape(*dz.shape[:-1], H))
