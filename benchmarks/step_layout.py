@@ -31,7 +31,8 @@ PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, steps=4, vocab=1
 
 def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict:
     """``{case: {variant: (fn, args)}}``; the first variant of a case is the one ``jaxrnn.fast`` avoids, except in
-    the batch-1 cases (one per ``single_row_hidden``), where the variant it uses at that ``H`` is marked."""
+    the batch-1 cases of the two products with ``Whh`` (one per ``single_row_hidden``), where the variant it uses at
+    that ``H`` is marked."""
     import jax
     import jax.numpy as jnp
 
@@ -80,6 +81,19 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
             "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T" + (" (jaxrnn.fast)" if transposed else ""):
                 (both_matmuls_loop(fast._transposed_matmuls), (W1, h1))}
 
+    def forward_case(H1):
+        W1 = jax.random.normal(k[2], (4 * H1, H1)) / jnp.sqrt(H1)
+        zxs1 = jax.random.normal(k[0], (T, 1, 4 * H1))
+        carry1 = fast.LSTMCarry(jnp.tanh(jax.random.normal(k[1], (1, H1))), jnp.zeros((1, H1)))
+
+        def loop(forward):
+            def run(Whh, carry, zxs):
+                term, _ = fast._recurrent_matmuls(Whh, 1)
+                return forward(term, jnp.zeros(4 * H1), carry, zxs, fast._identity)
+            return run
+        return {"four gate arrays; h and c kept": (loop(fast._forward_per_gate), (W1, carry1, zxs1)),
+                "one gate array; c kept (jaxrnn.fast)": (loop(fast._forward_single_row), (W1, carry1, zxs1))}
+
     zi, zg = zs[..., :H], zs[..., 3 * H:]
     dz_rows = zs.reshape(T * B, 4 * H)  # stand-ins for dz_t and h_{t-1}, all T B rows
     h_rows = jnp.tanh(zs[..., H:2 * H]).reshape(T * B, H)
@@ -97,7 +111,9 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
             "dz_rows.T @ h_rows": (lambda h, dz: dz.T @ h, (h_rows, dz_rows)),
             "copy of h^T @ dz, .T (jaxrnn.fast)": (fast._recurrent_weight_grad, (h_rows, dz_rows))},
     } | {f"batch 1, LSTM H {H1}: the time loops' two products with Whh, as batched vs from a copy of Whh^T":
-         single_row_case(H1) for H1 in single_row_hidden}
+         single_row_case(H1) for H1 in single_row_hidden} | {
+        f"batch 1, LSTM H {H1}: the forward loop, four gate arrays vs one (at H 100, 16 vs 8 kernels per step)":
+        forward_case(H1) for H1 in single_row_hidden}
 
 
 def main(config: Config) -> dict:

@@ -57,9 +57,9 @@ def test_fast_loss_equals_plain_float64(x64, kind, batch, ids, reduction):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
-def test_fast_loss_equals_plain_float32(kind):
-    params, carry, xs, ys = _problem(kind, (4,), jnp.float32, seed=1)
+@pytest.mark.parametrize("kind, batch", [("rnn", (4,)), ("lstm", (4,)), ("lstm", (1,))])
+def test_fast_loss_equals_plain_float32(kind, batch):
+    params, carry, xs, ys = _problem(kind, batch, jnp.float32, seed=1)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys)
     fast = _value_and_grads(fast_sequence_loss, params, carry, xs, ys)
     assert fast[1][0].Whh.dtype == jnp.float32
@@ -92,6 +92,19 @@ def test_recurrence_matches_scan_of_lstm_step(x64):
     out_fast = recurrence(params.Whh, params.bh, carry, zxs)
     out_plain = jaxrnn.unroll(jaxrnn.lstm_step, identity, carry, zxs)
     assert _max_rel(out_fast, out_plain) <= 1e-13
+
+
+def test_gates_as_one_equal_lstm_gates(x64):
+    """The single-row forward's gates, tanh written through the sigmoid, against ``lstm_gates``, including
+    saturated and tiny pre-activations."""
+    z = jnp.concatenate([jnp.linspace(-40.0, 40.0, 397, dtype=jnp.float64), jnp.asarray([0.0, 1e-12, -1e-9])])
+    z = jnp.stack([z, z[::-1]])  # each value in every gate block: (2, 400), H = 100
+    one = fast._gates_as_one(z)
+    for block, gate in zip(fast._gate_blocks(one), jaxrnn.lstm_gates(z)):
+        np.testing.assert_allclose(block, gate, rtol=1e-12, atol=1e-15)
+    z32 = z.astype(jnp.float32)
+    for block, gate in zip(fast._gate_blocks(fast._gates_as_one(z32)), jaxrnn.lstm_gates(z32)):
+        np.testing.assert_allclose(block, gate, rtol=1e-6, atol=2e-7)
 
 
 @pytest.mark.parametrize("hidden, batch, transposed", [(6, (), True), (6, (1,), True), (8, (), False),
