@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -158,6 +159,9 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
     In each round every callable runs once untimed, then ``timed_per_round`` times timed: PyTorch's OpenMP
     threads spin-wait for a while after a step and slowed whichever implementation ran next by 5-15%; the
     untimed call absorbs that, and each implementation is timed as in a training loop, after a step of its own.
+    The order is shuffled every round (seeded): after a large two-core matmul the next implementation was still
+    15-35% slower at (1, 25, 100) despite its untimed call, so a fixed order charged that to whoever came next;
+    shuffled, each follows each other one about equally often, and the medians leave the slowed rounds out.
     Returns ``{name: {"median_s", "min_s", "repeats", "round_s"}}``, ``round_s`` the median of each round's timed
     calls (for ``paired_speedups``).
     """
@@ -165,9 +169,12 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
         for _ in range(warmup):
             block(call())
     times = {name: [] for name in calls}
+    order, rng = list(calls), random.Random(0)
     start, rounds = time.perf_counter(), 0
     while rounds < min_rounds or (time.perf_counter() - start < min_seconds * len(calls) and rounds < max_rounds):
-        for name, call in calls.items():
+        rng.shuffle(order)
+        for name in order:
+            call = calls[name]
             block(call())
             for _ in range(timed_per_round):
                 t0 = time.perf_counter()
