@@ -163,7 +163,8 @@ def _forward_single_row(recurrent_term, bh, carry, xs, project):
     six; ``h_t`` is recomputed from them after the loop by ``lstm_memory``. (The batched loop keeps the gates
     apart because a fusion reading column blocks of a ``(B, 4H)`` buffer was slow; one row is contiguous.)
     Measured on XLA:CPU (``benchmarks/step_layout.py``, ``benchmarks/ab_fast.py 1 25 100``): the forward loop
-    1.21x faster at H 100, the training step 1.01-1.05x by round (six runs, both orders). Not measured on a GPU.
+    1.14-1.21x faster at H 100, the training step 1.01-1.05x by round (six runs, both orders). Not measured on a
+    GPU.
     """
     def body(carry, x):
         a = _gates_as_one(project(x) + recurrent_term(carry.h) + bh)
