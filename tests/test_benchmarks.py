@@ -88,6 +88,22 @@ def test_interleaved_times_records_each_round():
     assert set(common.paired_speedups(timings, "a")) == {"b"}
 
 
+def test_interleaved_times_shuffles_the_order_of_each_round():
+    """No implementation always runs right after the same one (a heavy neighbour slowed whichever came next), each
+    runs the same number of times in every round, and the results keep the order the calls were given in."""
+    log = []
+    calls = {name: (lambda name=name: log.append(name) or np.zeros(1)) for name in "abcd"}
+    timings = common.interleaved_times(calls, min_rounds=40, min_seconds=0.0, warmup=0, timed_per_round=2)
+    assert list(timings) == list("abcd")
+    rounds = [log[i:i + 12] for i in range(0, len(log), 12)]  # 4 implementations x (1 untimed + 2 timed)
+    assert len(rounds) == 40 and all(sorted(r) == sorted("abcd" * 3) for r in rounds)
+    orders = [tuple(r[::3]) for r in rounds]
+    assert all(r == [o for o in order for _ in range(3)] for r, order in zip(rounds, orders))  # a name's 3 in a row
+    assert len(set(orders)) > 10
+    after_d = {order[order.index("d") + 1] for order in orders if order[-1] != "d"}
+    assert after_d == {"a", "b", "c"}
+
+
 def test_bad_device_exits_2_with_one_line(tmp_path):
     cmd = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--device", "gpu", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
