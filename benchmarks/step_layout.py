@@ -36,7 +36,7 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
     import jax
     import jax.numpy as jnp
 
-    from jaxrnn import embed, fast
+    from jaxrnn import LSTMCarry, embed, fast
 
     k = jax.random.split(jax.random.PRNGKey(0), 5)
     zs = jax.random.normal(k[0], (T, B, 4 * H))
@@ -84,7 +84,7 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
     def forward_case(H1):
         W1 = jax.random.normal(k[2], (4 * H1, H1)) / jnp.sqrt(H1)
         zxs1 = jax.random.normal(k[0], (T, 1, 4 * H1))
-        carry1 = fast.LSTMCarry(jnp.tanh(jax.random.normal(k[1], (1, H1))), jnp.zeros((1, H1)))
+        carry1 = LSTMCarry(jnp.tanh(jax.random.normal(k[1], (1, H1))), jnp.zeros((1, H1)))
 
         def loop(forward):
             def run(Whh, carry, zxs):

@@ -137,8 +137,9 @@ def _forward(Whh, bh, carry, xs, project):
     Returns ``(carry_T, (activations, carries))``, each stacked over ``T``: the LSTM's gates ``(i, f, o, g)``
     or the RNN's ``h``, and the carry leaving each step.
     """
-    recurrent_term, _ = _recurrent_matmuls(Whh, _rows(_hidden(carry)))
-    single_row = isinstance(carry, LSTMCarry) and _rows(carry.h) == 1
+    rows = _rows(_hidden(carry))
+    recurrent_term, _ = _recurrent_matmuls(Whh, rows)
+    single_row = isinstance(carry, LSTMCarry) and rows == 1
     return (_forward_single_row if single_row else _forward_per_gate)(recurrent_term, bh, carry, xs, project)
 
 
@@ -157,14 +158,13 @@ def _forward_single_row(recurrent_term, bh, carry, xs, project):
     """``_forward`` for one row of the LSTM (batch 1 or unbatched), as few kernels per time step as it takes.
 
     XLA:CPU runs a loop body of at most 8 kernels one after another on the calling thread, and a longer one as
-    a task graph, which cost about a microsecond more per step with these tiny kernels (a scratch loop of 8
-    against 9). Here the body compiles to 8 (``_forward_per_gate``'s to 16): the four gates come from one
-    sigmoid (``_gates_as_one``), and each step keeps two arrays, the gates ``(..., 4H)`` and ``c_t``, instead of
-    six; ``h_t`` is recomputed from them after the loop by ``lstm_memory``. (The batched loop keeps the gates
-    apart because a fusion reading column blocks of a ``(B, 4H)`` buffer was slow; one row is contiguous.)
-    Measured on XLA:CPU (``benchmarks/step_layout.py``, ``benchmarks/ab_fast.py 1 25 100``): the forward loop
-    1.14-1.21x faster at H 100, the training step 1.01-1.05x by round (six runs, both orders). Not measured on a
-    GPU.
+    a task graph, whose bookkeeping shows with these tiny kernels. Here the body compiles to 8
+    (``_forward_per_gate``'s to 16): the four gates come from one sigmoid (``_gates_as_one``), and each step keeps
+    two arrays, the gates ``(..., 4H)`` and ``c_t``, instead of six; ``h_t`` is recomputed from them after the loop
+    by ``lstm_memory``. (The batched loop keeps the gates apart because a fusion reading column blocks of a
+    ``(B, 4H)`` buffer was slow; one row is contiguous.) Measured on XLA:CPU (``benchmarks/step_layout.py``,
+    ``benchmarks/ab_fast.py 1 25 100``): the forward loop 1.14x faster at H 100, the training step 1.01-1.05x by
+    round (six runs, both orders). Not measured on a GPU.
     """
     def body(carry, x):
         a = _gates_as_one(project(x) + recurrent_term(carry.h) + bh)
