@@ -160,7 +160,7 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
     threads spin-wait for a while after a step and slowed whichever implementation ran next by 5-15%; the
     untimed call absorbs that, and each implementation is timed as in a training loop, after a step of its own.
     The order is shuffled every round (seeded): after a large two-core matmul the next implementation was still
-    15-35% slower at (1, 25, 100) despite its untimed call, so a fixed order charged that to whoever came next;
+    slower at (1, 25, 100) despite its untimed call, so a fixed order charged that to whoever came next;
     shuffled, each follows each other one about equally often, and the medians leave the slowed rounds out.
     Returns ``{name: {"median_s", "min_s", "repeats", "round_s"}}``, ``round_s`` the median of each round's timed
     calls (for ``paired_speedups``).
