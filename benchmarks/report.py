@@ -142,12 +142,30 @@ def data_parallel(r) -> str:
                             "first loss": lambda row: f"{row['first_loss']:.6f}"})
 
 
+def huge_pages(r) -> str:
+    if r.get("skipped"):
+        return f"{header(r)}\n\nSkipped: {r['skipped']}."
+    return (f"{header(r)}\n\nTransparent huge pages: `{r['transparent_hugepage']}`; each setting in processes of its "
+            f"own, {r['config']['rounds']} per shape, alternating.\n\n" + simple_table(r, {
+                "B, T, H": lambda row: f"{row['B']}, {row['T']}, {row['H']}",
+                "implementation": lambda row: row["impl"],
+                "scratch MiB": lambda row: f"{row['temp_bytes'] / 2 ** 20:.1f}",
+                "page faults per call": lambda row: (f"{row['faults_per_call_default']:.0f} -> "
+                                                     f"{row['faults_per_call_hugetlb']:.0f}"),
+                "ms per step": lambda row: f"{row['median_s_default'] * 1e3:.2f} -> {row['median_s_hugetlb'] * 1e3:.2f}",
+                "speed-up [pairs]": lambda row: (f"{row['speedup']:.2f} [{min(row['paired_speedups']):.2f}-"
+                                                 f"{max(row['paired_speedups']):.2f}]"),
+                "Flax / jaxrnn time": lambda row: (f"{row['flax_over_jaxrnn_default']:.2f} -> "
+                                                   f"{row['flax_over_jaxrnn_hugetlb']:.2f}")}).split("\n", 2)[2])
+
+
 def main(folder: Path) -> None:
     for name, table in [("scan_vs_loop", scan_vs_loop), ("scan_vs_loop_scan", scan_compile), ("minchar", minchar),
                         ("lstm_peers", lstm_peers), ("step_parts", step_parts), ("step_parts_mid", step_parts),
                         ("step_layout", step_layout),
                         ("memory", memory),
-                        ("sampling", sampling), ("data_parallel", data_parallel)]:
+                        ("sampling", sampling), ("data_parallel", data_parallel),
+                        ("huge_pages", huge_pages)]:
         result = load(folder, name)
         if result is not None:
             print(f"### {name}\n\n{table(result)}\n")

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "step_parts", "step_layout", "memory", "sampling",
-              "data_parallel")
+              "data_parallel", "huge_pages")
 
 
 def main(argv=None) -> int:

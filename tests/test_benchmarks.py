@@ -183,3 +183,49 @@ def test_ab_fast_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_path):
     for version in (broken, BENCH / "common.py"):  # fails on import; imports but is not a fast.py
         run = subprocess.run(cmd + [str(version)], capture_output=True, text=True, timeout=600)
         assert run.returncode == 2 and run.stderr.count("\n") == 1 and "cannot load" in run.stderr, run.stderr
+
+
+def test_huge_pages_times_both_allocator_settings_in_processes_of_their_own(tmp_path):
+    import huge_pages
+
+    if huge_pages.unsupported() is not None:
+        pytest.skip(huge_pages.unsupported())
+    _run_all(tmp_path, "huge_pages")
+    result = json.loads((tmp_path / "huge_pages.json").read_text())
+    rows = result["rows"]
+    assert [row["impl"] for row in rows] == [huge_pages.JAXRNN, huge_pages.FLAX] and "skipped" not in result
+    for row in rows:
+        assert row["median_s_default"] > 0 and row["median_s_hugetlb"] > 0 and row["temp_bytes"] > 0
+        assert row["speedup"] == pytest.approx(row["median_s_default"] / row["median_s_hugetlb"])
+        assert row["faults_per_call_default"] >= 0 and len(row["paired_speedups"]) == 1
+    assert rows[0]["loss_before"] == pytest.approx(rows[1]["loss_before"], rel=2e-4)
+    assert rows[0]["flax_over_jaxrnn_hugetlb"] == rows[1]["flax_over_jaxrnn_hugetlb"] > 0
+
+
+def test_huge_pages_adds_the_tunable_to_the_callers_and_checks_the_c_library(monkeypatch):
+    import huge_pages
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert huge_pages.worker_env("hugetlb")["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert "GLIBC_TUNABLES" not in huge_pages.worker_env("default")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")
+    assert huge_pages.worker_env("hugetlb")["GLIBC_TUNABLES"] == "glibc.malloc.trim_threshold=1:glibc.malloc.hugetlb=1"
+    assert huge_pages.worker_env("default")["GLIBC_TUNABLES"] == "glibc.malloc.trim_threshold=1"
+    for libc, expected in (("glibc 2.36", None), ("glibc 2.35", None), ("glibc 2.31", "older than 2.35"),
+                           ("musl libc 1.2", "not glibc")):
+        monkeypatch.setattr(huge_pages.os, "confstr", lambda name, libc=libc: libc)
+        reason = huge_pages.unsupported()
+        assert reason is None if expected is None else expected in reason
+
+
+def test_huge_pages_refuses_settings_that_change_the_arithmetic():
+    import huge_pages
+
+    def run(loss):
+        return {name: {"loss_before": loss, "loss_after_one_step": 1.0, "median_s": 0.1, "faults_per_call": 0,
+                       "temp_bytes": 8} for name in (huge_pages.JAXRNN, huge_pages.FLAX)}
+
+    rows = huge_pages.summarise((1, 2, 3), {"default": [run(2.0)], "hugetlb": [run(2.0)]})
+    assert [row["speedup"] for row in rows] == [1.0, 1.0]
+    with pytest.raises(AssertionError, match="differs between the settings"):
+        huge_pages.summarise((1, 2, 3), {"default": [run(2.0)], "hugetlb": [run(2.0000001)]})
