@@ -6,7 +6,8 @@ Command: ``python benchmarks/ab_fast.py B T H FAST.py [FAST.py ...] [--unfolded]
 A version from history: ``git show REV:jaxrnn/fast.py > /tmp/fast_old.py``. Each file is loaded as a module of
 its own; the losses after one step must agree (to 2e-4) before anything is timed. Run each comparison in both
 orders: the differences worth keeping are the ones that survive the swap. Printed: each version's median time,
-its speed-up over version 0 as a ratio of medians, and by round (median [quartiles] of each round's ratio).
+its speed-up over version 0 as a ratio of medians, and by round (median [quartiles] of each round's ratio), and the
+size of the block of temporaries XLA allocates for each call (``memory_analysis().temp_size_in_bytes``).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
     optimizers = {"": optax.adam(1e-3)} | ({", flatten(adam)": optax.flatten(optax.adam(1e-3))}
                                            if args.flatten_adam else {})
     params, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
-    calls, losses = {}, {}
+    calls, losses, scratch = {}, {}, {}  # scratch: XLA's temporaries per call, one block (huge_pages.py)
     for i, path in enumerate(args.versions):
         try:
             module = load(path)
@@ -81,6 +82,7 @@ def main(argv=None) -> int:
             p1 = compiled(params, opt0, carry, xs, ys)[0]
             losses[name] = compiled(p1, opt0, carry, xs, ys)[3]
             calls[name] = functools.partial(compiled, params, opt0, carry, xs, ys)
+            scratch[name] = compiled.memory_analysis().temp_size_in_bytes
     first = next(iter(losses))
     try:
         for name, loss in losses.items():
@@ -93,6 +95,7 @@ def main(argv=None) -> int:
         vopt = optimizer.init(variables)
         compiled, _, _ = common.compile_timed(step, variables, vopt, xs, ys)
         calls["flax linen" + suffix] = functools.partial(compiled, variables, vopt, xs, ys)
+        scratch["flax linen" + suffix] = compiled.memory_analysis().temp_size_in_bytes
     if args.torch:
         step, _, to_ids = lstm_peers.torch_impl(params, V, E, H, 1e-3, args.device)
         calls["pytorch"] = functools.partial(step, to_ids(xs), to_ids(ys))
@@ -101,8 +104,9 @@ def main(argv=None) -> int:
     for name, t in timings.items():
         by_round = "" if name == first else "  by round {median:.3f} [{q25:.3f}-{q75:.3f}]".format(
             **common.paired_speedups(timings, name)[first])
+        memory = f", scratch {scratch[name] / 2 ** 20:.1f} MiB" if name in scratch else ""
         print(f"{name:40s} {t['median_s'] * 1e3:9.3f} ms (fastest {t['min_s'] * 1e3:9.3f})  "
-              f"speed-up over 0: {base / t['median_s']:.3f}{by_round}  ({t['repeats']} calls)", flush=True)
+              f"speed-up over 0: {base / t['median_s']:.3f}{by_round}  ({t['repeats']} calls{memory})", flush=True)
     return 0
 
 

@@ -174,6 +174,7 @@ def test_ab_fast_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_path):
     ok = subprocess.run(cmd + [str(fast), str(fast)], capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.count("speed-up over 0") == 2
+    assert ok.stdout.count(" MiB)") == 2  # each version's block of temporaries
     bad = subprocess.run(cmd + [str(fast), str(wrong)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "disagree" in bad.stderr
     missing = subprocess.run(cmd + [str(tmp_path / "nope.py")], capture_output=True, text=True, timeout=600)
