@@ -1,6 +1,7 @@
-"""XLA:CPU's per-call scratch memory in 4 KiB pages or in huge pages: the LSTM training step of ``lstm_peers.py``
-(jaxrnn's fast path with the folded embedding, and Flax linen) with glibc's default allocator and with
-``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
+"""The LSTM training step with XLA:CPU's per-call scratch memory in 4 KiB pages, and in huge pages (hugetlb=1).
+
+``lstm_peers.py``'s step (jaxrnn's fast path with the folded embedding, and Flax linen) with glibc's default
+allocator and with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
 
 Command: ``python benchmarks/huge_pages.py [--quick] [--device cpu|auto]``
 XLA:CPU allocates all the temporaries of one call as one block (``compiled.memory_analysis()
