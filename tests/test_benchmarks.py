@@ -219,6 +219,20 @@ def test_huge_pages_adds_the_tunable_to_the_callers_and_checks_the_c_library(mon
         assert reason is None if expected is None else expected in reason
 
 
+def test_huge_pages_skips_without_overwriting_an_earlier_result(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    import huge_pages
+
+    good = tmp_path / "huge_pages.json"
+    good.write_text('{"rows": ["an earlier run"]}')
+    monkeypatch.setattr(huge_pages, "unsupported", lambda: "the C library is not glibc (musl libc 1.2)")
+    result = huge_pages.run(argparse.Namespace(quick=True, preset=None, device="cpu", out=tmp_path))
+    assert result == {"skipped": "the C library is not glibc (musl libc 1.2)", "rows": []}
+    assert good.read_text() == '{"rows": ["an earlier run"]}' and [p.name for p in tmp_path.iterdir()] == [good.name]
+    assert "skipped" in capsys.readouterr().out
+
+
 def test_huge_pages_refuses_settings_that_change_the_arithmetic():
     import huge_pages
 
