@@ -47,7 +47,14 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def out_dir(args) -> Path:
-    return args.out if args.out is not None else (RESULTS / "quick" if args.quick else RESULTS)
+    """``--out``, else ``benchmarks/results`` (``results/quick`` with ``--quick``), with a folder per backend other
+    than the CPU (``results/gpu``), so that a run on an accelerator never replaces the CPU results."""
+    import jax
+
+    if args.out is not None:
+        return args.out
+    folder = RESULTS / "quick" if args.quick else RESULTS
+    return folder if jax.default_backend() == "cpu" else folder / jax.default_backend()
 
 
 def environment() -> dict:

@@ -104,6 +104,17 @@ def test_interleaved_times_shuffles_the_order_of_each_round():
     assert after_d == {"a", "b", "c"}
 
 
+def test_results_of_an_accelerator_go_beside_the_cpu_results_not_over_them(monkeypatch, tmp_path):
+    import argparse
+
+    args = argparse.Namespace(quick=False, out=None)
+    assert common.out_dir(args) == common.RESULTS  # this machine's backend is the CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert common.out_dir(args) == common.RESULTS / "gpu"
+    assert common.out_dir(argparse.Namespace(quick=True, out=None)) == common.RESULTS / "quick" / "gpu"
+    assert common.out_dir(argparse.Namespace(quick=False, out=tmp_path)) == tmp_path
+
+
 def test_bad_device_exits_2_with_one_line(tmp_path):
     cmd = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--device", "gpu", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
