@@ -74,19 +74,36 @@ def lstm_peers(r) -> str:
     lines = [header(r), "", f"float32 matmul peak {where}", "",
              "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for row in r["rows"]:
-        def ratio(key, row=row):  # speed-up over the implementation whose name starts with key
-            own = "1.00" if row["impl"].startswith(key) else "-"
-            return next((f"{v:.2f}" for k, v in row["speedup_vs"].items() if k.startswith(key)), own)
+        def peer(key, ratios, row=row):  # the implementation whose name starts with key, updating as often per
+            # call as this row's where it is timed that way too (a loop of updates against a loop), else once
+            names = [k for k in ratios if k.startswith(key) and not row["impl"].startswith(key)]
+            same = [k for k in names if _per_call(k) == _per_call(row["impl"])]
+            return (same or [k for k in names if not _per_call(k)] or [None])[0]
+
+        def ratio(key, row=row):  # speed-up over that implementation ("1.00" in its own rows)
+            other = peer(key, row["speedup_vs"])
+            return f"{row['speedup_vs'][other]:.2f}" if other else "1.00" if row["impl"].startswith(key) else "-"
 
         def by_round(key, row=row):  # median [quartiles] of the per-round ratios (runs that recorded rounds)
-            return next((f"{v['median']:.2f} [{v['q25']:.2f}-{v['q75']:.2f}]"
-                         for k, v in row.get("paired_speedup_vs", {}).items() if k.startswith(key)), "-")
+            rounds = row.get("paired_speedup_vs", {})
+            v = rounds.get(peer(key, rounds))
+            return "-" if v is None else f"{v['median']:.2f} [{v['q25']:.2f}-{v['q75']:.2f}]"
 
         lines.append(f"| {row['B']}, {row['T']}, {row['H']} | {row['impl']} | {row['tokens_per_s']:.0f} | "
                      f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | "
                      f"{ratio('jaxrnn make_train_step')} | {ratio('flax linen')} | {ratio('pytorch')} | "
                      f"{by_round('flax linen')} | {by_round('pytorch')} | {row['compile_s']:.2f} |")
+    if any(_per_call(row["impl"]) for row in r["rows"]):
+        lines += ["", "Rows ending in *K updates/call* run K updates in one compiled call, timed per update; their "
+                      "\"over Flax linen\" compares with Flax linen's loop of as many updates, \"over PyTorch\" "
+                      "and \"over plain jaxrnn\" with one update per call."]
     return "\n".join(lines)
+
+
+def _per_call(impl: str) -> str:
+    """The ``", K updates/call"`` ending of a timed loop of updates (``lstm_peers.update_loops``), else ``""``."""
+    head, _, tail = impl.rpartition(", ")
+    return f", {tail}" if head and tail.endswith(" updates/call") else ""
 
 
 def step_layout(r) -> str:

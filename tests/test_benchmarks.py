@@ -175,6 +175,65 @@ def test_peers_compute_the_same_loss_as_jaxrnn():
     np.testing.assert_allclose(list(losses.values()), expected, rtol=1e-5)
 
 
+def test_update_loops_run_the_steps_of_each_library_and_refuse_a_loop_that_differs():
+    """``lstm_peers.update_loops``: K updates in one call per library, checked update by update against K calls
+    of that library's step (jaxrnn carrying its state on, as the trainer does) before anything is timed."""
+    import jax.numpy as jnp
+    from jaxrnn.fast import make_fast_train_step
+
+    p, carry, xs, ys, (V, E, H) = _tiny_problem()
+    optimizer, k = optax.adam(1e-3), 3
+    chunks = lstm_peers.update_chunks(xs, ys, k, V, seed=1)
+    assert chunks[0].shape == (k, *xs.shape) and (chunks[0][0] == xs).all() and (chunks[1][0] == ys).all()
+    assert not (chunks[0][1] == chunks[0][2]).all() and int(chunks[0].max()) < V
+    steps = {name: make_fast_train_step(optimizer, loss_fn=loss)
+             for name, loss in lstm_peers.jaxrnn_fast_losses().items()}
+    variables, flax_step, _ = lstm_peers.flax_linen_impl(p, V, E, H, optimizer)
+    loops = lstm_peers.update_loops(k, p, carry, chunks, steps, flax_step, variables, optimizer)
+    assert list(loops) == [f"jaxrnn fast, {k} updates/call", f"jaxrnn fast, folded embedding, {k} updates/call",
+                           f"flax linen nn.RNN(OptimizedLSTMCell), {k} updates/call"]
+    first = float(steps["jaxrnn fast"](p, optimizer.init(p), carry, xs, ys)[3])
+    for name, (call, _, loss) in loops.items():
+        assert loss == pytest.approx(first, rel=1e-5), name
+        losses = np.asarray(call()[-1])
+        assert losses.shape == (k,) and losses[0] == pytest.approx(first, rel=1e-5), name
+
+    step = steps["jaxrnn fast"]
+
+    def reset_step(params, opt_state, carry, xs, ys):  # a step that drops the carry: not what the loop does
+        params, opt_state, _, loss = step(params, opt_state, carry, xs, ys)
+        return params, opt_state, jax.tree.map(jnp.zeros_like, carry), loss
+
+    with pytest.raises(AssertionError, match="jaxrnn fast, 3 updates/call: its 3 losses against 3 calls"):
+        lstm_peers.update_loops(k, p, carry, chunks, steps | {"jaxrnn fast": reset_step}, flax_step, variables,
+                                optimizer)
+
+
+def test_per_update_times_and_the_report_compares_a_loop_with_a_loop():
+    import report
+
+    timing = {"median_s": 8.0, "min_s": 4.0, "repeats": 6, "round_s": [8.0, 16.0]}
+    assert lstm_peers.per_update(timing, 4) == {"median_s": 2.0, "min_s": 1.0, "repeats": 6, "round_s": [2.0, 4.0]}
+    names = ["jaxrnn make_train_step (plain)", "jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)",
+             "pytorch nn.LSTM (2 threads)", "jaxrnn fast, 8 updates/call",
+             "flax linen nn.RNN(OptimizedLSTMCell), 8 updates/call"]
+    seconds = dict(zip(names, (6.0, 4.0, 5.0, 4.4, 3.0, 4.5)))
+    rows = [dict(B=1, T=2, H=3, impl=n, tokens_per_s=2 / s, gflops=1.0, fraction_of_matmul_peak=0.5, compile_s=1.0,
+                 matmul_peak_gflops=2.0, speedup_vs={o: t / s for o, t in seconds.items() if o != n},
+                 paired_speedup_vs={o: {"median": t / s, "q25": t / s, "q75": t / s}
+                                    for o, t in seconds.items() if o != n}) for n, s in seconds.items()]
+    versions = dict.fromkeys(("jax", "flax", "optax", "numpy", "torch"), "0")
+    environment = {"command": "c", "device": "cpu", "nproc": 2, "cpu_model": "m", "date": "d", "versions": versions}
+    table = report.lstm_peers({"rows": rows, "environment": environment})
+    cells = {line.split(" | ")[1]: line.split(" | ")[5:10] for line in table.splitlines() if line.startswith("| 1, 2")}
+    # columns: over plain jaxrnn, over Flax linen, over PyTorch, by round over Flax linen, by round over PyTorch
+    assert cells["jaxrnn fast"] == ["1.50", "1.25", "1.10", "1.25 [1.25-1.25]", "1.10 [1.10-1.10]"]
+    assert cells["jaxrnn fast, 8 updates/call"] == ["2.00", "1.50", "1.47", "1.50 [1.50-1.50]", "1.47 [1.47-1.47]"]
+    assert cells["flax linen nn.RNN(OptimizedLSTMCell)"][1] == "1.00"
+    assert cells["flax linen nn.RNN(OptimizedLSTMCell), 8 updates/call"][:3] == ["1.33", "1.00", "0.98"]
+    assert "K updates/call" in table
+
+
 def test_ab_fast_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_path):
     fast = BENCH.parent / "jaxrnn" / "fast.py"
     wrong = tmp_path / "fast_wrong.py"  # the forget gate's pre-activation gradient flipped: a wrong backward pass
