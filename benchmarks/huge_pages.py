@@ -151,11 +151,8 @@ def skip_reason() -> str | None:
 
 
 def main(config: Config, device: str = "auto") -> dict:
+    """Both settings at every shape; ``run`` has checked ``skip_reason`` first."""
     thp = THP.read_text().strip() if THP.exists() else "unknown"
-    reason = skip_reason()
-    if reason is not None:
-        print(f"huge_pages: skipped, {reason}", flush=True)
-        return {"skipped": reason, "transparent_hugepage": thp, "rows": []}
     rows = []
     for shape in config.shapes:
         runs = {s: [] for s in SETTINGS}

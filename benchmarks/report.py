@@ -160,8 +160,6 @@ def data_parallel(r) -> str:
 
 
 def huge_pages(r) -> str:
-    if r.get("skipped"):
-        return f"{header(r)}\n\nSkipped: {r['skipped']}."
     return (f"{header(r)}\n\nTransparent huge pages: `{r['transparent_hugepage']}`; each setting in processes of its "
             f"own, {r['config']['rounds']} per shape, alternating.\n\n" + simple_table(r, {
                 "B, T, H": lambda row: f"{row['B']}, {row['T']}, {row['H']}",
