@@ -1,9 +1,11 @@
 """Print the markdown tables of ``benchmarks/README.md`` from the JSON files in a results folder.
 
-Command: ``python benchmarks/report.py [results folder]``
+Command: ``python benchmarks/report.py [results folder] [--only NAME ...]``
+The suite's tables by default; the investigations' (``benchmarks/investigations/``) with ``--only``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -174,17 +176,26 @@ def huge_pages(r) -> str:
                                                    f"{row['flax_over_jaxrnn_hugetlb']:.2f}")}).split("\n", 2)[2])
 
 
-def main(folder: Path) -> None:
-    for name, table in [("scan_vs_loop", scan_vs_loop), ("scan_vs_loop_scan", scan_compile), ("minchar", minchar),
-                        ("lstm_peers", lstm_peers), ("step_parts", step_parts), ("step_parts_mid", step_parts),
-                        ("step_layout", step_layout),
-                        ("memory", memory),
-                        ("sampling", sampling), ("data_parallel", data_parallel),
-                        ("huge_pages", huge_pages)]:
-        result = load(folder, name)
+SUITE = {"scan_vs_loop": scan_vs_loop, "scan_vs_loop_scan": scan_compile, "minchar": minchar,
+         "lstm_peers": lstm_peers, "memory": memory, "sampling": sampling, "data_parallel": data_parallel}
+INVESTIGATIONS = {"step_parts": step_parts, "step_parts_mid": step_parts, "step_layout": step_layout,
+                  "huge_pages": huge_pages}
+TABLES = SUITE | INVESTIGATIONS
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folder", nargs="?", type=Path, default=common.RESULTS, help="results folder")
+    p.add_argument("--only", nargs="+", choices=list(TABLES), default=list(SUITE), metavar="NAME",
+                   help=f"tables to print (default: the suite's, {', '.join(SUITE)}; "
+                        f"the investigations' on request: {', '.join(INVESTIGATIONS)})")
+    args = p.parse_args(argv)
+    for name in args.only:
+        result = load(args.folder, name)
         if result is not None:
-            print(f"### {name}\n\n{table(result)}\n")
+            print(f"### {name}\n\n{TABLES[name](result)}\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else common.RESULTS)
+    sys.exit(main())

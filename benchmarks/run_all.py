@@ -1,7 +1,7 @@
 """Run the benchmark suite: each benchmark writes ``<name>.json`` (and a PNG where useful) to the results folder.
 
 Command: ``python benchmarks/run_all.py [--quick] [--device cpu|gpu|auto] [--only NAME ...]``
-Heavy runs on a shared machine: ``flock /tmp/jaxrnn-cpu.lock python benchmarks/run_all.py``.
+The one-off investigations in ``benchmarks/investigations/`` are scripts of their own and are not run here.
 """
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "step_parts", "step_layout", "memory", "sampling",
-              "data_parallel", "huge_pages")
+BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "memory", "sampling", "data_parallel")
 
 
 def main(argv=None) -> int:

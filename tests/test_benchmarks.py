@@ -10,7 +10,8 @@ import optax
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
+INVESTIGATIONS = BENCH / "investigations"
+sys.path[:0] = [str(BENCH), str(INVESTIGATIONS)]
 import common  # noqa: E402
 import lstm_peers  # noqa: E402
 
@@ -22,8 +23,17 @@ def _run_all(tmp_path, *only):
     return proc
 
 
-def test_smoke_quick_suite_sampling_minchar_step_layout(tmp_path):
-    _run_all(tmp_path, "sampling", "minchar", "step_layout")
+def _run_investigation(tmp_path, name, *flags):
+    """``python benchmarks/investigations/NAME.py --quick``, as from the repository root."""
+    cmd = [sys.executable, str(INVESTIGATIONS / f"{name}.py"), "--quick", "--device", "cpu", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd + list(flags), capture_output=True, text=True, timeout=900, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_smoke_quick_suite_sampling_minchar_and_step_layout(tmp_path):
+    _run_all(tmp_path, "sampling", "minchar")
+    _run_investigation(tmp_path, "step_layout")
     for name in ("sampling", "minchar", "step_layout"):
         result = json.loads((tmp_path / f"{name}.json").read_text())
         assert result["environment"]["backend"] == "cpu"
@@ -35,13 +45,14 @@ def test_smoke_quick_suite_sampling_minchar_step_layout(tmp_path):
 @pytest.mark.slow
 def test_smoke_quick_suite_all(tmp_path):
     _run_all(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} >= {"scan_vs_loop.json", "scan_vs_loop.png", "minchar.json",
-                                                     "lstm_peers.json", "memory.json", "memory.png", "sampling.json",
-                                                     "step_layout.json", "step_parts.json"}
+    written = {p.name for p in tmp_path.iterdir()}
+    assert written >= {"scan_vs_loop.json", "scan_vs_loop.png", "minchar.json", "lstm_peers.json", "memory.json",
+                       "memory.png", "sampling.json", "data_parallel.json"}
+    assert not written & {f"{p.stem}.json" for p in INVESTIGATIONS.glob("*.py")}  # investigations run on their own
 
 
 def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_path):
-    _run_all(tmp_path, "step_parts")
+    _run_investigation(tmp_path, "step_parts")
     result = json.loads((tmp_path / "step_parts.json").read_text())
     assert {(r["impl"], r["T"], r["part"]) for r in result["rows"]} == {
         (impl, T, part) for impl in ("jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)") for T in (5, 10)
@@ -124,9 +135,7 @@ def test_bad_device_exits_2_with_one_line(tmp_path):
 
 
 def test_smoke_profile_step_names_ops_of_the_compiled_step(tmp_path):
-    cmd = [sys.executable, str(BENCH / "profile_step.py"), "--quick", "--device", "cpu", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _run_investigation(tmp_path, "profile_step")
     result = json.loads((tmp_path / "profile_step.json").read_text())
     rows = result["rows"]
     assert rows and any(row["calls_per_step"] == 5 for row in rows)  # T = 5: ops inside the time loop
@@ -240,7 +249,8 @@ def test_ab_fast_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_path):
     source = fast.read_text()
     assert source.count("df * f * (1 - f)") == 1
     wrong.write_text(source.replace("df * f * (1 - f)", "-df * f * (1 - f)"))
-    cmd = [sys.executable, str(BENCH / "ab_fast.py"), "2", "5", "8", "--device", "cpu", "--min-seconds", "0.01"]
+    cmd = [sys.executable, str(INVESTIGATIONS / "ab_fast.py"), "2", "5", "8", "--device", "cpu",
+           "--min-seconds", "0.01"]
     ok = subprocess.run(cmd + [str(fast), str(fast)], capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.count("speed-up over 0") == 2
@@ -261,7 +271,7 @@ def test_huge_pages_times_both_allocator_settings_in_processes_of_their_own(tmp_
 
     if huge_pages.unsupported() is not None:
         pytest.skip(huge_pages.unsupported())
-    _run_all(tmp_path, "huge_pages")
+    _run_investigation(tmp_path, "huge_pages")
     result = json.loads((tmp_path / "huge_pages.json").read_text())
     rows = result["rows"]
     assert [row["impl"] for row in rows] == [huge_pages.JAXRNN, huge_pages.FLAX]

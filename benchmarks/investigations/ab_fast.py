@@ -1,7 +1,7 @@
 """A/B timing of versions of ``jaxrnn/fast.py``: the LSTM training step of ``lstm_peers.py`` built on each version,
 timed in turn, round after round, in one process (optionally beside Flax linen and PyTorch).
 
-Command: ``python benchmarks/ab_fast.py B T H FAST.py [FAST.py ...] [--unfolded] [--flax] [--torch]
+Command: ``python benchmarks/investigations/ab_fast.py B T H FAST.py [FAST.py ...] [--unfolded] [--flax] [--torch]
 [--flatten-adam]``
 A version from history: ``git show REV:jaxrnn/fast.py > /tmp/fast_old.py``. Each file is loaded as a module of
 its own; the losses after one step must agree (to 2e-4) before anything is timed. Run each comparison in both
@@ -17,8 +17,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import common
-import lstm_peers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
+
+import common  # noqa: E402
+import lstm_peers  # noqa: E402
 
 
 def load(path: Path):

@@ -3,7 +3,7 @@
 ``lstm_peers.py``'s step (jaxrnn's fast path with the folded embedding, and Flax linen) with glibc's default
 allocator and with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
 
-Command: ``python benchmarks/huge_pages.py [--quick] [--device cpu|auto]``
+Command: ``python benchmarks/investigations/huge_pages.py [--quick] [--device cpu|auto]``
 XLA:CPU allocates all the temporaries of one call as one block (``compiled.memory_analysis()
 .temp_size_in_bytes``: 202 MB for jaxrnn's step at (64, 128, 512)) and frees it when the call ends. glibc maps a
 block that large afresh every time (``mmap``, above any mmap threshold it can be given), so each call page-faults
@@ -26,7 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import common
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
+
+import common  # noqa: E402
 
 HUGETLB = "glibc.malloc.hugetlb=1"
 SETTINGS = ("default", "hugetlb")

@@ -1,6 +1,6 @@
 """Where the time of one LSTM training step goes: the XLA ops of a compiled step, from a ``jax.profiler`` trace.
 
-Command: ``python benchmarks/profile_step.py [--quick | --preset large|small] [--device cpu|gpu|auto]``
+Command: ``python benchmarks/investigations/profile_step.py [--quick | --preset large|small] [--device cpu|gpu|auto]``
 Profiles one of ``lstm_peers.py``'s jaxrnn implementations (default: the folded-embedding fast path) at
 (B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, or the unfolded fast path (the faster one at
 batch 1) at (1, 25, 100) with ``--preset small``, over ``repeats`` calls after warm-up.
@@ -14,11 +14,14 @@ import dataclasses
 import gzip
 import json
 import re
+import sys
 import tempfile
 from pathlib import Path
 
-import common
-import lstm_peers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
+
+import common  # noqa: E402
+import lstm_peers  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
