@@ -75,9 +75,7 @@ def environment() -> dict:
             "versions": versions, "nproc": os.cpu_count(), "cpu_model": cpu,
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "note": ("shared machine: final runs hold flock /tmp/jaxrnn-cpu.lock, other sessions may still run "
-                     "light work")}
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
 def compile_timed(fn, *args):
