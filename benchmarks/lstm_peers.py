@@ -219,7 +219,7 @@ def update_loops(k: int, p, carry, chunks, jaxrnn_steps: dict, flax_step, variab
     equal those of ``k`` calls of the same library's one-update step (``jaxrnn_steps[name](p, opt, carry, xs,
     ys)``, ``flax_step(variables, opt, xs, ys)``, both already checked against the plain step) before it is timed.
     Why this is faster per update at (64, 128, 512): XLA:CPU maps the step's ~200 MB of temporaries afresh each
-    call (``huge_pages.py``); a loop maps them once.
+    call (``investigations/huge_pages.py``); a loop maps them once.
     """
     import jax
     import jax.numpy as jnp
