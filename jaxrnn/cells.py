@@ -36,6 +36,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrnn._checks import positive_int
+
 Array = jax.Array
 
 LSTM_GATE_ORDER = ("i", "f", "o", "g")
@@ -88,19 +90,19 @@ class LSTMCarry(NamedTuple):
     c: Array
 
 
-INITS = ("default", "lecture")
+INIT_SCHEMES = ("default", "lecture")
+"""Initialisation schemes of ``init_rnn``, ``init_lstm`` and ``init_gru`` (``init=``)."""
 
 
 def _check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        positive_int(name, value)
 
 
 def _init_weights(key, rows: int, input_size: int, hidden_size: int, output_size: int, init: str, dtype):
     """Shared initialiser: returns ``Wxh (rows, D)``, ``Whh (rows, H)``, ``Why (V, H)``."""
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"unknown init {init!r}; expected one of {INIT_SCHEMES}")
     k_xh, k_hh, k_hy = jax.random.split(key, 3)
     weights = _draw_weights(k_xh, k_hh, k_hy, rows, input_size, hidden_size, output_size, init,
                             jnp.promote_types(dtype, jnp.float32))  # draw in >= float32 (QR has no bfloat16)
@@ -159,25 +161,15 @@ def hidden_size(params) -> int:
     return params.Whh.shape[1]
 
 
-def initial_carry(params, batch_shape: tuple[int, ...] = ()) -> Any:
-    """Zero state for ``params``: ``h (*batch_shape, H)`` for the RNN and GRU, ``LSTMCarry`` of two for the LSTM;
-    other parameter types once ``register_initial_carry`` has named their zero state."""
-    if type(params) in _INITIAL_CARRIES:
-        return _INITIAL_CARRIES[type(params)](params, tuple(batch_shape))
-    if not isinstance(params, (RNNParams, LSTMParams, GRUParams)):
-        raise TypeError(f"initial_carry: expected RNNParams, LSTMParams or GRUParams, got {type(params).__name__}")
-    zeros = jnp.zeros((*tuple(batch_shape), hidden_size(params)), params.Whh.dtype)
-    if isinstance(params, LSTMParams):
-        return LSTMCarry(zeros, zeros)
-    return zeros
+def rnn_initial_carry(params, batch_shape: tuple[int, ...] = ()) -> Array:
+    """Zero state of the RNN or GRU: ``h (*batch_shape, H)``."""
+    return jnp.zeros((*tuple(batch_shape), hidden_size(params)), params.Whh.dtype)
 
 
-_INITIAL_CARRIES: dict = {}
-
-
-def register_initial_carry(params_type: type, make_carry) -> None:
-    """Let ``initial_carry`` build the zero state ``make_carry(params, batch_shape)`` for ``params_type``."""
-    _INITIAL_CARRIES[params_type] = make_carry
+def lstm_initial_carry(params: LSTMParams, batch_shape: tuple[int, ...] = ()) -> LSTMCarry:
+    """Zero state of the LSTM: ``LSTMCarry(h, c)``, each ``(*batch_shape, H)``."""
+    zeros = rnn_initial_carry(params, batch_shape)
+    return LSTMCarry(zeros, zeros)
 
 
 def embed(W: Array, ids: Array) -> Array:
@@ -297,19 +289,3 @@ def gru_step(params: GRUParams, h: Array, x: Array) -> tuple[Array, Array]:
 def readout(params, h: Array) -> Array:
     """Scores ``y = Why h + by``: ``h (..., H)`` -> ``y (..., V)`` (any number of leading axes, e.g. ``hs``)."""
     return h @ params.Why.T + params.by
-
-
-_STEPS = {RNNParams: rnn_step, LSTMParams: lstm_step, GRUParams: gru_step}
-
-
-def step_for(params):
-    """The step function that goes with a parameter pytree (``RNNParams`` -> ``rnn_step``, ...)."""
-    try:
-        return _STEPS[type(params)]
-    except KeyError:
-        raise TypeError(f"no step function registered for {type(params).__name__}; pass step= explicitly") from None
-
-
-def register_step(params_type: type, step) -> None:
-    """Let ``step_for`` (and so the losses, training and sampling helpers) find ``step`` for ``params_type``."""
-    _STEPS[params_type] = step

@@ -13,10 +13,14 @@ import os
 import tempfile
 
 import jax
+import numpy as np
 
 from jaxrnn.data import DataError
 
-FORMAT = 1
+FORMAT = 2
+"""Format of the checkpoints this version writes: 2 since jaxrnn 0.2 (the model is a ``StackParams``); format 1
+(jaxrnn 0.1) is still read by ``jaxrnn.lm.load_model``."""
+READABLE_FORMATS = (1, 2)
 
 
 class CheckpointError(DataError):
@@ -78,7 +82,7 @@ class CheckpointStore:
         meta = {"format": FORMAT, "step": int(step), "val_loss": float(val_loss), **meta}
         try:
             self._manager.save(int(step), args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                state=ocp.args.StandardSave(_without_empty(state)), meta=ocp.args.JsonSave(meta)),
                 metrics={"val_loss": float(val_loss)}, force=True)
             self._manager.wait_until_finished()
         except OSError as e:
@@ -91,8 +95,9 @@ class CheckpointStore:
             meta = self._manager.restore(int(step), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"checkpoint {self.path(step)} is unreadable ({_first_line(e)})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"checkpoint {self.path(step)} is not a jaxrnn checkpoint of format {FORMAT}")
+        if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
+            raise CheckpointError(f"checkpoint {self.path(step)} is not a jaxrnn checkpoint of format "
+                                  f"{' or '.join(map(str, READABLE_FORMATS))}")
         return meta
 
     def restore(self, step: int, template):
@@ -100,13 +105,27 @@ class CheckpointStore:
         ocp = self._ocp
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         try:
-            return self._manager.restore(int(step), args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract)))["state"]
+            restored = self._manager.restore(int(step), args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_without_empty(abstract))))["state"]
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"checkpoint {self.path(step)} is unreadable ({_first_line(e)})") from None
+        return _with_empty(restored, abstract)
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _without_empty(tree):
+    """``tree`` with every zero-size array (a stack layer's empty readout) replaced by ``None``: orbax refuses to
+    save arrays of size zero, and their contents are known from the shape alone."""
+    return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
+
+
+def _with_empty(restored, template):
+    """``restored`` (read with ``_without_empty(template)``) with the zero-size arrays of ``template`` put back."""
+    by_path = dict(jax.tree_util.tree_flatten_with_path(restored)[0])
+    return jax.tree_util.tree_map_with_path(
+        lambda path, t: np.zeros(t.shape, t.dtype) if t.size == 0 else by_path[path], template)
 
 
 def _first_line(e: Exception) -> str:

@@ -26,14 +26,13 @@ from __future__ import annotations
 import numpy as np
 import jax.numpy as jnp
 
-from jaxrnn.cells import GRU_GATE_ORDER, LSTM_GATE_ORDER, GRUParams, LSTMParams, RNNParams
+from jaxrnn import registry
+from jaxrnn.cells import GRU_GATE_ORDER, LSTM_GATE_ORDER
 
 FLAX_LSTM_GATE_ORDER = ("i", "f", "g", "o")
 """Flax's LSTM dense layers ``ii, if, ig, io`` / ``hi, hf, hg, ho`` (names, not an order in memory)."""
 TORCH_LSTM_GATE_ORDER = ("i", "f", "g", "o")
 """Row-block order of ``torch.nn.LSTM``'s ``weight_ih_l*`` (4H, D), ``weight_hh_l*``, ``bias_*``."""
-TORCH_GRU_GATE_ORDER = ("r", "z", "n")
-"""Row-block order of ``torch.nn.GRU``'s weights: the same as ``GRU_GATE_ORDER``."""
 
 
 def _blocks(a, order):
@@ -54,19 +53,12 @@ def _readout(Why, by, H, dtype):
     return Why, by
 
 
-def _kind(params) -> str:
-    for name, cls in (("rnn", RNNParams), ("lstm", LSTMParams), ("gru", GRUParams)):
-        if isinstance(params, cls):
-            return name
-    raise TypeError(f"expected RNNParams, LSTMParams or GRUParams, got {type(params).__name__}")
-
-
 # ----------------------------------------------------------------------------------------------------- Flax
 
 def to_flax(params) -> dict:
     """The cell's parameter dict for Flax's ``SimpleCell``, ``LSTMCell``/``OptimizedLSTMCell`` or ``GRUCell``
     (kernels ``(D, H)`` and ``(H, H)``, i.e. ``Wxh.T`` blocks); ``Why``/``by`` are not part of a Flax cell."""
-    kind = _kind(params)
+    kind = registry.builtin_cell_name(params)
     Wxh, Whh, bh = (np.asarray(a) for a in (params.Wxh, params.Whh, params.bh))
     if kind == "rnn":
         return {"i": {"kernel": Wxh.T, "bias": bh}, "h": {"kernel": Whh.T}}
@@ -117,11 +109,8 @@ def _build(kind, Wxh, Whh, bh, bhn, Why, by, dtype):
     H = Whh.shape[1]
     Wxh, Whh, bh = (jnp.asarray(a, dtype) for a in (Wxh, Whh, bh))
     Why, by = _readout(Why, by, H, dtype)
-    if kind == "rnn":
-        return RNNParams(Wxh, Whh, Why, bh, by)
-    if kind == "lstm":
-        return LSTMParams(Wxh, Whh, Why, bh, by)
-    return GRUParams(Wxh, Whh, Why, bh, by, jnp.asarray(bhn, dtype))
+    extra = {"bhn": jnp.asarray(bhn, dtype)} if kind == "gru" else {}
+    return registry.cell_type(kind).params_type(Wxh=Wxh, Whh=Whh, Why=Why, bh=bh, by=by, **extra)
 
 
 # -------------------------------------------------------------------------------------------------- PyTorch
@@ -129,7 +118,7 @@ def _build(kind, Wxh, Whh, bh, bhn, Why, by, dtype):
 def to_torch(params, *, layer: int = 0) -> dict:
     """``torch.nn.RNN``/``LSTM``/``GRU`` state-dict entries of one layer, as NumPy arrays (use
     ``{k: torch.from_numpy(v) for ...}`` and ``load_state_dict(..., strict=False)`` for further layers)."""
-    kind = _kind(params)
+    kind = registry.builtin_cell_name(params)
     Wxh, Whh, bh = (np.asarray(a) for a in (params.Wxh, params.Whh, params.bh))
     bias_hh = np.zeros_like(bh)
     if kind == "lstm":

@@ -8,19 +8,17 @@ Inputs are float vectors ``x (..., D)``. To load weights from a Flax cell, use `
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import jax.numpy as jnp
 from flax import linen as nn
 from flax import nnx
 
-from jaxrnn import cells
-
-INITS = {"rnn": cells.init_rnn, "lstm": cells.init_lstm, "gru": cells.init_gru}
-PARAMS = {"rnn": cells.RNNParams, "lstm": cells.LSTMParams, "gru": cells.GRUParams}
-
+from jaxrnn import registry
 
 def _check_cell(cell: str) -> None:
-    if cell not in INITS:
-        raise ValueError(f"unknown cell {cell!r}; expected one of {tuple(INITS)}")
+    if cell not in registry.CELL_NAMES:
+        raise ValueError(f"unknown cell {cell!r}; expected one of {registry.CELL_NAMES}")
 
 
 def _field_names(cell: str) -> tuple[str, ...]:
@@ -30,35 +28,37 @@ def _field_names(cell: str) -> tuple[str, ...]:
 def _assemble(cell: str, weights: dict):
     """The cell's NamedTuple from its recurrent weights, with an empty readout."""
     H, dtype = weights["Whh"].shape[1], weights["Whh"].dtype
-    return PARAMS[cell](Why=jnp.zeros((0, H), dtype), by=jnp.zeros((0,), dtype), **weights)
+    return registry.cell_type(cell).params_type(Why=jnp.zeros((0, H), dtype), by=jnp.zeros((0,), dtype), **weights)
 
 
 def _zero_carry(cell: str, batch_shape, features: int, dtype):
-    h = jnp.zeros((*batch_shape, features), dtype)
-    return cells.LSTMCarry(h, h) if cell == "lstm" else h
+    """The registered zero state of ``cell``, which reads only ``Whh``'s width and dtype."""
+    shape_of_Whh = SimpleNamespace(Whh=jnp.zeros((0, features), dtype))
+    return registry.cell_type(cell).initial_carry(shape_of_Whh, tuple(batch_shape))
 
 
 class LinenCell(nn.RNNCellBase):
     """A jaxrnn cell as a ``flax.linen`` RNN cell: ``carry, h = cell(carry, x)``; works with ``nn.RNN``.
 
-    Attributes: ``features`` (H); ``cell``: ``"rnn"``, ``"lstm"`` or ``"gru"``; ``init``: jaxrnn's initialiser
-    (``"default"`` or ``"lecture"``); ``param_dtype``.
+    Attributes: ``features`` (H); ``cell``: ``"rnn"``, ``"lstm"`` or ``"gru"``; ``init_scheme``: jaxrnn's
+    initialiser (``"default"`` or ``"lecture"``); ``param_dtype``.
     """
 
     features: int
     cell: str = "lstm"
-    init: str = "default"
+    init_scheme: str = "default"
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, carry, inputs):
         _check_cell(self.cell)
         D = inputs.shape[-1]
-        make = lambda key: INITS[self.cell](key, D, self.features, 1, init=self.init, dtype=self.param_dtype)
+        make = lambda key: registry.cell_type(self.cell).init(key, D, self.features, 1, init=self.init_scheme,
+                                                              dtype=self.param_dtype)
         # each weight gets its own key; each is drawn exactly as jaxrnn's initialiser draws it
         weights = {name: self.param(name, lambda key, n=name: getattr(make(key), n))
                    for name in _field_names(self.cell)}
-        return cells.step_for(_assemble(self.cell, weights))(_assemble(self.cell, weights), carry, inputs)
+        return registry.step_for(_assemble(self.cell, weights))(_assemble(self.cell, weights), carry, inputs)
 
     @nn.nowrap
     def initialize_carry(self, rng, input_shape):
@@ -74,9 +74,7 @@ class LinenCell(nn.RNNCellBase):
 
 def linen_variables(params) -> dict:
     """``{"params": ...}`` for ``LinenCell.apply`` from jaxrnn cell parameters (the readout is dropped)."""
-    cell = {cells.RNNParams: "rnn", cells.LSTMParams: "lstm", cells.GRUParams: "gru"}.get(type(params))
-    if cell is None:
-        raise TypeError(f"expected RNNParams, LSTMParams or GRUParams, got {type(params).__name__}")
+    cell = registry.builtin_cell_name(params)
     return {"params": {name: getattr(params, name) for name in _field_names(cell)}}
 
 
@@ -86,10 +84,11 @@ class NnxCell(nnx.Module):
     ``NnxCell(D, H, cell="lstm", rngs=nnx.Rngs(0))``; ``NnxCell.from_params(params)`` wraps existing weights.
     """
 
-    def __init__(self, in_features: int, hidden_features: int, *, cell: str = "lstm", init: str = "default",
+    def __init__(self, in_features: int, hidden_features: int, *, cell: str = "lstm", init_scheme: str = "default",
                  dtype=jnp.float32, rngs: nnx.Rngs):
         _check_cell(cell)
-        p = INITS[cell](rngs.params(), in_features, hidden_features, 1, init=init, dtype=dtype)
+        p = registry.cell_type(cell).init(rngs.params(), in_features, hidden_features, 1, init=init_scheme,
+                                          dtype=dtype)
         self._set(cell, p)
 
     def _set(self, cell, params) -> None:
@@ -101,11 +100,9 @@ class NnxCell(nnx.Module):
     @classmethod
     def from_params(cls, params) -> "NnxCell":
         """Wrap jaxrnn cell parameters (e.g. from ``jaxrnn.convert.from_flax``); the readout is dropped."""
-        cell = {cells.RNNParams: "rnn", cells.LSTMParams: "lstm", cells.GRUParams: "gru"}.get(type(params))
-        if cell is None:
-            raise TypeError(f"expected RNNParams, LSTMParams or GRUParams, got {type(params).__name__}")
+        cell = registry.builtin_cell_name(params)
         H, D = params.Whh.shape[1], params.Wxh.shape[1]
-        module = cls(D, H, cell=cell, init="lecture", dtype=params.Whh.dtype, rngs=nnx.Rngs(0))
+        module = cls(D, H, cell=cell, init_scheme="lecture", dtype=params.Whh.dtype, rngs=nnx.Rngs(0))
         module._set(cell, params)  # replaces the freshly drawn weights
         return module
 
@@ -115,7 +112,7 @@ class NnxCell(nnx.Module):
 
     def __call__(self, carry, inputs):
         params = self.cell_params()
-        return cells.step_for(params)(params, carry, inputs)
+        return registry.step_for(params)(params, carry, inputs)
 
     def initialize_carry(self, input_shape, rngs=None):
         """Zero carry for inputs of shape ``(..., D)``."""

@@ -9,7 +9,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells import readout, step_for
+from jaxrnn.cells import readout
+from jaxrnn.registry import step_for
 
 
 def next_token(key, y, temperature=1.0, top_k: int | None = None):

@@ -1,61 +1,75 @@
-"""Deep stacks: several recurrent layers in one step pytree, one carry per layer.
+"""The multi-layer model: an optional embedding, recurrent layers of any cells, dropout between them, one readout.
 
-Shapes: layer ``l`` has hidden size ``H_l``; layer 0 reads ``x (..., D)`` (or token ids ``(...)``), layer ``l``
-reads ``h (..., H_{l-1})`` of the layer below at the same time step; the readout reads the top layer::
+Shapes: layer ``l`` has hidden size ``H_l``; layer 0 reads ``x (..., D)``, token ids ``(...)``, or, with an
+embedding, ``embedding[:, id] (..., E)``; layer ``l`` reads ``h (..., H_{l-1})`` of the layer below at the same
+time step; the readout reads the top layer::
 
-    h^0_t = cell_0(h^0_{t-1}, x_t)     h^l_t = cell_l(h^l_{t-1}, h^{l-1}_t)     y_t = Why h^top_t + by
+    x_t = embedding[:, id_t]  (optional)
+    h^0_t = cell_0(h^0_{t-1}, x_t)     h^l_t = cell_l(h^l_{t-1}, dropout(h^{l-1}_t))     y_t = Why h^top_t + by
 
-Each layer is an ordinary ``RNNParams``, ``LSTMParams`` or ``GRUParams`` whose own readout is empty
-(``Why (0, H_l)``, ``by (0,)``): the stack has one readout, ``StackParams.Why (V, H_top)``. Because
-``stack_step`` is a step like any other and is registered for ``StackParams``, ``unroll``, ``sequence_loss``,
-``make_train_step`` and ``sample`` take a stack unchanged.
+Each layer is an ordinary ``RNNParams``, ``LSTMParams`` or ``GRUParams`` (or a registered cell of your own) whose
+own readout is empty (``Why (0, H_l)``, ``by (0,)``): the stack has one readout, ``StackParams.Why (V, H_top)``.
+``stack_step`` is a step like any other, so ``unroll``, ``sequence_loss``, ``make_train_step`` and ``sample``
+take a stack unchanged. ``unroll_layers`` runs the same model layer after layer over a whole sequence, which is
+what dropout between layers and the fused recurrence need; a test pins the two orders equal.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import cells
+from jaxrnn import cells, registry
+from jaxrnn._checks import non_negative_int
 
 Array = jax.Array
 
-CELLS = {"rnn": cells.init_rnn, "lstm": cells.init_lstm, "gru": cells.init_gru}
-
 
 class StackParams(NamedTuple):
-    """``layers``: a tuple of cell parameters, bottom first; ``Why (V, H_top)``, ``by (V,)``: the readout."""
+    """``layers``: a tuple of cell parameters, bottom first; ``Why (V, H_top)``, ``by (V,)``: the readout;
+    ``embedding (E, V_in)`` or ``None``: looked up for token ids before layer 0."""
 
     layers: tuple
     Why: Array
     by: Array
+    embedding: Array | None = None
 
 
 def init_stack(key, input_size: int, hidden_sizes, output_size: int, *, cell="lstm", init: str = "default",
-               dtype=jnp.float32) -> StackParams:
+               embed_size: int = 0, dtype=jnp.float32) -> StackParams:
     """A stack of ``len(hidden_sizes)`` layers.
 
     Args:
+      input_size: ``D``, or the number of token ids ``V_in`` when ``embed_size > 0``.
       hidden_sizes: ``(H_0, H_1, ...)``, bottom first.
-      cell: ``"rnn"``, ``"lstm"`` or ``"gru"`` for every layer, or one name per layer.
+      output_size: ``V`` of the readout.
+      cell: a cell name (``"rnn"``, ``"lstm"``, ``"gru"`` or a registered one) for every layer, or one per layer.
       init: as for ``init_rnn``; the readout is initialised like a single cell's.
+      embed_size: ``E > 0`` adds an embedding ``(E, V_in)`` of standard normal entries; 0 (the default): none.
     """
     hidden_sizes = tuple(hidden_sizes)
     if not hidden_sizes:
         raise ValueError("init_stack: hidden_sizes must name at least one layer")
     kinds = (cell,) * len(hidden_sizes) if isinstance(cell, str) else tuple(cell)
-    if len(kinds) != len(hidden_sizes) or any(k not in CELLS for k in kinds):
-        raise ValueError(f"init_stack: cell must be one of {tuple(CELLS)} or one per layer "
+    if len(kinds) != len(hidden_sizes) or not all(isinstance(k, str) for k in kinds):
+        raise ValueError(f"init_stack: cell must be one of {registry.CELL_NAMES} or one per layer "
                          f"({len(hidden_sizes)}), got {cell!r}")
+    inits = [registry.cell_type(k).init for k in kinds]
+    if None in inits:
+        raise ValueError(f"init_stack: cell must be one of {registry.CELL_NAMES} or one per layer, got {cell!r}")
+    embed_size = non_negative_int("init_stack: embed_size", embed_size)
     keys = jax.random.split(key, len(hidden_sizes))
-    layers, below = [], input_size
-    for k, kind, H in zip(keys, kinds, hidden_sizes):
-        p = CELLS[kind](k, below, H, output_size, init=init, dtype=dtype)
+    layers, below = [], embed_size or input_size
+    for k, make, H in zip(keys, inits, hidden_sizes):
+        p = make(k, below, H, output_size, init=init, dtype=dtype)
         layers.append(p._replace(Why=jnp.zeros((0, H), dtype), by=jnp.zeros((0,), dtype)))
         last = p
         below = H
-    return StackParams(tuple(layers), last.Why, last.by)
+    embedding = None
+    if embed_size:
+        embedding = jax.random.normal(jax.random.fold_in(key, len(hidden_sizes)), (embed_size, input_size), dtype)
+    return StackParams(tuple(layers), last.Why, last.by, embedding)
 
 
 def _check(params) -> None:
@@ -63,28 +77,61 @@ def _check(params) -> None:
         raise TypeError(f"stack_step: params must be StackParams, got {type(params).__name__}")
 
 
+def layer_input(params: StackParams, x):
+    """What layer 0 reads: ``embed(embedding, x)`` for token ids when the stack has an embedding, else ``x``."""
+    return x if params.embedding is None else cells.embed(params.embedding, x)
+
+
 def stack_step(params: StackParams, carry: tuple, x) -> tuple[tuple, Array]:
-    """One time step through every layer, bottom to top.
+    """One time step through every layer, bottom to top (no dropout).
 
     Args: ``carry``: a tuple with one carry per layer (``h`` or ``LSTMCarry``); ``x (..., D)`` or ids ``(...)``.
     Returns: ``(new carries, h_top (..., H_top))``.
     """
     _check(params)
+    _check_carry(params, carry)
+    x = layer_input(params, x)
+    new_carry = []
+    for layer, c in zip(params.layers, carry):
+        c, x = registry.step_for(layer)(layer, c, x)
+        new_carry.append(c)
+    return tuple(new_carry), x
+
+
+def _check_carry(params: StackParams, carry) -> None:
     if not isinstance(carry, tuple) or isinstance(carry, cells.LSTMCarry) or len(carry) != len(params.layers):
         raise TypeError(f"stack_step: carry must be a tuple of {len(params.layers)} per-layer carries "
                         "(see jaxrnn.initial_carry(params, batch_shape))")
-    new_carry = []
-    for layer, c in zip(params.layers, carry):
-        c, x = cells.step_for(layer)(layer, c, x)
-        new_carry.append(c)
-    return tuple(new_carry), x
 
 
 def stack_initial_carry(params: StackParams, batch_shape: tuple[int, ...] = ()) -> tuple[Any, ...]:
     """Zero state: one ``initial_carry`` per layer."""
     _check(params)
-    return tuple(cells.initial_carry(layer, batch_shape) for layer in params.layers)
+    return tuple(registry.initial_carry(layer, batch_shape) for layer in params.layers)
 
 
-cells.register_step(StackParams, stack_step)
-cells.register_initial_carry(StackParams, stack_initial_carry)
+def dropout(key, rate: float, x: Array) -> Array:
+    """Inverted dropout: each entry of ``x`` zeroed with probability ``rate``, the rest scaled by
+    ``1 / (1 - rate)`` so that the expectation is unchanged."""
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def unroll_layers(params: StackParams, carry: tuple, xs, *, unroll_layer: Callable, key=None,
+                  dropout_rate: float = 0.0) -> tuple[tuple, Array]:
+    """The stack over a whole sequence, one layer at a time: ``xs (T, ...)`` -> ``(carries, hs_top (T, ..., H))``.
+
+    ``unroll_layer(layer_params, carry, xs) -> (carry_T, hs)`` unrolls one layer (``lax.scan`` of its step, or
+    the fused recurrence). With ``key`` and ``dropout_rate > 0``, layer ``l > 0`` reads its input through
+    ``dropout(fold_in(key, l), dropout_rate, .)``. Without dropout this equals unrolling ``stack_step``.
+    """
+    _check(params)
+    _check_carry(params, carry)
+    inputs = layer_input(params, xs)
+    new_carry = []
+    for l, (layer, c) in enumerate(zip(params.layers, carry)):
+        if l > 0 and key is not None and dropout_rate > 0:
+            inputs = dropout(jax.random.fold_in(key, l), dropout_rate, inputs)
+        c, inputs = unroll_layer(layer, c, inputs)
+        new_carry.append(c)
+    return tuple(new_carry), inputs

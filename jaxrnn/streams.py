@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jaxrnn._checks import positive_int
 from jaxrnn.data import DataError
 
 
@@ -35,14 +36,13 @@ class Streams:
         """Lay ``ids (N,)`` out as ``batch_size`` streams; ``DataError`` when a stream would be shorter than one
         chunk of ``seq_length`` (plus the one character of look-ahead the targets need)."""
         for name, value in (("batch size", batch_size), ("sequence length", seq_length)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise DataError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, value, error=DataError)
         ids = np.asarray(ids, np.int32).reshape(-1)
         needed = batch_size * seq_length + 1
         if len(ids) < needed:
             raise DataError(f"{what} is too short: {len(ids)} characters, but {batch_size} streams of one "
-                            f"{seq_length}-character chunk need at least {needed}; use a longer text or smaller "
-                            "--batch-size/--seq-length")
+                            f"{seq_length}-character chunk need at least {needed}; use a longer text, fewer streams "
+                            "or shorter chunks")
         L = (len(ids) - 1) // batch_size
         inputs = ids[: batch_size * L].reshape(batch_size, L)
         targets = ids[1: batch_size * L + 1].reshape(batch_size, L)

@@ -17,7 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-METHODS = ("scan", "loop")
+from jaxrnn import recurrence, registry, stack
+from jaxrnn._checks import positive_int
+
+METHODS = ("scan", "loop", "fused")
+"""How ``unroll`` runs the time loop; each gives the same numbers (tests pin them equal)."""
 PADDINGS = ("right", "left")
 
 
@@ -43,41 +47,76 @@ def _check_carry_kept(f, carry, x0) -> None:
 
 
 def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, remat: bool = False,
-           reverse: bool = False, mask=None, lengths=None, padding: str = "right"):
+           reverse: bool = False, mask=None, lengths=None, padding: str = "right", key=None,
+           dropout: float = 0.0):
     """Apply ``step(params, carry, x_t) -> (carry, h_t)`` for t = 0..T-1.
 
     Args:
-      step: e.g. ``rnn_step`` or ``lstm_step``.
+      step: e.g. ``rnn_step``, ``lstm_step`` or ``stack_step`` (``jaxrnn.step_for(params)``).
       carry: initial state (``h (..., H)`` or ``LSTMCarry``), already with the batch shape of ``xs[0]``.
       xs: inputs ``(T, ..., D)`` or token ids ``(T, ...)``.
       method: ``"scan"`` runs ``jax.lax.scan`` (one compiled loop body whatever T is); ``"loop"`` runs the
-        same step in a Python loop (T copies of the body when traced under ``jit``: compile time grows with T).
-      unroll: how many steps ``scan`` puts in one loop iteration (ignored by ``"loop"``).
+        same step in a Python loop (T copies of the body when traced under ``jit``: compile time grows with T);
+        ``"fused"`` runs RNN and LSTM layers by ``jaxrnn.recurrence`` (input projection hoisted out of the
+        loop, hand-written BPTT) and any other cell by ``scan``; it needs ``step`` to be the registered step of
+        ``params`` and takes no ``mask``, ``lengths`` or ``remat``.
+      unroll: how many steps ``scan`` puts in one loop iteration (ignored by the other methods).
       remat: wrap the step in ``jax.checkpoint``: the backward pass recomputes each step's internals instead of
         storing them, trading compute for memory on long sequences.
       reverse: run from t = T-1 down to 0 (outputs stay in time order).
       mask: optional ``(T, ...)``, true where a step is real: elsewhere the carry is kept and the output is 0.
       lengths: optional ``(...)`` integers in ``0..T`` instead of ``mask``, turned into one by ``length_mask``
         with ``padding`` (``"right"``: valid steps first; ``"left"``: valid steps last).
+      key, dropout: for a ``StackParams`` model, inverted dropout of rate ``dropout`` on the input of every
+        layer above the first, drawn from ``key`` (the stack then runs layer after layer; see
+        ``jaxrnn.stack.unroll_layers``).
 
     Returns: ``(carry_T, hs)`` with ``hs (T, ..., H)``.
     """
+    if method not in METHODS:
+        raise ValueError(f"unroll: unknown method {method!r}; expected one of {METHODS}")
+    positive_int("unroll: unroll", unroll)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"unroll: dropout must be in [0, 1), got {dropout!r}")
+    if method == "fused" and (mask is not None or lengths is not None or remat):
+        raise ValueError("unroll: method='fused' takes no mask, lengths or remat; use method='scan' for those")
+    is_stack = isinstance(params, stack.StackParams)
+    if dropout > 0 and not is_stack:
+        raise ValueError(f"unroll: dropout acts between the layers of a StackParams model, not on "
+                         f"{type(params).__name__}")
+    options = dict(method=method, unroll=unroll, remat=remat, reverse=reverse)
     if mask is not None or lengths is not None:
+        if dropout > 0:
+            raise ValueError("unroll: dropout and mask/lengths cannot be combined")
         T = _leading_length(xs)
         mask = _resolve_mask(mask, lengths, padding, T)
         _check_mask_fits(mask, carry)
-        return _unroll(mask_step(step), params, carry, (xs, mask), method=method, unroll=unroll, remat=remat,
-                       reverse=reverse)
-    if method not in METHODS:
-        raise ValueError(f"unroll: unknown method {method!r}; expected one of {METHODS}")
-    if not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
-        raise ValueError(f"unroll: unroll must be a positive integer, got {unroll!r}")
+        return _unroll_step(mask_step(step), params, carry, (xs, mask), **options)
+    if method == "fused" or (is_stack and dropout > 0):
+        if step is not registry.step_for(params):
+            raise ValueError("unroll: method='fused' and dropout run the registered step of the parameters "
+                             "(jaxrnn.step_for(params)); use method='scan' without dropout for another step")
+        if is_stack:
+            layer = lambda p, c, x: _unroll_step(registry.step_for(p), p, c, x, **options)
+            return stack.unroll_layers(params, carry, xs, unroll_layer=layer, key=key, dropout_rate=dropout)
+    return _unroll_step(step, params, carry, xs, **options)
+
+
+def _unroll_step(step, params, carry, xs, *, method, unroll, remat, reverse):
+    """``unroll`` of one step function without mask or dropout (``method="fused"`` falls back to ``scan`` for a
+    cell the fused recurrence does not compute)."""
+    if method == "fused" and recurrence.supports(params):
+        _leading_length(xs)
+        if reverse:
+            carry_T, hs = recurrence.fused_unroll(params, carry, jnp.flip(xs, 0))
+            return carry_T, jnp.flip(hs, 0)
+        return recurrence.fused_unroll(params, carry, xs)
     T = _leading_length(xs)
     body = jax.checkpoint(step) if remat else step
     f = functools.partial(body, params)
     x0 = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), xs)
     _check_carry_kept(f, carry, x0)
-    if method == "scan":
+    if method != "loop":
         return jax.lax.scan(f, carry, xs, unroll=unroll, reverse=reverse)
     outs = [None] * T
     for t in (reversed(range(T)) if reverse else range(T)):

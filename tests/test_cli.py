@@ -1,5 +1,5 @@
-"""The command line: exact resume (item 1), bad input with one-line errors and exit status 2 (item 5), Ctrl-C,
-`--help`, `python -m jaxrnn`. Tiny models: each training run is seconds."""
+"""The command line: exact resume, bad input with one-line errors and exit status 2, Ctrl-C, `--help`,
+`python -m jaxrnn`, checkpoints of jaxrnn 0.1. Tiny models: each training run is seconds."""
 import os
 import signal
 import subprocess
@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 from jaxrnn.checkpoint import CheckpointStore
-from jaxrnn.cli import build_parser, load_model, main
+from jaxrnn.cli import build_parser, main
+from jaxrnn.lm import load_model
+
+LEGACY_RUN = os.path.join(os.path.dirname(__file__), "data", "jaxrnn_0_1_run")
 
 TINY = ["--hidden", "8", "--batch-size", "2", "--seq-length", "4", "--steps-per-call", "2", "--eval-every", "4",
         "--no-progress", "--sample-length", "0"]
@@ -48,9 +51,9 @@ def _leaves_equal(a, b):
 
 
 def test_resume_is_exact(tmp_path, text_file, capsys):
-    """Item 1: 10 steps in one go == 5 steps, stop, resume to 10 (bitwise on CPU). Two layers with dropout, so
-    the PRNG state must be carried too; 5 is neither a multiple of --steps-per-call nor of --eval-every."""
-    flags = [*TINY, "--layers", "2", "--dropout", "0.3", "--data", text_file]
+    """10 steps in one go == 5 steps, stop, resume to 10 (bitwise on CPU). Two layers with dropout, so the PRNG
+    state must be carried too; 5 is neither a multiple of --steps-per-call nor of --eval-every."""
+    flags = [*TINY, "--layers", "2", "--dropout", "0.3", "--data", text_file, "--keep", "10"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     assert run_main(["train", "--out", one, "--steps", "10", *flags], capsys)[0] == 0
     assert run_main(["train", "--out", two, "--steps", "5", *flags], capsys)[0] == 0
@@ -60,9 +63,9 @@ def test_resume_is_exact(tmp_path, text_file, capsys):
     p_two, _, meta_two = load_model(two)
     assert meta_one["step"] == meta_two["step"] == 10
     assert _leaves_equal(p_one, p_two)
-    p_five, _, _ = load_model(two, "5") if 5 in CheckpointStore(os.path.join(two, "checkpoints")).steps() else \
-        (None, None, None)
-    assert p_five is None or not _leaves_equal(p_five, p_two)  # the resumed run really trained further
+    p_five, _, meta_five = load_model(two, "5")
+    assert meta_five["step"] == 5
+    assert not _leaves_equal(p_five, p_two)  # the resumed run really trained further
 
 
 def test_train_writes_metrics_curves_and_samples(trained, capsys):
@@ -103,7 +106,7 @@ def _bad_inputs(tmp_path, text_file, trained):
         "negative batch": (train("--out", str(tmp_path / "o"), "--batch-size", "-3"), "--batch-size must be"),
         "zero steps": (train("--out", str(tmp_path / "o"), "--steps", "0"), "--steps must be a positive"),
         "unknown optimizer": (train("--out", str(tmp_path / "o"), "--optimizer", "lion"), "invalid choice"),
-        "unknown cell": (train("--out", str(tmp_path / "o"), "--cell", "gru"), "invalid choice"),
+        "unknown cell": (train("--out", str(tmp_path / "o"), "--cell", "tanh"), "invalid choice"),
         "not writable": (train("--out", str(blocker / "out")), "blocker"),
         "existing run": (train("--out", trained), "already holds checkpoints"),
         "other vocabulary": (["train", "--data", str(other), "--out", trained, "--resume", "--no-progress"],
@@ -111,13 +114,16 @@ def _bad_inputs(tmp_path, text_file, trained):
         "other shape": (["train", "--out", trained, "--resume", "--hidden", "16"], "--hidden 16 differs"),
         "nothing to resume": (train("--out", str(tmp_path / "fresh"), "--resume"), "nothing to resume"),
         "bad temperature": (["sample", "--out", trained, "--temperature", "-1"], "--temperature must be"),
+        "bad top-k": (["sample", "--out", trained, "--top-k", "0"], "--top-k must be between"),
+        "bad checkpoint": (["sample", "--out", trained, "--checkpoint", "first"], "--checkpoint must be"),
+        "resume 0.1": (["train", "--out", LEGACY_RUN, "--resume"], "written by jaxrnn 0.1"),
         "unknown prime": (["sample", "--out", trained, "--prime", "\u00e9"], "not in the vocabulary"),
         "no checkpoints": (["sample", "--out", str(tmp_path / "nowhere")], "not a directory"),
     }
 
 
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, text_file, trained, capsys):
-    """Item 5 (all but the corrupt checkpoint, NaN and Ctrl-C, tested below)."""
+    """Every kind of bad input but the corrupt checkpoint, the NaN loss and Ctrl-C (tested below)."""
     before = sorted(os.listdir(os.path.join(trained, "checkpoints")))
     for name, (argv, expected) in _bad_inputs(tmp_path, text_file, trained).items():
         rc, lines = run_main(argv, capsys)
@@ -198,10 +204,29 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, text_file):
 def test_both_cells_default_to_adam_and_adagrad_keeps_the_lecture_clipping():
     """The lecture's clipped Adagrad was chaotic for the batched vanilla RNN (validation 3.65 nats/char after 2000
     steps in experiments/char_lm_quality.py, 1.51 with Adam), so both cells default to Adam."""
-    from jaxrnn.cli import RunConfig
+    from jaxrnn.lm import RunConfig
 
     for cell in ("rnn", "lstm"):
         resolved = RunConfig(cell=cell).resolved()
         assert (resolved.optimizer, resolved.clip_mode, resolved.learning_rate) == ("adam", "global_norm", 2e-3)
     lecture = RunConfig(cell="rnn", optimizer="adagrad").resolved()
     assert (lecture.clip_mode, lecture.learning_rate, lecture.clip) == ("value", 0.1, 5.0)
+
+
+def test_a_gru_stack_trains_from_the_command_line(tmp_path, text_file, capsys):
+    out = str(tmp_path / "gru")
+    rc, _ = run_main(["train", "--data", text_file, "--out", out, "--steps", "4", "--cell", "gru", "--layers", "2",
+                      *TINY], capsys)
+    params, _, meta = load_model(out)
+    assert rc == 0 and meta["config"]["cell"] == "gru"
+    assert [type(layer).__name__ for layer in params.layers] == ["GRUParams", "GRUParams"]
+
+
+def test_a_checkpoint_of_jaxrnn_0_1_still_samples(capsys):
+    """``tests/data/jaxrnn_0_1_run`` was written by jaxrnn 0.1 (2-layer LSTM, hidden 8, embedding 4, 4 steps);
+    its greedy sample after "the " was, with 0.1's own ``jaxrnn sample``, the text asserted here."""
+    params, vocab, meta = load_model(LEGACY_RUN)
+    assert meta["format"] == 1 and vocab.size == 29 and params.embedding.shape == (4, 29)
+    rc = main(["sample", "--out", LEGACY_RUN, "--length", "40", "--temperature", "0", "--prime", "the "])
+    assert rc == 0
+    assert capsys.readouterr().out == "the rrffffnnnnnnllnnlnnllnnlnnlnlnnlnnlnlnnl\n"

@@ -1,4 +1,7 @@
-"""The fast path (hoisted projection, one readout, manual-BPTT custom VJP) equals the plain step's loss."""
+"""The fused recurrence (hoisted projection, manual-BPTT custom VJP) equals the plain step: values and gradients."""
+import functools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,9 +9,10 @@ import optax
 import pytest
 
 import jaxrnn
-from jaxrnn import fast, reference
-from jaxrnn.fast import (fast_sequence_loss, make_fast_train_loop, make_fast_train_step, recurrence,
-                         segmented_sequence_loss)
+from jaxrnn import recurrence as fused, reference
+from jaxrnn.recurrence import recurrence
+
+fused_loss = functools.partial(jaxrnn.sequence_loss, method="fused")
 
 V, H, T = 11, 6, 8
 
@@ -48,7 +52,7 @@ def _max_rel(a, b):
 def test_fast_loss_equals_plain_float64(x64, kind, batch, ids, reduction):
     params, carry, xs, ys = _problem(kind, batch, jnp.float64, ids)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, reduction=reduction)
-    fast = _value_and_grads(fast_sequence_loss, params, carry, xs, ys, reduction=reduction)
+    fast = _value_and_grads(fused_loss, params, carry, xs, ys, reduction=reduction)
     assert fast[1][0].Whh.dtype == jnp.float64
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(plain[1])) > 1e-2  # non-trivial gradients
     # identical maths in a different order: agreement to float64 rounding, up to tiny entries near zero
@@ -61,7 +65,7 @@ def test_fast_loss_equals_plain_float64(x64, kind, batch, ids, reduction):
 def test_fast_loss_equals_plain_float32(kind, batch):
     params, carry, xs, ys = _problem(kind, batch, jnp.float32, seed=1)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys)
-    fast = _value_and_grads(fast_sequence_loss, params, carry, xs, ys)
+    fast = _value_and_grads(fused_loss, params, carry, xs, ys)
     assert fast[1][0].Whh.dtype == jnp.float32
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
@@ -71,7 +75,7 @@ def test_fast_loss_equals_plain_float32(kind, batch):
 def test_fast_gradients_equal_manual_bptt_reference(x64, kind):
     """The fast path's weight gradients against the independent NumPy reference, unbatched ids."""
     params, carry, xs, ys = _problem(kind, (), jnp.float64, seed=2)
-    (loss, _), grads = jax.value_and_grad(fast_sequence_loss, has_aux=True)(params, carry, xs, ys)
+    (loss, _), grads = jax.value_and_grad(fused_loss, has_aux=True)(params, carry, xs, ys)
     np_params = [np.asarray(p) for p in params]
     if kind == "rnn":
         loss_ref, *grads_ref, _ = reference.rnn_loss_fun(np.asarray(xs), np.asarray(ys), np.asarray(carry), np_params)
@@ -99,72 +103,80 @@ def test_gates_as_one_equal_lstm_gates(x64):
     saturated and tiny pre-activations."""
     z = jnp.concatenate([jnp.linspace(-40.0, 40.0, 397, dtype=jnp.float64), jnp.asarray([0.0, 1e-12, -1e-9])])
     z = jnp.stack([z, z[::-1]])  # each value in every gate block: (2, 400), H = 100
-    one = fast._gates_as_one(z)
-    for block, gate in zip(fast._gate_blocks(one), jaxrnn.lstm_gates(z)):
+    one = fused._gates_as_one(z)
+    for block, gate in zip(fused._gate_blocks(one), jaxrnn.lstm_gates(z)):
         np.testing.assert_allclose(block, gate, rtol=1e-12, atol=1e-15)
     z32 = z.astype(jnp.float32)
-    for block, gate in zip(fast._gate_blocks(fast._gates_as_one(z32)), jaxrnn.lstm_gates(z32)):
+    for block, gate in zip(fused._gate_blocks(fused._gates_as_one(z32)), jaxrnn.lstm_gates(z32)):
         np.testing.assert_allclose(block, gate, rtol=1e-6, atol=2e-7)
 
 
 @pytest.mark.parametrize("hidden, batch, transposed", [(6, (), True), (6, (1,), True), (8, (), False),
                                                       (6, (2,), False)])
-def test_both_layouts_of_the_recurrent_matmuls_equal_the_plain_lstm(x64, hidden, batch, transposed):
-    """At batch 1 with H not a multiple of 8 the time loops read a copy of Whh^T; elsewhere Whh itself. Each
-    layout gives the plain path's loss and gradients (ids, float64)."""
+@pytest.mark.parametrize("layout", ["xla_cpu", "portable"])
+def test_each_layout_equals_the_plain_lstm(x64, hidden, batch, transposed, layout):
+    """Both layouts (what a CPU compiles, what every other backend compiles) give the plain path's loss and
+    gradients; in the CPU one, batch 1 with H not a multiple of 8 reads a copy of Whh^T (ids, float64)."""
+    chosen = {"xla_cpu": fused._XLA_CPU, "portable": fused._PORTABLE}[layout]
+    _, recurrence_ids = fused._make_recurrences(lambda fn, *args: fn(chosen, *args))
+
+    def fixed_layout_loss(params, carry, xs, ys):
+        carry_T, hs = recurrence_ids(params.Wxh, params.Whh, params.bh, carry, xs)
+        return jaxrnn.softmax_cross_entropy(jaxrnn.readout(params, hs), ys), carry_T
+
     k = jax.random.split(jax.random.PRNGKey(3), 4)
     params = jaxrnn.init_lstm(k[0], V, hidden, V, dtype=jnp.float64)
     params = params._replace(Whh=params.Whh + 0.5 * jax.random.normal(k[1], params.Whh.shape, jnp.float64))
     carry = jax.tree.map(lambda a: a + 0.3, jaxrnn.initial_carry(params, batch))
     xs, ys = (jax.random.randint(kk, (T, *batch), 0, V) for kk in k[2:])
-    assert fast._reads_transposed(4 * hidden, hidden, int(np.prod(batch))) is transposed
+    rows = int(np.prod(batch))
+    assert fused._reads_transposed(chosen, 4 * hidden, hidden, rows) is (transposed and layout == "xla_cpu")
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys)
-    quick = _value_and_grads(fast_sequence_loss, params, carry, xs, ys)
+    quick = _value_and_grads(fixed_layout_loss, params, carry, xs, ys)
     assert float(jnp.abs(quick[1][0].Whh).max()) > 1e-2
     for a, b in zip(jax.tree.leaves(quick), jax.tree.leaves(plain)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
-def test_fast_train_step_equals_plain_and_does_not_retrace(x64):
+def test_fused_train_step_equals_plain_and_is_traced_once(x64):
     params, carry, xs, ys = _problem("rnn", (), jnp.float64)
     optimizer = jaxrnn.lecture_optimizer(0.1)
     opt_state = optimizer.init(params)
     plain = jaxrnn.make_train_step(optimizer)(params, opt_state, carry, xs, ys)
-    traces = []
 
+    @chex.assert_max_traces(n=1)
     def counting_loss(p, c, x, y, mask=None):
-        traces.append(1)
-        return fast_sequence_loss(p, c, x, y, mask=mask)
+        return fused_loss(p, c, x, y, mask=mask)
 
-    fast_step = make_fast_train_step(optimizer, loss_fn=counting_loss)
-    fast = fast_step(params, opt_state, carry, xs, ys)
-    fast_step(fast[0], fast[1], fast[2], xs, ys)  # second call: no new trace
-    assert len(traces) == 1
-    assert _max_rel(fast, plain) <= 1e-10
+    fused_step = jaxrnn.make_train_step(optimizer, loss_fn=counting_loss)
+    out = fused_step(params, opt_state, carry, xs, ys)
+    fused_step(out[0], out[1], out[2], xs, ys)  # second call: no new trace (assert_max_traces would raise)
+    assert _max_rel(out, plain) <= 1e-10
 
 
-def test_train_loop_equals_repeated_steps(x64):
+def test_updates_per_call_equal_repeated_steps(x64):
     params, carry, _, _ = _problem("lstm", (2,), jnp.float64)
     chunks = jax.random.randint(jax.random.PRNGKey(5), (3, T + 1, 2), 0, V)
     xs, ys = chunks[:, :-1], chunks[:, 1:]
     optimizer = optax.adam(1e-2)
-    step = make_fast_train_step(optimizer)
+    step = jaxrnn.make_train_step(optimizer, method="fused")
     state = (params, optimizer.init(params), carry)
     losses = []
     for n in range(3):
         *state, loss = step(*state, xs[n], ys[n])
         losses.append(loss)
-    out = make_fast_train_loop(optimizer)(params, optimizer.init(params), carry, xs, ys)
+    out = jaxrnn.make_train_step(optimizer, method="fused", updates_per_call=3)(params, optimizer.init(params),
+                                                                              carry, xs, ys)
     assert _max_rel(out[0], state[0]) <= 1e-12
     np.testing.assert_allclose(out[3], losses, rtol=1e-12)
 
 
-@pytest.mark.parametrize("builder", ["make_train_step", "make_fast_train_step", "make_fast_train_loop"])
-def test_donated_step_gives_the_same_numbers_and_consumes_only_params_and_opt_state(builder):
+@pytest.mark.parametrize("method, updates_per_call", [("scan", 1), ("fused", 1), ("fused", 2)])
+def test_donated_step_gives_the_same_numbers_and_consumes_only_params_and_opt_state(method, updates_per_call):
     params, carry, xs, ys = _problem("lstm", (2,), jnp.float32)
-    if builder == "make_fast_train_loop":
+    if updates_per_call == 2:
         xs, ys = jnp.stack([xs, xs[::-1]]), jnp.stack([ys, ys[::-1]])
-    make = getattr(jaxrnn, builder)
+    make = functools.partial(jaxrnn.make_train_step, method=method, updates_per_call=updates_per_call)
     optimizer = optax.adam(1e-2)
     kept = make(optimizer)(params, optimizer.init(params), carry, xs, ys)
     mine = jax.tree.map(jnp.copy, params)
@@ -176,11 +188,12 @@ def test_donated_step_gives_the_same_numbers_and_consumes_only_params_and_opt_st
     assert not any(leaf.is_deleted() for leaf in jax.tree.leaves((params, carry, xs, ys)))
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_segmented_loss_equals_plain(x64, reduction):
+@pytest.mark.parametrize("reduction, method", [("sum", "scan"), ("mean", "scan"), ("mean", "fused")])
+def test_segmented_loss_equals_plain(x64, reduction, method):
     params, carry, xs, ys = _problem("lstm", (3,), jnp.float64)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, reduction=reduction)
-    seg = _value_and_grads(segmented_sequence_loss, params, carry, xs, ys, segment_length=4, reduction=reduction)
+    seg = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, segment_length=4, reduction=reduction,
+                           method=method)
     for a, b in zip(jax.tree.leaves(seg), jax.tree.leaves(plain)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
@@ -188,11 +201,15 @@ def test_segmented_loss_equals_plain(x64, reduction):
 def test_bad_inputs_give_clear_errors():
     params, carry, xs, ys = _problem("lstm", (3,), jnp.float32)
     with pytest.raises(TypeError, match="does not match"):
-        fast_sequence_loss(params, carry.h, xs, ys)
+        fused_loss(params, carry.h, xs, ys)
     with pytest.raises(ValueError, match="carry has shape"):
-        fast_sequence_loss(params, jaxrnn.initial_carry(params, (2,)), xs, ys)
+        fused_loss(params, jaxrnn.initial_carry(params, (2,)), xs, ys)
     with pytest.raises(ValueError, match="segment_length"):
-        segmented_sequence_loss(params, carry, xs, ys, segment_length=3)
+        jaxrnn.sequence_loss(params, carry, xs, ys, segment_length=3)
+    with pytest.raises(ValueError, match="takes no mask"):
+        jaxrnn.unroll(jaxrnn.lstm_step, params, carry, xs, method="fused", remat=True)
+    with pytest.raises(ValueError, match="registered step"):
+        jaxrnn.unroll(jaxrnn.mask_step(jaxrnn.lstm_step), params, carry, xs, method="fused")
 
 
 def test_out_of_range_ids_give_nan_on_every_path():
@@ -205,11 +222,11 @@ def test_out_of_range_ids_give_nan_on_every_path():
     params, carry, xs, ys = _problem("lstm", (3,), jnp.float32)
     for bad in (V, -V - 1):
         xs_bad = xs.at[4, 1].set(bad)
-        for loss_fn in (jaxrnn.sequence_loss, fast_sequence_loss):
+        for loss_fn in (jaxrnn.sequence_loss, fused_loss):
             assert bool(jnp.isnan(loss_fn(params, carry, xs_bad, ys)[0])), (loss_fn.__name__, bad)
     xs_wrapped = xs.at[4, 1].set(xs[4, 1] - V)  # the same id, counted from the end
-    np.testing.assert_allclose(fast_sequence_loss(params, carry, xs_wrapped, ys)[0],
-                               fast_sequence_loss(params, carry, xs, ys)[0], rtol=1e-6)
-    grad = jax.grad(lambda p, x: fast_sequence_loss(p, carry, x, ys)[0])  # the backward's scatter wraps alike
+    np.testing.assert_allclose(fused_loss(params, carry, xs_wrapped, ys)[0],
+                               fused_loss(params, carry, xs, ys)[0], rtol=1e-6)
+    grad = jax.grad(lambda p, x: fused_loss(p, carry, x, ys)[0])  # the backward's scatter wraps alike
     for a, b in zip(jax.tree.leaves(grad(params, xs_wrapped)), jax.tree.leaves(grad(params, xs))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,247 @@
+"""The language model's training loop: data, checkpoints, evaluation, metrics and plots of one run.
+
+``run_training(config, out)`` trains (or resumes) and returns a summary; an output directory holds
+``checkpoints/<step>/`` (see ``jaxrnn.checkpoint``), ``metrics.jsonl`` and ``curves.png``. It raises
+``DataError``/``ConfigError``/``CheckpointError`` for bad input before any file is changed; Ctrl-C saves a
+checkpoint and stops; a non-finite loss stops with the last good checkpoint kept.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxrnn.data import DataError, Vocabulary, split_ids
+from jaxrnn.lm.config import RunConfig, load_training_text, resume_config
+
+
+def checkpoint_dir(out: str) -> str:
+    """Where the checkpoints of the run in ``out`` live."""
+    return os.path.join(out, "checkpoints")
+
+
+@dataclass
+class _Interrupt:
+    """Ctrl-C while training: the first press asks the loop to stop after the current call and save; a second
+    press stops at once (without saving)."""
+
+    requested: bool = False
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def _checkpoint_dir(out: str) -> str:
+    return os.path.join(out, "checkpoints")
+
+
+def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit: set[str] | None = None,
+                 progress: bool = True, log=None, mesh=None, max_seconds: float | None = None) -> dict:
+    """Train (or continue training) the character model and write checkpoints, metrics and curves to ``out``.
+
+    Args:
+      config: the settings; on ``resume`` the checkpoint's settings are used except ``RESUME_MAY_CHANGE``, and
+        any name in ``explicit`` (the flags a user typed) that contradicts the checkpoint is an error.
+      mesh: optional ``jax.sharding.Mesh`` with a ``"batch"`` axis; batches and state pass through
+        ``jaxrnn.lm.place_batch`` / ``place_state`` with it (data parallelism).
+      log: ``log(text)`` for messages (default: stderr); max_seconds: stop after this much training time.
+    Returns: a summary dict (``status`` is ``"done"``, ``"interrupted"`` or ``"nan"``; losses in nats/char).
+    Raises: ``DataError`` / ``ConfigError`` / ``CheckpointError`` for bad input, before any file is changed.
+    """
+    import jax
+
+    from jaxrnn.checkpoint import FORMAT as CHECKPOINT_FORMAT
+    from jaxrnn.checkpoint import CheckpointStore
+    from jaxrnn.lm.model import evaluate, init_train_state, make_train_chunks, place_batch, place_state
+    from jaxrnn.metrics import append_metrics, plot_curves, truncate_after
+    from jaxrnn.streams import Streams, evaluation_streams
+
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    explicit = set(explicit or ())
+    config = config.resolved()
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f"output directory {out} exists and is not a directory")
+    if not resume:
+        text, source = load_training_text(config)  # bad data is refused before anything is written
+    store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
+    latest = store.latest_step()
+    meta = None
+    if resume:
+        if latest is None:
+            raise DataError(f"nothing to resume: no checkpoint in {store.directory}")
+        meta = store.read_meta(latest)
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise DataError(f"cannot resume from {store.path(latest)}: it was written by jaxrnn 0.1 (checkpoint "
+                            f"format {meta.get('format')}), whose model layout this version reads for sampling "
+                            "only; start a new run")
+        config = resume_config(config, explicit, meta["config"])
+        store.close()
+        store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
+        text, source = load_training_text(config)
+        if "".join(Vocabulary.from_text(text).chars) != meta["vocabulary"]:
+            raise DataError(f"cannot resume: the vocabulary of {source} ({len(set(text))} characters) differs from "
+                            f"the checkpoint's ({len(meta['vocabulary'])} characters)")
+    elif latest is not None:
+        raise DataError(f"{store.directory} already holds checkpoints (latest step {latest}); resume that run, "
+                        "or choose another output directory")
+    vocab = Vocabulary.from_text(text)
+
+    model_config = config.model(vocab.size)
+    train_ids, val_ids, test_ids = split_ids(vocab.encode(text))
+    B, T, K = config.batch_size, config.seq_length, config.steps_per_call
+    train = Streams.from_ids(train_ids, B, T, what="the training text (90% of the file)")
+    val = evaluation_streams(val_ids, B, T, what="the validation text (5% of the file)")
+    test = evaluation_streams(test_ids, B, T, what="the test text (5% of the file)")
+    optimizer = config.make_optimizer()
+    state = init_train_state(jax.random.PRNGKey(config.seed), model_config, optimizer, B)
+    if meta is not None:
+        state = store.restore(latest, state)
+    state = place_state(state, mesh)
+    val_xs, val_ys = place_batch(val.epoch(), mesh)
+    train_chunks = make_train_chunks(optimizer, K, dropout=model_config.dropout)
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    step = int(state.step)
+    train_seconds = float(meta.get("train_seconds", 0.0)) if resume else 0.0
+    if resume:
+        truncate_after(metrics_path, step)
+    elif os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside, never overwrite
+        os.replace(metrics_path, metrics_path + ".old")
+    saved_step = latest if resume else None
+    run_meta = {"vocabulary": "".join(vocab.chars), "data": source, "config": dataclasses.asdict(config)}
+
+    def save(state, val_loss):
+        nonlocal saved_step
+        store.save(int(state.step), state, {**run_meta, "train_seconds": train_seconds}, val_loss=val_loss)
+        saved_step = int(state.step)
+
+    interrupt = _Interrupt()
+    previous_handler = signal.signal(signal.SIGINT, interrupt) if _main_thread() else None
+    status, val_loss = "done", None
+    log(f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}) on {source}: "
+        f"{len(train_ids)} training characters, vocabulary {vocab.size}, {B} streams x {T} characters, "
+        f"{train.chunks_per_epoch} chunks per epoch; step {step} of {config.steps}")
+    bar = _progress_bar(progress, config.steps, step)
+    try:
+        while step < config.steps and not interrupt.requested:
+            if max_seconds is not None and train_seconds >= max_seconds:
+                break
+            next_eval = (step // config.eval_every + 1) * config.eval_every
+            n = min(K, config.steps - step, next_eval - step)
+            xs, ys, reset = train.chunks(step, K)
+            batch = place_batch((xs, ys, reset, np.arange(K) < n), mesh)
+            t0 = time.perf_counter()
+            new_state, losses = train_chunks(state, *batch)
+            losses = np.asarray(losses)[:n]
+            dt = time.perf_counter() - t0
+            if not np.all(np.isfinite(losses)):
+                bad = step + int(np.argmin(np.isfinite(losses))) + 1
+                if saved_step is None or saved_step < step:
+                    save(state, float(evaluate(state.params, val_xs, val_ys)))
+                status = "nan"
+                log(f"loss became {losses[~np.isfinite(losses)][0]} at step {bad}; stopped. Last good checkpoint: "
+                    f"{store.path(saved_step)} (try a smaller learning rate or clipping threshold)")
+                break
+            state, step, train_seconds = new_state, step + n, train_seconds + dt
+            record = {"step": step, "train_loss": float(np.mean(losses)), "chars_per_sec": n * B * T / dt,
+                      "train_seconds": train_seconds}
+            if step % config.eval_every == 0 or step == config.steps:
+                val_loss = float(evaluate(state.params, val_xs, val_ys))
+                record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
+                save(state, val_loss)
+            append_metrics(metrics_path, record)
+            if bar is None and progress and "val_loss" in record:  # no tqdm: one line per evaluation
+                log(f"step {step}: train {record['train_loss']:.3f}, validation {val_loss:.3f} nats/char, "
+                    f"{record['chars_per_sec']:.0f} chars/s")
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['train_loss']:.3f}",
+                                val="-" if val_loss is None else f"{val_loss:.3f}",
+                                chars_s=f"{record['chars_per_sec']:.0f}", refresh=False)
+                bar.update(n)
+        if status == "done" and (saved_step != step or val_loss is None):
+            val_loss = float(evaluate(state.params, val_xs, val_ys))
+            if saved_step != step:
+                save(state, val_loss)
+                append_metrics(metrics_path, {"step": step, "val_loss": val_loss,
+                                              "val_bpc": val_loss / math.log(2), "train_seconds": train_seconds})
+        if interrupt.requested:
+            status = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+        store.close()
+    records = _safe_plot(plot_curves, metrics_path, os.path.join(out, "curves.png"), source)
+    summary = {"status": status, "step": int(state.step), "saved_step": saved_step, "out": out,
+               "train_seconds": train_seconds, "vocab_size": vocab.size,
+               "val_loss": None if status == "nan" else val_loss, "records": records}
+    if status == "done":
+        test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh)))
+        summary.update(test_loss=test_loss, test_bpc=test_loss / math.log(2))
+        append_metrics(metrics_path, {"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2)})
+    if val_loss is not None:
+        summary["val_bpc"] = val_loss / math.log(2)
+    summary["params"], summary["vocab"] = state.params, vocab
+    return summary
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _progress_bar(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+
+def _safe_plot(plot, metrics_path: str, png: str, title: str) -> list[dict]:
+    from jaxrnn.metrics import read_metrics
+
+    records = read_metrics(metrics_path)
+    try:
+        plot(records, png, title=title)
+    except ImportError:  # matplotlib is optional ("train" extra); the JSONL has the numbers
+        pass
+    return records
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _progress_bar(enabled: bool, total: int, initial: int):
+    """A tqdm bar on stderr, or ``None`` when disabled or tqdm (the ``train`` extra) is not installed."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+
+def _safe_plot(plot, metrics_path: str, png: str, title: str) -> list[dict]:
+    from jaxrnn.metrics import read_metrics
+
+    records = read_metrics(metrics_path)
+    try:
+        plot(records, png, title=title)
+    except ImportError:  # matplotlib is optional ("train" extra); the JSONL has the numbers
+        pass
+    return records
