@@ -217,3 +217,12 @@ def test_bad_options_fail_with_a_message():
         NewtonSolver(damping=-1.0)
     with pytest.raises(ValueError, match="xs"):
         newton_unroll(step, params, jnp.zeros((2, H)), xs)
+
+
+def test_experiment_tiny_newton_training_follows_the_scan_and_warm_starts_save_iterations():
+    from experiments import parallel_in_time
+
+    summary = parallel_in_time.main(parallel_in_time.PRESETS["tiny"])["summary"]
+    assert summary["every_step_converged"]
+    assert summary["loss_max_rel_diff"] <= 1e-5 and summary["final_param_rel_diff"] <= 1e-5
+    assert summary["warm_iterations_mean_over_training"] < summary["cold_iterations_mean_over_training"]

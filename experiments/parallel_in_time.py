@@ -1,0 +1,142 @@
+"""Training a GRU with Newton's method over time (DEER): the scan's learning curve, warm starts cut the iterations.
+
+A GRU reads the adding problem and is trained twice from the same initialisation on the same fixed training set
+(full batch, Adam): once unrolled by ``lax.scan``, once by ``jaxrnn.newton.newton_unroll`` with implicit
+gradients. Each Newton solve starts from the previous step's states (a warm start: the weights moved a little, the
+sequences are the same), and the iterations are compared with a cold start from zeros at the same weights.
+
+    python experiments/parallel_in_time.py --preset cpu --out experiments/results
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxrnn
+from experiments import common
+from jaxrnn.newton import newton_unroll
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    hidden_size: int = 32
+    T: int = 100
+    batch: int = 128               # the fixed training set, one full batch
+    steps: int = 400
+    learning_rate: float = 3e-3
+    jacobian: str = "full"         # "full" (DEER) or "diagonal" (quasi-DEER)
+    max_iter: int = 100
+    test_batch: int = 512
+    seed: int = 0
+
+
+PRESETS = {
+    "cpu": Config(),
+    "tiny": Config(hidden_size=8, T=20, batch=16, steps=12, max_iter=20, test_batch=32),
+}
+
+
+def main(cfg: Config) -> dict:
+    key = jax.random.PRNGKey(cfg.seed)
+    params0 = jaxrnn.init_gru(jax.random.fold_in(key, 0), 2, cfg.hidden_size, 1)
+    xs, ys = common.adding_batch(jax.random.fold_in(key, 1), cfg.T, cfg.batch)
+    xs_test, ys_test = common.adding_batch(jax.random.fold_in(key, 2), cfg.T, cfg.test_batch)
+    carry = jaxrnn.initial_carry(params0, (cfg.batch,))
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.learning_rate))
+    solve = lambda params, init: newton_unroll(jaxrnn.gru_step, params, carry, xs, jacobian=cfg.jacobian,
+                                               max_iter=cfg.max_iter, init=init)
+    mse = lambda params, h_T, ys: jnp.mean((jaxrnn.readout(params, h_T)[:, 0] - ys) ** 2)
+
+    @jax.jit
+    def scan_update(params, opt_state):
+        loss_fn = lambda p: mse(p, jaxrnn.unroll(jaxrnn.gru_step, p, carry, xs)[0], ys)
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    @jax.jit
+    def newton_update(params, opt_state, states):
+        def loss_fn(p):
+            result = solve(p, states)
+            return mse(p, result.carry, ys), result
+
+        (loss, result), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        cold = solve(params, None)  # the same weights from zeros: what the warm start saves
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        counts = (result.iterations, cold.iterations, result.converged, result.residual)
+        return optax.apply_updates(params, updates), opt_state, loss, result.states, counts
+
+    test_mse = jax.jit(lambda p: mse(p, jaxrnn.unroll(jaxrnn.gru_step, p, jaxrnn.initial_carry(
+        p, (cfg.test_batch,)), xs_test)[0], ys_test))
+
+    p_scan, s_scan = params0, optimizer.init(params0)
+    p_newton, s_newton = params0, optimizer.init(params0)
+    states = solve(params0, None).states  # the first step's warm start: the solution at the initial weights
+    curves = {k: [] for k in ("scan_loss", "newton_loss", "warm_iterations_max", "warm_iterations_mean",
+                              "cold_iterations_max", "cold_iterations_mean", "all_converged", "residual_max",
+                              "param_rel_diff")}
+    for _ in range(cfg.steps):
+        p_scan, s_scan, loss_scan = scan_update(p_scan, s_scan)
+        p_newton, s_newton, loss_newton, states, (warm, cold, converged, residual) = newton_update(
+            p_newton, s_newton, states)
+        warm, cold = np.asarray(warm), np.asarray(cold)
+        curves["scan_loss"].append(float(loss_scan))
+        curves["newton_loss"].append(float(loss_newton))
+        curves["warm_iterations_max"].append(int(warm.max()))
+        curves["warm_iterations_mean"].append(float(warm.mean()))
+        curves["cold_iterations_max"].append(int(cold.max()))
+        curves["cold_iterations_mean"].append(float(cold.mean()))
+        curves["all_converged"].append(bool(np.all(np.asarray(converged))))
+        curves["residual_max"].append(float(np.max(np.asarray(residual))))
+        curves["param_rel_diff"].append(max(
+            float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a))) for a, b in
+            zip(jax.tree.leaves(p_scan), jax.tree.leaves(p_newton))))
+    scan_l, newton_l = np.asarray(curves["scan_loss"]), np.asarray(curves["newton_loss"])
+    summary = {
+        "steps": cfg.steps,
+        "loss_max_rel_diff": float(np.max(np.abs(scan_l - newton_l) / np.abs(scan_l))),
+        "final_param_rel_diff": curves["param_rel_diff"][-1],
+        "scan_final_train_mse": float(scan_l[-1]),
+        "newton_final_train_mse": float(newton_l[-1]),
+        "scan_test_mse": float(test_mse(p_scan)),
+        "newton_test_mse": float(test_mse(p_newton)),
+        "baseline_mse": common.ADDING_BASELINE_MSE,
+        "every_step_converged": all(curves["all_converged"]),
+        "warm_iterations_mean_over_training": float(np.mean(curves["warm_iterations_mean"])),
+        "cold_iterations_mean_over_training": float(np.mean(curves["cold_iterations_mean"])),
+        "warm_iterations_max_over_training": int(np.max(curves["warm_iterations_max"])),
+        "cold_iterations_max_over_training": int(np.max(curves["cold_iterations_max"])),
+    }
+    return {"config": cfg, "summary": summary, "curves": curves}
+
+
+def make_figure(results: dict):
+    fig, ax = common.new_figure(1, 2)
+    c = results["curves"]
+    steps = np.arange(1, len(c["scan_loss"]) + 1)
+    ax[0, 0].semilogy(steps, c["scan_loss"], label="lax.scan")
+    ax[0, 0].semilogy(steps, c["newton_loss"], "--", label="Newton (DEER), implicit gradients")
+    ax[0, 0].axhline(results["summary"]["baseline_mse"], color="k", lw=0.8, ls=":", label="predict 1")
+    ax[0, 0].set(title="adding problem, GRU: training MSE", xlabel="step")
+    ax[0, 1].plot(steps, c["cold_iterations_mean"], label="cold start (zeros), mean over sequences")
+    ax[0, 1].plot(steps, c["warm_iterations_mean"], label="warm start (previous step), mean")
+    ax[0, 1].plot(steps, c["warm_iterations_max"], ":", label="warm start, max")
+    ax[0, 1].set(title=f"Newton iterations per solve (T = {results['config'].T})", xlabel="step", ylim=(0, None))
+    for a in ax.flat:
+        a.legend(fontsize=7)
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+if __name__ == "__main__":
+    sys.exit(common.cli("parallel_in_time", PRESETS, main, make_figure))
