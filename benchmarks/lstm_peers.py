@@ -6,8 +6,11 @@ Model everywhere: embedding ``E`` -> one LSTM layer ``H`` -> linear readout ``V`
 step before they are timed. GFLOP/s counts the model's matmul FLOPs (3x the forward: forward, and the two
 matmuls of the backward) and is compared with a large float32 matmul timed in turn with each shape's steps (one
 more implementation in the rounds: the peak under the same load; the shared machine's peak moved by 2x within an
-hour). jaxrnn's fast path and Flax linen are also timed running ``updates_per_call`` updates in one compiled call
-(``update_loops``), reported per update.
+hour). jaxrnn's fused path and Flax linen are also timed running ``updates_per_call`` updates in one compiled call
+(``update_loops``), reported per update. jaxrnn's paths: *scan* (``make_train_step``'s default, the plain step in a
+``lax.scan``, the embedding looked up inside the loop), *fused* (``sequence_loss(..., method="fused")``: the
+embedding and ``Wxh`` applied to all T steps before the loop, hand-written BPTT) and *fused, folded* (the embedding
+folded into ``Wxh``, one ``(4H, V)`` table looked up inside the loop).
 """
 from __future__ import annotations
 
@@ -69,32 +72,38 @@ def _lstm(p):
     return jaxrnn.LSTMParams(p.Wxh, p.Whh, p.Why, p.bh, p.by)
 
 
-def jaxrnn_fast_losses():
-    """``{name: loss(p, carry, xs, ys, mask=None) -> (loss, carry_T)}`` for the fast paths, mean cross-entropy."""
-    import jaxrnn
-    from jaxrnn.fast import fast_sequence_loss
+SCAN, FUSED, FOLDED = "jaxrnn scan", "jaxrnn fused", "jaxrnn fused, folded"  # report.py maps older labels to these
 
-    def fast_loss(p, carry, xs, ys, mask=None):  # embedding for all T at once, then Wxh for all T at once
-        return fast_sequence_loss(_lstm(p), carry, jaxrnn.embed(p.Wemb, xs), ys, mask=mask, reduction="mean")
+
+def jaxrnn_fused_losses():
+    """``{name: loss(p, carry, xs, ys, mask=None) -> (loss, carry_T)}`` for the fused paths, mean cross-entropy."""
+    import jaxrnn
+
+    def fused_loss(p, carry, xs, ys, mask=None):  # embedding for all T at once, then Wxh for all T at once
+        return jaxrnn.sequence_loss(_lstm(p), carry, jaxrnn.embed(p.Wemb, xs), ys, mask=mask, reduction="mean",
+                                    method="fused")
 
     def folded_loss(p, carry, xs, ys, mask=None):  # Wxh (Wemb x) = (Wxh Wemb) x: one (4H, V) table to look up
         folded = _lstm(p)._replace(Wxh=p.Wxh @ p.Wemb)
-        return fast_sequence_loss(folded, carry, xs, ys, mask=mask, reduction="mean")
+        return jaxrnn.sequence_loss(folded, carry, xs, ys, mask=mask, reduction="mean", method="fused")
 
-    return {"jaxrnn fast": fast_loss, "jaxrnn fast, folded embedding": folded_loss}
+    return {FUSED: fused_loss, FOLDED: folded_loss}
+
+
+def embedded_step(p, carry, x):
+    """The scan path's step: the embedding looked up inside the time loop, then ``lstm_step``."""
+    import jaxrnn
+
+    return jaxrnn.lstm_step(_lstm(p), carry, jaxrnn.embed(p.Wemb, x))
 
 
 def jaxrnn_impls(config, optimizer):
-    """``{name: train_step}`` for the plain core step and the fast paths, each ``(p, opt, carry, xs, ys)``."""
+    """``{name: train_step}`` for the scan path and the fused paths, each ``(p, opt, carry, xs, ys)``."""
     import jaxrnn
-    from jaxrnn.fast import make_fast_train_step
-
-    def embedded_step(p, carry, x):  # the plain path: embedding looked up inside the time loop
-        return jaxrnn.lstm_step(_lstm(p), carry, jaxrnn.embed(p.Wemb, x))
 
     plain = jaxrnn.make_train_step(optimizer, step=embedded_step, reduction="mean")
-    return {"jaxrnn make_train_step (plain)": plain} | {
-        name: make_fast_train_step(optimizer, loss_fn=loss) for name, loss in jaxrnn_fast_losses().items()}
+    return {SCAN: plain} | {name: jaxrnn.make_train_step(optimizer, loss_fn=loss)
+                            for name, loss in jaxrnn_fused_losses().items()}
 
 
 def flax_linen_impl(p, V, E, H, optimizer):
@@ -213,18 +222,19 @@ def torch_impl(p, V, E, H, lr, device):
 def update_loops(k: int, p, carry, chunks, jaxrnn_steps: dict, flax_step, variables, optimizer) -> dict:
     """``{name: (call, compile_s, first_loss)}``: ``k`` updates in one compiled call, for jaxrnn and Flax linen.
 
-    jaxrnn's are ``make_fast_train_loop`` over each fast loss (``jaxrnn_fast_losses``; update ``n`` starts from
-    the carry update ``n - 1`` left, as the character model's trainer runs), Flax linen's a ``lax.scan`` over its
-    ``train_step``. One call trains on ``chunks = (xs (k, T, B), ys (k, T, B))``. Each loop's ``k`` losses must
-    equal those of ``k`` calls of the same library's one-update step (``jaxrnn_steps[name](p, opt, carry, xs,
-    ys)``, ``flax_step(variables, opt, xs, ys)``, both already checked against the plain step) before it is timed.
+    jaxrnn's are ``make_train_step(..., updates_per_call=k)`` over each fused loss (``jaxrnn_fused_losses``;
+    update ``n`` starts from the carry update ``n - 1`` left, as the character model's trainer runs), Flax linen's
+    a ``lax.scan`` over its ``train_step``. One call trains on ``chunks = (xs (k, T, B), ys (k, T, B))``. Each
+    loop's ``k`` losses must equal those of ``k`` calls of the same library's one-update step
+    (``jaxrnn_steps[name](p, opt, carry, xs, ys)``, ``flax_step(variables, opt, xs, ys)``, both already checked
+    against the scan path) before it is timed.
     Why this is faster per update at (64, 128, 512): XLA:CPU maps the step's ~200 MB of temporaries afresh each
     call (``investigations/huge_pages.py``); a loop maps them once.
     """
     import jax
     import jax.numpy as jnp
 
-    from jaxrnn.fast import make_fast_train_loop
+    import jaxrnn
 
     def checked(name, loop, state, step):  # the loop compiled, checked against k calls of step from state
         compiled, lower_s, compile_s = common.compile_timed(loop, *state, *chunks)
@@ -244,9 +254,9 @@ def update_loops(k: int, p, carry, chunks, jaxrnn_steps: dict, flax_step, variab
         return jax.lax.scan(body, (variables, opt_state), (xs_k, ys_k))
 
     loops = {f"{name}, {k} updates/call": checked(f"{name}, {k} updates/call",
-                                                  make_fast_train_loop(optimizer, loss_fn=loss),
+                                                  jaxrnn.make_train_step(optimizer, loss_fn=loss, updates_per_call=k),
                                                   (p, optimizer.init(p), carry), jaxrnn_steps[name])
-             for name, loss in jaxrnn_fast_losses().items()}
+             for name, loss in jaxrnn_fused_losses().items()}
     name = f"flax linen nn.RNN(OptimizedLSTMCell), {k} updates/call"
     loops[name] = checked(name, flax_loop, (variables, optimizer.init(variables)), flax_step)
     return loops
@@ -334,7 +344,7 @@ def main(config: Config, device: str = "auto") -> dict:
 
         for name, (call, compile_s, loss0) in loops.items():  # the rest checked against their steps in update_loops
             results[name], calls[name] = (loss0, None, compile_s), call
-        base0, base1 = results["jaxrnn make_train_step (plain)"][:2]
+        base0, base1 = results[SCAN][:2]
         for name, (loss0, loss1, compile_s) in results.items():
             for a, b in ((loss0, base0), (loss1, base1)):
                 if a is not None and not abs(a - b) <= 2e-4 * abs(b):  # a loop has no loss after one step

@@ -1,4 +1,4 @@
-"""Peak memory of one LSTM gradient as T grows: full BPTT (plain and fast path), per-step remat, segment
+"""Peak memory of one LSTM gradient as T grows: full BPTT (scan and fused paths), per-step remat, segment
 checkpointing, truncated BPTT.
 
 Command: ``python benchmarks/memory.py [--quick] [--device cpu|gpu|auto]``
@@ -24,7 +24,7 @@ class Config:
     search_max_T: int = 2 ** 24
 
 
-METHODS = ("full", "fast", "remat", "segmented", "truncated")  # fast: jaxrnn.fast's manual BPTT (full BPTT too)
+METHODS = ("full", "fused", "remat", "segmented", "truncated")  # fused: jaxrnn.recurrence's BPTT (full BPTT too)
 PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, vocab=11, lengths=(16,), truncation=4,
                                               budget_bytes=2 ** 16, search_max_T=2 ** 6)}
 
@@ -34,7 +34,6 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
     import jax.numpy as jnp
 
     import jaxrnn
-    from jaxrnn.fast import fast_sequence_loss, segmented_sequence_loss
 
     params = jax.eval_shape(lambda: jaxrnn.init_lstm(jax.random.PRNGKey(0), config.vocab, config.hidden, config.vocab))
     carry = jax.eval_shape(lambda: jaxrnn.initial_carry(jaxrnn.init_lstm(
@@ -43,9 +42,9 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
     ids = jax.ShapeDtypeStruct((length, config.batch), jnp.int32)
     if method == "segmented":
         S = math.isqrt(T)
-        loss = lambda p, c, x, y: segmented_sequence_loss(p, c, x, y, segment_length=S)
-    elif method == "fast":
-        loss = fast_sequence_loss
+        loss = lambda p, c, x, y: jaxrnn.sequence_loss(p, c, x, y, segment_length=S)
+    elif method == "fused":
+        loss = lambda p, c, x, y: jaxrnn.sequence_loss(p, c, x, y, method="fused")
     else:
         loss = lambda p, c, x, y: jaxrnn.sequence_loss(p, c, x, y, remat=method == "remat")
     compiled = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(params, carry, ids, ids).compile()

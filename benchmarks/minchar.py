@@ -25,6 +25,7 @@ class Config:
 
 
 CHECKED = 5  # updates whose losses must agree with the reference before timing
+METHODS = ("scan", "fused")  # make_train_step's method=: the plain step in a lax.scan, or jaxrnn.recurrence
 
 PRESETS = {"full": Config(), "quick": Config(hidden=8, seq_length=5, numpy_iterations=5, updates_per_call=(4,),
                                               min_seconds=0.01)}
@@ -55,7 +56,6 @@ def main(config: Config) -> dict:
 
     import jaxrnn
     from jaxrnn import reference
-    from jaxrnn.fast import fast_sequence_loss, make_fast_train_loop, make_fast_train_step
 
     text = corpus()
     chars = sorted(set(text))
@@ -84,8 +84,8 @@ def main(config: Config) -> dict:
     calls = {"numpy reference": (lambda: numpy_run(n), n, 0.0, 0.0)}  # name -> (call, updates per call, compile_s, err)
     carry0 = jnp.zeros(H)
     xs, ys = list(jnp.asarray(xs_all)), list(jnp.asarray(ys_all))  # one device array per chunk
-    for name, train_step in [("jaxrnn make_train_step (plain)", jaxrnn.make_train_step(optimizer)),
-                             ("jaxrnn fast, 1 update/call", make_fast_train_step(optimizer))]:
+    for method in METHODS:
+        name, train_step = f"jaxrnn {method}, 1 update/call", jaxrnn.make_train_step(optimizer, method=method)
         opt0 = optimizer.init(params0)
         t0 = time.perf_counter()
         common.block(train_step(params0, opt0, carry0, xs[0], ys[0]))
@@ -103,16 +103,17 @@ def main(config: Config) -> dict:
         calls[name] = (functools.partial(run, n), n, compile_s, err)
 
     for per_call in config.updates_per_call:
-        for name, loss_fn in [("plain", jaxrnn.sequence_loss), ("fast", fast_sequence_loss)]:
-            train_loop = make_fast_train_loop(optimizer, loss_fn=loss_fn)
+        for method in METHODS:
+            train_loop = jaxrnn.make_train_step(optimizer, method=method, updates_per_call=per_call)
             reps = -(-per_call // n_chunks)
             chunks = (jnp.asarray(np.tile(xs_all, (reps, 1))[:per_call]),
                       jnp.asarray(np.tile(ys_all, (reps, 1))[:per_call]))
             opt0 = optimizer.init(params0)
             compiled, lower_s, compile_s = common.compile_timed(train_loop, params0, opt0, carry0, *chunks)
             losses = compiled(params0, opt0, carry0, *chunks)[3]
-            err = _check_against_reference(f"minchar loop {name}", np_losses, losses[:CHECKED])
-            calls[f"jaxrnn {name}, {per_call} updates/call (scan)"] = (
+            name = f"jaxrnn {method}, {per_call} updates/call"
+            err = _check_against_reference(f"minchar {name}", np_losses, losses[:CHECKED])
+            calls[name] = (
                 functools.partial(compiled, params0, opt0, carry0, *chunks), per_call, lower_s + compile_s, err)
 
     timings = common.interleaved_times({name: c[0] for name, c in calls.items()}, min_seconds=config.min_seconds)

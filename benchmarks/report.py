@@ -13,9 +13,44 @@ from pathlib import Path
 import common
 
 
+# Labels of jaxrnn's paths in results written before the 0.2 API (jaxrnn.fast), and the names they have now.
+OLD_LABELS = (("jaxrnn make_train_step (plain)", "jaxrnn scan"), ("jaxrnn plain", "jaxrnn scan"),
+              ("jaxrnn fast, folded embedding", "jaxrnn fused, folded"), ("jaxrnn fast", "jaxrnn fused"))
+OLD_MEMORY_METHODS = {"fast": "fused"}
+
+
+def current_label(label: str) -> str:
+    """``label`` as the benchmarks write it since the 0.2 API: e.g. ``"jaxrnn fast, 8 updates/call"`` ->
+    ``"jaxrnn fused, 8 updates/call"``; minchar's ``"jaxrnn plain, 100 updates/call (scan)"`` -> ``"jaxrnn scan,
+    100 updates/call"``. Current labels are returned unchanged."""
+    for old, new in OLD_LABELS:
+        if label == old or label.startswith(old + ","):
+            return new + label[len(old):].removesuffix(" (scan)")
+    return label
+
+
+def _relabel(tree, key=None):
+    """Every implementation label of a results file (values of ``impl``, keys of the ratio and summary tables)
+    and memory's methods, in their current names."""
+    if isinstance(tree, dict):
+        return {current_label(k) if isinstance(k, str) else k: _relabel(v, k) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_relabel(v, key) for v in tree]
+    if isinstance(tree, str) and key == "method":
+        return OLD_MEMORY_METHODS.get(tree, tree)
+    return current_label(tree) if isinstance(tree, str) and key == "impl" else tree
+
+
 def load(folder: Path, name: str):
+    """The results file ``NAME.json`` of ``folder`` (``None`` if absent), older labels renamed (``OLD_LABELS``)."""
     path = folder / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    result = _relabel(json.loads(path.read_text()))
+    if "longest_T_within_budget" in result:  # memory.json: keyed by method
+        result["longest_T_within_budget"] = {OLD_MEMORY_METHODS.get(k, k): v
+                                             for k, v in result["longest_T_within_budget"].items()}
+    return result
 
 
 def header(result) -> str:
@@ -66,7 +101,7 @@ def minchar(r) -> str:
 
 
 def lstm_peers(r) -> str:
-    columns = ("B, T, H", "implementation", "tokens/s", "GFLOP/s", "of peak", "speed-up over plain jaxrnn",
+    columns = ("B, T, H", "implementation", "tokens/s", "GFLOP/s", "of peak", "speed-up over jaxrnn scan",
                "over Flax linen", "over PyTorch", "by round over Flax linen", "by round over PyTorch", "compile s")
     by_shape = {(row["B"], row["T"], row["H"]): row["matmul_peak_gflops"] for row in r["rows"]
                 if "matmul_peak_gflops" in row}  # runs since the peak is timed with each shape's steps
@@ -93,12 +128,12 @@ def lstm_peers(r) -> str:
 
         lines.append(f"| {row['B']}, {row['T']}, {row['H']} | {row['impl']} | {row['tokens_per_s']:.0f} | "
                      f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | "
-                     f"{ratio('jaxrnn make_train_step')} | {ratio('flax linen')} | {ratio('pytorch')} | "
+                     f"{ratio('jaxrnn scan')} | {ratio('flax linen')} | {ratio('pytorch')} | "
                      f"{by_round('flax linen')} | {by_round('pytorch')} | {row['compile_s']:.2f} |")
     if any(_per_call(row["impl"]) for row in r["rows"]):
         lines += ["", "Rows ending in *K updates/call* run K updates in one compiled call, timed per update; their "
                       "\"over Flax linen\" compares with Flax linen's loop of as many updates, \"over PyTorch\" "
-                      "and \"over plain jaxrnn\" with one update per call."]
+                      "and \"over jaxrnn scan\" with one update per call."]
     return "\n".join(lines)
 
 
@@ -118,7 +153,7 @@ def step_parts(r) -> str:
     ms = {(row["impl"], row["T"], row["part"]): row["median_ms"] for row in r["rows"]}
     parts = tuple(dict.fromkeys(p for _, _, p in ms))  # results from before the donated step have four parts
     lines = [header(r), "", "| implementation | T | " + " ms | ".join(parts) + " ms |", "|" + "---|" * (2 + len(parts))]
-    for impl, T in sorted(dict.fromkeys((i, t) for i, t, _ in ms), key=lambda k: (k[0] != "jaxrnn fast", k[1])):
+    for impl, T in sorted(dict.fromkeys((i, t) for i, t, _ in ms), key=lambda k: (k[0] != "jaxrnn fused", k[1])):
         lines.append(f"| {impl} | {T} | " + " | ".join(f"{ms[impl, T, p]:.3f}" for p in parts) + " |")
     lines.append("")
     for impl, s in r["summary"].items():
@@ -133,12 +168,12 @@ def step_parts(r) -> str:
 
 
 def memory(r) -> str:
-    headings = {"full": "full BPTT MiB", "fast": "fast path (full BPTT) MiB", "remat": "remat per step MiB",
+    headings = {"full": "full BPTT, scan MiB", "fused": "full BPTT, fused MiB", "remat": "remat per step MiB",
                 "segmented": "segments of sqrt(T) MiB", "truncated": "truncated (100) MiB"}
     by_T = {}
     for row in r["rows"]:
         by_T.setdefault(row["T"], {})[row["method"]] = row["peak_bytes"] / 2 ** 20
-    methods = [m for m in headings if any(m in v for v in by_T.values())]  # runs before "fast" lack it
+    methods = [m for m in headings if any(m in v for v in by_T.values())]  # runs before "fused" lack it
     lines = [header(r), "", "| T | " + " | ".join(headings[m] for m in methods) + " |",
              "|" + "---|" * (1 + len(methods))]
     for T, m in sorted(by_T.items()):

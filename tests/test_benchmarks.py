@@ -1,4 +1,6 @@
-"""Smoke tests of the benchmark suite's --quick mode (no timing is asserted), and the peers' agreement."""
+"""The benchmark suite: each script's core function at tiny sizes, in process (agreement of the implementations,
+ratios computed from the right timings); the scripts themselves, end to end in subprocesses, are marked slow."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -31,13 +33,61 @@ def _run_investigation(tmp_path, name, *flags):
     return proc
 
 
+def _environment_of_this_run(result):
+    assert result["environment"]["backend"] == "cpu"
+    assert result["environment"]["versions"]["jax"] == jax.__version__
+
+
+def test_minchar_quick_agrees_with_numpy_and_its_ratios_are_its_own_timings():
+    import minchar
+
+    config = minchar.PRESETS["quick"]
+    rows = {row["impl"]: row for row in minchar.main(config)["rows"]}  # raises if jaxrnn and NumPy disagree
+    k = config.updates_per_call[0]
+    assert list(rows) == ["numpy reference", "jaxrnn scan, 1 update/call", "jaxrnn fused, 1 update/call",
+                          f"jaxrnn scan, {k} updates/call", f"jaxrnn fused, {k} updates/call"]
+    numpy_its = rows["numpy reference"]["iterations_per_s"]
+    for name, row in rows.items():
+        updates = k if name.endswith(f"{k} updates/call") else config.numpy_iterations
+        assert row["iterations_per_s"] == pytest.approx(updates / row["median_s"])
+        assert row["ratio_vs_numpy"] == pytest.approx(row["iterations_per_s"] / numpy_its)
+        assert row["rel_diff_vs_numpy"] <= 5e-3
+
+
+def test_step_layout_quick_variants_agree_and_speedups_are_over_the_first():
+    import step_layout
+
+    config = dataclasses.replace(step_layout.PRESETS["quick"], single_row_hidden=(6,))  # compiles the fewest cases
+    rows = step_layout.main(config)["rows"]  # raises if two variants of a case compute different numbers
+    cases = list(dict.fromkeys(row["case"] for row in rows))
+    assert len(cases) == 4 + 2 * len(config.single_row_hidden)
+    for case in cases:
+        variants = [row for row in rows if row["case"] == case]
+        assert len(variants) == 2 and sum("(jaxrnn)" in row["variant"] for row in variants) == 1, case
+        assert variants[0]["speedup_vs_first"] == 1.0
+        for row in variants:
+            assert row["speedup_vs_first"] == pytest.approx(variants[0]["median_s"] / row["median_s"])
+            assert row["us_per_step"] == pytest.approx(row["median_s"] / config.steps * 1e6)
+
+
+def test_step_layout_marks_the_single_row_variant_the_library_takes_at_each_hidden_size():
+    """Batch 1: a copy of Whh^T where H is off XLA:CPU's 8 float32 lanes (H 6), the plain products where on (H 8)."""
+    import step_layout
+
+    variants = {case: list(v) for case, v in step_layout.cases(2, 8, 4, 11, (6, 8)).items()}
+    marked = {case.split(":")[0]: next(n for n in v if n.endswith("(jaxrnn)"))
+              for case, v in variants.items() if "two products" in case}
+    assert marked == {"batch 1, LSTM H 6": "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T (jaxrnn)",
+                      "batch 1, LSTM H 8": "Whh @ h^T, dz @ Whh (as batched) (jaxrnn)"}
+
+
+@pytest.mark.slow
 def test_smoke_quick_suite_sampling_minchar_and_step_layout(tmp_path):
     _run_all(tmp_path, "sampling", "minchar")
     _run_investigation(tmp_path, "step_layout")
     for name in ("sampling", "minchar", "step_layout"):
         result = json.loads((tmp_path / f"{name}.json").read_text())
-        assert result["environment"]["backend"] == "cpu"
-        assert result["environment"]["versions"]["jax"] == jax.__version__
+        _environment_of_this_run(result)
         assert all(row["median_s"] > 0 for row in result["rows"][1:])
     assert json.loads((tmp_path / "sampling.json").read_text())["greedy_agreement"] >= 0.99
 
@@ -51,11 +101,12 @@ def test_smoke_quick_suite_all(tmp_path):
     assert not written & {f"{p.stem}.json" for p in INVESTIGATIONS.glob("*.py")}  # investigations run on their own
 
 
+@pytest.mark.slow
 def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_path):
     _run_investigation(tmp_path, "step_parts")
     result = json.loads((tmp_path / "step_parts.json").read_text())
     assert {(r["impl"], r["T"], r["part"]) for r in result["rows"]} == {
-        (impl, T, part) for impl in ("jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)") for T in (5, 10)
+        (impl, T, part) for impl in ("jaxrnn fused", "flax linen nn.RNN(OptimizedLSTMCell)") for T in (5, 10)
         for part in ("forward (loss)", "loss and gradient", "optimizer update", "training step",
                      "training step, donated", "training step, in a loop (per step)")}
     for T, (jaxrnn_loss, flax_loss) in result["first_loss"].items():  # same weights, same data: same loss
@@ -69,14 +120,28 @@ def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_p
         assert s["per_call_ms"] == pytest.approx(s["step_ms"] - ms[impl, 5, "training step, in a loop (per step)"])
 
 
-def test_memory_covers_the_fast_path_and_it_keeps_less_than_plain_full_bptt():
+def test_memory_covers_the_fused_path_and_it_keeps_less_than_scan_full_bptt():
     import memory
 
-    result = memory.main(memory.PRESETS["quick"])  # compiles only: XLA's accounting, nothing timed
-    peak = {row["method"]: row["peak_bytes"] for row in result["rows"]}
-    assert set(peak) == set(memory.METHODS)
-    assert 0 < peak["fast"] < peak["full"] and peak["remat"] < peak["full"]
-    assert result["longest_T_within_budget"]["fast"] >= result["longest_T_within_budget"]["full"] > 0
+    config = memory.PRESETS["quick"]  # compiles only: XLA's accounting, nothing timed
+    peak = {method: memory.peak_bytes(config, method, 16) for method in memory.METHODS}
+    assert 0 < peak["fused"]["peak_bytes"] < peak["full"]["peak_bytes"]
+    assert peak["remat"]["peak_bytes"] < peak["full"]["peak_bytes"]
+    assert peak["segmented"]["peak_bytes"] < peak["full"]["peak_bytes"]
+
+
+def test_memory_finds_the_longest_length_within_the_budget(monkeypatch):
+    """The search (doubling, then bisection to within 1/64) on a made-up peak of 1000 bytes per time step."""
+    import dataclasses
+
+    import memory
+
+    monkeypatch.setattr(memory, "peak_bytes", lambda config, method, T: {"peak_bytes": 1000 * T})
+    config = dataclasses.replace(memory.PRESETS["quick"], budget_bytes=1000 * 3000, search_max_T=2 ** 20)
+    longest = memory.longest_fitting(config, "full")
+    assert 3000 * (1 - 1 / 64) <= longest <= 3000  # T fits, within the bisection's tolerance of the true limit
+    assert memory.longest_fitting(config, "segmented") == 54 ** 2  # the largest square of a T that fits
+    assert memory.longest_fitting(dataclasses.replace(config, search_max_T=1000), "full") == -1  # fits throughout
 
 
 def test_paired_speedups_cancel_a_load_change_between_rounds():
@@ -134,6 +199,7 @@ def test_bad_device_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--device gpu" in proc.stderr
 
 
+@pytest.mark.slow
 def test_smoke_profile_step_names_ops_of_the_compiled_step(tmp_path):
     _run_investigation(tmp_path, "profile_step")
     result = json.loads((tmp_path / "profile_step.json").read_text())
@@ -163,16 +229,25 @@ def _tiny_problem(B=2, T=5, H=3, E=4, V=7):
     return (*lstm_peers.problem(B, T, H, E, V), (V, E, H))
 
 
-def test_peers_compute_the_same_loss_as_jaxrnn():
-    """The weight mapping into Flax (gates i, f, g, o in separate kernels) and PyTorch (i, f, g, o, two biases)
-    reproduces jaxrnn's loss; this is what lets the benchmark compare their speed at all."""
+@pytest.fixture(scope="module")
+def tiny_peers():
+    """``lstm_peers``' implementations on ``_tiny_problem``, built once: each test's calls reuse the compilations."""
     p, carry, xs, ys, (V, E, H) = _tiny_problem()
     optimizer = optax.adam(1e-3)
-    steps = lstm_peers.jaxrnn_impls(None, optimizer)
-    losses = {name: float(step(p, optimizer.init(p), carry, xs, ys)[3]) for name, step in steps.items()}
-    variables, _, loss_fn = lstm_peers.flax_linen_impl(p, V, E, H, optimizer)
+    return dict(problem=(p, carry, xs, ys, (V, E, H)), optimizer=optimizer,
+                steps=lstm_peers.jaxrnn_impls(None, optimizer), flax=lstm_peers.flax_linen_impl(p, V, E, H, optimizer))
+
+
+def test_peers_compute_the_same_loss_as_jaxrnn(tiny_peers):
+    """The weight mapping into Flax (gates i, f, g, o in separate kernels) and PyTorch (i, f, g, o, two biases)
+    reproduces jaxrnn's loss; this is what lets the benchmark compare their speed at all."""
+    p, carry, xs, ys, (V, E, H) = tiny_peers["problem"]
+    optimizer = tiny_peers["optimizer"]
+    losses = {name: float(step(p, optimizer.init(p), carry, xs, ys)[3]) for name, step in tiny_peers["steps"].items()}
+    assert list(losses) == [lstm_peers.SCAN, lstm_peers.FUSED, lstm_peers.FOLDED]
+    variables, _, loss_fn = tiny_peers["flax"]
     losses["linen"] = float(loss_fn(variables, xs, ys))
-    expected = losses["jaxrnn make_train_step (plain)"]
+    expected = losses["jaxrnn scan"]
     assert expected > 1.0  # cross-entropy near log(7) at random weights, not a degenerate zero
     try:
         import torch  # noqa: F401
@@ -184,90 +259,154 @@ def test_peers_compute_the_same_loss_as_jaxrnn():
     np.testing.assert_allclose(list(losses.values()), expected, rtol=1e-5)
 
 
-def test_update_loops_run_the_steps_of_each_library_and_refuse_a_loop_that_differs():
+def test_update_loops_run_the_steps_of_each_library_and_refuse_a_loop_that_differs(tiny_peers):
     """``lstm_peers.update_loops``: K updates in one call per library, checked update by update against K calls
     of that library's step (jaxrnn carrying its state on, as the trainer does) before anything is timed."""
     import jax.numpy as jnp
-    from jaxrnn.fast import make_fast_train_step
 
-    p, carry, xs, ys, (V, E, H) = _tiny_problem()
-    optimizer, k = optax.adam(1e-3), 3
+    p, carry, xs, ys, (V, E, H) = tiny_peers["problem"]
+    optimizer, k = tiny_peers["optimizer"], 3
     chunks = lstm_peers.update_chunks(xs, ys, k, V, seed=1)
     assert chunks[0].shape == (k, *xs.shape) and (chunks[0][0] == xs).all() and (chunks[1][0] == ys).all()
     assert not (chunks[0][1] == chunks[0][2]).all() and int(chunks[0].max()) < V
-    steps = {name: make_fast_train_step(optimizer, loss_fn=loss)
-             for name, loss in lstm_peers.jaxrnn_fast_losses().items()}
-    variables, flax_step, _ = lstm_peers.flax_linen_impl(p, V, E, H, optimizer)
+    steps = {name: tiny_peers["steps"][name] for name in lstm_peers.jaxrnn_fused_losses()}
+    variables, flax_step, _ = tiny_peers["flax"]
     loops = lstm_peers.update_loops(k, p, carry, chunks, steps, flax_step, variables, optimizer)
-    assert list(loops) == [f"jaxrnn fast, {k} updates/call", f"jaxrnn fast, folded embedding, {k} updates/call",
+    assert list(loops) == [f"jaxrnn fused, {k} updates/call", f"jaxrnn fused, folded, {k} updates/call",
                            f"flax linen nn.RNN(OptimizedLSTMCell), {k} updates/call"]
-    first = float(steps["jaxrnn fast"](p, optimizer.init(p), carry, xs, ys)[3])
+    first = float(steps["jaxrnn fused"](p, optimizer.init(p), carry, xs, ys)[3])
     for name, (call, _, loss) in loops.items():
         assert loss == pytest.approx(first, rel=1e-5), name
         losses = np.asarray(call()[-1])
         assert losses.shape == (k,) and losses[0] == pytest.approx(first, rel=1e-5), name
 
-    step = steps["jaxrnn fast"]
+    step = steps["jaxrnn fused"]
 
     def reset_step(params, opt_state, carry, xs, ys):  # a step that drops the carry: not what the loop does
         params, opt_state, _, loss = step(params, opt_state, carry, xs, ys)
         return params, opt_state, jax.tree.map(jnp.zeros_like, carry), loss
 
-    with pytest.raises(AssertionError, match="jaxrnn fast, 3 updates/call: its 3 losses against 3 calls"):
-        lstm_peers.update_loops(k, p, carry, chunks, steps | {"jaxrnn fast": reset_step}, flax_step, variables,
+    with pytest.raises(AssertionError, match="jaxrnn fused, 3 updates/call: its 3 losses against 3 calls"):
+        lstm_peers.update_loops(k, p, carry, chunks, steps | {"jaxrnn fused": reset_step}, flax_step, variables,
                                 optimizer)
 
 
-def test_per_update_times_and_the_report_compares_a_loop_with_a_loop():
+OLD_NAMES = {"jaxrnn scan": "jaxrnn make_train_step (plain)", "jaxrnn fused": "jaxrnn fast",
+             "jaxrnn fused, 8 updates/call": "jaxrnn fast, 8 updates/call"}  # labels before the 0.2 API
+
+
+@pytest.mark.parametrize("labels", ["current", "before the 0.2 API"])
+def test_per_update_times_and_the_report_compares_a_loop_with_a_loop(tmp_path, labels):
     import report
 
     timing = {"median_s": 8.0, "min_s": 4.0, "repeats": 6, "round_s": [8.0, 16.0]}
     assert lstm_peers.per_update(timing, 4) == {"median_s": 2.0, "min_s": 1.0, "repeats": 6, "round_s": [2.0, 4.0]}
-    names = ["jaxrnn make_train_step (plain)", "jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)",
-             "pytorch nn.LSTM (2 threads)", "jaxrnn fast, 8 updates/call",
+    names = ["jaxrnn scan", "jaxrnn fused", "flax linen nn.RNN(OptimizedLSTMCell)",
+             "pytorch nn.LSTM (2 threads)", "jaxrnn fused, 8 updates/call",
              "flax linen nn.RNN(OptimizedLSTMCell), 8 updates/call"]
     seconds = dict(zip(names, (6.0, 4.0, 5.0, 4.4, 3.0, 4.5)))
+    if labels != "current":
+        seconds = {OLD_NAMES.get(n, n): s for n, s in seconds.items()}
     rows = [dict(B=1, T=2, H=3, impl=n, tokens_per_s=2 / s, gflops=1.0, fraction_of_matmul_peak=0.5, compile_s=1.0,
                  matmul_peak_gflops=2.0, speedup_vs={o: t / s for o, t in seconds.items() if o != n},
                  paired_speedup_vs={o: {"median": t / s, "q25": t / s, "q75": t / s}
                                     for o, t in seconds.items() if o != n}) for n, s in seconds.items()]
     versions = dict.fromkeys(("jax", "flax", "optax", "numpy", "torch"), "0")
     environment = {"command": "c", "device": "cpu", "nproc": 2, "cpu_model": "m", "date": "d", "versions": versions}
-    table = report.lstm_peers({"rows": rows, "environment": environment})
+    (tmp_path / "lstm_peers.json").write_text(json.dumps({"rows": rows, "environment": environment}))
+    table = report.lstm_peers(report.load(tmp_path, "lstm_peers"))
     cells = {line.split(" | ")[1]: line.split(" | ")[5:10] for line in table.splitlines() if line.startswith("| 1, 2")}
-    # columns: over plain jaxrnn, over Flax linen, over PyTorch, by round over Flax linen, by round over PyTorch
-    assert cells["jaxrnn fast"] == ["1.50", "1.25", "1.10", "1.25 [1.25-1.25]", "1.10 [1.10-1.10]"]
-    assert cells["jaxrnn fast, 8 updates/call"] == ["2.00", "1.50", "1.47", "1.50 [1.50-1.50]", "1.47 [1.47-1.47]"]
+    # columns: over jaxrnn scan, over Flax linen, over PyTorch, by round over Flax linen, by round over PyTorch
+    assert list(cells) == names
+    assert cells["jaxrnn fused"] == ["1.50", "1.25", "1.10", "1.25 [1.25-1.25]", "1.10 [1.10-1.10]"]
+    assert cells["jaxrnn fused, 8 updates/call"] == ["2.00", "1.50", "1.47", "1.50 [1.50-1.50]", "1.47 [1.47-1.47]"]
     assert cells["flax linen nn.RNN(OptimizedLSTMCell)"][1] == "1.00"
     assert cells["flax linen nn.RNN(OptimizedLSTMCell), 8 updates/call"][:3] == ["1.33", "1.00", "0.98"]
     assert "K updates/call" in table
 
 
-def test_ab_fast_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_path):
-    fast = BENCH.parent / "jaxrnn" / "fast.py"
-    wrong = tmp_path / "fast_wrong.py"  # the same loss value with its gradient negated: a wrong backward pass
-    wrong.write_text("import jax\n"
-                     "from jaxrnn.fast import fast_sequence_loss as _loss, make_fast_train_step  # noqa: F401\n\n\n"
-                     "def fast_sequence_loss(*args, **kwargs):\n"
-                     "    loss, carry = _loss(*args, **kwargs)\n"
-                     "    return 2 * jax.lax.stop_gradient(loss) - loss, carry\n")
-    cmd = [sys.executable, str(INVESTIGATIONS / "ab_fast.py"), "2", "5", "8", "--device", "cpu",
+def test_report_reads_the_labels_of_results_from_before_the_0_2_api(tmp_path):
+    import report
+
+    assert (report.current_label("jaxrnn fast, folded embedding, 8 updates/call")
+            == "jaxrnn fused, folded, 8 updates/call")
+    assert report.current_label("jaxrnn plain, 100 updates/call (scan)") == "jaxrnn scan, 100 updates/call"
+    assert report.current_label("jaxrnn fast, 1 update/call") == "jaxrnn fused, 1 update/call"
+    assert report.current_label("flax linen nn.RNN(OptimizedLSTMCell)") == "flax linen nn.RNN(OptimizedLSTMCell)"
+    environment = {"command": "c", "device": "cpu", "nproc": 2, "cpu_model": "m", "date": "d",
+                   "versions": dict.fromkeys(("jax", "flax", "optax", "numpy", "torch"), "0")}
+    rows = [{"T": 4, "method": m, "peak_bytes": b * 2 ** 20} for m, b in (("full", 2), ("fast", 1))]
+    (tmp_path / "memory.json").write_text(json.dumps({"rows": rows, "environment": environment,
+                                                      "longest_T_within_budget": {"full": 8, "fast": 16}}))
+    table = report.memory(report.load(tmp_path, "memory"))
+    assert "| T | full BPTT, scan MiB | full BPTT, fused MiB |" in table and "| 4 | 2.0 | 1.0 |" in table
+    assert table.endswith("full 8, fused 16")
+
+
+WRONG_RECURRENCE = """import jax
+from jaxrnn.recurrence import fused_unroll as _unroll
+
+
+def fused_unroll(params, carry, xs):  # the same values with the gradient negated: a wrong backward pass
+    carry_T, hs = _unroll(params, carry, xs)
+    return carry_T, 2 * jax.lax.stop_gradient(hs) - hs
+"""
+
+
+def test_ab_recurrence_refuses_a_version_whose_gradient_is_wrong(tmp_path, capsys):
+    """In process: version 0 (the library's recurrence.py) passes the check against the scan path, version 1 (the
+    same loss, gradient negated) is refused before anything is timed."""
+    import ab_recurrence
+
+    wrong = tmp_path / "recurrence_wrong.py"
+    wrong.write_text(WRONG_RECURRENCE)
+    recurrence = BENCH.parent / "jaxrnn" / "recurrence.py"
+    args = ["2", "3", "4", "--device", "cpu", "--min-seconds", "0.01"]
+    assert ab_recurrence.main(args + [str(recurrence), str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"gradient, 1: {wrong} against jaxrnn scan" in err and "disagree" in err
+    assert ab_recurrence.main(args + [str(tmp_path / "nope.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    broken = tmp_path / "recurrence_broken.py"
+    broken.write_text("import jaxrnn.no_such_module\n")
+    for version in (broken, BENCH / "common.py"):  # fails on import; imports but is not a recurrence.py
+        assert ab_recurrence.main(args + [str(version)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot load" in err, err
+
+
+def test_ab_recurrence_builds_the_same_loss_from_fused_unroll_or_from_recurrence_and_recurrence_ids():
+    """A version without ``fused_unroll`` (only ``recurrence``/``recurrence_ids``) runs the same layer."""
+    import types
+
+    import ab_recurrence
+    from jaxrnn import recurrence
+
+    p, carry, xs, ys, _ = _tiny_problem()
+    bare = types.SimpleNamespace(recurrence=recurrence.recurrence, recurrence_ids=recurrence.recurrence_ids)
+    for unfolded in (False, True):
+        losses = [ab_recurrence.version_loss(ab_recurrence.version_unroll(m), unfolded=unfolded)(p, carry, xs, ys)[0]
+                  for m in (recurrence, bare)]
+        fused = lstm_peers.jaxrnn_fused_losses()[lstm_peers.FUSED if unfolded else lstm_peers.FOLDED]
+        np.testing.assert_allclose(losses, float(fused(p, carry, xs, ys)[0]), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_ab_recurrence_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_path):
+    recurrence = BENCH.parent / "jaxrnn" / "recurrence.py"
+    wrong = tmp_path / "recurrence_wrong.py"
+    wrong.write_text(WRONG_RECURRENCE)
+    cmd = [sys.executable, str(INVESTIGATIONS / "ab_recurrence.py"), "2", "5", "8", "--device", "cpu",
            "--min-seconds", "0.01"]
-    ok = subprocess.run(cmd + [str(fast), str(fast)], capture_output=True, text=True, timeout=600)
+    ok = subprocess.run(cmd + [str(recurrence), str(recurrence)], capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.count("speed-up over 0") == 2
     assert ok.stdout.count(" MiB)") == 2  # each version's block of temporaries
-    bad = subprocess.run(cmd + [str(fast), str(wrong)], capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(cmd + [str(recurrence), str(wrong)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "disagree" in bad.stderr
-    missing = subprocess.run(cmd + [str(tmp_path / "nope.py")], capture_output=True, text=True, timeout=600)
-    assert missing.returncode == 2 and "no such file" in missing.stderr
-    broken = tmp_path / "fast_broken.py"
-    broken.write_text("import jaxrnn.no_such_module\n")
-    for version in (broken, BENCH / "common.py"):  # fails on import; imports but is not a fast.py
-        run = subprocess.run(cmd + [str(version)], capture_output=True, text=True, timeout=600)
-        assert run.returncode == 2 and run.stderr.count("\n") == 1 and "cannot load" in run.stderr, run.stderr
 
 
+@pytest.mark.slow
 def test_huge_pages_times_both_allocator_settings_in_processes_of_their_own(tmp_path):
     import huge_pages
 

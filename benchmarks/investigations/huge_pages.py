@@ -1,6 +1,6 @@
 """The LSTM training step with XLA:CPU's per-call scratch memory in 4 KiB pages, and in huge pages (hugetlb=1).
 
-``lstm_peers.py``'s step (jaxrnn's fast path with the folded embedding, and Flax linen) with glibc's default
+``lstm_peers.py``'s step (jaxrnn's fused path with the folded embedding, and Flax linen) with glibc's default
 allocator and with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
 
 Command: ``python benchmarks/investigations/huge_pages.py [--quick] [--device cpu|auto]``
@@ -29,10 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
 import common  # noqa: E402
+import lstm_peers  # noqa: E402  (imports no JAX until called)
 
 HUGETLB = "glibc.malloc.hugetlb=1"
 SETTINGS = ("default", "hugetlb")
-JAXRNN, FLAX = "jaxrnn fast, folded embedding", "flax linen nn.RNN(OptimizedLSTMCell)"
+JAXRNN, FLAX = lstm_peers.FOLDED, "flax linen nn.RNN(OptimizedLSTMCell)"
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
@@ -67,17 +68,15 @@ def measure(config: Config, shape: tuple) -> dict:
 
     import optax
 
-    import lstm_peers
-
     B, T, H = shape
     V, E = config.vocab, config.embedding
     optimizer = optax.adam(config.learning_rate)
     p, carry, xs, ys = lstm_peers.problem(B, T, H, E, V, seed=B * T + H)
     opt0 = optimizer.init(p)
-    fast_step = lstm_peers.jaxrnn_impls(config, optimizer)[JAXRNN]
+    fused_step = lstm_peers.jaxrnn_impls(config, optimizer)[JAXRNN]
     variables, flax_step, _ = lstm_peers.flax_linen_impl(p, V, E, H, optimizer)
     vopt = optimizer.init(variables)
-    compiled = {JAXRNN: (common.compile_timed(fast_step, p, opt0, carry, xs, ys)[0], (p, opt0, carry, xs, ys), 3),
+    compiled = {JAXRNN: (common.compile_timed(fused_step, p, opt0, carry, xs, ys)[0], (p, opt0, carry, xs, ys), 3),
                 FLAX: (common.compile_timed(flax_step, variables, vopt, xs, ys)[0], (variables, vopt, xs, ys), 2)}
     out = {}
     for name, (step, args, loss_at) in compiled.items():

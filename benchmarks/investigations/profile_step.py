@@ -1,8 +1,8 @@
 """Where the time of one LSTM training step goes: the XLA ops of a compiled step, from a ``jax.profiler`` trace.
 
 Command: ``python benchmarks/investigations/profile_step.py [--quick | --preset large|small] [--device cpu|gpu|auto]``
-Profiles one of ``lstm_peers.py``'s jaxrnn implementations (default: the folded-embedding fast path) at
-(B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, or the unfolded fast path (the faster one at
+Profiles one of ``lstm_peers.py``'s jaxrnn implementations (default: the fused path, folded embedding) at
+(B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, or the unfolded fused path (the faster one at
 batch 1) at (1, 25, 100) with ``--preset small``, over ``repeats`` calls after warm-up.
 Prints and writes the ops that take the most time, milliseconds per training step, and how many times each
 runs per step (``T`` or ``2T`` for the ops inside the time loops).
@@ -27,7 +27,7 @@ import lstm_peers  # noqa: E402
 @dataclasses.dataclass(frozen=True)
 class Config:
     shape: tuple = (32, 64, 256)  # (batch, T, hidden)
-    impl: str = "jaxrnn fast, folded embedding"
+    impl: str = lstm_peers.FOLDED
     embedding: int = 64
     vocab: int = 100
     repeats: int = 10
@@ -35,7 +35,7 @@ class Config:
 
 
 PRESETS = {"full": Config(), "large": Config(shape=(64, 128, 512)),
-           "small": Config(shape=(1, 25, 100), impl="jaxrnn fast", repeats=200),  # the fastest path at batch 1
+           "small": Config(shape=(1, 25, 100), impl=lstm_peers.FUSED, repeats=200),  # the fastest path at batch 1
            "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, repeats=2, top=5)}
 
 

@@ -1,11 +1,14 @@
-"""Why ``jaxrnn.fast`` lays out a time step as it does: the patterns it avoids, timed against the ones it uses.
+"""Why ``jaxrnn.recurrence`` lays out a time step as it does on XLA:CPU: the patterns it avoids, timed against the
+ones it uses.
 
 Command: ``python benchmarks/investigations/step_layout.py [--quick] [--device cpu|gpu|auto]``
 Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H`` (vocabulary ``V`` for the lookup; the
 batch-1 cases at batch 1 and their own ``H``), or, for ``dWhh``, the one matmul over all ``T B`` rows that follows
 the backward loop; its variants compute the same numbers (checked before timing) and are timed in turn in the same
 process. Reported: microseconds per step (per time step for ``dWhh``: the whole matmul divided by ``T``) and each
-variant's speed-up over the case's first variant. The findings are XLA:CPU's; on another backend they may not hold.
+variant's speed-up over the case's first variant. The findings are XLA:CPU's; on another backend they may not hold
+(the library takes these layouts, ``recurrence._XLA_CPU``, only when compiled for the CPU). The variants call the
+module's internals with a layout chosen here, whatever the backend.
 """
 from __future__ import annotations
 
@@ -34,13 +37,15 @@ PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, steps=4, vocab=1
 
 
 def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict:
-    """``{case: {variant: (fn, args)}}``; the first variant of a case is the one ``jaxrnn.fast`` avoids, except in
-    the batch-1 cases of the two products with ``Whh`` (one per ``single_row_hidden``), where the variant it uses at
-    that ``H`` is marked."""
+    """``{case: {variant: (fn, args)}}``; the first variant of a case is the one ``jaxrnn.recurrence`` avoids on
+    XLA:CPU, except in the batch-1 cases of the two products with ``Whh`` (one per ``single_row_hidden``), where the
+    variant it uses at that ``H`` is marked."""
     import jax
     import jax.numpy as jnp
 
-    from jaxrnn import LSTMCarry, embed, fast
+    from jaxrnn import LSTMCarry, embed, recurrence
+
+    cpu = recurrence._XLA_CPU
 
     k = jax.random.split(jax.random.PRNGKey(0), 5)
     zs = jax.random.normal(k[0], (T, B, 4 * H))
@@ -75,28 +80,37 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
             return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(back(jnp.tanh(term(h)))), h0)
         return run
 
+    def single_row_matmuls(transposed):  # the (term, back) pair for one row, from a copy of Whh^T or not
+        # vector_lanes = G: the rule "H off the lane width, G on it" then holds, or (0) never, at any H
+        return lambda Whh: recurrence._recurrent_matmuls(
+            cpu._replace(vector_lanes=Whh.shape[0] if transposed else 0), Whh, 1)
+
     def single_row_case(H1):
         W1 = jax.random.normal(k[2], (4 * H1, H1)) / jnp.sqrt(H1)
         h1 = jnp.tanh(jax.random.normal(k[1], (1, H1)))
-        transposed = fast._reads_transposed(4 * H1, H1, 1)
+        transposed = recurrence._reads_transposed(cpu, 4 * H1, H1, 1)
         return {
-            "Whh @ h^T, dz @ Whh (as batched)" + ("" if transposed else " (jaxrnn.fast)"):
-                (both_matmuls_loop(fast._batched_matmuls), (W1, h1)),
-            "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T" + (" (jaxrnn.fast)" if transposed else ""):
-                (both_matmuls_loop(fast._transposed_matmuls), (W1, h1))}
+            "Whh @ h^T, dz @ Whh (as batched)" + ("" if transposed else " (jaxrnn)"):
+                (both_matmuls_loop(single_row_matmuls(False)), (W1, h1)),
+            "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T" + (" (jaxrnn)" if transposed else ""):
+                (both_matmuls_loop(single_row_matmuls(True)), (W1, h1))}
 
     def forward_case(H1):
         W1 = jax.random.normal(k[2], (4 * H1, H1)) / jnp.sqrt(H1)
         zxs1 = jax.random.normal(k[0], (T, 1, 4 * H1))
         carry1 = LSTMCarry(jnp.tanh(jax.random.normal(k[1], (1, H1))), jnp.zeros((1, H1)))
 
-        def loop(forward):
-            def run(Whh, carry, zxs):
-                term, _ = fast._recurrent_matmuls(Whh, 1)
-                return forward(term, jnp.zeros(4 * H1), carry, zxs, fast._identity)
-            return run
-        return {"four gate arrays; h and c kept": (loop(fast._forward_per_gate), (W1, carry1, zxs1)),
-                "one gate array; c kept (jaxrnn.fast)": (loop(fast._forward_single_row), (W1, carry1, zxs1))}
+        def loop(single_row_kernels):  # the forward loop over precomputed projections (Wxh None)
+            layout = cpu._replace(single_row_kernels=single_row_kernels)
+            return lambda Whh, carry, zxs: recurrence._forward(layout, Whh, jnp.zeros(4 * H1), carry, zxs, None)
+        return {"four gate arrays; h and c kept": (loop(False), (W1, carry1, zxs1)),
+                "one gate array; c kept (jaxrnn)": (loop(True), (W1, carry1, zxs1))}
+
+    def recurrent_term(Whh, h):  # the forward loop's h Whh^T for B rows, as the XLA:CPU layout computes it
+        return recurrence._recurrent_matmuls(cpu, Whh, B)[0](h)
+
+    def weight_grad(h_rows, dz_rows):  # dWhh = dz^T h as the end of recurrence._backward computes it
+        return recurrence._copy(cpu, recurrence._copy(cpu, h_rows.T) @ dz_rows).T
 
     zi, zg = zs[..., :H], zs[..., 3 * H:]
     dz_rows = zs.reshape(T * B, 4 * H)  # stand-ins for dz_t and h_{t-1}, all T B rows
@@ -104,16 +118,16 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
     return {
         "a fusion reading two slices of one buffer vs one slice of each of two buffers": {
             "two slices of one (T, B, 4H) buffer": (product_of(False), (zs, None)),
-            "two (T, B, H) buffers (jaxrnn.fast)": (product_of(True), (zi, zg))},
+            "two (T, B, H) buffers (jaxrnn)": (product_of(True), (zi, zg))},
         "recurrent matmul h @ Whh^T vs Whh @ h^T transposed back": {
             "h @ Whh.T": (matmul_loop(lambda W, h: h @ W.T), (Whh, h0)),
-            "Whh @ h^T (jaxrnn.fast)": (matmul_loop(fast._recurrent_term), (Whh, h0))},
+            "Whh @ h^T (jaxrnn)": (matmul_loop(recurrent_term), (Whh, h0))},
         "per-step lookup of token ids: columns of Wxh vs rows of Wxh^T copied before the loop": {
             "embed(Wxh, ids_t) in the loop": (lookup_loop(lambda W: functools.partial(embed, W)), (Wxh, ids)),
-            "rows of Wxh^T (jaxrnn.fast)": (lookup_loop(fast._lookup), (Wxh, ids))},
+            "rows of Wxh^T (jaxrnn)": (lookup_loop(lambda W: recurrence._projector(cpu, W)), (Wxh, ids))},
         "dWhh over all T B rows: dz^T @ h vs (h^T @ dz)^T with h^T copied first": {
             "dz_rows.T @ h_rows": (lambda h, dz: dz.T @ h, (h_rows, dz_rows)),
-            "copy of h^T @ dz, .T (jaxrnn.fast)": (fast._recurrent_weight_grad, (h_rows, dz_rows))},
+            "copy of h^T @ dz, .T (jaxrnn)": (weight_grad, (h_rows, dz_rows))},
     } | {f"batch 1, LSTM H {H1}: the time loops' two products with Whh, as batched vs from a copy of Whh^T":
          single_row_case(H1) for H1 in single_row_hidden} | {
         f"batch 1, LSTM H {H1}: the forward loop, four gate arrays vs one (at H 100, 16 vs 8 kernels per step)":

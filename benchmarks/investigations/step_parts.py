@@ -1,4 +1,4 @@
-"""Where one LSTM training step's time goes, part by part: jaxrnn's fast path beside Flax linen.
+"""Where one LSTM training step's time goes, part by part: jaxrnn's fused path beside Flax linen.
 
 Command: ``python benchmarks/investigations/step_parts.py [--quick | --preset mid] [--device cpu|gpu|auto]``
 For ``lstm_peers.py``'s model at (B, T, H) = (1, 25, 100) (``--preset mid``: (32, 64, 256)), each compiled on its
@@ -40,7 +40,7 @@ PRESETS = {"full": Config(), "mid": Config(shape=(32, 64, 256)),
            "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, min_seconds=0.01)}
 LOOP = "training step, in a loop (per step)"
 PARTS = ("forward (loss)", "loss and gradient", "optimizer update", "training step", "training step, donated", LOOP)
-JAXRNN, FLAX = "jaxrnn fast", "flax linen nn.RNN(OptimizedLSTMCell)"
+JAXRNN, FLAX = lstm_peers.FUSED, "flax linen nn.RNN(OptimizedLSTMCell)"
 
 
 def _parts(loss, step, params, opt_state, args, optimizer, updates_per_call):
@@ -80,17 +80,17 @@ def _parts(loss, step, params, opt_state, args, optimizer, updates_per_call):
 def main(config: Config) -> dict:
     import optax
 
-    from jaxrnn.fast import make_fast_train_step
+    import jaxrnn
 
     B, T0, H = config.shape
     E, V = config.embedding, config.vocab
     optimizer = optax.adam(config.learning_rate)
-    fast_loss = lstm_peers.jaxrnn_fast_losses()[JAXRNN]
-    jaxrnn_step = make_fast_train_step(optimizer, loss_fn=fast_loss)  # lstm_peers' "jaxrnn fast"
+    fused_loss = lstm_peers.jaxrnn_fused_losses()[JAXRNN]
+    jaxrnn_step = jaxrnn.make_train_step(optimizer, loss_fn=fused_loss)  # lstm_peers' "jaxrnn fused"
     calls, first_loss = {}, {}
     for T in (T0, 2 * T0):
         params, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
-        jaxrnn_parts = _parts(lambda p, xs, ys, carry=carry: fast_loss(p, carry, xs, ys)[0],
+        jaxrnn_parts = _parts(lambda p, xs, ys, carry=carry: fused_loss(p, carry, xs, ys)[0],
                               lambda p, s, xs, ys, carry=carry: jaxrnn_step(p, s, carry, xs, ys),
                               params, optimizer.init(params), (xs, ys), optimizer, config.updates_per_call)
         variables, flax_step, flax_loss = lstm_peers.flax_linen_impl(params, V, E, H, optimizer)
