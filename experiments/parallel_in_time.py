@@ -80,7 +80,7 @@ def main(cfg: Config) -> dict:
 
     p_scan, s_scan = params0, optimizer.init(params0)
     p_newton, s_newton = params0, optimizer.init(params0)
-    states = solve(params0, None).states  # the first step's warm start: the solution at the initial weights
+    states = jax.tree.map(lambda c: jnp.zeros((cfg.T, *c.shape), c.dtype), carry)  # step 1 starts cold
     curves = {k: [] for k in ("scan_loss", "newton_loss", "warm_iterations_max", "warm_iterations_mean",
                               "cold_iterations_max", "cold_iterations_mean", "all_converged", "residual_max",
                               "param_rel_diff")}

@@ -32,27 +32,36 @@ def _problem(kind, T, batch, dtype):
 
 
 def _loss(unroll_fn):
-    """A loss reading every output and the final carry, so that every cotangent path is exercised."""
+    """A loss reading every output and the final carry, so that every cotangent path is exercised; the unroll's
+    full result comes back as the auxiliary value."""
 
     def loss(params, carry, xs):
-        carry_T, hs = unroll_fn(params, carry, xs)
-        return jnp.sum(jnp.sin(3 * hs)) + sum(jnp.sum(jnp.cos(leaf)) for leaf in jax.tree.leaves(carry_T))
+        result = unroll_fn(params, carry, xs)
+        carry_T, hs = result[:2]
+        return jnp.sum(jnp.sin(3 * hs)) + sum(jnp.sum(jnp.cos(leaf)) for leaf in jax.tree.leaves(carry_T)), result
 
     return loss
 
 
-def _compare(step, params, carry, xs, **options):
-    scan = lambda p, c, x: jaxrnn.unroll(step, p, c, x, method="scan")
-    newton = lambda p, c, x: newton_unroll(step, p, c, x, **options)[:2]
-    both = jax.jit(lambda p, c, x: (scan(p, c, x), jax.grad(_loss(scan), argnums=(0, 1, 2))(p, c, x),
-                                    newton_unroll(step, p, c, x, **options),
-                                    jax.grad(_loss(newton), argnums=(0, 1, 2))(p, c, x)))
+def _compare(step, params, carry, xs, argnums=(0, 1, 2), scan=None, **options):
+    """``(scan's (carry_T, hs), its gradients, NewtonResult, Newton's gradients)`` in one compiled call."""
+    scan = scan or (lambda p, c, x: jaxrnn.unroll(step, p, c, x, method="scan"))
+    newton = lambda p, c, x: newton_unroll(step, p, c, x, **options)
+    grad = lambda fn: jax.grad(_loss(fn), argnums=argnums, has_aux=True)
+
+    @jax.jit
+    def both(p, c, x):
+        ref_grads, ref = grad(scan)(p, c, x)
+        grads, result = grad(newton)(p, c, x)
+        return ref, ref_grads, result, grads
+
     return both(params, carry, xs)
 
 
 slow = pytest.mark.slow
-CASES = [("rnn", 1, (), "full"), ("rnn", 64, (3,), "diagonal"), pytest.param("rnn", 7, (2,), "full", marks=slow),
-         ("gru", 7, (3,), "full"), ("gru", 64, (), "diagonal"), pytest.param("gru", 1, (2,), "diagonal", marks=slow),
+CASES = [("rnn", 1, (), "full"), pytest.param("rnn", 64, (3,), "diagonal", marks=slow),
+         pytest.param("rnn", 7, (2,), "full", marks=slow), pytest.param("gru", 7, (3,), "full", marks=slow),
+         ("gru", 64, (), "diagonal"), pytest.param("gru", 1, (2,), "diagonal", marks=slow),
          ("lstm", 7, (), "diagonal"), ("lstm", 64, (2,), "full"),
          pytest.param("lstm", 64, (), "diagonal", marks=slow)]
 
@@ -68,8 +77,8 @@ def test_states_and_gradients_equal_the_scan_float32(kind, T, batch, jacobian):
         assert _rel(g_ref, g) <= 1e-5
 
 
-@pytest.mark.parametrize("kind,jacobian", [("rnn", "full"), ("gru", "diagonal"), ("lstm", "full"),
-                                           pytest.param("lstm", "diagonal", marks=slow)])
+@pytest.mark.parametrize("kind,jacobian", [("rnn", "full"), pytest.param("gru", "diagonal", marks=slow),
+                                           pytest.param("lstm", "full", marks=slow), ("lstm", "diagonal")])
 def test_states_and_gradients_equal_the_scan_float64(x64, kind, jacobian):
     step, params, carry, xs = _problem(kind, 64, (2,), jnp.float64)
     ref, ref_grads, result, grads = _compare(step, params, carry, xs, jacobian=jacobian)
@@ -89,6 +98,7 @@ def test_full_newton_converges_in_few_iterations_diagonal_in_more_on_a_contracti
 
 
 def test_token_ids_and_the_sequential_adjoint(x64):
+    """The GRU in float64 (with token ids): both adjoints give the scan's gradient to 1e-10."""
     params = jaxrnn.init_gru(jax.random.PRNGKey(1), 11, H, 11, dtype=jnp.float64)
     xs = jax.random.randint(jax.random.PRNGKey(2), (20, 3), 0, 11)
     carry = jaxrnn.initial_carry(params, (3,))
@@ -115,14 +125,11 @@ def test_a_user_defined_cell_with_a_dict_carry(x64):
          "C": 0.5 * jax.random.normal(keys[2], (3, 2), jnp.float64)}
     xs = jax.random.normal(keys[3], (30, 2), jnp.float64)
     carry = {"a": jnp.zeros(2, jnp.float64), "b": jnp.ones(3, jnp.float64)}
-    ref = jaxrnn.unroll(step, p, carry, xs)
-    for jacobian in ("full", "diagonal"):
-        result = _newton(step, p, carry, xs, jacobian=jacobian)
+    ref, g_ref, result, g = _compare(step, p, carry, xs)
+    diagonal = _newton(step, p, carry, xs, jacobian="diagonal")
+    for result in (result, diagonal):
         assert result.hs.shape == (30, 1) and bool(result.converged)
         assert _rel(ref, (result.carry, result.hs)) <= 1e-10
-    loss = lambda fn: (lambda p, xs: jnp.sum(fn(p, xs)[1] ** 2))
-    g_ref = jax.jit(jax.grad(loss(lambda p, xs: jaxrnn.unroll(step, p, carry, xs)), argnums=(0, 1)))(p, xs)
-    g = jax.jit(jax.grad(loss(lambda p, xs: _newton(step, p, carry, xs)[:2]), argnums=(0, 1)))(p, xs)
     assert _rel(g_ref, g) <= 1e-10
 
 
@@ -226,3 +233,18 @@ def test_experiment_tiny_newton_training_follows_the_scan_and_warm_starts_save_i
     assert summary["every_step_converged"]
     assert summary["loss_max_rel_diff"] <= 1e-5 and summary["final_param_rel_diff"] <= 1e-5
     assert summary["warm_iterations_mean_over_training"] < summary["cold_iterations_mean_over_training"]
+
+
+@slow
+def test_variable_lengths_through_mask_step():
+    """``unroll``'s ``lengths=`` is ``mask_step`` with ``xs = (xs, mask)``: Newton takes it like any step."""
+    params = jaxrnn.init_lstm(jax.random.PRNGKey(0), D, H, 2)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (12, 4, D))
+    lengths = jnp.array([12, 5, 0, 9])
+    mask, carry = jaxrnn.length_mask(lengths, 12), jaxrnn.initial_carry(params, (4,))
+    scan = lambda p, c, x: jaxrnn.unroll(jaxrnn.lstm_step, p, c, x[0], lengths=lengths)
+    ref, ref_grads, result, grads = _compare(jaxrnn.mask_step(jaxrnn.lstm_step), params, carry, (xs, mask),
+                                             argnums=(0, 1), scan=scan)
+    assert int(result.iterations[2]) == 0  # an empty sequence keeps its zero state: solved by the initial guess
+    assert _rel(ref, (result.carry, result.hs)) <= 1e-5
+    assert _rel(ref_grads, grads) <= 1e-5
