@@ -320,7 +320,9 @@ class NewtonSolver:
     """The options of ``newton_unroll`` in one hashable value (a static argument of ``jit``).
 
     ``solver(step, params, carry, xs, init=None)`` returns the ``NewtonResult``; ``solver.unroll(step, params,
-    carry, xs)`` returns ``unroll``'s ``(carry_T, hs)``.
+    carry, xs)`` returns ``unroll``'s ``(carry_T, hs)``. In ``unroll(..., method="newton")``: ``reverse=True`` is
+    ``xs`` flipped on the time axis and ``hs`` flipped back; ``mask``/``lengths`` are ``mask_step(step)`` with
+    ``xs = (xs, mask)``, as for the scan; ``remat`` and ``unroll`` do not apply.
     """
 
     jacobian: str = "full"
