@@ -5,20 +5,17 @@ hidden size (with the default Adam, and with the lecture's clipped Adagrad) afte
 time, beside add-one n-gram models (n = 1..5) and interpolated Witten-Bell n-grams, all on the built-in corpus's
 validation split.
 
-    flock /tmp/jaxrnn-cpu.lock python experiments/char_lm_quality.py            # ~5 minutes on 2 CPU cores
-    python experiments/char_lm_quality.py --preset tiny                          # seconds (used by a test)
+    python experiments/char_lm_quality.py --preset cpu --out experiments/results   # ~17 minutes on 2 CPU cores
+    python experiments/char_lm_quality.py --preset tiny --out /tmp/q                # seconds (used by a test)
 
-Writes ``experiments/results/char_lm_quality.json`` and ``char_lm_quality.png``. The training time counts the
-compiled update calls, their first compilation included; validation and checkpoint writing are not counted.
+Writes ``OUT/char_lm_quality.json`` and ``char_lm_quality.png``. The training time counts the compiled update
+calls, their first compilation included; validation and checkpoint writing are not counted.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,10 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxrnn.cli import RunConfig, run_training
-from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments import common  # noqa: E402
+from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids  # noqa: E402
+from jaxrnn.lm import RunConfig, run_training  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class QualityConfig:
 
 
 PRESETS = {
-    "full": QualityConfig(),
+    "cpu": QualityConfig(),
     "tiny": QualityConfig(seconds=60.0, max_order=3, name="char_lm_quality_tiny",
                           run=(("hidden_size", 16), ("batch_size", 4), ("seq_length", 8), ("steps", 20),
                                ("eval_every", 10))),
@@ -90,7 +88,7 @@ def ngram_losses(train: np.ndarray, val: np.ndarray, V: int, max_order: int) -> 
     return results
 
 
-def main(config: QualityConfig, out_dir: str = RESULTS) -> dict:
+def main(config: QualityConfig) -> dict:
     import jax
 
     text = load_corpus(config.corpus)
@@ -101,9 +99,7 @@ def main(config: QualityConfig, out_dir: str = RESULTS) -> dict:
     results = {"corpus": config.corpus, "characters": len(text), "vocab_size": vocab.size,
                "split": [len(train), len(val), len(text) - len(train) - len(val)],
                "budget_seconds": config.seconds, "ngram_val_loss": baselines,
-               "ngram_seconds": time.perf_counter() - t0, "models": {},
-               "device": str(jax.devices()[0]), "cpu_count": os.cpu_count(), "jax": jax.__version__,
-               "python": platform.python_version(), "config": dataclasses.asdict(config)}
+               "ngram_seconds": time.perf_counter() - t0, "models": {}, "config": dataclasses.asdict(config)}
     for label, overrides in config.models:
         run = dataclasses.replace(RunConfig(corpus=config.corpus), **dict(config.run), **dict(overrides))
         with tempfile.TemporaryDirectory() as out:
@@ -121,20 +117,16 @@ def main(config: QualityConfig, out_dir: str = RESULTS) -> dict:
             "test_loss": summary.get("test_loss"),
             "parameters": int(sum(x.size for x in jax.tree.leaves(summary["params"]))),
             "curve": curve}
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, config.name + ".json"), "w") as f:
-        json.dump(results, f, indent=2)
-    _plot(results, os.path.join(out_dir, config.name + ".png"))
+    best = {label: m["best_val_loss_within_budget"] for label, m in results["models"].items()}
+    results["summary"] = {**{f"{label}: best validation nats/char": v for label, v in best.items()},
+                          f"Witten-Bell {config.max_order}-gram nats/char":
+                              baselines[f"Witten-Bell {config.max_order}-gram"]}
     return results
 
 
-def _plot(results: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+def make_figure(results: dict):
+    fig, axes = common.new_figure(1, 1, size=(6.4, 4.0))
+    ax = axes[0, 0]
     for label, m in results["models"].items():
         ax.plot([c[0] for c in m["curve"]], [c[2] for c in m["curve"]], marker="o", markersize=3, label=label)
     for name in ("add-one 3-gram", "Witten-Bell 5-gram", "Witten-Bell 3-gram"):
@@ -147,18 +139,8 @@ def _plot(results: dict, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
-    args = parser.parse_args()
-    res = main(PRESETS[args.preset])
-    for name, loss in res["ngram_val_loss"].items():
-        print(f"{name:22s} {loss:.4f} nats/char  {loss / math.log(2):.4f} bits/char")
-    for label, m in res["models"].items():
-        print(f"{label:24s} {m['best_val_loss_within_budget']:.4f} nats/char at step {m['at_step']} "
-              f"({m['at_seconds']:.0f} s of training); {m['parameters']} parameters")
-    sys.exit(0)
+    sys.exit(common.cli("char_lm_quality", PRESETS, main, make_figure))

@@ -5,21 +5,19 @@ Shapes: ``T`` time, ``B`` batch, ``D`` input, ``H`` hidden, ``V`` outputs. Input
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
-import platform
 import sys
-import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import jaxrnn
+import jaxrnn.training
+from jaxrnn import results as results_io
 
 # ----------------------------------------------------------------------------------------------- tasks
 
@@ -61,13 +59,10 @@ def copy_baseline(T: int) -> float:
 # ---------------------------------------------------------------------------------------------- models
 
 
-def init_model(kind: str, key, input_size: int, hidden_size: int, output_size: int, *, forget_bias=1.0):
-    """``init_rnn`` or ``init_lstm`` (the library defaults: orthogonal ``Whh``) by name."""
-    if kind == "rnn":
-        return jaxrnn.init_rnn(key, input_size, hidden_size, output_size)
-    if kind == "lstm":
-        return jaxrnn.init_lstm(key, input_size, hidden_size, output_size, forget_bias=forget_bias)
-    raise ValueError(f"unknown model kind {kind!r}; expected 'rnn' or 'lstm'")
+def init_model(kind: str, key, input_size: int, hidden_size: int, output_size: int, **kwargs):
+    """The library's initialiser for the cell named ``kind`` (``"rnn"``, ``"lstm"``, ``"gru"``): orthogonal
+    ``Whh``; ``kwargs`` such as the LSTM's ``forget_bias`` go to it."""
+    return jaxrnn.cell_type(kind).init(key, input_size, hidden_size, output_size, **kwargs)
 
 
 def hidden(carry):
@@ -91,26 +86,23 @@ def thin(values, points: int = 200):
     return values[:: max(len(values) // points, 1)]
 
 
-def global_norm(tree):
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+global_norm = jaxrnn.training.global_norm
 
 
 def make_trainer(loss_fn, optimizer, make_batch, chunk: int):
     """``run(params, opt_state, key) -> (params, opt_state, losses (chunk,), grad_norms (chunk,))``: ``chunk``
-    optimiser steps as one compiled ``lax.scan``, each on a fresh batch ``make_batch(key)``.
+    optimiser steps of ``jaxrnn.make_train_step`` in one compiled call, each on a fresh batch
+    ``make_batch(k)`` for ``k`` in ``split(key, chunk)``.
 
     ``loss_fn(params, batch) -> scalar``. The gradient norm is measured before the optimiser (and its clipping).
     """
-
-    def one(carry, key):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, make_batch(key))
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), (loss, global_norm(grads))
+    step = jaxrnn.make_train_step(optimizer, loss_fn=lambda p, carry, batch, _, mask=None: (loss_fn(p, batch), carry),
+                                  updates_per_call=chunk, with_grad_norm=True)
 
     @jax.jit
     def run(params, opt_state, key):
-        (params, opt_state), (losses, norms) = jax.lax.scan(one, (params, opt_state), jax.random.split(key, chunk))
+        batches = jax.vmap(make_batch)(jax.random.split(key, chunk))
+        params, opt_state, _, losses, norms = step(params, opt_state, (), batches, None)
         return params, opt_state, losses, norms
 
     return run
@@ -143,57 +135,16 @@ def train(loss_fn, params, optimizer, make_batch, key, steps: int, *, chunk: int
 # ------------------------------------------------------------------------------------ command line, files
 
 
-def environment() -> dict:
-    """Device and versions, recorded beside every result."""
-    return {"device": str(jax.devices()[0]), "jax": jax.__version__, "optax": optax.__version__,
-            "python": platform.python_version(), "cpu_count": os.cpu_count()}
-
-
-def to_jsonable(x):
-    if dataclasses.is_dataclass(x):
-        return to_jsonable(dataclasses.asdict(x))
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return to_jsonable(np.asarray(x).tolist())
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if math.isfinite(x) else str(x)  # JSON has no inf/nan
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    return x
-
-
-def _atomic_write(path: str, write) -> None:
-    """Write to a temporary file beside ``path`` and rename, so a failed run never leaves half a file."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+environment = results_io.environment
+to_jsonable = results_io.to_jsonable
 
 
 def save(out_dir: str, name: str, results: dict, figure=None) -> dict:
-    """Write ``NAME.json`` (and ``NAME.png`` from a matplotlib figure) into ``out_dir``; returns the paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"json": os.path.join(out_dir, f"{name}.json")}
-
-    def write_json(p):
-        with open(p, "w") as f:
-            json.dump(to_jsonable(results), f, indent=1)
-            f.write("\n")
-
-    _atomic_write(paths["json"], write_json)
+    """Write ``NAME.json`` (and ``NAME.png`` from a matplotlib figure) into ``out_dir``, each atomically;
+    returns the paths."""
+    paths = {"json": results_io.write_json(os.path.join(out_dir, f"{name}.json"), results)}
     if figure is not None:
-        paths["png"] = os.path.join(out_dir, f"{name}.png")
-        _atomic_write(paths["png"], lambda p: figure.savefig(p, dpi=80, format="png"))
+        paths["png"] = results_io.write_figure(os.path.join(out_dir, f"{name}.png"), figure)
     return paths
 
 

@@ -81,7 +81,7 @@ def run_one(cfg: Config, k: int, vocab_size: int, train_ids, validation) -> dict
     optimizer = make_optimizer("adam", cfg.learning_rate, clip=cfg.clip, clip_mode="global_norm")
     model = lm.ModelConfig(vocab_size, cell="lstm", hidden_size=cfg.hidden_size)
     state = lm.init_train_state(jax.random.PRNGKey(cfg.seed), model, optimizer, cfg.batch)
-    train_chunks = lm.make_train_chunks(optimizer)
+    train_chunks = lm.make_train_chunks(optimizer, max(cfg.characters // (cfg.batch * k) // cfg.evaluations, 1))
     updates = cfg.characters // (cfg.batch * k)
     per_call = max(updates // cfg.evaluations, 1)
     start, points, losses = 0, [], []

@@ -46,5 +46,5 @@ __all__ = [
     "sequence_loss", "softmax_cross_entropy", "lecture_optimizer", "make_optimizer", "scale_by_lecture_adagrad",
     "make_train_step",
     "next_token", "sample",
-    "gradflow", "lag_norms", "reference", "scaled_orthogonal",
+    "gradflow", "lag_norms", "reference", "registry", "scaled_orthogonal",
 ]

@@ -31,7 +31,7 @@ same numbers; ``embed`` exposes the lookup on its own.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

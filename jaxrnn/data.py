@@ -94,9 +94,6 @@ class Vocabulary:
     def size(self) -> int:
         return len(self.chars)
 
-    def __len__(self) -> int:
-        return len(self.chars)
-
     def encode(self, text: str) -> np.ndarray:
         """Ids ``(len(text),)`` int32; characters outside the vocabulary raise ``DataError`` naming them."""
         index = {ch: i for i, ch in enumerate(self.chars)}

@@ -39,7 +39,7 @@ def softmax_cross_entropy(ys, targets, mask=None, *, reduction: str = "sum"):
 
 def sequence_loss(params, carry, xs, targets, *, step=None, mask=None, lengths=None, padding: str = "right",
                   reduction: str = "sum", method: str = "scan", unroll: int = 1, remat: bool = False,
-                  segment_length: int | None = None, key=None, dropout: float = 0.0):
+                  segment_length: int | None = None, key=None, dropout: float = 0.0, newton=None):
     """Unroll, read out every ``h_t`` at once, and score the targets.
 
     Args:
@@ -50,8 +50,8 @@ def sequence_loss(params, carry, xs, targets, *, step=None, mask=None, lengths=N
         "left"): each sequence's state is frozen outside its own steps (``unroll(..., lengths=)``) and only its
         own targets count, so loss, gradients and ``carry_T`` equal running each sequence alone.
       reduction: ``"sum"`` over every counted target (the lecture's), or ``"mean"`` (nats per target).
-      method, unroll, remat, key, dropout: passed to ``jaxrnn.unroll`` (``method`` is ``"scan"``, ``"loop"`` or
-        ``"fused"``; ``key``/``dropout`` act between the layers of a stack).
+      method, unroll, remat, key, dropout, newton: passed to ``jaxrnn.unroll`` (``method`` is ``"scan"``,
+        ``"loop"``, ``"fused"`` or ``"newton"``; ``key``/``dropout`` act between the layers of a stack).
       segment_length: ``S`` dividing ``T``: the backward pass keeps memory ``O(T / S + S)`` instead of ``O(T)``.
         Each segment of ``S`` steps (unroll, readout, loss) runs under ``jax.checkpoint``, so the forward pass
         keeps only the carries at segment boundaries and the backward pass recomputes one segment at a time;
@@ -63,7 +63,7 @@ def sequence_loss(params, carry, xs, targets, *, step=None, mask=None, lengths=N
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
     step = step_for(params) if step is None else step
-    options = dict(step=step, method=method, unroll=unroll, remat=remat)
+    options = dict(step=step, method=method, unroll=unroll, remat=remat, newton=newton)
     if segment_length is not None:
         if lengths is not None:
             raise ValueError("sequence_loss: segment_length takes a mask, not lengths")
@@ -72,10 +72,11 @@ def sequence_loss(params, carry, xs, targets, *, step=None, mask=None, lengths=N
         if mask is not None:
             raise ValueError("sequence_loss: pass mask or lengths, not both")
         mask = length_mask(lengths, jnp.shape(targets)[0], padding=padding)
-        carry_T, hs = _unroll(step, params, carry, xs, mask=mask, method=method, unroll=unroll, remat=remat)
+        carry_T, hs = _unroll(step, params, carry, xs, mask=mask, method=method, unroll=unroll, remat=remat,
+                              newton=newton)
     else:
         carry_T, hs = _unroll(step, params, carry, xs, method=method, unroll=unroll, remat=remat, key=key,
-                              dropout=dropout)
+                              dropout=dropout, newton=newton)
     loss = softmax_cross_entropy(readout(params, hs), targets, mask, reduction=reduction)
     return loss, carry_T
 

@@ -22,16 +22,16 @@ The forward maths is not restated: a step applies ``lstm_gates`` then ``lstm_mem
 Layout choices. Some orderings of the same arithmetic were measured faster on XLA:CPU; they are taken only when
 the computation is compiled for the CPU (``jax.lax.platform_dependent``), and every other backend gets the plain
 orderings. Each is justified by a benchmark in ``benchmarks/investigations/`` (``step_layout.py`` times the
-patterns one by one, ``ab_fast.py`` times a whole training step against another version of this file):
+patterns one by one, ``ab_recurrence.py`` times a whole training step against another version of this file):
 
 * the recurrent matmul as ``Whh @ h^T`` (the lecture's orientation), transposed back in its consumer
   (``step_layout.py``);
 * for one row (batch 1) with ``H`` not a multiple of XLA:CPU's 8 float32 vector lanes while ``G`` is, both
   time loops read a copy of ``Whh^T``, so that every matrix-vector product runs along rows of ``G`` floats
-  (``step_layout.py``'s batch-1 cases, ``ab_fast.py 1 25 100``);
+  (``step_layout.py``'s batch-1 cases, ``ab_recurrence.py 1 25 100``);
 * for one row of the LSTM, the forward loop keeps the gates as one ``(..., 4H)`` array from a single sigmoid
   (``tanh(x) = 2 sigmoid(2x) - 1``): its body compiles to 8 kernels, the most XLA:CPU runs in sequence on the
-  calling thread instead of as a task graph (``step_layout.py``, ``ab_fast.py 1 25 100``);
+  calling thread instead of as a task graph (``step_layout.py``, ``ab_recurrence.py 1 25 100``);
 * copies of ``h^T`` (for ``dWhh = (h^T dz)^T``) and of ``Wxh^T`` (for the id lookup) made once outside the
   loops, which XLA:CPU otherwise read through strided views (``step_layout.py``, ``profile_step.py``).
 

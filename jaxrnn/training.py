@@ -27,7 +27,7 @@ def global_norm(tree):
 
 def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, step=None, reduction: str = "sum",
                     method: str = "scan", unroll: int = 1, remat: bool = False, segment_length: int | None = None,
-                    dropout: float = 0.0, updates_per_call: int = 1, with_grad_norm: bool = False,
+                    dropout: float = 0.0, newton=None, updates_per_call: int = 1, with_grad_norm: bool = False,
                     donate: bool = False):
     """Build ``train_step(params, opt_state, carry, xs, targets, mask=None, *, reset=None, active=None, key=None)
     -> (params, opt_state, carry_T, loss)``, jitted.
@@ -38,8 +38,8 @@ def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, st
 
     Args:
       loss_fn: ``loss_fn(params, carry, xs, targets, *, mask=None[, key]) -> (loss, carry_T)``; by default
-        ``sequence_loss`` with ``step``, ``reduction``, ``method``, ``unroll``, ``remat``, ``segment_length`` and
-        ``dropout`` (between the layers of a stack). ``key`` is passed only when the step is called with one.
+        ``sequence_loss`` with ``step``, ``reduction``, ``method``, ``unroll``, ``remat``, ``segment_length``,
+        ``dropout`` (between the layers of a stack) and ``newton`` (the options of ``method="newton"``). ``key`` is passed only when the step is called with one.
       updates_per_call: ``K``: the step runs ``K`` updates in one compiled call (a ``lax.scan``), update ``k``
         on chunk ``k`` starting from the carry left by chunk ``k - 1``, exactly as ``K`` calls would, without
         returning to Python in between; ``loss`` is then ``(K,)``.
@@ -56,7 +56,7 @@ def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, st
     K = positive_int("updates_per_call", updates_per_call)
     if loss_fn is None:
         loss_fn = functools.partial(sequence_loss, step=step, reduction=reduction, method=method, unroll=unroll,
-                                    remat=remat, segment_length=segment_length, dropout=dropout)
+                                    remat=remat, segment_length=segment_length, dropout=dropout, newton=newton)
 
     def update(params, opt_state, carry, xs, targets, mask, reset, key):
         if reset is not None:

@@ -20,7 +20,7 @@ import numpy as np
 from jaxrnn import recurrence, registry, stack
 from jaxrnn._checks import positive_int
 
-METHODS = ("scan", "loop", "fused")
+METHODS = ("scan", "loop", "fused", "newton")
 """How ``unroll`` runs the time loop; each gives the same numbers (tests pin them equal)."""
 PADDINGS = ("right", "left")
 
@@ -48,7 +48,7 @@ def _check_carry_kept(f, carry, x0) -> None:
 
 def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, remat: bool = False,
            reverse: bool = False, mask=None, lengths=None, padding: str = "right", key=None,
-           dropout: float = 0.0):
+           dropout: float = 0.0, newton=None):
     """Apply ``step(params, carry, x_t) -> (carry, h_t)`` for t = 0..T-1.
 
     Args:
@@ -59,7 +59,10 @@ def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, re
         same step in a Python loop (T copies of the body when traced under ``jit``: compile time grows with T);
         ``"fused"`` runs RNN and LSTM layers by ``jaxrnn.recurrence`` (input projection hoisted out of the
         loop, hand-written BPTT) and any other cell by ``scan``; it needs ``step`` to be the registered step of
-        ``params`` and takes no ``mask``, ``lengths`` or ``remat``.
+        ``params`` and takes no ``mask``, ``lengths`` or ``remat``. ``"newton"`` solves for all ``T`` states at
+        once by Newton's method, each iteration parallel over time (``jaxrnn.newton``), with the options of
+        ``newton`` (a ``jaxrnn.newton.NewtonSolver``; default ``NewtonSolver()``): the carries and outputs of an
+        example whose solve did not converge are NaN, so that it cannot pass unnoticed.
       unroll: how many steps ``scan`` puts in one loop iteration (ignored by the other methods).
       remat: wrap the step in ``jax.checkpoint``: the backward pass recomputes each step's internals instead of
         storing them, trading compute for memory on long sequences.
@@ -80,11 +83,15 @@ def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, re
         raise ValueError(f"unroll: dropout must be in [0, 1), got {dropout!r}")
     if method == "fused" and (mask is not None or lengths is not None or remat):
         raise ValueError("unroll: method='fused' takes no mask, lengths or remat; use method='scan' for those")
+    if method == "newton" and remat:
+        raise ValueError("unroll: method='newton' keeps no per-step internals; remat does not apply")
+    if newton is not None and method != "newton":
+        raise ValueError(f"unroll: newton= gives the options of method='newton', not of {method!r}")
     is_stack = isinstance(params, stack.StackParams)
     if dropout > 0 and not is_stack:
         raise ValueError(f"unroll: dropout acts between the layers of a StackParams model, not on "
                          f"{type(params).__name__}")
-    options = dict(method=method, unroll=unroll, remat=remat, reverse=reverse)
+    options = dict(method=method, unroll=unroll, remat=remat, reverse=reverse, newton=newton)
     if mask is not None or lengths is not None:
         if dropout > 0:
             raise ValueError("unroll: dropout and mask/lengths cannot be combined")
@@ -102,9 +109,13 @@ def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, re
     return _unroll_step(step, params, carry, xs, **options)
 
 
-def _unroll_step(step, params, carry, xs, *, method, unroll, remat, reverse):
+def _unroll_step(step, params, carry, xs, *, method, unroll, remat, reverse, newton):
     """``unroll`` of one step function without mask or dropout (``method="fused"`` falls back to ``scan`` for a
     cell the fused recurrence does not compute)."""
+    if method == "newton":
+        flip = (lambda tree: jax.tree.map(lambda a: jnp.flip(a, 0), tree)) if reverse else (lambda tree: tree)
+        carry_T, hs = _newton(step, params, carry, flip(xs), newton)
+        return carry_T, flip(hs)
     if method == "fused" and recurrence.supports(params):
         _leading_length(xs)
         if reverse:
@@ -125,6 +136,21 @@ def _unroll_step(step, params, carry, xs, *, method, unroll, remat, reverse):
         _, out_shape = jax.eval_shape(f, carry, x0)
         return carry, jax.tree.map(lambda s: jnp.zeros((0, *s.shape), s.dtype), out_shape)
     return carry, jax.tree.map(lambda *hs: jnp.stack(hs), *outs)
+
+
+def _newton(step, params, carry, xs, solver):
+    """The Newton solve, with NaN in the carries and outputs of every example that did not converge."""
+    from jaxrnn.newton import NewtonSolver
+
+    result = (NewtonSolver() if solver is None else solver)(step, params, carry, xs)
+    ok = result.converged
+
+    def where_converged(a, leading):
+        m = ok.reshape((1,) * leading + ok.shape + (1,) * (a.ndim - leading - ok.ndim))
+        return jnp.where(m, a, jnp.nan)
+
+    return (jax.tree.map(lambda a: where_converged(a, 0), result.carry),
+            jax.tree.map(lambda a: where_converged(a, 1), result.hs))
 
 
 _unroll = unroll  # callable where a keyword argument named ``unroll`` hides the function

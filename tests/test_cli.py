@@ -181,6 +181,7 @@ def test_python_dash_m_bad_input_exits_2_without_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == [f"jaxrnn train: error: no such file: {tmp_path / 'missing.txt'}"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, text_file):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "jaxrnn", "train", "--data", text_file, "--out", str(out),

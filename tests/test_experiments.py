@@ -49,6 +49,7 @@ def test_count_spikes():
     assert gradient_clipping.count_spikes(losses, 4.0, 3) == 1
 
 
+@pytest.mark.slow
 def test_long_range_tiny_preset_beats_the_baseline():
     s = long_range.main(long_range.PRESETS["tiny"])["summary"]
     assert s["adding_lstm_T10_test_loss"] < s["adding_T10_baseline"] / 10
@@ -104,6 +105,7 @@ def test_bracket_sets_are_what_they_claim():
     assert brackets.is_balanced(np.array([0, 0, 1, 0, 1, 1])) and not brackets.is_balanced(np.array([0, 1, 1, 0]))
 
 
+@pytest.mark.slow
 def test_brackets_tiny_preset_beats_chance():
     from experiments import brackets
 

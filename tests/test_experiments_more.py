@@ -8,7 +8,7 @@ import pytest
 import jaxrnn
 from experiments import seq2seq
 
-# --------------------------------------------------------------------------------------- seq2seq (item 7)
+# --------------------------------------------------------------------------------------- seq2seq
 
 
 def test_seq2seq_encodes_a_problem_as_the_lecture_writes_it():
@@ -49,6 +49,7 @@ def test_seq2seq_baselines_are_what_they_claim():
     assert base["loss"] == pytest.approx(-(2 * np.log(2 / 3) + np.log(1 / 3)) / 5)
 
 
+@pytest.mark.slow
 def test_seq2seq_tiny_preset_learns_addition_beyond_the_blind_baseline():
     s = seq2seq.main(seq2seq.PRESETS["tiny"])["summary"]
     # a question-blind constant answer is right only when its sum happens to be it
@@ -57,7 +58,7 @@ def test_seq2seq_tiny_preset_learns_addition_beyond_the_blind_baseline():
     assert s["reversed_test_loss"] < 0.7 * s["reversed_constant_answer_loss"]
 
 
-# ---------------------------------------------------------------------------------- captioning (item 6)
+# ---------------------------------------------------------------------------------- captioning
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,7 @@ def test_captioning_scores_count_words_and_whole_captions(captioning):
     assert float(s["exact_match"]) == 0.5 and float(s["word_accuracy"]) == pytest.approx(4 / 5)
 
 
+@pytest.mark.slow
 def test_captioning_tiny_preset_beats_chance_in_both_modes(captioning):
     s = captioning.main(captioning.PRESETS["tiny"])["summary"]
     for mode in captioning.MODES:
@@ -118,7 +120,7 @@ def test_captioning_tiny_preset_beats_chance_in_both_modes(captioning):
         assert s[f"{mode}_sampled_word_accuracy"] > 0.25
 
 
-# ------------------------------------------------------------------------------ truncated BPTT (item 4)
+# ------------------------------------------------------------------------------ truncated BPTT
 
 
 def test_truncated_gradient_is_the_sum_of_chunk_gradients_and_full_bptt_when_k_is_T(x64):
@@ -142,6 +144,7 @@ def test_truncated_gradient_is_the_sum_of_chunk_gradients_and_full_bptt_when_k_i
     assert float(jnp.abs(grads.Whh - full.Whh).max()) > 1e-6  # and a different gradient from full BPTT
 
 
+@pytest.mark.slow
 def test_truncated_bptt_tiny_preset_learns_and_only_truncation_keeps_memory_flat():
     from experiments import truncated_bptt
 

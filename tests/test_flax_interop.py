@@ -84,3 +84,20 @@ def test_linen_cell_initialises_like_jaxrnn():
 def test_unknown_cell_is_one_clear_error():
     with pytest.raises(ValueError, match="unknown cell 'gruu'"):
         nn.RNN(LinenCell(H, cell="gruu")).init(jax.random.key(0), jnp.ones((B, T, D)))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_linen_cell_init_is_flax_init_and_draws_jaxrnn_weights(kind):
+    """``LinenCell(...).init(key, carry, x)`` is Flax's ``Module.init`` (the initialiser scheme is the field
+    ``init_scheme``); the weights have jaxrnn's shapes and the scheme's scale, and the cell runs jaxrnn's step."""
+    cell = LinenCell(H, cell=kind, init_scheme="lecture")
+    x = jnp.ones((B, D))
+    variables = cell.init(jax.random.key(0), cell.initialize_carry(None, (B, D)), x)
+    params = variables["params"]
+    assert params["Whh"].shape == ({"rnn": 1, "lstm": 4, "gru": 3}[kind] * H, H)
+    assert 0.002 < float(jnp.std(params["Whh"])) < 0.02  # "lecture": randn * 0.01
+    carry, h = cell.apply(variables, cell.initialize_carry(None, (B, D)), x)
+    step = jaxrnn.step_for(NnxCell.from_params(jaxrnn.cell_type(kind).params_type(
+        Why=jnp.zeros((0, H)), by=jnp.zeros((0,)), **params)).cell_params())
+    assert step is jaxrnn.cell_type(kind).step
+    np.testing.assert_allclose(h, jax.tree.leaves(carry)[0], rtol=0, atol=0)

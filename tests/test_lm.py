@@ -56,7 +56,7 @@ def _chunks(params):
 
 
 def test_carried_state_changes_the_loss_but_no_gradient_reaches_the_previous_chunk(x64):
-    """Item 2. The loss of chunk 2 depends on the state chunk 1 left; the update's gradient equals the gradient
+    """The loss of chunk 2 depends on the state chunk 1 left; the update's gradient equals the gradient
     with that state held constant, and differs from full backpropagation through both chunks."""
     params = init_char_lm(jax.random.PRNGKey(0), ModelConfig(V, hidden_size=6), dtype=jnp.float64)
     x1, y1, x2, y2 = _chunks(params)

@@ -248,3 +248,37 @@ def test_variable_lengths_through_mask_step():
     assert int(result.iterations[2]) == 0  # an empty sequence keeps its zero state: solved by the initial guess
     assert _rel(ref, (result.carry, result.hs)) <= 1e-5
     assert _rel(ref_grads, grads) <= 1e-5
+
+
+
+def test_method_newton_of_sequence_loss_equals_scan_and_flags_no_convergence_with_nan(x64):
+    """``method="newton"`` through the library's one loss entry point (a GRU): values and gradients equal the
+    scan's; an example whose solve did not converge gets NaN carries and outputs from ``unroll``."""
+    key = jax.random.PRNGKey(4)
+    params = jaxrnn.init_gru(key, 6, 5, 6, dtype=jnp.float64)
+    carry = jaxrnn.initial_carry(params, (3,))
+    xs = jax.random.randint(key, (5, 3), 0, 6)
+    grad = jax.jit(jax.value_and_grad(jaxrnn.sequence_loss, has_aux=True), static_argnames="method")
+    (l_scan, c_scan), g_scan = grad(params, carry, xs, xs)
+    (l_newton, c_newton), g_newton = grad(params, carry, xs, xs, method="newton")
+    assert abs(float(l_newton - l_scan)) <= 1e-10 * abs(float(l_scan))
+    for a, b in zip(jax.tree.leaves((c_newton, g_newton)), jax.tree.leaves((c_scan, g_scan))):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    carry_T, hs = jaxrnn.unroll(jaxrnn.gru_step, params, carry, xs, method="newton",
+                                newton=NewtonSolver(max_iter=2))
+    assert bool(jnp.isnan(hs).all()) and bool(jnp.isnan(carry_T).all())
+    with pytest.raises(ValueError, match="remat does not apply"):
+        jaxrnn.unroll(jaxrnn.gru_step, params, carry, xs, method="newton", remat=True)
+
+
+@pytest.mark.slow
+def test_method_newton_of_a_stack_with_lengths_and_reverse_equals_scan(x64):
+    key = jax.random.PRNGKey(4)
+    params = jaxrnn.init_stack(key, 6, (5, 4), 6, cell=("gru", "lstm"), dtype=jnp.float64)
+    carry = jaxrnn.initial_carry(params, (3,))
+    xs = jax.random.randint(key, (5, 3), 0, 6)
+    step = jaxrnn.step_for(params)
+    for kw in ({}, {"lengths": jnp.array([5, 2, 0])}, {"reverse": True}):
+        newton_out = jaxrnn.unroll(step, params, carry, xs, method="newton", **kw)
+        for a, b in zip(jax.tree.leaves(newton_out), jax.tree.leaves(jaxrnn.unroll(step, params, carry, xs, **kw))):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -201,31 +201,6 @@ def _main_thread() -> bool:
 
 
 def _progress_bar(enabled: bool, total: int, initial: int):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
-
-
-def _safe_plot(plot, metrics_path: str, png: str, title: str) -> list[dict]:
-    from jaxrnn.metrics import read_metrics
-
-    records = read_metrics(metrics_path)
-    try:
-        plot(records, png, title=title)
-    except ImportError:  # matplotlib is optional ("train" extra); the JSONL has the numbers
-        pass
-    return records
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _progress_bar(enabled: bool, total: int, initial: int):
     """A tqdm bar on stderr, or ``None`` when disabled or tqdm (the ``train`` extra) is not installed."""
     if not enabled:
         return None
