@@ -46,9 +46,12 @@ def _max_rel(a, b):
     return max(float(reference.relative_error(x, y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+SLOW = pytest.mark.slow  # repeated compilations of a path another case already covers: run by CI's -m slow
+
+
 @pytest.mark.parametrize("kind, batch, ids, reduction", [
-    ("rnn", (), True, "sum"), ("rnn", (3,), False, "mean"), ("lstm", (), False, "sum"), ("lstm", (3,), True, "mean"),
-    ("lstm", (2, 3), True, "sum")])
+    ("rnn", (), True, "sum"), ("rnn", (3,), False, "mean"), pytest.param("lstm", (), False, "sum", marks=SLOW),
+    pytest.param("lstm", (3,), True, "mean", marks=SLOW), ("lstm", (2, 3), True, "sum")])
 def test_fast_loss_equals_plain_float64(x64, kind, batch, ids, reduction):
     params, carry, xs, ys = _problem(kind, batch, jnp.float64, ids)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, reduction=reduction)
@@ -61,7 +64,8 @@ def test_fast_loss_equals_plain_float64(x64, kind, batch, ids, reduction):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("kind, batch", [("rnn", (4,)), ("lstm", (4,)), ("lstm", (1,))])
+@pytest.mark.parametrize("kind, batch", [pytest.param("rnn", (4,), marks=SLOW), ("lstm", (4,)),
+                                         pytest.param("lstm", (1,), marks=SLOW)])
 def test_fast_loss_equals_plain_float32(kind, batch):
     params, carry, xs, ys = _problem(kind, batch, jnp.float32, seed=1)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys)
@@ -111,8 +115,8 @@ def test_gates_as_one_equal_lstm_gates(x64):
         np.testing.assert_allclose(block, gate, rtol=1e-6, atol=2e-7)
 
 
-@pytest.mark.parametrize("hidden, batch, transposed", [(6, (), True), (6, (1,), True), (8, (), False),
-                                                      (6, (2,), False)])
+@pytest.mark.parametrize("hidden, batch, transposed", [(6, (), True), pytest.param(6, (1,), True, marks=SLOW),
+                                                      pytest.param(8, (), False, marks=SLOW), (6, (2,), False)])
 @pytest.mark.parametrize("layout", ["xla_cpu", "portable"])
 def test_each_layout_equals_the_plain_lstm(x64, hidden, batch, transposed, layout):
     """Both layouts (what a CPU compiles, what every other backend compiles) give the plain path's loss and
@@ -171,7 +175,8 @@ def test_updates_per_call_equal_repeated_steps(x64):
     np.testing.assert_allclose(out[3], losses, rtol=1e-12)
 
 
-@pytest.mark.parametrize("method, updates_per_call", [("scan", 1), ("fused", 1), ("fused", 2)])
+@pytest.mark.parametrize("method, updates_per_call", [pytest.param("scan", 1, marks=SLOW),
+                                                      pytest.param("fused", 1, marks=SLOW), ("fused", 2)])
 def test_donated_step_gives_the_same_numbers_and_consumes_only_params_and_opt_state(method, updates_per_call):
     params, carry, xs, ys = _problem("lstm", (2,), jnp.float32)
     if updates_per_call == 2:
@@ -188,7 +193,8 @@ def test_donated_step_gives_the_same_numbers_and_consumes_only_params_and_opt_st
     assert not any(leaf.is_deleted() for leaf in jax.tree.leaves((params, carry, xs, ys)))
 
 
-@pytest.mark.parametrize("reduction, method", [("sum", "scan"), ("mean", "scan"), ("mean", "fused")])
+@pytest.mark.parametrize("reduction, method", [pytest.param("sum", "scan", marks=SLOW),
+                                               pytest.param("mean", "scan", marks=SLOW), ("mean", "fused")])
 def test_segmented_loss_equals_plain(x64, reduction, method):
     params, carry, xs, ys = _problem("lstm", (3,), jnp.float64)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, reduction=reduction)

@@ -8,6 +8,7 @@ checkpoint and stops; a non-finite loss stops with the last good checkpoint kept
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -60,7 +61,7 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
 
     from jaxrnn.checkpoint import FORMAT as CHECKPOINT_FORMAT
     from jaxrnn.checkpoint import CheckpointStore
-    from jaxrnn.lm.model import evaluate, init_train_state, make_train_chunks, place_batch, place_state
+    from jaxrnn.lm.model import evaluate, init_train_state, place_batch, place_state
     from jaxrnn.metrics import append_metrics, plot_curves, truncate_after
     from jaxrnn.streams import Streams, evaluation_streams
 
@@ -107,7 +108,7 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
         state = store.restore(latest, state)
     state = place_state(state, mesh)
     val_xs, val_ys = place_batch(val.epoch(), mesh)
-    train_chunks = make_train_chunks(optimizer, K, dropout=model_config.dropout)
+    train_chunks = _train_chunks(_optimizer_settings(config), K, model_config.dropout)
     metrics_path = os.path.join(out, "metrics.jsonl")
     step = int(state.step)
     train_seconds = float(meta.get("train_seconds", 0.0)) if resume else 0.0
@@ -192,6 +193,24 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
         summary["val_bpc"] = val_loss / math.log(2)
     summary["params"], summary["vocab"] = state.params, vocab
     return summary
+
+
+def _optimizer_settings(config: RunConfig) -> tuple:
+    """The settings that define the optimiser (the decay length only when the schedule decays)."""
+    decay = config.decay_steps if config.lr_schedule != "constant" else None
+    return (config.optimizer, config.learning_rate, config.lr_schedule, decay, config.clip, config.clip_mode)
+
+
+@functools.lru_cache(maxsize=8)
+def _train_chunks(optimizer_settings: tuple, updates_per_call: int, dropout: float):
+    """``make_train_chunks`` for these settings, built once per process, so that runs with the same optimiser
+    (a resumed run, the models of an experiment) reuse one compiled function."""
+    from jaxrnn.lm.model import make_train_chunks
+
+    name, learning_rate, schedule, decay, clip, clip_mode = optimizer_settings
+    config = RunConfig(optimizer=name, learning_rate=learning_rate, lr_schedule=schedule, decay_steps=decay,
+                       clip=clip, clip_mode=clip_mode)
+    return make_train_chunks(config.resolved().make_optimizer(), updates_per_call, dropout=dropout)
 
 
 def _main_thread() -> bool:
