@@ -6,11 +6,8 @@ once more to warm up, then timed over repeats with ``block_until_ready``; the me
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
-import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -58,21 +55,18 @@ def out_dir(args) -> Path:
 
 
 def environment() -> dict:
-    """Device, library versions and machine, recorded beside every result."""
+    """``jaxrnn.results.environment()`` (device, versions, machine) and what a benchmark adds: the device's
+    kind, PyTorch's version (a peer), ``XLA_FLAGS``, the command and the date."""
     import jax
-    import numpy as np
 
-    versions = {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__}
-    for name in ("jaxlib", "flax", "optax", "torch"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            versions[name] = None
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    from jaxrnn import results as results_io
+
+    try:
+        torch = __import__("torch").__version__
+    except ImportError:
+        torch = None
     device = jax.devices()[0]
-    return {"device": f"{device.platform}: {device.device_kind}", "backend": jax.default_backend(),
-            "versions": versions, "nproc": os.cpu_count(), "cpu_model": cpu,
+    return {**results_io.environment(), "device_kind": f"{device.platform}: {device.device_kind}", "torch": torch,
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
@@ -127,13 +121,12 @@ def median_time(call, *, min_repeats: int = 5, min_seconds: float = 1.0, max_rep
 
 
 def write_json(folder: Path, name: str, config, results: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    payload = {"benchmark": name, "environment": environment(), "config": dataclasses.asdict(config), **results}
-    tmp = path.with_suffix(".json.tmp")  # write then rename: a crash never leaves a half-written good result
-    tmp.write_text(json.dumps(payload, indent=1, default=float))
-    tmp.replace(path)
-    return path
+    """``NAME.json`` in ``folder``, atomically (``jaxrnn.results.write_json``): the results with the benchmark's
+    name, environment and config."""
+    from jaxrnn import results as results_io
+
+    payload = {"benchmark": name, "environment": environment(), "config": config, **results}
+    return Path(results_io.write_json(folder / f"{name}.json", payload))
 
 
 def max_abs_diff(a, b) -> float:
@@ -220,8 +213,10 @@ def run_benchmark(args, name: str, presets: dict, main, *, plot=None, pass_devic
     folder = out_dir(args)
     stem = name if preset in ("full", "quick") else f"{name}_{preset}"
     write_json(folder, stem, config, results)
-    if plot is not None:
-        plot(results, folder / f"{stem}.png")
+    if plot is not None:  # plot(results, path) saves the figure itself: to a temporary file renamed into place
+        from jaxrnn import results as results_io
+
+        results_io.write_atomic(folder / f"{stem}.png", lambda tmp: plot(results, tmp))
     return results
 
 

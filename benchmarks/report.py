@@ -54,9 +54,14 @@ def load(folder: Path, name: str):
 
 
 def header(result) -> str:
+    """One line: the command, device, machine, date and versions of the run. Reads both environment records:
+    ``jaxrnn.results.environment()`` with the benchmark's fields on top, and the one written before it (versions
+    in a ``versions`` dict, ``nproc``, ``cpu_model``)."""
     env = result["environment"]
-    v = env["versions"]
-    return (f"`{env['command']}` on {env['device']}, {env['nproc']} x {env['cpu_model']}, {env['date']}; "
+    v = env.get("versions", env)
+    device = env.get("device_kind", env["device"])
+    nproc, cpu = env.get("cpu_count", env.get("nproc")), env.get("processor", env.get("cpu_model"))
+    return (f"`{env['command']}` on {device}, {nproc} x {cpu}, {env['date']}; "
             f"jax {v['jax']}, flax {v['flax']}, optax {v['optax']}, numpy {v['numpy']}, torch {v['torch']}")
 
 
@@ -211,8 +216,29 @@ def huge_pages(r) -> str:
                                                    f"{row['flax_over_jaxrnn_hugetlb']:.2f}")}).split("\n", 2)[2])
 
 
+def parallel_in_time(r) -> str:
+    def iterations(row):
+        if "iterations" not in row:
+            return "-"
+        return str(row["iterations"]) + ("" if row["converged"] else " (not converged)")
+
+    def per_scan(key):
+        return lambda row: f"{row[key]:.3g}" if key in row else "-"
+
+    table = simple_table(r, {
+        "cell": lambda row: row["cell"], "B": lambda row: str(row["batch"]), "H": lambda row: str(row["H"]),
+        "T": lambda row: str(row["T"]), "method": lambda row: row["method"],
+        "forward ms": lambda row: f"{row['median_s'] * 1e3:.2f}",
+        "x scan": lambda row: f"{row['speedup_vs_scan']:.3g}" if "speedup_vs_scan" in row else "1.00", "iterations": iterations,
+        "one iteration / one scan": per_scan("iteration_over_scan"),
+        "setup / one scan": per_scan("setup_over_scan")})
+    skipped = [f"- {s['cell']} B{s['batch']} H{s['H']} T{s['T']} {s['method']}: {s['reason']}" for s in r["skipped"]]
+    return table + ("\n\nSkipped:\n\n" + "\n".join(skipped) if skipped else "")
+
+
 SUITE = {"scan_vs_loop": scan_vs_loop, "scan_vs_loop_scan": scan_compile, "minchar": minchar,
-         "lstm_peers": lstm_peers, "memory": memory, "sampling": sampling, "data_parallel": data_parallel}
+         "lstm_peers": lstm_peers, "memory": memory, "sampling": sampling, "data_parallel": data_parallel,
+         "parallel_in_time": parallel_in_time}
 INVESTIGATIONS = {"step_parts": step_parts, "step_parts_mid": step_parts, "step_layout": step_layout,
                   "huge_pages": huge_pages}
 TABLES = SUITE | INVESTIGATIONS
