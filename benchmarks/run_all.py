@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "memory", "sampling", "data_parallel")
+BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "memory", "sampling", "data_parallel", "parallel_in_time")
 
 
 def main(argv=None) -> int:
