@@ -3,38 +3,79 @@
 A vanilla RNN learns to predict each next character of "hello"; fed "h" and sampled greedily it spells
 "hello". The two "l"s need the hidden state: after "l" the answer is "l" once and "o" the next time.
 
-    python experiments/hello.py
+    python experiments/hello.py [--preset lecture|tiny] [--out experiments/results]
+
+Writes ``hello.json`` (the greedy continuation, the loss per iteration, the predicted probabilities) to ``--out``.
 """
 from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import numpy as np
 
 import jaxrnn
+from experiments import common
 from jaxrnn.data import Vocabulary
 
 WORD = "hello"
 VOCAB = Vocabulary(("h", "e", "l", "o"))  # the lecture's order, not sorted
 
 
-def main(hidden_size: int = 8, iterations: int = 300, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class Config:
+    hidden_size: int = 8
+    iterations: int = 300
+    seed: int = 0
+
+
+PRESETS = {"lecture": Config(), "tiny": Config(iterations=150)}
+
+
+def main(config: Config = PRESETS["lecture"]) -> dict:
     """Train on "hell" -> "ello" with the lecture's optimiser; return the greedy continuation of "h"."""
     ids = VOCAB.encode(WORD)
-    params = jaxrnn.init_rnn(jax.random.PRNGKey(seed), VOCAB.size, hidden_size, VOCAB.size)
+    params = jaxrnn.init_rnn(jax.random.PRNGKey(config.seed), VOCAB.size, config.hidden_size, VOCAB.size)
     optimizer = jaxrnn.lecture_optimizer(learning_rate=0.1)
     opt_state = optimizer.init(params)
     train_step = jaxrnn.make_train_step(optimizer)
     h0 = jaxrnn.initial_carry(params)
     losses = []
-    for _ in range(iterations):
+    for _ in range(config.iterations):
         params, opt_state, _, loss = train_step(params, opt_state, h0, ids[:-1], ids[1:])
         losses.append(float(loss))
     generated, _ = jaxrnn.sample(jax.random.PRNGKey(0), params, h0, ids[0], len(WORD) - 1, temperature=0.0)
-    return {"text": WORD[0] + VOCAB.decode(generated), "losses": losses,
+    return {"config": dataclasses.asdict(config), "text": WORD[0] + VOCAB.decode(generated), "losses": losses,
             "probabilities": np.asarray(jax.nn.softmax(jaxrnn.readout(
                 params, jaxrnn.unroll(jaxrnn.rnn_step, params, h0, ids[:-1])[1]))).round(3).tolist()}
 
 
-if __name__ == "__main__":
-    result = main()
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="lecture")
+    parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
+    return parser.parse_args(argv)
+
+
+def cli(argv=None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    result = main(PRESETS[args.preset])
+    result["runtime_s"] = round(time.perf_counter() - start, 1)
+    result["command"] = f"python experiments/hello.py --preset {args.preset} --out {args.out}"
+    result["environment"] = common.environment()
+    common.save(args.out, "hello", result)
     print(f"loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.4f}; feeding 'h' gives {result['text']!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

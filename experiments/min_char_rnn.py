@@ -7,19 +7,28 @@ state is carried from chunk to chunk and reset when the walk wraps to the start 
 
     python experiments/min_char_rnn.py                      # built-in corpus (pydoc_data.topics)
     python experiments/min_char_rnn.py --data input.txt --iterations 100000
+    python experiments/min_char_rnn.py --preset tiny --out /tmp/results
+
+Writes ``min_char_rnn.json`` (the smoothed loss, the samples, the speed) and ``min_char_rnn.png`` (the smoothed
+loss per character against iteration) to ``--out`` (default ``experiments/results``).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from dataclasses import dataclass
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import numpy as np
 
 import jaxrnn
+from experiments import common
 from jaxrnn.data import DataError, Vocabulary, load_corpus, load_text
 
 
@@ -61,7 +70,7 @@ def main(config: Config, log=print) -> dict:
     train_step = jaxrnn.make_train_step(optimizer)
 
     smooth_loss = -np.log(1.0 / V) * T  # loss at iteration 0
-    curve, samples = [], []
+    curve, samples, smoothed, losses = [], [], [], []
     p, start = 0, time.perf_counter()
     for n in range(config.iterations):
         if p + T + 1 >= len(data) or n == 0:  # wrap: back to the start with a fresh memory
@@ -75,6 +84,8 @@ def main(config: Config, log=print) -> dict:
             log(f"----\n {samples[-1]} \n----")
         params, opt_state, hprev, loss = train_step(params, opt_state, hprev, inputs, targets)
         smooth_loss = smooth_loss * 0.999 + float(loss) * 0.001
+        smoothed.append(smooth_loss)
+        losses.append(float(loss))
         if not np.isfinite(smooth_loss):
             raise FloatingPointError(f"the loss became {float(loss)} at iteration {n}")
         if n % config.sample_every == 0:
@@ -82,29 +93,64 @@ def main(config: Config, log=print) -> dict:
             log(f"iter {n}, loss: {smooth_loss:f}")
         p += T
     seconds = time.perf_counter() - start
+    steps = common.thin(np.arange(config.iterations), 500)
     return {"config": dataclasses.asdict(config), "vocab_size": V, "smooth_loss": curve,
             "final_smooth_loss": smooth_loss, "samples": samples, "seconds": seconds,
-            "iterations_per_second": config.iterations / seconds}
+            "iterations_per_second": config.iterations / seconds,
+            "summary": {"uniform_loss_per_char": float(np.log(V)),
+                        "final_smooth_loss_per_char": smooth_loss / T,
+                        "loss_per_char_last_100": float(np.mean(losses[-100:])) / T,
+                        "iterations": config.iterations, "iterations_per_second": config.iterations / seconds},
+            "smooth_loss_curve": {"iteration": steps.tolist(), "loss": [smoothed[i] for i in steps]}}
 
 
-def parse_args(argv=None) -> Config:
+def make_figure(results: dict):
+    """The smoothed loss per character against iteration, with the uniform guess ln V."""
+    fig, ax = common.new_figure(1, 1)
+    T = results["config"]["seq_length"]
+    curve = results["smooth_loss_curve"]
+    ax[0, 0].plot(curve["iteration"], np.asarray(curve["loss"]) / T, label="smoothed loss (0.999)")
+    ax[0, 0].axhline(results["summary"]["uniform_loss_per_char"], color="k", ls=":", lw=0.8,
+                     label=f"uniform guess ln {results['vocab_size']}")
+    ax[0, 0].set(title="min-char-rnn: loss per character", xlabel="iteration", ylabel="nats per character")
+    ax[0, 0].legend()
+    ax[0, 0].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def parse_args(argv=None) -> tuple[Config, str, str]:
+    """``(config, out folder, the command as a string)``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="lecture", help="starting configuration")
     for field in dataclasses.fields(Config):
         parser.add_argument("--" + field.name.replace("_", "-"), type=str if field.name in ("data", "corpus")
                             else type(field.default), default=None, help="(preset's value if omitted)")
+    parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
     args = parser.parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name) is not None}
-    return dataclasses.replace(PRESETS[args.preset], **overrides)
+    command = " ".join(["python experiments/min_char_rnn.py", *(sys.argv[1:] if argv is None else argv)])
+    return dataclasses.replace(PRESETS[args.preset], **overrides), args.out, command
+
+
+def cli(argv=None) -> int:
+    config, out, command = parse_args(argv)
+    try:
+        start = time.perf_counter()
+        results = main(config)
+    except (DataError, FloatingPointError) as error:
+        print(f"min_char_rnn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    results["runtime_s"] = round(time.perf_counter() - start, 1)
+    results["command"] = command
+    results["environment"] = common.environment()
+    common.save(out, "min_char_rnn", results, make_figure(results))
+    return 0
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except (DataError, FloatingPointError) as error:
-        print(f"min_char_rnn: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    sys.exit(cli())

@@ -5,17 +5,40 @@ how far the losses drift apart per iteration; then repeats with Adagrad's epsilo
 The first Adagrad steps divide by ``sqrt(g*g + eps)``: with eps = 1e-8 a parameter whose gradient is 1e-6
 still moves by about lr, so gradient differences far below any tolerance become parameter differences of lr.
 
-    python experiments/min_char_rnn_chaos.py
+    python experiments/min_char_rnn_chaos.py [--preset lecture|tiny] [--out experiments/results]
+
+Writes ``min_char_rnn_chaos.json`` (the loss difference at every iteration for each epsilon) and
+``min_char_rnn_chaos.png`` (the difference against iteration, log axis) to ``--out``.
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import os
 import sys
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
+from experiments import common
 from jaxrnn import reference
 from jaxrnn.data import Vocabulary, load_corpus
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    iterations: int = 300
+    hidden_size: int = 100
+    seq_length: int = 25
+    perturbation: float = 1e-14   # added to Whh[0, 0] in the second run
+    epsilons: tuple = (1e-8, 1e-4)
+
+
+PRESETS = {"lecture": Config(), "tiny": Config(iterations=60, hidden_size=32)}
 
 
 def run(data, V, eps, perturb, iterations, H=100, T=25, seed=0):
@@ -34,19 +57,53 @@ def run(data, V, eps, perturb, iterations, H=100, T=25, seed=0):
     return np.array(losses)
 
 
-def main(iterations: int = 300) -> dict:
+def main(config: Config = PRESETS["lecture"]) -> dict:
+    """``summary``: the loss difference at a few iterations and its largest value, per epsilon (what the script
+    prints); ``gap``: the difference at every iteration."""
+    iterations, H, T = config.iterations, config.hidden_size, config.seq_length
     text = load_corpus()
     vocab = Vocabulary.from_text(text)
-    data = vocab.encode(text[: 25 * iterations + 1])
-    results = {}
-    for eps in (1e-8, 1e-4):
-        gap = np.abs(run(data, vocab.size, eps, 0.0, iterations) - run(data, vocab.size, eps, 1e-14, iterations))
+    data = vocab.encode(text[: T * iterations + 1])
+    summary, gaps = {}, {}
+    for eps in config.epsilons:
+        losses = [run(data, vocab.size, eps, perturb, iterations, H=H, T=T) for perturb in (0.0, config.perturbation)]
+        gap = np.abs(losses[0] - losses[1])
         checkpoints = [n for n in (1, 10, 20, 50, 100, 200, 299) if n < iterations]
-        results[f"eps={eps:g}"] = {**{f"iteration {n}": float(gap[n]) for n in checkpoints},
+        summary[f"eps={eps:g}"] = {**{f"iteration {n}": float(gap[n]) for n in checkpoints},
                                    "largest": float(gap.max()), "at iteration": int(gap.argmax())}
-    return results
+        gaps[f"eps={eps:g}"] = gap.tolist()
+    return {"config": dataclasses.asdict(config), "summary": summary, "gap": gaps}
+
+
+def make_figure(results: dict):
+    """|loss difference| of the two runs against iteration, one line per epsilon, log axis."""
+    fig, ax = common.new_figure(1, 1)
+    for name, gap in results["gap"].items():
+        gap = np.asarray(gap, dtype=float)
+        ax[0, 0].plot(np.arange(len(gap)), np.where(gap > 0, gap, np.nan), label=f"Adagrad {name}")
+    ax[0, 0].set(title=f"min-char-rnn, float64: one weight moved by {results['config']['perturbation']:g}",
+                 xlabel="iteration", ylabel="|loss difference| (nats per chunk)", yscale="log")
+    ax[0, 0].legend()
+    ax[0, 0].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def cli(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="lecture")
+    parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    results = main(PRESETS[args.preset])
+    results["runtime_s"] = round(time.perf_counter() - start, 1)
+    results["command"] = f"python experiments/min_char_rnn_chaos.py --preset {args.preset} --out {args.out}"
+    results["environment"] = common.environment()
+    common.save(args.out, "min_char_rnn_chaos", results, make_figure(results))
+    json.dump(results["summary"], sys.stdout, indent=2)
+    print()
+    return 0
 
 
 if __name__ == "__main__":
-    json.dump(main(), sys.stdout, indent=2)
-    print()
+    sys.exit(cli())
