@@ -54,8 +54,8 @@ def main(config: Config = PRESETS["lecture"]) -> dict:
         losses.append(float(loss))
     generated, _ = jaxrnn.sample(jax.random.PRNGKey(0), params, h0, ids[0], len(WORD) - 1, temperature=0.0)
     return {"config": dataclasses.asdict(config), "text": WORD[0] + VOCAB.decode(generated), "losses": losses,
-            "probabilities": np.asarray(jax.nn.softmax(jaxrnn.readout(
-                params, jaxrnn.unroll(jaxrnn.rnn_step, params, h0, ids[:-1])[1]))).round(3).tolist()}
+            "probabilities": np.asarray(jax.nn.softmax(jaxrnn.readout(  # float64 so that 0.001 prints as 0.001
+                params, jaxrnn.unroll(jaxrnn.rnn_step, params, h0, ids[:-1])[1])), np.float64).round(3).tolist()}
 
 
 def parse_args(argv=None):
