@@ -137,7 +137,7 @@ def plot(results: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
-    panels = sorted({(r["batch"], r["H"]) for r in rows})
+    panels = sorted({(r["batch"], r["H"]) for r in rows if r["method"] != "scan"})  # sizes Newton ran at
     fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels), 6.5), squeeze=False)
     styles = {"scan": "ko-", "newton_full": "s-", "newton_diagonal": "^-"}
     for j, (batch, H) in enumerate(panels):
