@@ -1,5 +1,12 @@
-"""Shared fixtures: float64 scoped to a test (library code never flips the global flag)."""
-import jax
+"""Shared set-up: float64 scoped to a test (library code never flips the global flag), and cheap compilation."""
+import os
+
+# The tests compile hundreds of small programs and run each a few times: LLVM's expensive passes cost more
+# compile time than they save at these sizes (about 40% of the suite). Every comparison here is between programs
+# compiled alike, and speed is measured by benchmarks/, not here. JAX_DISABLE_MOST_OPTIMIZATIONS=0 turns it off.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
+import jax  # noqa: E402
 import pytest
 
 

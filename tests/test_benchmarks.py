@@ -38,6 +38,7 @@ def _environment_of_this_run(result):
     assert result["environment"]["jax"] == jax.__version__
 
 
+@pytest.mark.slow
 def test_minchar_quick_agrees_with_numpy_and_its_ratios_are_its_own_timings():
     import minchar
 
@@ -54,6 +55,7 @@ def test_minchar_quick_agrees_with_numpy_and_its_ratios_are_its_own_timings():
         assert row["rel_diff_vs_numpy"] <= 5e-3
 
 
+@pytest.mark.slow
 def test_step_layout_quick_variants_agree_and_speedups_are_over_the_first():
     import step_layout
 
@@ -121,6 +123,7 @@ def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_p
         assert s["per_call_ms"] == pytest.approx(s["step_ms"] - ms[impl, 5, "training step, in a loop (per step)"])
 
 
+@pytest.mark.slow
 def test_memory_covers_the_fused_path_and_it_keeps_less_than_scan_full_bptt():
     import memory
 
@@ -239,6 +242,7 @@ def tiny_peers():
                 steps=lstm_peers.jaxrnn_impls(None, optimizer), flax=lstm_peers.flax_linen_impl(p, V, E, H, optimizer))
 
 
+@pytest.mark.slow
 def test_peers_compute_the_same_loss_as_jaxrnn(tiny_peers):
     """The weight mapping into Flax (gates i, f, g, o in separate kernels) and PyTorch (i, f, g, o, two biases)
     reproduces jaxrnn's loss; this is what lets the benchmark compare their speed at all."""
@@ -260,6 +264,7 @@ def test_peers_compute_the_same_loss_as_jaxrnn(tiny_peers):
     np.testing.assert_allclose(list(losses.values()), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_update_loops_run_the_steps_of_each_library_and_refuse_a_loop_that_differs(tiny_peers):
     """``lstm_peers.update_loops``: K updates in one call per library, checked update by update against K calls
     of that library's step (jaxrnn carrying its state on, as the trainer does) before anything is timed."""
@@ -382,6 +387,7 @@ def fused_unroll(params, carry, xs):  # the same values with the gradient negate
 """
 
 
+@pytest.mark.slow
 def test_ab_recurrence_refuses_a_version_whose_gradient_is_wrong(tmp_path, capsys):
     """In process: version 0 (the library's recurrence.py) passes the check against the scan path, version 1 (the
     same loss, gradient negated) is refused before anything is timed."""
@@ -404,6 +410,7 @@ def test_ab_recurrence_refuses_a_version_whose_gradient_is_wrong(tmp_path, capsy
         assert err.count("\n") == 1 and "cannot load" in err, err
 
 
+@pytest.mark.slow
 def test_ab_recurrence_builds_the_same_loss_from_fused_unroll_or_from_recurrence_and_recurrence_ids():
     """A version without ``fused_unroll`` (only ``recurrence``/``recurrence_ids``) runs the same layer."""
     import types

@@ -23,6 +23,7 @@ def test_vanishing_gradients_tiny_preset_matches_theory():
     assert s[f"lstm_bias5.0_median_dc_norm_lag{T}"] > 10 * s[f"rnn_default_init_median_norm_lag{T}"]
 
 
+@pytest.mark.slow
 def test_gradient_clipping_tiny_preset_bounds_the_norm_and_keeps_the_direction():
     cfg = gradient_clipping.PRESETS["tiny"]
     s = gradient_clipping.main(cfg)["summary"]

@@ -226,6 +226,7 @@ def test_bad_options_fail_with_a_message():
         newton_unroll(step, params, jnp.zeros((2, H)), xs)
 
 
+@pytest.mark.slow
 def test_experiment_tiny_newton_training_follows_the_scan_and_warm_starts_save_iterations():
     from experiments import parallel_in_time
 
