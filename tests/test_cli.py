@@ -231,3 +231,14 @@ def test_a_checkpoint_of_jaxrnn_0_1_still_samples(capsys):
     rc = main(["sample", "--out", LEGACY_RUN, "--length", "40", "--temperature", "0", "--prime", "the "])
     assert rc == 0
     assert capsys.readouterr().out == "the rrffffnnnnnnllnnlnnllnnlnnlnlnnlnnlnlnnl\n"
+
+
+def test_without_the_train_extra_training_prints_a_line_per_evaluation(tmp_path, text_file, capsys, monkeypatch):
+    """``pip install jaxrnn`` without ``[train]``: no tqdm and no matplotlib; training still runs and reports."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    flags = [f for f in TINY if f != "--no-progress"]
+    rc, lines = run_main(["train", "--data", text_file, "--out", str(tmp_path / "o"), "--steps", "8", *flags], capsys)
+    assert rc == 0
+    assert [line.split(":")[0] for line in lines if line.endswith("chars/s")] == ["step 4", "step 8"]
+    assert not (tmp_path / "o" / "curves.png").exists() and (tmp_path / "o" / "metrics.jsonl").exists()
