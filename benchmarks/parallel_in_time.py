@@ -6,8 +6,8 @@ For each (cell, batch, H, T, Jacobian): the GRU's forward pass ``(carry_T, hs)``
 sequential ``lax.scan``) and by ``jaxrnn.newton.newton_unroll`` from zeros, checked equal before timing; the
 iterations it took; the compiled programs' temporary memory (``memory_analysis``); and the cost of *one* Newton
 iteration as a multiple of one whole sequential scan, measured as ``(t(max_iter=k) - t(max_iter=0)) / k`` with
-``k = probe_iterations`` (both with ``tol=0``, so neither stops early). With ``k`` iterations Newton beats the scan when ``k * ratio + overhead < 1``:
-the ratio is what to measure on other hardware to predict the break-even there.
+``k = probe_iterations`` (both with ``tol=0``, so neither stops early). With ``k`` iterations Newton beats the
+scan when ``k * ratio + overhead < 1``: the ratio is what to measure on other hardware to predict the break-even.
 
 Sizes whose Jacobians would not fit ``max_jacobian_bytes`` or whose Jacobian flops exceed ``max_newton_flops``
 (or the scan's ``max_scan_flops``) are skipped and listed with the reason: on this CPU the full sweep would take
@@ -16,7 +16,6 @@ hours. ``--preset large`` raises the caps for an accelerator.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import common
 
@@ -60,7 +59,6 @@ def _skip_reason(config, cell, batch, H, T, jacobian):
 
 def main(config: Config) -> dict:
     import jax
-    import jax.numpy as jnp
 
     import jaxrnn
     from jaxrnn.newton import newton_unroll

@@ -39,7 +39,8 @@ def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, st
     Args:
       loss_fn: ``loss_fn(params, carry, xs, targets, *, mask=None[, key]) -> (loss, carry_T)``; by default
         ``sequence_loss`` with ``step``, ``reduction``, ``method``, ``unroll``, ``remat``, ``segment_length``,
-        ``dropout`` (between the layers of a stack) and ``newton`` (the options of ``method="newton"``). ``key`` is passed only when the step is called with one.
+        ``dropout`` (between the layers of a stack) and ``newton`` (the options of ``method="newton"``).
+        ``key`` is passed only when the step is called with one.
       updates_per_call: ``K``: the step runs ``K`` updates in one compiled call (a ``lax.scan``), update ``k``
         on chunk ``k`` starting from the carry left by chunk ``k - 1``, exactly as ``K`` calls would, without
         returning to Python in between; ``loss`` is then ``(K,)``.

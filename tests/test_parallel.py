@@ -1,5 +1,6 @@
 """Data parallelism: on 4 (fake CPU) devices, the same seed and global batch give the same loss trajectory
-and parameters as on one device (in float64, to rounding). Runs in a subprocess because the device count is fixed at JAX start-up."""
+and parameters as on one device (in float64, to rounding). Runs in a subprocess because the device count is
+fixed at JAX start-up."""
 import json
 import os
 import subprocess
