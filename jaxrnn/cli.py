@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sample characters from a checkpoint, printing them as they come.")
     s.add_argument("--out", metavar="DIR", default="runs/char_lm", help="the training output directory "
                    "(default: runs/char_lm)")
-    s.add_argument("--checkpoint", default="latest", help="latest, best or a step number (default: latest)")
+    s.add_argument("--checkpoint", default="best", help="best (lowest validation loss), latest or a step number "
+                   "(default: best)")
     s.add_argument("--length", type=integer, default=500, help="characters to sample (default: 500)")
     s.add_argument("--temperature", type=real, default=0.8,
                    help="softmax temperature; 0 is greedy argmax (default: 0.8)")
@@ -138,7 +139,7 @@ def _train_command(args) -> int:
 
     summary = run_training(config, args.out, resume=args.resume, explicit=set(given),
                            progress=not args.no_progress, mesh=mesh)
-    if summary["status"] == "nan":
+    if summary["status"] in ("nan", "diverged"):
         return EXIT_BAD_INPUT
     out = summary["out"]
     if summary["status"] == "interrupted":
@@ -166,7 +167,9 @@ def _stream(pieces) -> None:
 def _sample_command(args) -> int:
     from jaxrnn.lm.generate import generate_text, load_model
 
-    params, vocab, _ = load_model(args.out, args.checkpoint)
+    params, vocab, meta = load_model(args.out, args.checkpoint)
+    print(f"sampling from the checkpoint of step {meta['step']} (validation {meta['val_loss']:.4f} nats/char)",
+          file=sys.stderr)
     pieces = generate_text(params, vocab, length=args.length, prime=args.prime, temperature=args.temperature,
                            top_k=args.top_k, seed=args.seed)
     first = next(pieces, "")  # fail on bad priming text before printing anything

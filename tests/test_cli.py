@@ -242,3 +242,22 @@ def test_without_the_train_extra_training_prints_a_line_per_evaluation(tmp_path,
     assert rc == 0
     assert [line.split(":")[0] for line in lines if line.endswith("chars/s")] == ["step 4", "step 8"]
     assert not (tmp_path / "o" / "curves.png").exists() and (tmp_path / "o" / "metrics.jsonl").exists()
+
+
+def test_a_diverging_loss_stops_and_sample_reads_the_best_checkpoint(tmp_path, text_file, capsys):
+    """SGD at learning rate 1e12 without clipping: the loss stays finite but far above ln V (about 1e12). Three
+    evaluations in a row above 2 ln V stop the run with exit status 2; ``jaxrnn sample`` then reads the checkpoint
+    of lowest validation loss by default and says which step it is."""
+    out = str(tmp_path / "out")
+    rc, lines = run_main(["train", "--data", text_file, "--out", out, *TINY, "--optimizer", "sgd", "--clip", "0",
+                          "--learning-rate", "1e12", "--steps", "40", "--eval-every", "2"], capsys)
+    assert rc == 2 and len(lines) == 2 and "worse than guessing) for 3 evaluations; stopped" in lines[1], lines
+    store = CheckpointStore(os.path.join(out, "checkpoints"), create=False)
+    assert store.steps() == [2, 4, 6]  # diverged from the first evaluation on: stopped at the third
+    losses = {step: store.read_meta(step)["val_loss"] for step in store.steps()}
+    assert min(losses.values()) > 2 * np.log(len(set(TEXT)))
+    best = min(losses, key=losses.get)
+    assert store.best_step() == best
+    rc = main(["sample", "--out", out, "--length", "5"])
+    err = capsys.readouterr().err
+    assert rc == 0 and f"sampling from the checkpoint of step {best} " in err

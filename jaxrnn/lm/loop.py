@@ -22,6 +22,11 @@ from jaxrnn.data import DataError, Vocabulary, split_ids
 from jaxrnn.lm.config import RunConfig, load_training_text, resume_config
 
 
+DIVERGED_FACTOR, DIVERGED_EVALUATIONS = 2.0, 3
+"""A run stops as diverged when its validation loss exceeds ``DIVERGED_FACTOR`` times that of uniform guessing,
+``ln V``, at this many evaluations in a row (a fresh model starts near ``ln V``)."""
+
+
 def checkpoint_dir(out: str) -> str:
     """Where the checkpoints of the run in ``out`` live."""
     return os.path.join(out, "checkpoints")
@@ -54,7 +59,9 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
       mesh: optional ``jax.sharding.Mesh`` with a ``"batch"`` axis; batches and state pass through
         ``jaxrnn.lm.place_batch`` / ``place_state`` with it (data parallelism).
       log: ``log(text)`` for messages (default: stderr); max_seconds: stop after this much training time.
-    Returns: a summary dict (``status`` is ``"done"``, ``"interrupted"`` or ``"nan"``; losses in nats/char).
+    Returns: a summary dict (``status`` is ``"done"``, ``"interrupted"``, ``"nan"`` for a non-finite loss or
+      ``"diverged"`` for a validation loss above ``DIVERGED_FACTOR`` x ``ln V`` at ``DIVERGED_EVALUATIONS``
+      evaluations in a row; losses in nats/char).
     Raises: ``DataError`` / ``ConfigError`` / ``CheckpointError`` for bad input, before any file is changed.
     """
     import jax
@@ -126,7 +133,7 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
 
     interrupt = _Interrupt()
     previous_handler = signal.signal(signal.SIGINT, interrupt) if _main_thread() else None
-    status, val_loss = "done", None
+    status, val_loss, above = "done", None, 0
     log(f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}) on {source}: "
         f"{len(train_ids)} training characters, vocabulary {vocab.size}, {B} streams x {T} characters, "
         f"{train.chunks_per_epoch} chunks per epoch; step {step} of {config.steps}")
@@ -158,7 +165,14 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
                 val_loss = float(evaluate(state.params, val_xs, val_ys))
                 record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
                 save(state, val_loss)
+                above = above + 1 if val_loss > DIVERGED_FACTOR * math.log(vocab.size) else 0
             append_metrics(metrics_path, record)
+            if above >= DIVERGED_EVALUATIONS:
+                status, best = "diverged", store.best_step()
+                log(f"validation loss {val_loss:.4g} nats/char has been above {DIVERGED_FACTOR:g} x ln V = "
+                    f"{DIVERGED_FACTOR * math.log(vocab.size):.3f} (worse than guessing) for {above} evaluations; "
+                    f"stopped. Best checkpoint: {store.path(best)} (try a smaller learning rate or clipping threshold)")
+                break
             if bar is None and progress and "val_loss" in record:  # no tqdm: one line per evaluation
                 log(f"step {step}: train {record['train_loss']:.3f}, validation {val_loss:.3f} nats/char, "
                     f"{record['chars_per_sec']:.0f} chars/s")
