@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import os
 import sys
 
 from jaxrnn.data import CORPORA, DataError
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-parallel", action="store_true", help="split the streams over all local devices with "
                    "jax.sharding; --batch-size must be a multiple of the device count (default: one device)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
+    t.add_argument("--no-compile-cache", action="store_true", help=_CACHE_HELP)
 
     s = sub.add_parser("sample", help="sample text from a trained model",
                        description="Sample characters from a checkpoint, printing them as they come.")
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=integer, default=None, help="sample only among the k likeliest (default: all)")
     s.add_argument("--prime", default="", help="text to warm the state up with, printed first (default: none)")
     s.add_argument("--seed", type=integer, default=0, help="PRNG seed (default: 0)")
+    s.add_argument("--no-compile-cache", action="store_true", help=_CACHE_HELP)
     return parser
 
 
@@ -178,9 +181,31 @@ def _sample_command(args) -> int:
     return EXIT_OK
 
 
+_CACHE_HELP = ("do not keep compiled programs in JAXRNN_CACHE_DIR, as JAXRNN_NO_COMPILE_CACHE=1 does (default: kept, "
+               "so that a second run of the same model skips compilation; JAXRNN_CACHE_DIR defaults to "
+               "~/.cache/jaxrnn)")
+
+
+def compile_cache_dir() -> str:
+    """Where the command line keeps compiled programs: ``$JAXRNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/jaxrnn``,
+    else ``~/.cache/jaxrnn``."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxrnn")
+    return os.environ.get("JAXRNN_CACHE_DIR") or default
+
+
+def _use_compile_cache() -> None:
+    """JAX's persistent compilation cache for this process (a command line's choice, never the library's)."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", compile_cache_dir())
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the sampler compiles in well under 1 s
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxrnn`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if not (args.no_compile_cache or os.environ.get("JAXRNN_NO_COMPILE_CACHE")):
+        _use_compile_cache()
     try:
         return _train_command(args) if args.command == "train" else _sample_command(args)
     except (DataError, ConfigError) as e:

@@ -5,6 +5,7 @@ import os
 # compile time than they save at these sizes (about 40% of the suite). Every comparison here is between programs
 # compiled alike, and speed is measured by benchmarks/, not here. JAX_DISABLE_MOST_OPTIMIZATIONS=0 turns it off.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+os.environ.setdefault("JAXRNN_NO_COMPILE_CACHE", "1")  # the command line run in-process must not change JAX's config
 
 import jax  # noqa: E402
 import pytest

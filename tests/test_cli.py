@@ -261,3 +261,23 @@ def test_a_diverging_loss_stops_and_sample_reads_the_best_checkpoint(tmp_path, t
     rc = main(["sample", "--out", out, "--length", "5"])
     err = capsys.readouterr().err
     assert rc == 0 and f"sampling from the checkpoint of step {best} " in err
+
+
+@pytest.mark.slow
+def test_the_command_line_keeps_compiled_programs_unless_told_not_to(tmp_path, trained):
+    """A second ``jaxrnn sample`` reads its programs from the compilation cache in JAXRNN_CACHE_DIR (the same
+    text comes out); ``--no-compile-cache`` writes none."""
+    def sample(cache, *flags):
+        env = {k: v for k, v in os.environ.items() if k != "JAXRNN_NO_COMPILE_CACHE"}
+        env["JAXRNN_CACHE_DIR"] = str(cache)
+        proc = subprocess.run([sys.executable, "-m", "jaxrnn", "sample", "--out", trained, "--length", "20", *flags],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    first = sample(tmp_path / "cache")
+    cached = sorted(os.listdir(tmp_path / "cache"))
+    assert len(cached) >= 2 and sample(tmp_path / "cache") == first
+    assert sorted(os.listdir(tmp_path / "cache")) == cached  # the second run compiled nothing new
+    sample(tmp_path / "none", "--no-compile-cache")
+    assert not (tmp_path / "none").exists()
