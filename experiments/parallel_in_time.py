@@ -54,28 +54,23 @@ def main(cfg: Config) -> dict:
     xs_test, ys_test = common.adding_batch(jax.random.fold_in(key, 2), cfg.T, cfg.test_batch)
     carry = jaxrnn.initial_carry(params0, (cfg.batch,))
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.learning_rate))
-    solve = lambda params, init: newton_unroll(jaxrnn.gru_step, params, carry, xs, jacobian=cfg.jacobian,
-                                               max_iter=cfg.max_iter, init=init)
+    solve = lambda params, xs, init: newton_unroll(jaxrnn.gru_step, params, carry, xs, jacobian=cfg.jacobian,
+                                                   max_iter=cfg.max_iter, init=init)
     mse = lambda params, h_T, ys: jnp.mean((jaxrnn.readout(params, h_T)[:, 0] - ys) ** 2)
 
-    @jax.jit
-    def scan_update(params, opt_state):
-        loss_fn = lambda p: mse(p, jaxrnn.unroll(jaxrnn.gru_step, p, carry, xs)[0], ys)
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    def scan_loss(params, carry, xs, ys, mask=None):
+        return mse(params, jaxrnn.unroll(jaxrnn.gru_step, params, carry, xs)[0], ys), carry
 
-    @jax.jit
-    def newton_update(params, opt_state, states):
-        def loss_fn(p):
-            result = solve(p, states)
-            return mse(p, result.carry, ys), result
-
-        (loss, result), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        cold = solve(params, None)  # the same weights from zeros: what the warm start saves
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+    def newton_loss(params, previous, xs, ys, mask=None):
+        """The carry slot holds the previous step's states (the warm start) and, out, this step's iteration
+        counts, with those of a cold solve from zeros at the same weights: what the warm start saves."""
+        result = solve(params, xs, previous[0])
+        cold = solve(jax.lax.stop_gradient(params), xs, None)
         counts = (result.iterations, cold.iterations, result.converged, result.residual)
-        return optax.apply_updates(params, updates), opt_state, loss, result.states, counts
+        return mse(params, result.carry, ys), (result.states, counts)
+
+    scan_update = jaxrnn.make_train_step(optimizer, loss_fn=scan_loss)
+    newton_update = jaxrnn.make_train_step(optimizer, loss_fn=newton_loss)
 
     test_mse = jax.jit(lambda p: mse(p, jaxrnn.unroll(jaxrnn.gru_step, p, jaxrnn.initial_carry(
         p, (cfg.test_batch,)), xs_test)[0], ys_test))
@@ -83,13 +78,16 @@ def main(cfg: Config) -> dict:
     p_scan, s_scan = params0, optimizer.init(params0)
     p_newton, s_newton = params0, optimizer.init(params0)
     states = jax.tree.map(lambda c: jnp.zeros((cfg.T, *c.shape), c.dtype), carry)  # step 1 starts cold
+    zero_counts = (jnp.zeros((cfg.batch,), jnp.int32), jnp.zeros((cfg.batch,), jnp.int32),
+                   jnp.zeros((cfg.batch,), bool), jnp.zeros((cfg.batch,), carry.dtype))
+    previous = (states, zero_counts)
     curves = {k: [] for k in ("scan_loss", "newton_loss", "warm_iterations_max", "warm_iterations_mean",
                               "cold_iterations_max", "cold_iterations_mean", "all_converged", "residual_max",
                               "param_rel_diff")}
     for _ in range(cfg.steps):
-        p_scan, s_scan, loss_scan = scan_update(p_scan, s_scan)
-        p_newton, s_newton, loss_newton, states, (warm, cold, converged, residual) = newton_update(
-            p_newton, s_newton, states)
+        p_scan, s_scan, _, loss_scan = scan_update(p_scan, s_scan, carry, xs, ys)
+        p_newton, s_newton, previous, loss_newton = newton_update(p_newton, s_newton, previous, xs, ys)
+        warm, cold, converged, residual = previous[1]
         warm, cold = np.asarray(warm), np.asarray(cold)
         curves["scan_loss"].append(float(loss_scan))
         curves["newton_loss"].append(float(loss_newton))

@@ -51,8 +51,8 @@ def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, st
 
     The step's keyword arguments: ``reset (...)`` (``(K, ...)``) zeroes the carry of the streams where it is
     true before the chunk (a stream that starts over); ``active`` (a boolean, ``(K,)``) skips an update where
-    false (its loss reads 0), so that one compiled call serves a short last call too; ``key`` is the PRNG key of the
-    call, update ``k`` of ``K`` using ``fold_in(key, k)``. The function is traced once per input shape.
+    false (its loss reads 0), so that one compiled call serves a short last call too; ``key`` is the update's PRNG
+    key (for dropout; ``(K, ...)``: one per update). The function is traced once per input shape.
     """
     K = positive_int("updates_per_call", updates_per_call)
     if loss_fn is None:
@@ -67,13 +67,13 @@ def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, st
                                                                              **kw)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         norm = global_norm(grads) if with_grad_norm else None
-        return optax.apply_updates(params, updates), opt_state, carry_T, loss, norm
+        return (optax.apply_updates(params, updates), opt_state, carry_T), (loss, norm)
 
     def finish(params, opt_state, carry, loss, norm):
         return (params, opt_state, carry, loss, norm) if with_grad_norm else (params, opt_state, carry, loss)
 
     def one(state, xs, targets, mask, reset, active, key):
-        run = lambda s: (lambda out: (out[:3], out[3:]))(update(*s, xs, targets, mask, reset, key))
+        run = lambda s: update(*s, xs, targets, mask, reset, key)
         if active is None:
             return run(state)
         skipped = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(run, state)[1])
