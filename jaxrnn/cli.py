@@ -194,10 +194,20 @@ def compile_cache_dir() -> str:
 
 
 def _use_compile_cache() -> None:
-    """JAX's persistent compilation cache for this process (a command line's choice, never the library's)."""
+    """JAX's persistent compilation cache for this process (a command line's choice, never the library's); a
+    directory that cannot be written turns it off with one line instead of a warning per compiled program."""
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", compile_cache_dir())
+    directory = compile_cache_dir()
+    try:
+        os.makedirs(directory, exist_ok=True)
+        writable = os.access(directory, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        print(f"jaxrnn: compilation cache off: cannot write {directory} (set JAXRNN_CACHE_DIR)", file=sys.stderr)
+        return
+    jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the sampler compiles in well under 1 s
 
 

@@ -266,7 +266,7 @@ def test_a_diverging_loss_stops_and_sample_reads_the_best_checkpoint(tmp_path, t
 @pytest.mark.slow
 def test_the_command_line_keeps_compiled_programs_unless_told_not_to(tmp_path, trained):
     """A second ``jaxrnn sample`` reads its programs from the compilation cache in JAXRNN_CACHE_DIR (the same
-    text comes out); ``--no-compile-cache`` writes none."""
+    text comes out); ``--no-compile-cache`` writes none; a cache that cannot be written is turned off in one line."""
     def sample(cache, *flags):
         env = {k: v for k, v in os.environ.items() if k != "JAXRNN_NO_COMPILE_CACHE"}
         env["JAXRNN_CACHE_DIR"] = str(cache)
@@ -281,3 +281,12 @@ def test_the_command_line_keeps_compiled_programs_unless_told_not_to(tmp_path, t
     assert sorted(os.listdir(tmp_path / "cache")) == cached  # the second run compiled nothing new
     sample(tmp_path / "none", "--no-compile-cache")
     assert not (tmp_path / "none").exists()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    env = {k: v for k, v in os.environ.items() if k != "JAXRNN_NO_COMPILE_CACHE"}
+    proc = subprocess.run([sys.executable, "-m", "jaxrnn", "sample", "--out", trained, "--length", "20"],
+                          env={**env, "JAXRNN_CACHE_DIR": str(blocker / "cache")}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout == first  # an unwritable cache is one line, not a failure
+    assert [line for line in proc.stderr.splitlines() if "cache" in line] == [
+        f"jaxrnn: compilation cache off: cannot write {blocker / 'cache'} (set JAXRNN_CACHE_DIR)"]

@@ -135,9 +135,8 @@ def make_train_chunks(optimizer: optax.GradientTransformation, updates_per_call:
 
     @jax.jit
     def train_chunks(state: TrainState, xs, targets, reset, active):
-        K = xs.shape[0]
         fold = lambda k: jax.random.fold_in(state.key, state.step + k)
-        keys = jax.vmap(fold)(jnp.arange(K)) if dropout else None
+        keys = jax.vmap(fold)(jnp.arange(updates_per_call)) if dropout else None
         args = (xs, targets, reset, active, keys)
         if updates_per_call == 1:  # the step takes one update's arguments, without the leading K axis
             args = jax.tree.map(lambda a: a[0], args)
