@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -130,6 +131,59 @@ def train(loss_fn, params, optimizer, make_batch, key, steps: int, *, chunk: int
             if stop_below is not None and history["eval"][-1] < stop_below:
                 break
     return params, history
+
+
+# ----------------------------------------------------------------------------------------------- seeds
+
+
+def spread(values) -> dict:
+    """One number measured over seeds: ``mean``, sample ``std`` (0 for one seed), ``min``, ``max``, ``n`` and the
+    ``values`` themselves. Non-finite values are kept and make the mean non-finite (a diverged seed shows)."""
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size == 0:
+        raise ValueError("spread of no values")
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size), "values": v.tolist()}
+
+
+def separated(a: dict, b: dict) -> bool:
+    """Whether two ``spread`` results do not overlap (min-max ranges apart): the only case in which the
+    experiments say that one setting beats another."""
+    return a["max"] < b["min"] or b["max"] < a["min"]
+
+
+def verdict(a: dict, b: dict, names=("a", "b"), lower_is_better: bool = True) -> str:
+    """``"<name> better"`` when the ranges of ``a`` and ``b`` are apart, else ``"no difference"``."""
+    if not separated(a, b):
+        return "no difference"
+    a_wins = (a["mean"] < b["mean"]) == lower_is_better
+    return f"{names[0] if a_wins else names[1]} better"
+
+
+def pm(s: dict, digits: int = 3) -> str:
+    """``"mean ± std"`` of a ``spread``, for tables: ``pm(spread([1, 2, 3]), 2) == "2.00 ± 1.00"``."""
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def band(ax, x, curves, *, label=None, color=None, ls="-", alpha=0.2, log=False):
+    """Plot the mean of ``curves (seeds, len(x))`` as a line and the min-max over seeds as a shaded band
+    (geometric mean on a log axis). Seeds that stop early are NaN-padded; a point is drawn where any seed has one."""
+    c = np.asarray(curves, dtype=float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column (every seed stopped) stays NaN
+        centre = np.exp(np.nanmean(np.log(c), axis=0)) if log else np.nanmean(c, axis=0)
+        lo, hi = np.nanmin(c, axis=0), np.nanmax(c, axis=0)
+    (line,) = ax.plot(x, centre, color=color, ls=ls, label=label)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=alpha, lw=0)
+    if log:
+        ax.set_yscale("log")
+    return line
+
+
+def pad(curves, fill=np.nan):
+    """Curves of different lengths (a seed stopped early) as one ``(seeds, longest)`` array padded with ``fill``."""
+    n = max(len(c) for c in curves)
+    return np.array([list(c) + [fill] * (n - len(c)) for c in curves], dtype=float)
 
 
 # ------------------------------------------------------------------------------------ command line, files

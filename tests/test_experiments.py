@@ -93,69 +93,13 @@ def test_save_writes_json_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json"]
 
 
-def test_bracket_sets_are_what_they_claim():
-    from experiments import brackets
-
-    rng = np.random.default_rng(0)
-    assert brackets.is_balanced(brackets.balanced(rng, 500, 12)).all()
-    xs, labels = brackets.make_set(rng, 400, 12)
-    xs, labels = np.asarray(xs).T, np.asarray(labels)
-    np.testing.assert_array_equal(brackets.is_balanced(xs), labels == 1)
-    assert labels.mean() == 0.5
-    assert (xs == brackets.OPEN).sum(axis=1).tolist() == [6] * 400  # counting alone cannot tell them apart
-    assert brackets.is_balanced(np.array([0, 0, 1, 0, 1, 1])) and not brackets.is_balanced(np.array([0, 1, 1, 0]))
-
-
-@pytest.mark.slow
-def test_brackets_tiny_preset_beats_chance():
-    from experiments import brackets
-
-    s = brackets.main(brackets.PRESETS["tiny"])["summary"]
-    assert s["lstm_L6_test_accuracy"] > 0.8 and s["rnn_L6_test_accuracy"] > 0.8
-
-
-def test_hello_tiny_writes_hello_to_its_json(tmp_path, capsys):
-    import json
-
-    from experiments import hello
-
-    assert hello.cli(["--preset", "tiny", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "hello.json").read_text())
-    assert result["text"] == "hello" and "feeding 'h' gives 'hello'" in capsys.readouterr().out
-    assert result["losses"][0] == pytest.approx(4 * math.log(4), rel=0.5)  # 4 characters, about uniform at init
-    assert result["losses"][-1] < 0.1
-    probs = np.array(result["probabilities"])  # rows: after h, e, l, l; columns: h, e, l, o
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=3e-3)
-    assert probs[2, 2] > 0.8 and probs[3, 3] > 0.8  # first "l" -> "l", second "l" -> "o"
-
-
-def test_min_char_rnn_tiny_falls_below_the_uniform_guess_and_writes_its_curve(tmp_path, capsys):
-    import json
-
-    from experiments import min_char_rnn
-
-    assert min_char_rnn.cli(["--preset", "tiny", "--out", str(tmp_path)]) == 0
-    assert "iter 200, loss" in capsys.readouterr().out
-    result = json.loads((tmp_path / "min_char_rnn.json").read_text())
-    s, T = result["summary"], result["config"]["seq_length"]
-    assert s["uniform_loss_per_char"] == pytest.approx(math.log(result["vocab_size"]), rel=1e-12)
-    assert result["smooth_loss"][0][1] == pytest.approx(T * s["uniform_loss_per_char"], rel=1e-3)  # iteration 0
-    assert s["loss_per_char_last_100"] < 0.75 * s["uniform_loss_per_char"]  # after 300 of 25 characters each
-    assert s["final_smooth_loss_per_char"] < s["uniform_loss_per_char"]
-    assert np.all(np.diff(result["smooth_loss_curve"]["loss"][10:]) < 0.05)  # smoothed: no jumps
-    assert (tmp_path / "min_char_rnn.png").stat().st_size > 10_000
-
-
-def test_min_char_rnn_chaos_tiny_difference_grows_and_a_larger_epsilon_damps_it(tmp_path):
-    import json
-
-    from experiments import min_char_rnn_chaos
-
-    assert min_char_rnn_chaos.cli(["--preset", "tiny", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "min_char_rnn_chaos.json").read_text())
-    small, large = np.array(result["gap"]["eps=1e-08"]), np.array(result["gap"]["eps=0.0001"])
-    assert len(small) == len(large) == result["config"]["iterations"]
-    assert small[1] < 1e-12 and small[50] > 1e3 * small[10] > 0  # 1e-14 becomes a visible loss difference
-    assert small.max() > 100 * large.max()
-    assert result["summary"]["eps=1e-08"]["largest"] == small.max()
-    assert (tmp_path / "min_char_rnn_chaos.png").stat().st_size > 10_000
+def test_spread_and_verdict_over_seeds():
+    s = common.spread([1.0, 2.0, 3.0])
+    assert (s["mean"], s["std"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 1.0, 3.0, 3)
+    assert common.pm(s, 2) == "2.00 ± 1.00" and common.spread([5.0])["std"] == 0.0
+    lo, hi = common.spread([0.1, 0.2]), common.spread([0.3, 0.5])
+    assert common.verdict(lo, hi, ("rnn", "lstm")) == "rnn better"
+    assert common.verdict(lo, hi, ("rnn", "lstm"), lower_is_better=False) == "lstm better"
+    assert common.verdict(lo, common.spread([0.15, 0.4]), ("rnn", "lstm")) == "no difference"
+    assert np.isnan(common.spread([1.0, np.nan])["mean"])  # a diverged seed is not averaged away
+    np.testing.assert_array_equal(common.pad([[1, 2], [3]]), [[1, 2], [3, np.nan]])

@@ -1,5 +1,5 @@
-"""The sequence-to-sequence, captioning and truncated-BPTT experiments: data golden values, then tiny presets
-that must beat a question-blind baseline."""
+"""The sequence-to-sequence, captioning and bracket experiments: data golden values, then tiny presets
+that must beat a baseline."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,38 +123,22 @@ def test_captioning_tiny_preset_beats_chance_in_both_modes(captioning):
 # ------------------------------------------------------------------------------ truncated BPTT
 
 
-def test_truncated_gradient_is_the_sum_of_chunk_gradients_and_full_bptt_when_k_is_T(x64):
-    from experiments import truncated_bptt
+def test_bracket_sets_are_what_they_claim():
+    from experiments import brackets
 
-    params = jaxrnn.init_lstm(jax.random.PRNGKey(0), 7, 5, 7, dtype=jnp.float64)
-    carry = jaxrnn.initial_carry(params, (3,))
-    xs = jax.random.randint(jax.random.PRNGKey(1), (12, 3), 0, 7)
-    ys = jax.random.randint(jax.random.PRNGKey(2), (12, 3), 0, 7)
-    grad = jax.jit(jax.value_and_grad(jaxrnn.sequence_loss, has_aux=True))
-    (full_loss, _), full = grad(params, carry, xs, ys)
-    loss, grads = truncated_bptt.truncated_gradient(params, carry, xs, ys, 12)
-    assert float(loss) == pytest.approx(float(full_loss), rel=1e-14)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), grads, full)
-    (l1, c1), g1 = grad(params, carry, xs[:4], ys[:4])   # by hand: three chunks of 4, state carried
-    (l2, c2), g2 = grad(params, c1, xs[4:8], ys[4:8])
-    (l3, _), g3 = grad(params, c2, xs[8:], ys[8:])
-    loss, grads = truncated_bptt.truncated_gradient(params, carry, xs, ys, 4)
-    assert float(loss) == pytest.approx(float(l1 + l2 + l3), rel=1e-14)  # the same loss: the forward pass is whole
-    jax.tree.map(lambda a, *b: np.testing.assert_allclose(a, sum(b), rtol=1e-12, atol=1e-14), grads, g1, g2, g3)
-    assert float(jnp.abs(grads.Whh - full.Whh).max()) > 1e-6  # and a different gradient from full BPTT
+    rng = np.random.default_rng(0)
+    assert brackets.is_balanced(brackets.balanced(rng, 500, 12)).all()
+    xs, labels = brackets.make_set(rng, 400, 12)
+    xs, labels = np.asarray(xs).T, np.asarray(labels)
+    np.testing.assert_array_equal(brackets.is_balanced(xs), labels == 1)
+    assert labels.mean() == 0.5
+    assert (xs == brackets.OPEN).sum(axis=1).tolist() == [6] * 400  # counting alone cannot tell them apart
+    assert brackets.is_balanced(np.array([0, 0, 1, 0, 1, 1])) and not brackets.is_balanced(np.array([0, 1, 1, 0]))
 
 
 @pytest.mark.slow
-def test_truncated_bptt_tiny_preset_learns_and_only_truncation_keeps_memory_flat():
-    from experiments import truncated_bptt
+def test_brackets_tiny_preset_beats_chance():
+    from experiments import brackets
 
-    cfg = truncated_bptt.PRESETS["tiny"]
-    s = truncated_bptt.main(cfg)["summary"]
-    for k in cfg.truncations:
-        assert s[f"k{k}_validation_loss"] < 0.8 * s["uniform_loss"]
-    T0, T1 = cfg.memory_lengths[0], cfg.memory_lengths[-1]
-    growth = T1 / T0
-    assert s[f"full_growth_T{T0}_to_T{T1}"] > 0.6 * growth         # O(T)
-    assert s[f"remat_growth_T{T0}_to_T{T1}"] > 0.6 * growth
-    assert s[f"truncated_growth_T{T0}_to_T{T1}"] < 1.1              # O(k): only the ids grow
-    assert s[f"remat_MiB_T{T1}"] < s[f"full_MiB_T{T1}"]
+    s = brackets.main(brackets.PRESETS["tiny"])["summary"]
+    assert s["lstm_L6_test_accuracy"] > 0.8 and s["rnn_L6_test_accuracy"] > 0.8
