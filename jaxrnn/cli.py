@@ -69,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", default="runs/char_lm", help="output directory (default: runs/char_lm)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out "
                    "(default: off; without it an --out that holds checkpoints is refused)")
-    t.add_argument("--steps", type=integer, default=None, help=f"total updates to reach (default: {d.steps})")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=integer, default=None, help=f"total updates to reach (default: {d.steps})")
+    length.add_argument("--time-budget", type=real, default=None, metavar="MINUTES",
+                        help="train until this many minutes of wall-clock time (compilation and evaluation "
+                             "included) have passed, instead of a step count; a cosine --lr-schedule then decays "
+                             "over the budget (default: none, use --steps)")
     t.add_argument("--cell", choices=CELLS, default=None, help=f"recurrent cell (default: {d.cell})")
     t.add_argument("--hidden", dest="hidden_size", type=integer, default=None,
                    help=f"hidden size H of each layer (default: {d.hidden_size})")
@@ -89,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                               DEFAULT_LEARNING_RATES.items()) + ")")
     t.add_argument("--lr-schedule", choices=SCHEDULES, default=None,
                    help=f"constant, or cosine decay to 0.1x over --decay-steps (default: {d.lr_schedule})")
-    t.add_argument("--decay-steps", type=integer, default=None, help="cosine decay length (default: --steps)")
+    t.add_argument("--decay-steps", type=integer, default=None, help="cosine decay length in updates, for a "
+                   "--steps run (default: --steps)")
     t.add_argument("--clip", type=real, default=None, help=f"gradient clipping threshold, 0 for none "
                    f"(default: {d.clip:g})")
     t.add_argument("--clip-mode", choices=CLIP_MODES, default=None,

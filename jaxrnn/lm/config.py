@@ -13,6 +13,8 @@ from jaxrnn.lm.model import CELLS, ConfigError, ModelConfig
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
 
 SCHEDULES = ("constant", "cosine")
+COSINE_FLOOR = 0.1
+"""A cosine schedule ends at this fraction of the initial learning rate."""
 DEFAULT_LEARNING_RATES = {"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 
 
@@ -22,7 +24,11 @@ class RunConfig:
     Adam for every cell (the lecture's clipped Adagrad, ``optimizer="adagrad"``, was chaotic for the batched
     vanilla RNN: ``experiments/char_lm_quality.py``); the learning rate is
     ``DEFAULT_LEARNING_RATES[optimizer]``; clipping is elementwise for Adagrad (the lecture's) and by global
-    norm otherwise; a cosine schedule decays over ``steps``."""
+    norm otherwise.
+
+    A run ends after ``steps`` updates or, with ``time_budget`` (minutes of wall-clock time, evaluation and
+    compilation included), when the budget is spent; ``steps`` is then not used. A cosine schedule decays over
+    whichever of the two ends the run (``decay_steps`` may shorten a step-count one)."""
 
     corpus: str = DEFAULT_CORPUS
     data: str | None = None
@@ -41,6 +47,7 @@ class RunConfig:
     clip_mode: str | None = None
     seed: int = 0
     steps: int = 2000
+    time_budget: float | None = None
     eval_every: int = 100
     steps_per_call: int = 10
     keep: int = 3
@@ -63,8 +70,17 @@ class RunConfig:
             raise ConfigError(f"learning_rate must be a positive number, got {learning_rate!r}", "learning_rate")
         if not (math.isfinite(self.clip) and self.clip >= 0):
             raise ConfigError(f"clip must be >= 0 (0: no clipping), got {self.clip!r}", "clip")
+        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float))
+                                                 and math.isfinite(self.time_budget) and self.time_budget > 0):
+            raise ConfigError(f"time_budget must be a positive number of minutes, got {self.time_budget!r}",
+                              "time_budget")
+        if self.time_budget is not None and self.decay_steps is not None:
+            raise ConfigError("decay_steps sets a step-count schedule; with a time budget the schedule follows the "
+                              "budget", "decay_steps")
         decay_steps = self.steps if self.decay_steps is None else positive_int(
             "decay_steps", self.decay_steps, error=functools.partial(ConfigError, setting="decay_steps"))
+        if self.time_budget is not None:
+            decay_steps = None
         if self.data is None and self.corpus not in CORPORA:
             raise DataError(f"unknown corpus {self.corpus!r}; choose one of: {', '.join(sorted(CORPORA))}")
         out = dataclasses.replace(self, optimizer=optimizer, clip_mode=clip_mode, learning_rate=float(learning_rate),
@@ -76,14 +92,34 @@ class RunConfig:
         return ModelConfig(vocab_size, cell=self.cell, hidden_size=self.hidden_size, layers=self.layers,
                            embed_size=self.embed_size, dropout=self.dropout)
 
+    @property
+    def follows_budget(self) -> bool:
+        """Whether the learning rate is set from the time spent (a decaying schedule under a time budget)."""
+        return self.time_budget is not None and self.lr_schedule != "constant"
+
+    def learning_rate_at(self, progress: float) -> float:
+        """The learning rate after ``progress`` (0 to 1) of the run: cosine from ``learning_rate`` down to
+        ``COSINE_FLOOR`` times it, or constant."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        p = min(max(progress, 0.0), 1.0)
+        return self.learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * p)))
+
     def make_optimizer(self):
+        """The optax optimiser. A step-count cosine is an optax schedule over ``decay_steps``; under a time
+        budget the learning rate is a hyperparameter (``optax.inject_hyperparams``) that the training loop sets
+        from ``learning_rate_at(time spent / budget)`` before each compiled call."""
         import optax
 
         from jaxrnn.optim import make_optimizer
 
+        if self.follows_budget:
+            return optax.inject_hyperparams(make_optimizer, static_args=("name", "clip", "clip_mode"))(
+                name=self.optimizer, learning_rate=self.learning_rate, clip=self.clip or None,
+                clip_mode=self.clip_mode)
         lr = self.learning_rate
         if self.lr_schedule == "cosine":
-            lr = optax.cosine_decay_schedule(self.learning_rate, self.decay_steps, alpha=0.1)
+            lr = optax.cosine_decay_schedule(self.learning_rate, self.decay_steps, alpha=COSINE_FLOOR)
         return make_optimizer(self.optimizer, lr, clip=self.clip or None, clip_mode=self.clip_mode)
 
     @classmethod
@@ -99,7 +135,8 @@ def _choice(setting: str, value, choices) -> str:
     return value
 
 
-RESUME_MAY_CHANGE = ("corpus", "data", "steps", "eval_every", "steps_per_call", "keep", "sample_length")
+RESUME_MAY_CHANGE = ("corpus", "data", "steps", "time_budget", "eval_every", "steps_per_call", "keep",
+                     "sample_length")
 """Settings a resumed run may change; all others (model shape, batching, optimiser, seed) must match."""
 
 
@@ -117,7 +154,18 @@ def resume_config(config: RunConfig, explicit: set[str], saved: dict) -> RunConf
         changes["corpus"] = DEFAULT_CORPUS
     if "corpus" in changes and "data" not in changes:
         changes["data"] = None
-    return dataclasses.replace(RunConfig.from_saved(saved), **changes).resolved()
+    if "steps" in changes and "time_budget" not in changes:  # a step count given on resume replaces a budget
+        changes["time_budget"] = None
+    out = dataclasses.replace(RunConfig.from_saved(saved), **changes)
+    if out.time_budget is not None:
+        out = dataclasses.replace(out, decay_steps=None)
+    schedule = saved.get("lr_schedule", "constant")
+    if schedule != "constant" and (saved.get("time_budget") is None) != (out.time_budget is None):
+        was, now = (("a time budget", "a step count") if saved.get("time_budget") is not None
+                    else ("a step count", "a time budget"))
+        raise ConfigError(f"time_budget: the checkpoint's {schedule} schedule follows {was}; a resumed run cannot "
+                          f"switch it to {now}", "time_budget")
+    return out.resolved()
 
 
 def load_training_text(config: RunConfig) -> tuple[str, str]:

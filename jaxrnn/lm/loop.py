@@ -72,6 +72,7 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
     from jaxrnn.metrics import append_metrics, plot_curves, truncate_after
     from jaxrnn.streams import Streams, evaluation_streams
 
+    clock = time.perf_counter()
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     explicit = set(explicit or ())
     config = config.resolved()
@@ -119,6 +120,9 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
     metrics_path = os.path.join(out, "metrics.jsonl")
     step = int(state.step)
     train_seconds = float(meta.get("train_seconds", 0.0)) if resume else 0.0
+    clock -= float(meta.get("elapsed_seconds", train_seconds)) if resume else 0.0  # a budget spans the resumes
+    elapsed = lambda: time.perf_counter() - clock
+    budget = None if config.time_budget is None else 60.0 * config.time_budget
     if resume:
         truncate_after(metrics_path, step)
     elif os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside, never overwrite
@@ -128,7 +132,8 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
 
     def save(state, val_loss):
         nonlocal saved_step
-        store.save(int(state.step), state, {**run_meta, "train_seconds": train_seconds}, val_loss=val_loss)
+        store.save(int(state.step), state, {**run_meta, "train_seconds": train_seconds,
+                                            "elapsed_seconds": elapsed()}, val_loss=val_loss)
         saved_step = int(state.step)
 
     interrupt = _Interrupt()
@@ -136,16 +141,20 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
     status, val_loss, above = "done", None, 0
     log(f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}) on {source}: "
         f"{len(train_ids)} training characters, vocabulary {vocab.size}, {B} streams x {T} characters, "
-        f"{train.chunks_per_epoch} chunks per epoch; step {step} of {config.steps}")
-    bar = _progress_bar(progress, config.steps, step)
+        f"{train.chunks_per_epoch} chunks per epoch; " + (f"step {step} of {config.steps}" if budget is None else
+        f"{elapsed() / 60:.1f} of {config.time_budget:g} minutes spent at step {step}"))
+    bar = _progress_bar(progress, config.steps if budget is None else None, step)
     try:
-        while step < config.steps and not interrupt.requested:
+        while not interrupt.requested and (step < config.steps if budget is None else elapsed() < budget):
             if max_seconds is not None and train_seconds >= max_seconds:
                 break
             next_eval = (step // config.eval_every + 1) * config.eval_every
-            n = min(K, config.steps - step, next_eval - step)
+            n = min(K, next_eval - step, config.steps - step if budget is None else K)
             xs, ys, reset = train.chunks(step, K)
             batch = place_batch((xs, ys, reset, np.arange(K) < n), mesh)
+            if config.follows_budget:
+                learning_rate = config.learning_rate_at(elapsed() / budget)
+                state = _with_learning_rate(state, learning_rate)
             t0 = time.perf_counter()
             new_state, losses = train_chunks(state, *batch)
             losses = np.asarray(losses)[:n]
@@ -160,8 +169,10 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
                 break
             state, step, train_seconds = new_state, step + n, train_seconds + dt
             record = {"step": step, "train_loss": float(np.mean(losses)), "chars_per_sec": n * B * T / dt,
-                      "train_seconds": train_seconds}
-            if step % config.eval_every == 0 or step == config.steps:
+                      "train_seconds": train_seconds, "elapsed_seconds": elapsed()}
+            if config.follows_budget:
+                record["learning_rate"] = learning_rate
+            if step % config.eval_every == 0 or (budget is None and step == config.steps):
                 val_loss = float(evaluate(state.params, val_xs, val_ys))
                 record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
                 save(state, val_loss)
@@ -186,7 +197,8 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
             if saved_step != step:
                 save(state, val_loss)
                 append_metrics(metrics_path, {"step": step, "val_loss": val_loss,
-                                              "val_bpc": val_loss / math.log(2), "train_seconds": train_seconds})
+                                              "val_bpc": val_loss / math.log(2), "train_seconds": train_seconds,
+                                              "elapsed_seconds": elapsed()})
         if interrupt.requested:
             status = "interrupted"
     finally:
@@ -197,7 +209,7 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
         store.close()
     records = _safe_plot(plot_curves, metrics_path, os.path.join(out, "curves.png"), source)
     summary = {"status": status, "step": int(state.step), "saved_step": saved_step, "out": out,
-               "train_seconds": train_seconds, "vocab_size": vocab.size,
+               "train_seconds": train_seconds, "elapsed_seconds": elapsed(), "vocab_size": vocab.size,
                "val_loss": None if status == "nan" else val_loss, "records": records}
     if status == "done":
         test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh)))
@@ -212,7 +224,19 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
 def _optimizer_settings(config: RunConfig) -> tuple:
     """The settings that define the optimiser (the decay length only when the schedule decays)."""
     decay = config.decay_steps if config.lr_schedule != "constant" else None
-    return (config.optimizer, config.learning_rate, config.lr_schedule, decay, config.clip, config.clip_mode)
+    budget = 1.0 if config.follows_budget else None  # the budget's length does not enter the compiled step
+    return (config.optimizer, config.learning_rate, config.lr_schedule, decay, budget, config.clip, config.clip_mode)
+
+
+def _with_learning_rate(state, learning_rate: float):
+    """``state`` with the learning rate of an ``optax.inject_hyperparams`` optimiser set to ``learning_rate``,
+    placed where the old value was (replicated under a mesh)."""
+    import jax
+
+    hyper = state.opt_state.hyperparams
+    old = hyper["learning_rate"]
+    new = jax.device_put(np.asarray(learning_rate, old.dtype), old.sharding)
+    return state._replace(opt_state=state.opt_state._replace(hyperparams={**hyper, "learning_rate": new}))
 
 
 @functools.lru_cache(maxsize=8)
@@ -221,9 +245,9 @@ def _train_chunks(optimizer_settings: tuple, updates_per_call: int, dropout: flo
     (a resumed run, the models of an experiment) reuse one compiled function."""
     from jaxrnn.lm.model import make_train_chunks
 
-    name, learning_rate, schedule, decay, clip, clip_mode = optimizer_settings
+    name, learning_rate, schedule, decay, budget, clip, clip_mode = optimizer_settings
     config = RunConfig(optimizer=name, learning_rate=learning_rate, lr_schedule=schedule, decay_steps=decay,
-                       clip=clip, clip_mode=clip_mode)
+                       time_budget=budget, clip=clip, clip_mode=clip_mode)
     return make_train_chunks(config.resolved().make_optimizer(), updates_per_call, dropout=dropout)
 
 

@@ -1,0 +1,148 @@
+"""The trainer's defaults for a time budget, chosen by measurement: ``jaxrnn train`` with only a text and a
+budget, under a few candidate settings, on the built-in corpus and on about 1 MB of English.
+
+For each run: the best validation loss seen, the validation loss at the end, and how far the end is above the
+best (the defaults should keep improving until the budget is spent: within 1%).
+
+    python experiments/trainer_defaults.py --corpus pydoc_topics --out experiments/results
+    python experiments/trainer_defaults.py --corpus english --out experiments/results
+
+The English text is ``pydoc_topics`` followed by the docstrings of the standard library's modules (in sorted
+path order, each docstring once) up to 1,000,000 characters: English prose that every Python installation ships.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import math
+import os
+import sys
+import sysconfig
+import tempfile
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments import common
+from jaxrnn.data import load_corpus
+from jaxrnn.lm.config import RunConfig
+from jaxrnn.lm.loop import run_training
+
+CANDIDATES = {
+    "constant": {"lr_schedule": "constant"},
+    "cosine": {"lr_schedule": "cosine"},
+    "cosine, 2 layers, dropout 0.25": {"lr_schedule": "cosine", "layers": 2, "dropout": 0.25},
+}
+"""Settings tried on top of ``RunConfig()``'s defaults (1-layer LSTM, H = 256, Adam 2e-3, T = 64, B = 32)."""
+
+ENGLISH_SIZE = 1_000_000
+WITHIN = 0.01  # the end may be at most 1% above the best validation loss
+
+
+def english_text(size: int = ENGLISH_SIZE) -> str:
+    """``pydoc_topics`` then standard-library docstrings (each once), cut at ``size`` characters."""
+    parts, seen = [load_corpus("pydoc_topics")], set()
+    total = len(parts[0])
+    stdlib = sysconfig.get_paths()["stdlib"]
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(stdlib) for f in files
+                   if f.endswith(".py") and "test" not in d and "site-packages" not in d)
+    for path in paths:
+        try:
+            tree = ast.parse(open(path, encoding="utf-8").read())
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 200 and doc not in seen:  # paragraphs, each once
+                    seen.add(doc)
+                    parts.append(doc + "\n\n")
+                    total += len(parts[-1])
+        if total >= size:
+            break
+    return "".join(parts)[:size]
+
+
+def run_one(name: str, settings: dict, data: str, minutes: float, seed: int) -> dict:
+    config = RunConfig(data=data, time_budget=minutes, seed=seed, sample_length=0, **settings)
+    with tempfile.TemporaryDirectory() as out:
+        summary = run_training(config, out, progress=False, log=lambda s: None)
+    curve = [(r["elapsed_seconds"], r["step"], r["val_loss"]) for r in summary["records"]
+             if "val_loss" in r and "elapsed_seconds" in r]
+    best = min(v for _, _, v in curve)
+    end = summary["val_loss"]
+    return {"name": name, "settings": settings, "status": summary["status"], "steps": summary["step"],
+            "elapsed_seconds": summary["elapsed_seconds"], "best_val_loss": best,
+            "best_at_seconds": next(t for t, _, v in curve if v == best), "end_val_loss": end,
+            "end_above_best": end / best - 1, "test_loss": summary.get("test_loss"), "curve": curve}
+
+
+def main(corpus: str, minutes: float, seed: int) -> dict:
+    text = english_text() if corpus == "english" else load_corpus(corpus)
+    with tempfile.TemporaryDirectory() as folder:
+        data = os.path.join(folder, f"{corpus}.txt")
+        with open(data, "w", encoding="utf-8") as f:
+            f.write(text)
+        runs = [run_one(name, settings, data, minutes, seed) for name, settings in CANDIDATES.items()]
+    summary = {f"{r['name']}: end above best": r["end_above_best"] for r in runs}
+    summary.update({f"{r['name']}: end validation": r["end_val_loss"] for r in runs})
+    return {"corpus": corpus, "characters": len(text), "distinct_characters": len(set(text)), "minutes": minutes,
+            "seed": seed, "within": WITHIN, "defaults": dataclasses.asdict(RunConfig()), "runs": runs,
+            "summary": summary}
+
+
+def table(results: dict) -> str:
+    """Markdown: one row per candidate."""
+    rows = [f"| {results['corpus']} ({results['characters']:,} chars) | best validation (at s) | end validation "
+            "| end above best | updates |", "|---|---|---|---|---|"]
+    for r in results["runs"]:
+        mark = "**" if r["end_above_best"] <= WITHIN else ""
+        rows.append(f"| {r['name']} | {r['best_val_loss']:.4f} ({r['best_at_seconds']:.0f}) | "
+                    f"{r['end_val_loss']:.4f} | {mark}{100 * r['end_above_best']:.2f}%{mark} | {r['steps']} |")
+    return "\n".join(rows)
+
+
+def make_figure(results: dict):
+    fig, axes = common.new_figure(1, 1, size=(6.5, 4.0))
+    ax = axes[0, 0]
+    for i, r in enumerate(results["runs"]):
+        t, _, v = zip(*r["curve"])
+        ax.plot([x / 60 for x in t], v, color=f"C{i}", label=r["name"])
+    lows = [min(v for *_, v in r["curve"]) for r in results["runs"]]
+    ax.set_ylim(min(lows) - 0.05, min(lows) + 0.6)
+    ax.set(xlabel="wall-clock time (minutes)", ylabel="validation loss (nats/char)",
+           title=f"{results['corpus']}: {results['minutes']:g}-minute budget")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def cli(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="trainer_defaults.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", default="pydoc_topics", choices=("pydoc_topics", "stdlib_source", "english"))
+    parser.add_argument("--minutes", type=float, default=10.0, help="time budget of each run (default: 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=os.path.join("experiments", "results"))
+    args = parser.parse_args(argv)
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
+        print("trainer_defaults: --minutes must be a positive number", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    start = time.perf_counter()
+    results = main(args.corpus, args.minutes, args.seed)
+    results["runtime_s"] = round(time.perf_counter() - start, 1)
+    results["command"] = (f"python experiments/trainer_defaults.py --corpus {args.corpus} --minutes {args.minutes:g}"
+                          f" --out {args.out}")
+    results["environment"] = common.environment()
+    results["table"] = table(results)
+    paths = common.save(args.out, f"trainer_defaults_{args.corpus}", results, make_figure(results))
+    print(results["table"])
+    print(f"wrote {', '.join(paths.values())} in {results['runtime_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
