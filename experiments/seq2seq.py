@@ -12,7 +12,9 @@ with its own weights, reads ``GO`` then the answer's digits and predicts the dig
 At test time the decoder feeds back its own greedy choice (``jaxrnn.sample`` at temperature 0). A problem is
 right when every answer digit and the ``END`` are right (exact match). Held-out problems are a fixed 2% of all
 ``(a, b)`` pairs that training never sees. The reversed-input variant (Sutskever et al., 2014) feeds the question
-backwards (``"=263+75"``); we compare how many steps each needs to reach 95% exact match.
+backwards (``"=263+75"``); we compare how many steps each needs to reach 95% and 99% exact match over several
+seeds (each seed draws its own initial weights, batches and held-out problems) and say that one variant is faster
+only where the ranges over seeds are apart.
 
     python experiments/seq2seq.py --preset cpu --out experiments/results
 """
@@ -54,12 +56,12 @@ class Config:
     eval_every: int = 100
     eval_size: int = 2000
     stop_accuracy: float = 0.99      # stop a run early once held-out exact match reaches this
-    seed: int = 0
+    seeds: tuple = (0, 1, 2)
 
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(digits=2, variants=("reversed",), hidden_size=64, steps=500, eval_size=200),
+    "tiny": Config(digits=2, variants=("reversed",), hidden_size=64, steps=500, eval_size=200, seeds=(0, 1)),
 }
 
 
@@ -217,17 +219,17 @@ def first_step_at(curve, steps, level):
     return next((s for s, v in zip(steps, curve) if v >= level), None)
 
 
-def run_one(cfg: Config, variant: str) -> dict:
+def run_one(cfg: Config, variant: str, seed: int) -> dict:
     reverse = variant == "reversed"
-    (a, b), test = held_out_set(jax.random.PRNGKey(10_000 + cfg.seed), cfg.digits, cfg.eval_size, reverse=reverse)
-    params = init_seq2seq(jax.random.PRNGKey(cfg.seed), cfg.hidden_size)
+    (a, b), test = held_out_set(jax.random.PRNGKey(10_000 + seed), cfg.digits, cfg.eval_size, reverse=reverse)
+    params = init_seq2seq(jax.random.PRNGKey(seed), cfg.hidden_size)
     schedule = optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps, alpha=0.1)
     opt = optax.chain(optax.clip_by_global_norm(cfg.clip), optax.adam(schedule))
     make_batch = lambda k: training_batch(k, cfg.digits, cfg.batch, reverse=reverse)
     test_scores = jax.jit(lambda p: scores(p, test))
     test_error = lambda p: 1.0 - test_scores(p)["exact_match"]
     start = time.perf_counter()
-    params, hist = common.train(loss_fn, params, opt, make_batch, jax.random.PRNGKey(cfg.seed + 1), cfg.steps,
+    params, hist = common.train(loss_fn, params, opt, make_batch, jax.random.PRNGKey(seed + 1), cfg.steps,
                                 chunk=cfg.eval_every, evaluate=test_error, stop_below=1.0 - cfg.stop_accuracy)
     seconds = time.perf_counter() - start
     accuracy = [1.0 - e for e in hist["eval"]]
@@ -238,7 +240,7 @@ def run_one(cfg: Config, variant: str) -> dict:
         answer = to_text(ids[:, j]).split("$")[0]
         examples.append({"question": to_text(np.asarray(test[0][: int(test[1][j]), j])), "answer": answer,
                          "right": answer == str(int(a[j] + b[j]))})
-    return {"variant": variant, "test_exact_match": accuracy[-1],
+    return {"variant": variant, "seed": seed, "test_exact_match": accuracy[-1],
             "test_position_accuracy": float(final["position_accuracy"]),
             "test_loss": float(jax.jit(loss_fn)(params, test)),
             **{f"constant_answer_{k}": v for k, v in constant_answer_scores(test[3], test[4]).items()},
@@ -250,27 +252,60 @@ def run_one(cfg: Config, variant: str) -> dict:
             "examples": examples}
 
 
+def steps_to(runs, key: str, cap: int) -> dict:
+    """``spread`` over seeds of the step where a run first reached a level; a run that never did counts as ``cap``
+    (a lower bound), and ``reached`` says how many did."""
+    values = [r[key] if r[key] is not None else cap for r in runs]
+    return {**common.spread(values), "reached": sum(r[key] is not None for r in runs)}
+
+
 def main(cfg: Config) -> dict:
-    runs = [run_one(cfg, v) for v in cfg.variants]
+    runs = [run_one(cfg, v, seed) for v in cfg.variants for seed in cfg.seeds]
     summary = {}
-    for r in runs:
+    for v in cfg.variants:
+        mine = [r for r in runs if r["variant"] == v]
         for k in ("test_exact_match", "test_position_accuracy", "constant_answer_accuracy", "test_loss",
-                  "constant_answer_loss", "steps_to_95", "steps_to_99", "steps_run", "seconds"):
-            summary[f"{r['variant']}_{k}"] = r[k]
+                  "constant_answer_loss", "steps_run", "seconds"):
+            summary[f"{v}_{k}"] = common.spread([r[k] for r in mine])
+        for k in ("steps_to_95", "steps_to_99"):
+            summary[f"{v}_{k}"] = steps_to(mine, k, cfg.steps)
+    if set(cfg.variants) >= {"forward", "reversed"}:
+        for k, lower in (("steps_to_95", True), ("steps_to_99", True), ("test_exact_match", False)):
+            summary[f"verdict_{k}"] = common.verdict(summary[f"forward_{k}"], summary[f"reversed_{k}"],
+                                                     ("forward", "reversed"), lower_is_better=lower)
     return {"config": cfg, "summary": summary, "runs": runs}
 
 
 def make_figure(results: dict):
-    fig, ax = common.new_figure(1, 1, size=(6.0, 3.8))
-    for r, style in zip(results["runs"], ("o-", "s--")):
-        ax[0, 0].plot(r["eval_step"], r["accuracy_curve"], style, ms=3, label=f"{r['variant']} input")
-    ax[0, 0].axhline(0.95, color="k", lw=0.6, ls=":", label="95%")
-    ax[0, 0].axhline(0.99, color="k", lw=0.6, ls="--", label="99%")
-    digits = results["config"]["digits"] if isinstance(results["config"], dict) else results["config"].digits
-    ax[0, 0].set(title=f"seq2seq addition (up to {digits} digits): held-out exact match", xlabel="training step",
-                 ylabel="exact match", ylim=(0, 1.02))
-    ax[0, 0].legend(loc="lower right")
-    ax[0, 0].grid(alpha=0.3)
+    cfg = results["config"] if isinstance(results["config"], dict) else dataclasses.asdict(results["config"])
+    fig, ax = common.new_figure(1, 2, size=(5.2, 3.8))
+    left, right = ax[0, 0], ax[0, 1]
+    variants = list(dict.fromkeys(r["variant"] for r in results["runs"]))
+    for v, color in zip(variants, ("C0", "C1")):
+        mine = [r for r in results["runs"] if r["variant"] == v]
+        steps = max((r["eval_step"] for r in mine), key=len)
+        curves = common.pad([r["accuracy_curve"] for r in mine])  # a seed that stopped at 99% is NaN after
+        common.band(left, steps, curves, color=color, label=f"{v} input: mean, min-max over {len(mine)} seeds\n(a seed stops at 99%: dot)")
+        for r in mine:  # where each seed stopped
+            left.plot(r["eval_step"][-1], r["accuracy_curve"][-1], "o", color=color, ms=3)
+        for k, (level, marker) in enumerate(((95, "o"), (99, "s"))):
+            s = results["summary"][f"{v}_steps_to_{level}"]
+            y = k + (0.15 if color == "C0" else -0.15)
+            right.errorbar([s["mean"]], [y], xerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]], fmt=marker,
+                           color=color, capsize=4, label=f"{v}" if k == 0 else None)
+            right.plot(s["values"], [y] * len(s["values"]), "x", color=color, ms=5)
+    left.axhline(0.95, color="k", lw=0.6, ls=":", label="95% and 99%")
+    left.axhline(0.99, color="k", lw=0.6, ls=":")
+    left.set(title=f"addition, up to {cfg['digits']} digits: held-out exact match", xlabel="training step",
+             ylabel="exact match (fraction of problems)", ylim=(0, 1.02))
+    left.legend(loc="lower right", fontsize=7)
+    left.grid(alpha=0.3)
+    right.set(title="steps to reach a held-out exact match\n(bar: min-max, x: each seed)",
+              xlabel="training step", yticks=[0, 1], yticklabels=["95%", "99%"], ylim=(-0.6, 1.6))
+    right.set_xlim(0, cfg["steps"] * 1.02)
+    right.axvline(cfg["steps"], color="k", lw=0.6, ls="--", label="step limit (a seed that never got there)")
+    right.legend(loc="upper left", fontsize=7)
+    right.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
