@@ -1,11 +1,12 @@
 """Quality of the default `jaxrnn train` against character n-gram baselines, on the same 90/5/5 split.
 
 What it shows: validation loss (nats/char and bits/char) of the default LSTM and of a vanilla RNN of the same
-hidden size (with the default Adam, and with the lecture's clipped Adagrad) after a fixed budget of training
-time, beside add-one n-gram models (n = 1..5) and interpolated Witten-Bell n-grams, all on the built-in corpus's
-validation split.
+hidden size (with the default Adam, and with the lecture's clipped Adagrad) after the default number of updates
+(capped by a training-time budget), over several seeds (mean, std, min, max), beside add-one n-gram models
+(n = 1..5) and interpolated Witten-Bell n-grams, all on the built-in corpus's validation split; and text sampled
+from the first seed's LSTM at temperatures 0.5, 1.0 and 1.5.
 
-    python experiments/char_lm_quality.py --preset cpu --out experiments/results   # ~17 minutes on 2 CPU cores
+    python experiments/char_lm_quality.py --preset cpu --out experiments/results   # ~8 minutes on 2 CPU cores
     python experiments/char_lm_quality.py --preset tiny --out /tmp/q                # seconds (used by a test)
 
 Writes ``OUT/char_lm_quality.json`` and ``char_lm_quality.png``. The training time counts the compiled update
@@ -27,7 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import common  # noqa: E402
 from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids  # noqa: E402
-from jaxrnn.lm import RunConfig, run_training  # noqa: E402
+from jaxrnn.lm import RunConfig, generate_text, run_training  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,16 @@ class QualityConfig:
     models: tuple = (("lstm (default)", ()), ("rnn", (("cell", "rnn"),)),  # (label, RunConfig overrides)
                      ("rnn, lecture's adagrad", (("cell", "rnn"), ("optimizer", "adagrad"))))
     run: tuple = ()  # overrides applied to every model (the tiny preset shrinks everything)
+    seeds: tuple = (0, 1, 2)  # RunConfig.seed: the initial parameters
     max_order: int = 5
+    temperatures: tuple = (0.5, 1.0, 1.5)  # samples from the first model (the LSTM) of the first seed
+    sample_length: int = 300
     name: str = "char_lm_quality"
 
 
 PRESETS = {
     "cpu": QualityConfig(),
-    "tiny": QualityConfig(seconds=60.0, max_order=3, name="char_lm_quality_tiny",
+    "tiny": QualityConfig(seconds=60.0, max_order=3, name="char_lm_quality_tiny", seeds=(0, 1), sample_length=40,
                           run=(("hidden_size", 16), ("batch_size", 4), ("seq_length", 8), ("steps", 20),
                                ("eval_every", 10))),
 }
@@ -88,9 +92,33 @@ def ngram_losses(train: np.ndarray, val: np.ndarray, V: int, max_order: int) -> 
     return results
 
 
-def main(config: QualityConfig) -> dict:
+def train_one(config: QualityConfig, overrides: tuple, seed: int) -> tuple[dict, dict]:
+    """One model, one seed: its record for the JSON, and ``run_training``'s summary (parameters, vocabulary)."""
     import jax
 
+    run = dataclasses.replace(RunConfig(corpus=config.corpus), **dict(config.run), **dict(overrides), seed=seed)
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        summary = run_training(run, out, progress=False, max_seconds=config.seconds, log=lambda s: None)
+        wall = time.perf_counter() - t
+    curve = [(r["train_seconds"], r["step"], r["val_loss"]) for r in summary["records"] if "val_loss" in r]
+    within = [c for c in curve if c[0] <= config.seconds + 1e-9] or curve[:1]
+    best = min(within, key=lambda c: c[2])
+    record = {"seed": seed, "steps": summary["step"], "status": summary["status"],
+              "train_seconds": summary["train_seconds"], "wall_seconds": wall,
+              "final_val_loss": summary["val_loss"], "best_val_loss_within_budget": best[2], "at_step": best[1],
+              "at_seconds": best[0], "test_loss": summary.get("test_loss"),
+              "parameters": int(sum(x.size for x in jax.tree.leaves(summary["params"]))), "curve": curve}
+    return record, {"config": dataclasses.asdict(run.resolved()), **summary}
+
+
+def samples(params, vocab, config: QualityConfig) -> dict:
+    """``sample_length`` characters at each temperature, after a newline, sampling seed 0."""
+    return {f"{t:g}": "".join(generate_text(params, vocab, length=config.sample_length, temperature=t, seed=0))
+            for t in config.temperatures}
+
+
+def main(config: QualityConfig) -> dict:
     text = load_corpus(config.corpus)
     vocab = Vocabulary.from_text(text)
     train, val, _ = split_ids(vocab.encode(text))
@@ -98,48 +126,72 @@ def main(config: QualityConfig) -> dict:
     baselines = ngram_losses(train, val, vocab.size, config.max_order)
     results = {"corpus": config.corpus, "characters": len(text), "vocab_size": vocab.size,
                "split": [len(train), len(val), len(text) - len(train) - len(val)],
-               "budget_seconds": config.seconds, "ngram_val_loss": baselines,
+               "budget_seconds": config.seconds, "seeds": list(config.seeds), "ngram_val_loss": baselines,
                "ngram_seconds": time.perf_counter() - t0, "models": {}, "config": dataclasses.asdict(config)}
-    for label, overrides in config.models:
-        run = dataclasses.replace(RunConfig(corpus=config.corpus), **dict(config.run), **dict(overrides))
-        with tempfile.TemporaryDirectory() as out:
-            t = time.perf_counter()
-            summary = run_training(run, out, progress=False, max_seconds=config.seconds, log=lambda s: None)
-            wall = time.perf_counter() - t
-        curve = [(r["train_seconds"], r["step"], r["val_loss"]) for r in summary["records"] if "val_loss" in r]
-        within = [c for c in curve if c[0] <= config.seconds + 1e-9] or curve[:1]
-        best = min(within, key=lambda c: c[2])
+    for i, (label, overrides) in enumerate(config.models):
+        runs = []
+        for seed in config.seeds:
+            record, summary = train_one(config, overrides, seed)
+            runs.append(record)
+            if i == 0 and seed == config.seeds[0]:
+                results["samples"] = {"model": label, "seed": seed, "prime": "\n",
+                                      "by_temperature": samples(summary["params"], summary["vocab"], config)}
         results["models"][label] = {
-            "config": dataclasses.asdict(run.resolved()), "steps": summary["step"],
-            "train_seconds": summary["train_seconds"], "wall_seconds": wall,
-            "final_val_loss": summary["val_loss"], "final_val_bpc": summary["val_loss"] / math.log(2),
-            "best_val_loss_within_budget": best[2], "at_step": best[1], "at_seconds": best[0],
-            "test_loss": summary.get("test_loss"),
-            "parameters": int(sum(x.size for x in jax.tree.leaves(summary["params"]))),
-            "curve": curve}
+            "config": summary["config"], "runs": runs,
+            "best_val_loss_within_budget": common.spread([r["best_val_loss_within_budget"] for r in runs]),
+            "final_val_bpc": common.spread([r["final_val_loss"] / math.log(2) for r in runs]),
+            "test_loss": common.spread([r["test_loss"] for r in runs]),
+            "train_seconds": common.spread([r["train_seconds"] for r in runs]),
+            "steps": runs[0]["steps"], "parameters": runs[0]["parameters"]}
+    wb = f"Witten-Bell {config.max_order}-gram"
     best = {label: m["best_val_loss_within_budget"] for label, m in results["models"].items()}
-    results["summary"] = {**{f"{label}: best validation nats/char": v for label, v in best.items()},
-                          f"Witten-Bell {config.max_order}-gram nats/char":
-                              baselines[f"Witten-Bell {config.max_order}-gram"]}
+    labels = list(best)
+    wb_spread = common.spread([baselines[wb]])
+    results["verdicts"] = {
+        **{f"{a} vs {b}": common.verdict(best[a], best[b], (a, b)) for j, a in enumerate(labels)
+           for b in labels[j + 1:]},
+        **{f"{a} vs {wb}": common.verdict(best[a], wb_spread, (a, wb)) for a in labels}}
+    results["summary"] = {**{f"{label}: best validation nats/char (mean)": v["mean"] for label, v in best.items()},
+                          **{f"{label}: std over {v['n']} seeds": v["std"] for label, v in best.items()},
+                          f"{wb} nats/char": baselines[wb]}
     return results
 
 
 def make_figure(results: dict):
-    fig, axes = common.new_figure(1, 1, size=(6.4, 4.0))
+    """Validation loss against updates, mean and min-max band over seeds, with the n-gram lines."""
+    fig, axes = common.new_figure(1, 1, size=(6.8, 4.2))
     ax = axes[0, 0]
     for label, m in results["models"].items():
-        ax.plot([c[0] for c in m["curve"]], [c[2] for c in m["curve"]], marker="o", markersize=3, label=label)
-    for name in ("add-one 3-gram", "Witten-Bell 5-gram", "Witten-Bell 3-gram"):
+        steps = [c[1] for c in max((r["curve"] for r in m["runs"]), key=len)]
+        curves = common.pad([[c[2] for c in r["curve"]] for r in m["runs"]])
+        seconds = m["train_seconds"]["mean"]
+        common.band(ax, steps, curves, label=f"{label} ({seconds:.0f} s training)", log=False)
+    top = max(np.nanmax(common.pad([[c[2] for c in r["curve"]] for r in m["runs"]]))
+              for m in results["models"].values())
+    for name, color in (("add-one 3-gram", "gray"), ("Witten-Bell 3-gram", "tab:brown"),
+                        ("Witten-Bell 5-gram", "k")):
         if name in results["ngram_val_loss"]:
-            ax.axhline(results["ngram_val_loss"][name], linestyle="--", linewidth=1, color="gray")
-            ax.annotate(name, (0, results["ngram_val_loss"][name]), fontsize=7, va="bottom")
-    ax.set_xlabel("training seconds")
-    ax.set_ylabel("validation loss (nats / character)")
-    ax.set_title(f"{results['corpus']}: validation loss vs training time")
-    ax.grid(alpha=0.3)
-    ax.legend()
+            ax.axhline(results["ngram_val_loss"][name], linestyle="--", linewidth=1, color=color, label=name)
+    ax.set_yscale("log")
+    ax.set_ylim(0.95 * min(min(results["ngram_val_loss"].values()),
+                           *(m["best_val_loss_within_budget"]["min"] for m in results["models"].values())),
+                1.05 * min(top, 1.2 * math.log(results["vocab_size"])))
+    ax.yaxis.set_major_formatter(matplotlib_formatter())
+    ax.yaxis.set_minor_formatter(matplotlib_formatter())
+    run = next(iter(results["models"].values()))["config"]
+    ax.set_xlabel(f"updates ({run['batch_size']} streams x {run['seq_length']} characters each)")
+    ax.set_ylabel("validation loss (nats / character, log scale)")
+    ax.set_title(f"{results['corpus']}: mean and min-max over {len(results['seeds'])} seeds")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def matplotlib_formatter():
+    from matplotlib.ticker import FormatStrFormatter
+
+    return FormatStrFormatter("%.2f")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ state is carried from chunk to chunk and reset when the walk wraps to the start 
     python experiments/min_char_rnn.py --data input.txt --iterations 100000
     python experiments/min_char_rnn.py --preset tiny --out /tmp/results
 
-Writes ``min_char_rnn.json`` (the smoothed loss, the samples, the speed) and ``min_char_rnn.png`` (the smoothed
-loss per character against iteration) to ``--out`` (default ``experiments/results``).
+Writes ``min_char_rnn.json`` (the smoothed loss; the samples, each with the iteration before whose update it was
+drawn; the speed) and ``min_char_rnn.png`` (the smoothed loss per character against iteration) to ``--out``
+(default ``experiments/results``).
 """
 from __future__ import annotations
 
@@ -95,7 +96,9 @@ def main(config: Config, log=print) -> dict:
     seconds = time.perf_counter() - start
     steps = common.thin(np.arange(config.iterations), 500)
     return {"config": dataclasses.asdict(config), "vocab_size": V, "smooth_loss": curve,
-            "final_smooth_loss": smooth_loss, "samples": samples, "seconds": seconds,
+            "final_smooth_loss": smooth_loss, "samples": samples,
+            "samples_as_it_trains": [{"iteration": n, "smooth_loss_per_char": loss / T, "text": text}
+                                     for (n, loss), text in zip(curve, samples)], "seconds": seconds,
             "iterations_per_second": config.iterations / seconds,
             "summary": {"uniform_loss_per_char": float(np.log(V)),
                         "final_smooth_loss_per_char": smooth_loss / T,

@@ -2,11 +2,20 @@
 
 1. **Truncation sweep.** The same LSTM character model (``jaxrnn.lm``) trained with truncation length ``k`` in
    {5, 10, 25, 50, 100}: ``B`` parallel streams cut into chunks of ``k`` characters, the state carried from one
-   chunk to the next (so the forward pass sees the whole past) but gradients stopped at the chunk boundary. Every
-   ``k`` gets the same number of training characters (``k = 5`` makes 20 times as many updates as ``k = 100``);
-   validation loss (nats per character, the held-out text read with the state carried) is compared at equal
-   characters seen.
-2. **Memory as the sequence grows.** One gradient of the loss over ``T`` characters, compiled by XLA, whose own
+   chunk to the next (so the forward pass sees the whole past) but gradients stopped at the chunk boundary.
+   Validation loss (nats per character, the held-out text read with the state carried) is compared twice, from
+   the same runs: at **equal characters** (``k = 5`` makes 20 times as many updates as ``k = 100``) and at an
+   **equal number of updates** (``k = 100`` then sees 20 times as many characters). Several seeds (the initial
+   parameters).
+2. **What truncation cannot learn.** The adding problem (``common.adding_batch``, length ``T``) with the loss at
+   the last step: truncated BPTT with length ``k`` runs the first ``T - k`` steps without gradient and
+   backpropagates through the last ``k`` only (``k = T``: full BPTT). Two targets: the sum of the two marked
+   values (one marker in each half), and the *first* marked value alone (the second marker is a distractor).
+   A marked value further back than ``k`` gets no gradient; but the weights are shared across time, so what is
+   learnt from markers inside the window (store a marked value, keep it) applies to markers outside it too. The
+   first-value target has no such help when ``k <= T / 2``: its marker is never inside the window, and
+   the best the model can do is guess the mean, MSE 1/12.
+3. **Memory as the sequence grows.** One gradient of the loss over ``T`` characters, compiled by XLA, whose own
    accounting (``compiled.memory_analysis()``: arguments + outputs + temporaries - aliased) gives the bytes the
    program needs, nothing allocated. Full BPTT stores every step's activations, ``O(T)``; rematerialised BPTT
    (``remat=True``: ``jax.checkpoint`` around the step) stores only each step's carry and recomputes the rest,
@@ -28,6 +37,7 @@ if __package__ in (None, ""):
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import jaxrnn
 from experiments import common
@@ -45,23 +55,34 @@ class Config:
     batch: int = 32                  # parallel streams
     learning_rate: float = 2e-3      # Adam, global-norm clipping at ``clip``
     clip: float = 5.0
-    characters: int = 800_000        # training characters per truncation length
-    evaluations: int = 8             # validation points along the way (equal characters for every k)
+    characters: int = 400_000        # the equal-characters comparison: training characters per k
+    updates: int = 250               # the equal-updates comparison: updates per k
+    evaluations: int = 5             # validation points on each of the two budgets
     eval_seq_length: int = 100
-    validation_characters: int = 40_000
+    validation_characters: int = 20_000
+    seeds: tuple = (0, 1, 2)
+    adding_T: int = 40
+    adding_truncations: tuple = (("sum", (5, 10, 20, 40)), ("first", (10, 20, 30, 40)))  # (target, k values)
+    adding_hidden: int = 32
+    adding_batch: int = 64
+    adding_steps: int = 1000
+    adding_learning_rate: float = 3e-3
+    adding_eval_size: int = 1000
     memory_lengths: tuple = (100, 200, 400, 800, 1600, 3200)
     memory_truncation: int = 50
     memory_batch: int = 32
     memory_hidden: int = 256
-    seed: int = 0
 
 
 PRESETS = {
     "cpu": Config(),
     "tiny": Config(truncations=(5, 50), hidden_size=32, batch=8, learning_rate=1e-2, characters=20_000,
-                   evaluations=2, validation_characters=4_000, eval_seq_length=50, memory_lengths=(50, 200),
-                   memory_truncation=10, memory_batch=4, memory_hidden=16),
+                   updates=50, evaluations=2, validation_characters=4_000, eval_seq_length=50, seeds=(0, 1),
+                   adding_T=20, adding_truncations=(("first", (5, 20)),), adding_hidden=16, adding_steps=400,
+                   adding_eval_size=500, memory_lengths=(50, 200), memory_truncation=10, memory_batch=4,
+                   memory_hidden=16),
 }
+FIRST_BASELINE_MSE = 1.0 / 12.0  # the variance of one uniform value: guessing 0.5 for it
 
 
 # ----------------------------------------------------------------------------------- 1. truncation sweep
@@ -75,33 +96,80 @@ def load_pieces(cfg: Config):
     return vocab.size, train, validation[: cfg.validation_characters + 1]
 
 
-def run_one(cfg: Config, k: int, vocab_size: int, train_ids, validation) -> dict:
-    """Train with truncation ``k`` for ``cfg.characters`` characters; validation loss at equal characters."""
+def run_one(cfg: Config, k: int, seed: int, vocab_size: int, train_ids, validation) -> dict:
+    """Train with truncation ``k`` until both budgets are reached (``cfg.characters`` characters and
+    ``cfg.updates`` updates), evaluating on each budget's grid; the curve is ``[{updates, characters,
+    validation_loss}]``."""
     streams = Streams.from_ids(train_ids, cfg.batch, k)
     optimizer = make_optimizer("adam", cfg.learning_rate, clip=cfg.clip, clip_mode="global_norm")
     model = lm.ModelConfig(vocab_size, cell="lstm", hidden_size=cfg.hidden_size)
-    state = lm.init_train_state(jax.random.PRNGKey(cfg.seed), model, optimizer, cfg.batch)
-    train_chunks = lm.make_train_chunks(optimizer, max(cfg.characters // (cfg.batch * k) // cfg.evaluations, 1))
-    updates = cfg.characters // (cfg.batch * k)
-    per_call = max(updates // cfg.evaluations, 1)
+    state = lm.init_train_state(jax.random.PRNGKey(seed), model, optimizer, cfg.batch)
+    equal_characters = max(cfg.characters // (cfg.batch * k), 1)
+    grid = sorted({max(round(budget * j / cfg.evaluations), 1) for budget in (equal_characters, cfg.updates)
+                   for j in range(1, cfg.evaluations + 1)})
+    per_call = max(min(b - a for a, b in zip([0] + grid, grid)), 1)
+    train_chunks = lm.make_train_chunks(optimizer, per_call)
     start, points, losses = 0, [], []
     t0 = time.perf_counter()
-    while start < updates:
-        count = min(per_call, updates - start)
-        xs, targets, reset = streams.chunks(start, per_call)
-        active = np.arange(per_call) < count   # one compiled shape for every call
-        state, chunk_losses = train_chunks(state, xs, targets, reset, active)
-        losses += np.asarray(chunk_losses)[:count].tolist()
-        start += count
+    for stop in grid:
+        while start < stop:
+            count = min(per_call, stop - start)
+            xs, targets, reset = streams.chunks(start, per_call)
+            active = np.arange(per_call) < count   # one compiled shape for every call
+            state, chunk_losses = train_chunks(state, xs, targets, reset, active)
+            losses += np.asarray(chunk_losses)[:count].tolist()
+            start += count
         points.append({"characters": start * cfg.batch * k, "updates": start,
                        "validation_loss": float(lm.evaluate(state.params, *validation.epoch()))})
-    return {"k": k, "updates": updates, "characters": updates * cfg.batch * k,
-            "validation_loss": points[-1]["validation_loss"], "curve": points,
-            "train_loss_last_10pct": float(np.mean(losses[-max(len(losses) // 10, 1):])),
-            "seconds": time.perf_counter() - t0}
+    at = {p["updates"]: p["validation_loss"] for p in points}
+    return {"k": k, "seed": seed, "equal_characters": {"updates": equal_characters,
+                                                       "characters": equal_characters * cfg.batch * k,
+                                                       "validation_loss": at[equal_characters]},
+            "equal_updates": {"updates": cfg.updates, "characters": cfg.updates * cfg.batch * k,
+                              "validation_loss": at[cfg.updates]},
+            "curve": points, "seconds": time.perf_counter() - t0}
 
 
-# ------------------------------------------------------------------------------------------- 2. memory
+# ------------------------------------------------------------------------------------ 2. adding problem
+
+
+def adding_target(xs, ys, target: str):
+    """``ys`` (the sum) for ``"sum"``; for ``"first"`` the value marked in the first half: ``(B,)``."""
+    if target == "sum":
+        return ys
+    half = max(xs.shape[0] // 2, 1)
+    return jnp.sum(xs[:half, :, 0] * xs[:half, :, 1], axis=0)
+
+
+def truncated_adding_loss(params, batch, k: int, target: str):
+    """MSE of the final readout, backpropagated through the last ``k`` of the ``T`` steps only: the state after
+    the first ``T - k`` steps enters as data (``stop_gradient``). ``k >= T`` is full BPTT."""
+    xs, ys = batch
+    T = xs.shape[0]
+    step = jaxrnn.step_for(params)
+    carry = jaxrnn.initial_carry(params, xs.shape[1:2])
+    if k < T:
+        carry = jax.lax.stop_gradient(jaxrnn.unroll(step, params, carry, xs[:T - k])[0])
+    carry, _ = jaxrnn.unroll(step, params, carry, xs[T - k:] if k < T else xs)
+    return jnp.mean((jaxrnn.readout(params, common.hidden(carry))[:, 0] - adding_target(xs, ys, target)) ** 2)
+
+
+def run_adding(cfg: Config, target: str, k: int, seed: int) -> dict:
+    """Train an LSTM on the adding problem with truncation ``k``; held-out MSE (full forward pass) per chunk."""
+    key = jax.random.PRNGKey(seed)
+    params = common.init_model("lstm", key, 2, cfg.adding_hidden, 1)
+    test = common.adding_batch(jax.random.PRNGKey(10_000), cfg.adding_T, cfg.adding_eval_size)
+    evaluate = jax.jit(lambda p: truncated_adding_loss(p, test, cfg.adding_T, target))
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.adding_learning_rate))
+    _, hist = common.train(lambda p, b: truncated_adding_loss(p, b, k, target), params, optimizer,
+                           lambda kk: common.adding_batch(kk, cfg.adding_T, cfg.adding_batch),
+                           jax.random.fold_in(key, 1), cfg.adding_steps, chunk=min(100, cfg.adding_steps),
+                           evaluate=evaluate)
+    return {"target": target, "k": k, "seed": seed, "test_mse": hist["eval"][-1], "eval_step": hist["eval_step"],
+            "eval": hist["eval"]}
+
+
+# ------------------------------------------------------------------------------------------- 3. memory
 
 
 def program_bytes(compiled) -> dict:
@@ -149,34 +217,78 @@ def memory_row(cfg: Config, vocab_size: int, T: int, method: str) -> dict:
 def main(cfg: Config) -> dict:
     vocab_size, train_ids, validation_ids = load_pieces(cfg)
     validation = evaluation_streams(validation_ids, cfg.batch, cfg.eval_seq_length, what="the validation text")
-    sweep = [run_one(cfg, k, vocab_size, train_ids, validation) for k in cfg.truncations]
+    sweep = [run_one(cfg, k, seed, vocab_size, train_ids, validation) for k in cfg.truncations for seed in cfg.seeds]
+    adding = [run_adding(cfg, target, k, seed) for target, ks in dict(cfg.adding_truncations).items() for k in ks
+              for seed in cfg.seeds]
     memory = [memory_row(cfg, vocab_size, T, method) for T in cfg.memory_lengths
               for method in ("full", "remat", "truncated")]
-    summary = {f"k{r['k']}_validation_loss": r["validation_loss"] for r in sweep}
-    summary["uniform_loss"] = float(np.log(vocab_size))
+    spreads, verdicts, summary = {}, {}, {"uniform_loss": float(np.log(vocab_size))}
+    for budget in ("equal_characters", "equal_updates"):
+        for k in cfg.truncations:
+            s = common.spread([r[budget]["validation_loss"] for r in sweep if r["k"] == k])
+            spreads[f"{budget} k{k}"] = s
+            summary[f"{budget}: k{k} validation loss (mean of {s['n']})"] = s["mean"]
+        for a, b in zip(cfg.truncations, cfg.truncations[1:]):
+            verdicts[f"{budget}: k{a} vs k{b}"] = common.verdict(spreads[f"{budget} k{a}"], spreads[f"{budget} k{b}"],
+                                                                 (f"k{a}", f"k{b}"))
+    for target, ks in dict(cfg.adding_truncations).items():
+        for k in ks:
+            s = common.spread([r["test_mse"] for r in adding if r["target"] == target and r["k"] == k])
+            spreads[f"adding {target} k{k}"] = s
+            summary[f"adding ({target}), T={cfg.adding_T}: k{k} test MSE (mean of {s['n']})"] = s["mean"]
     by = {(r["method"], r["T"]): r["total_bytes"] for r in memory}
     T0, T1 = cfg.memory_lengths[0], cfg.memory_lengths[-1]
     for method in ("full", "remat", "truncated"):
         summary[f"{method}_MiB_T{T1}"] = by[(method, T1)] / 2 ** 20
         summary[f"{method}_growth_T{T0}_to_T{T1}"] = by[(method, T1)] / by[(method, T0)]
-    return {"config": cfg, "summary": summary, "vocab_size": vocab_size, "sweep": sweep, "memory": memory}
+    return {"config": cfg, "summary": summary, "spreads": spreads, "verdicts": verdicts, "vocab_size": vocab_size,
+            "adding_baselines": {"predict 1 (sum)": common.ADDING_BASELINE_MSE, "predict 0.5 (first)":
+                                 FIRST_BASELINE_MSE}, "sweep": sweep, "adding": adding, "memory": memory}
 
 
 def make_figure(results: dict):
-    fig, ax = common.new_figure(1, 2)
-    for r in results["sweep"]:
-        ax[0, 0].plot([p["characters"] for p in r["curve"]], [p["validation_loss"] for p in r["curve"]], "o-",
-                      ms=3, label=f"k = {r['k']}")
-    ax[0, 0].set(title="validation loss at equal characters seen", xlabel="training characters",
-                 ylabel="nats per character")
-    ax[0, 0].legend()
-    ax[0, 0].grid(alpha=0.3)
+    """Validation loss at equal characters and at equal updates (mean, min-max band over seeds); the adding
+    problem's MSE against ``k``; compiled memory against ``T``."""
+    cfg = results["config"]
+    get = (lambda name: cfg[name]) if isinstance(cfg, dict) else (lambda name: getattr(cfg, name))
+    fig, ax = common.new_figure(2, 2, size=(5.6, 4.0))
+    for col, (budget, axis, label) in enumerate((("equal_characters", "characters", "training characters"),
+                                                 ("equal_updates", "updates", "updates"))):
+        a = ax[0, col]
+        for k in get("truncations"):
+            runs = [r for r in results["sweep"] if r["k"] == k]
+            limit = runs[0][budget][axis]
+            x = [p[axis] for p in runs[0]["curve"] if p[axis] <= limit]
+            curves = [[p["validation_loss"] for p in r["curve"] if p[axis] <= limit] for r in runs]
+            common.band(a, x, common.pad(curves), label=f"k = {k}")
+        a.set(title=f"{label.split()[-1]} equal for every k: validation loss ({len(get('seeds'))} seeds)",
+              xlabel=label, ylabel="validation loss (nats per character)")
+        a.set_xscale("log")
+        a.legend(fontsize=8)
+        a.grid(alpha=0.3, which="both")
+    a = ax[1, 0]
+    T = get("adding_T")
+    for target, ks in dict(get("adding_truncations")).items():
+        s = [results["spreads"][f"adding {target} k{k}"] for k in ks]
+        mean = np.array([v["mean"] for v in s])
+        err = np.array([[v["mean"] - v["min"] for v in s], [v["max"] - v["mean"] for v in s]])
+        a.errorbar(ks, mean, yerr=err, marker="o", capsize=3, label=f"target: {target} marked value"
+                   + ("s" if target == "sum" else ""))
+    a.axhline(common.ADDING_BASELINE_MSE, color="k", ls=":", lw=1, label="predict 1 (sum): 1/6")
+    a.axhline(FIRST_BASELINE_MSE, color="gray", ls="--", lw=1, label="predict 0.5 (first): 1/12")
+    a.axvline(T / 2, color="tab:red", lw=0.8, alpha=0.6, label=f"k = T/2 = {T // 2}")
+    a.set_yscale("log")
+    a.set(title=f"adding problem, T = {T}: truncation k (k = T: full BPTT)", xlabel="truncation length k (steps)",
+          ylabel="held-out MSE (mean, min-max)")
+    a.legend(fontsize=7)
+    a.grid(alpha=0.3, which="both")
     for method, style in (("full", "o-"), ("remat", "s--"), ("truncated", "^:")):
         rows = [r for r in results["memory"] if r["method"] == method]
-        ax[0, 1].loglog([r["T"] for r in rows], [r["total_bytes"] / 2 ** 20 for r in rows], style, label=method)
-    ax[0, 1].set(title="one gradient's compiled memory (XLA)", xlabel="sequence length T", ylabel="MiB")
-    ax[0, 1].legend()
-    ax[0, 1].grid(alpha=0.3, which="both")
+        ax[1, 1].loglog([r["T"] for r in rows], [r["total_bytes"] / 2 ** 20 for r in rows], style, label=method)
+    ax[1, 1].set(title="one gradient's compiled memory (XLA)", xlabel="sequence length T (characters)",
+                 ylabel="memory (MiB)")
+    ax[1, 1].legend()
+    ax[1, 1].grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
 
