@@ -1,8 +1,9 @@
 """Command line: ``jaxrnn train`` and ``jaxrnn sample`` (also ``python -m jaxrnn``).
 
 This module parses flags and dispatches to ``jaxrnn.lm``; it prints one-line errors, naming the flag a setting
-came from, and returns the exit status: 0 done, 2 bad input (a file, a flag, a checkpoint, a diverged loss), 130
-interrupted by Ctrl-C after saving a checkpoint.
+came from, and returns the exit status: 0 done, 2 bad input (a file, a flag, a checkpoint, a diverged loss), 3
+another process of a ``--distributed`` run failed (restart them all with ``--resume``), 130 interrupted by Ctrl-C
+after saving a checkpoint.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import os
 import sys
 
 from jaxrnn.data import CORPORA, DataError
+from jaxrnn.distributed import EXIT_LOST, HEARTBEAT_TIMEOUT, DistributedError
 from jaxrnn.lm.config import DEFAULT_LEARNING_RATES, SCHEDULES, RunConfig
 from jaxrnn.lm.model import CELLS, ConfigError
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_BAD_INPUT, EXIT_PEER_LOST, EXIT_INTERRUPTED = 0, 2, EXIT_LOST, 130
 
 FLAGS = {"hidden_size": "--hidden"}
 """Flags not spelled ``--`` plus the setting's name with dashes."""
@@ -111,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"characters to sample at the end, 0 for none (default: {d.sample_length})")
     t.add_argument("--data-parallel", action="store_true", help="split the streams over all local devices with "
                    "jax.sharding; --batch-size must be a multiple of the device count (default: one device)")
+    t.add_argument("--distributed", action="store_true", help="one of several processes (hosts) training together "
+                   "with jax.distributed: the streams are split over every process's devices; the processes are "
+                   "found from SLURM, Open MPI or Cloud TPU, or given by the three flags below (default: off)")
+    t.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="address of process 0, which every process connects to (implies --distributed)")
+    t.add_argument("--num-processes", type=integer, default=None, metavar="N", help="how many processes in all")
+    t.add_argument("--process-id", type=integer, default=None, metavar="I", help="this process's index, 0..N-1")
+    t.add_argument("--heartbeat-timeout", type=integer, default=None, metavar="SECONDS",
+                   help="declare a silent process dead after this long and stop the others (default: "
+                        f"{HEARTBEAT_TIMEOUT})")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     t.add_argument("--no-compile-cache", action="store_true", help=_CACHE_HELP)
 
@@ -134,22 +146,35 @@ def _train_command(args) -> int:
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     config = RunConfig(**given)
+    config.resolved()  # bad settings are refused before joining other processes
+    distributed = args.distributed or any(v is not None for v in (args.coordinator, args.num_processes,
+                                                                   args.process_id, args.heartbeat_timeout))
     mesh = None
-    if args.data_parallel:
+    if distributed:
+        from jaxrnn import distributed as dist
+
+        dist.initialize(args.coordinator, args.num_processes, args.process_id,
+                        heartbeat_timeout=HEARTBEAT_TIMEOUT if args.heartbeat_timeout is None
+                        else args.heartbeat_timeout)
+    if args.data_parallel or distributed:
         import jax
 
         from jaxrnn.parallel import make_mesh
 
-        mesh, batch = make_mesh(), config.resolved().batch_size
+        mesh, batch = make_mesh(jax.devices()), config.resolved().batch_size
         if batch % mesh.devices.size:
             raise ConfigError(f"batch_size {batch} must be a multiple of the {mesh.devices.size} devices "
-                              f"({jax.default_backend()}) for --data-parallel", "batch_size")
+                              f"({jax.default_backend()}, {jax.process_count()} process(es)) to split the streams "
+                              "over them", "batch_size")
+    from jaxrnn.distributed import is_main_process, to_host
     from jaxrnn.lm.loop import run_training
 
     summary = run_training(config, args.out, resume=args.resume, explicit=set(given),
                            progress=not args.no_progress, mesh=mesh)
     if summary["status"] in ("nan", "diverged"):
         return EXIT_BAD_INPUT
+    if not is_main_process():
+        return EXIT_INTERRUPTED if summary["status"] == "interrupted" else EXIT_OK
     out = summary["out"]
     if summary["status"] == "interrupted":
         print(f"interrupted at step {summary['step']}; checkpoint saved in {out}/checkpoints; continue with: "
@@ -162,7 +187,8 @@ def _train_command(args) -> int:
         print("--- sample (temperature 0.8) ---", file=sys.stderr)
         from jaxrnn.lm.generate import generate_text
 
-        _stream(generate_text(summary["params"], summary["vocab"], length=config.sample_length, temperature=0.8))
+        _stream(generate_text(to_host(summary["params"]), summary["vocab"], length=config.sample_length,
+                              temperature=0.8))
     return EXIT_OK
 
 
@@ -224,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         _use_compile_cache()
     try:
         return _train_command(args) if args.command == "train" else _sample_command(args)
-    except (DataError, ConfigError) as e:
+    except (DataError, ConfigError, DistributedError) as e:
         print(f"jaxrnn {args.command}: error: {_message(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -232,6 +258,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `jaxrnn sample | head`
         return EXIT_OK
+    except Exception as e:  # noqa: BLE001 - a collective that fails because another process died
+        _exit_if_a_peer_failed(e)
+        raise
+
+
+def _exit_if_a_peer_failed(error: Exception) -> None:
+    """In a run of several processes, a runtime error from JAX means that a collective lost another process."""
+    import jax
+
+    if isinstance(error, jax.errors.JaxRuntimeError) and jax.process_count() > 1:
+        from jaxrnn.distributed import exit_lost
+
+        exit_lost(error)
 
 
 if __name__ == "__main__":

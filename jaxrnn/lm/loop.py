@@ -45,8 +45,9 @@ class _Interrupt:
         self.requested = True
 
 
-def _checkpoint_dir(out: str) -> str:
-    return os.path.join(out, "checkpoints")
+def metrics_path_of(out: str) -> str:
+    """The metrics file of the run in ``out``: one JSON record per line."""
+    return os.path.join(out, "metrics.jsonl")
 
 
 def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit: set[str] | None = None,
@@ -68,15 +69,18 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
 
     from jaxrnn.checkpoint import FORMAT as CHECKPOINT_FORMAT
     from jaxrnn.checkpoint import CheckpointStore
+    from jaxrnn.distributed import agree, is_main_process
     from jaxrnn.lm.model import evaluate, init_train_state, place_batch, place_state
     from jaxrnn.metrics import append_metrics, plot_curves, truncate_after
     from jaxrnn.streams import Streams, evaluation_streams
 
     clock = time.perf_counter()
-    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    main = is_main_process()  # with several processes, process 0 alone prints and writes metrics and plots
+    log = (log or (lambda text: print(text, file=sys.stderr, flush=True))) if main else (lambda text: None)
     explicit = set(explicit or ())
     config = config.resolved()
     out = os.path.abspath(out)
+    write_metrics = functools.partial(append_metrics, metrics_path_of(out)) if main else (lambda record: None)
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"output directory {out} exists and is not a directory")
     if not resume:
@@ -111,21 +115,20 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
     val = evaluation_streams(val_ids, B, T, what="the validation text (5% of the file)")
     test = evaluation_streams(test_ids, B, T, what="the test text (5% of the file)")
     optimizer = config.make_optimizer()
-    state = init_train_state(jax.random.PRNGKey(config.seed), model_config, optimizer, B)
-    if meta is not None:
+    state = place_state(init_train_state(jax.random.PRNGKey(config.seed), model_config, optimizer, B), mesh)
+    if meta is not None:  # restored into the placed template: each process reads its own shards
         state = store.restore(latest, state)
-    state = place_state(state, mesh)
     val_xs, val_ys = place_batch(val.epoch(), mesh)
     train_chunks = _train_chunks(_optimizer_settings(config), K, model_config.dropout)
-    metrics_path = os.path.join(out, "metrics.jsonl")
+    metrics_path = metrics_path_of(out)
     step = int(state.step)
     train_seconds = float(meta.get("train_seconds", 0.0)) if resume else 0.0
     clock -= float(meta.get("elapsed_seconds", train_seconds)) if resume else 0.0  # a budget spans the resumes
     elapsed = lambda: time.perf_counter() - clock
     budget = None if config.time_budget is None else 60.0 * config.time_budget
-    if resume:
+    if resume and main:
         truncate_after(metrics_path, step)
-    elif os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside, never overwrite
+    elif main and os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside, never overwrite
         os.replace(metrics_path, metrics_path + ".old")
     saved_step = latest if resume else None
     run_meta = {"vocabulary": "".join(vocab.chars), "data": source, "config": dataclasses.asdict(config)}
@@ -143,17 +146,21 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
         f"{len(train_ids)} training characters, vocabulary {vocab.size}, {B} streams x {T} characters, "
         f"{train.chunks_per_epoch} chunks per epoch; " + (f"step {step} of {config.steps}" if budget is None else
         f"{elapsed() / 60:.1f} of {config.time_budget:g} minutes spent at step {step}"))
-    bar = _progress_bar(progress, config.steps if budget is None else None, step)
+    bar = _progress_bar(progress and main, config.steps if budget is None else None, step)
+    stop_requested = False
     try:
-        while not interrupt.requested and (step < config.steps if budget is None else elapsed() < budget):
-            if max_seconds is not None and train_seconds >= max_seconds:
+        while True:
+            spent, trained, stop_requested = agree([elapsed(), train_seconds, interrupt.requested])
+            if stop_requested or (step >= config.steps if budget is None else spent >= budget):
+                break
+            if max_seconds is not None and trained >= max_seconds:
                 break
             next_eval = (step // config.eval_every + 1) * config.eval_every
             n = min(K, next_eval - step, config.steps - step if budget is None else K)
             xs, ys, reset = train.chunks(step, K)
             batch = place_batch((xs, ys, reset, np.arange(K) < n), mesh)
             if config.follows_budget:
-                learning_rate = config.learning_rate_at(elapsed() / budget)
+                learning_rate = config.learning_rate_at(spent / budget)
                 state = _with_learning_rate(state, learning_rate)
             t0 = time.perf_counter()
             new_state, losses = train_chunks(state, *batch)
@@ -177,7 +184,7 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
                 record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
                 save(state, val_loss)
                 above = above + 1 if val_loss > DIVERGED_FACTOR * math.log(vocab.size) else 0
-            append_metrics(metrics_path, record)
+            write_metrics(record)
             if above >= DIVERGED_EVALUATIONS:
                 status, best = "diverged", store.best_step()
                 log(f"validation loss {val_loss:.4g} nats/char has been above {DIVERGED_FACTOR:g} x ln V = "
@@ -196,10 +203,10 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
             val_loss = float(evaluate(state.params, val_xs, val_ys))
             if saved_step != step:
                 save(state, val_loss)
-                append_metrics(metrics_path, {"step": step, "val_loss": val_loss,
+                write_metrics({"step": step, "val_loss": val_loss,
                                               "val_bpc": val_loss / math.log(2), "train_seconds": train_seconds,
                                               "elapsed_seconds": elapsed()})
-        if interrupt.requested:
+        if stop_requested:
             status = "interrupted"
     finally:
         if bar is not None:
@@ -207,14 +214,14 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
         store.close()
-    records = _safe_plot(plot_curves, metrics_path, os.path.join(out, "curves.png"), source)
+    records = _safe_plot(plot_curves, metrics_path, os.path.join(out, "curves.png"), source) if main else []
     summary = {"status": status, "step": int(state.step), "saved_step": saved_step, "out": out,
                "train_seconds": train_seconds, "elapsed_seconds": elapsed(), "vocab_size": vocab.size,
                "val_loss": None if status == "nan" else val_loss, "records": records}
     if status == "done":
         test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh)))
         summary.update(test_loss=test_loss, test_bpc=test_loss / math.log(2))
-        append_metrics(metrics_path, {"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2)})
+        write_metrics({"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2)})
     if val_loss is not None:
         summary["val_bpc"] = val_loss / math.log(2)
     summary["params"], summary["vocab"] = state.params, vocab
