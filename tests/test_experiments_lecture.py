@@ -123,6 +123,7 @@ def test_truncated_adding_loss_equals_full_bptt_at_k_T_and_drops_the_gradient_be
     np.testing.assert_allclose(first + jnp.sum(xs[T // 2:, :, 0] * xs[T // 2:, :, 1], axis=0), ys, rtol=1e-14)
 
 
+@pytest.mark.slow
 def test_truncated_adding_cannot_learn_a_marker_beyond_k_but_full_bptt_can():
     from experiments import truncated_bptt
 
