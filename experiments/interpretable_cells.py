@@ -45,7 +45,7 @@ class Config:
     batch_size: int = 32
     held_out: int = 20_000        # validation characters read for the correlations
     seeds: tuple = (0, 1, 2)
-    render: int = 1600            # characters of held-out text coloured in the HTML page
+    render: int = 1500            # characters of held-out text coloured in the HTML page
     render_lines: int = 22        # lines of it drawn in the PNG
 
 
@@ -231,15 +231,22 @@ def html_page(results: dict) -> str:
              f"<p>LSTM on {html.escape(results['config']['corpus'])}, "
              "held-out text read from a zero state, seed 0. Each character's background is the unit's activation "
              "after reading it, as a z-score over the held-out text: red above the unit's mean, blue below, "
-             "saturating at 2 standard deviations (hover for the value).</p>"]
+             "saturating at 2 standard deviations.</p>",
+             "<table style='border-collapse:collapse' border='1' cellpadding='4'><tr><th>feature</th>"
+             "<th>best |r|, trained (mean, min-max)</th><th>untrained</th><th>trained, shifted feature</th></tr>"]
+    for name, row in results["table"].items():
+        cells = [f"{s['mean']:.3f} ({s['min']:.3f}-{s['max']:.3f})" for s in
+                 (row["abs_r"][k] for k in ("trained", "untrained", "trained, shifted feature"))]
+        parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    parts.append("</table>")
     for name, r in results["render"].items():
         a = np.asarray(r["z"])
         parts.append(f"<h2>{html.escape(name)}: unit {html.escape(r['unit'])}, r = {r['r']:+.3f}</h2>")
         spans = []
         for ch, v in zip(text, a):
-            rgb = ",".join(str(int(round(255 * x))) for x in colour(v))
+            rgb = "".join(f"{int(round(255 * x)):02x}" for x in colour(v))
             shown = "&#8629;\n" if ch == "\n" else html.escape(ch)
-            spans.append(f"<span style='background:rgb({rgb})' title='{v:+.3f}'>{shown}</span>")
+            spans.append(f"<span style='background:#{rgb}'>{shown}</span>")
         parts.append("<pre style='font-family:monospace;font-size:12px;line-height:1.35;border:1px solid #ccc;"
                      "padding:6px;white-space:pre-wrap'>" + "".join(spans) + "</pre>")
     parts.append("</body></html>")

@@ -233,6 +233,6 @@ def test_interpretable_cells_tiny_trained_units_track_the_text_better_than_untra
     shifted = np.mean([table[f]["abs_r"]["trained, shifted feature"]["mean"] for f in interpretable_cells.FEATURES])
     assert trained > shifted + 0.1
     page = (tmp_path / "interpretable_cells.html").read_text()
-    assert page.count("<span style='background:rgb(") == len(interpretable_cells.FEATURES) * len(result["render_text"])
+    assert page.count("<span style='background:#") == len(interpretable_cells.FEATURES) * len(result["render_text"])
     assert "http" not in page and "<script" not in page and "<link" not in page  # self-contained
     assert (tmp_path / "interpretable_cells.png").stat().st_size > 30_000
