@@ -117,9 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "with jax.distributed: the streams are split over every process's devices; the processes are "
                    "found from SLURM, Open MPI or Cloud TPU, or given by the three flags below (default: off)")
     t.add_argument("--coordinator", metavar="HOST:PORT", default=None,
-                   help="address of process 0, which every process connects to (implies --distributed)")
-    t.add_argument("--num-processes", type=integer, default=None, metavar="N", help="how many processes in all")
-    t.add_argument("--process-id", type=integer, default=None, metavar="I", help="this process's index, 0..N-1")
+                   help="address of process 0, which every process connects to; implies --distributed (default: from "
+                        "the cluster's environment)")
+    t.add_argument("--num-processes", type=integer, default=None, metavar="N",
+                   help="how many processes in all (default: from the cluster's environment)")
+    t.add_argument("--process-id", type=integer, default=None, metavar="I",
+                   help="this process's index, 0..N-1 (default: from the cluster's environment)")
     t.add_argument("--heartbeat-timeout", type=integer, default=None, metavar="SECONDS",
                    help="declare a silent process dead after this long and stop the others (default: "
                         f"{HEARTBEAT_TIMEOUT})")

@@ -1,5 +1,6 @@
 """The command line: exact resume, bad input with one-line errors and exit status 2, Ctrl-C, `--help`,
 `python -m jaxrnn`, checkpoints of jaxrnn 0.1. Tiny models: each training run is seconds."""
+import json
 import os
 import signal
 import subprocess
@@ -290,3 +291,66 @@ def test_the_command_line_keeps_compiled_programs_unless_told_not_to(tmp_path, t
     assert proc.returncode == 0 and proc.stdout == first  # an unwritable cache is one line, not a failure
     assert [line for line in proc.stderr.splitlines() if "cache" in line] == [
         f"jaxrnn: compilation cache off: cannot write {blocker / 'cache'} (set JAXRNN_CACHE_DIR)"]
+
+
+def test_a_time_budget_ends_the_run_and_the_cosine_follows_it(tmp_path, text_file, capsys, monkeypatch):
+    from jaxrnn.lm import loop
+    from jaxrnn.lm.config import RunConfig
+
+    class Clock:  # every reading of the clock is 0.25 s later: the run's length no longer depends on the machine
+        now = 0.0
+
+        def perf_counter(self):
+            self.now += 0.25
+            return self.now
+
+    monkeypatch.setattr(loop, "time", Clock())
+    out = str(tmp_path / "run")
+    rc, err = run_main(["train", "--data", text_file, "--out", out, "--time-budget", "0.1", "--lr-schedule", "cosine",
+                        *TINY], capsys)
+    assert rc == 0, err
+    records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    trained = [r for r in records if "learning_rate" in r]
+    assert len(trained) > 3 and trained[0]["learning_rate"] == pytest.approx(2e-3, rel=0.05)  # Adam's, barely decayed
+    rates = np.array([r["learning_rate"] for r in trained])
+    assert np.all(np.diff(rates) < 0) and rates[-1] < 0.3 * rates[0]  # decayed with the time spent
+    final = [r for r in records if "val_loss" in r][-1]
+    assert 5.0 < trained[-1]["elapsed_seconds"] < 6.0 <= final["elapsed_seconds"]  # stopped once 6 s had passed
+    assert final["step"] == trained[-1]["step"]  # and evaluated and saved where it stopped
+    config = RunConfig(lr_schedule="cosine").resolved()
+    spent = [r["elapsed_seconds"] for r in trained]  # each call's rate was set a few clock readings before its record
+    assert all(config.learning_rate_at(t / 6.0) <= lr <= config.learning_rate_at((t - 2.0) / 6.0)
+               for t, lr in zip(spent, rates))
+    assert CheckpointStore(os.path.join(out, "checkpoints"), create=False).latest_step() == records[-1]["step"]
+
+
+def test_the_budget_cosine_is_optax_s_cosine_over_the_same_fraction():
+    import optax
+
+    from jaxrnn.lm.config import COSINE_FLOOR, RunConfig
+
+    config = RunConfig(lr_schedule="cosine", steps=1000).resolved()
+    schedule = optax.cosine_decay_schedule(config.learning_rate, 1000, alpha=COSINE_FLOOR)
+    for step in (0, 1, 250, 500, 999, 1000):
+        assert config.learning_rate_at(step / 1000) == pytest.approx(float(schedule(step)), rel=1e-6)
+    assert config.learning_rate_at(2.0) == pytest.approx(COSINE_FLOOR * config.learning_rate)
+
+
+def test_resuming_may_change_the_budget_but_not_what_a_cosine_follows():
+    import dataclasses
+
+    from jaxrnn.lm.config import RunConfig, resume_config
+    from jaxrnn.lm.model import ConfigError
+
+    budget_run = dataclasses.asdict(RunConfig(time_budget=10, lr_schedule="cosine").resolved())
+    longer = resume_config(RunConfig(time_budget=20), {"time_budget"}, budget_run)
+    assert (longer.time_budget, longer.follows_budget) == (20, True)
+    with pytest.raises(ConfigError, match="cannot switch it to a step count"):
+        resume_config(RunConfig(steps=5000), {"steps"}, budget_run)
+    step_run = dataclasses.asdict(RunConfig(lr_schedule="cosine").resolved())
+    with pytest.raises(ConfigError, match="cannot switch it to a time budget"):
+        resume_config(RunConfig(time_budget=5), {"time_budget"}, step_run)
+    constant = dataclasses.asdict(RunConfig(time_budget=10).resolved())  # nothing follows the clock: either way
+    assert resume_config(RunConfig(steps=5000), {"steps"}, constant).time_budget is None
+    assert resume_config(RunConfig(time_budget=3), {"time_budget"},
+                         dataclasses.asdict(RunConfig().resolved())).time_budget == 3
