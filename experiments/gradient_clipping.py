@@ -1,8 +1,10 @@
-"""Gradient clipping by global norm on an exploding tanh RNN (``Whh = s Q`` with ``s >= 1.5``).
+"""Gradient clipping by global norm on a tanh RNN (``Whh = s Q``) trained by plain SGD on the adding problem.
 
-The same runs (seeds, data, learning rate) with plain SGD and with ``optax.clip_by_global_norm`` before SGD:
-count the non-finite losses and the loss spikes, and check on every clipped step that the clipped gradient's
-global norm is at most the threshold and that its direction is the raw gradient's.
+Each regime trains the same seeds on the same data three ways: SGD at a learning rate ``lr`` without clipping,
+the same with ``optax.clip_by_global_norm`` before SGD, and without clipping at a small learning rate (the
+control: what one does instead of clipping). It counts non-finite losses and loss spikes, measures how fast
+and how far each arm learns against the constant baseline (MSE 1/6), and checks on every clipped step that the
+clipped gradient's global norm is at most the threshold and that its direction is the raw gradient's.
 
     python experiments/gradient_clipping.py --preset cpu --out experiments/results
 """
@@ -26,29 +28,42 @@ from jaxrnn import gradflow
 
 
 @dataclasses.dataclass(frozen=True)
+class Regime:
+    name: str
+    scale: float                     # Whh = scale * Q
+    T: int                           # adding-problem length
+    learning_rate: float             # SGD, with and without clipping
+    threshold: float                 # global-norm clipping threshold
+    control_learning_rate: float     # SGD without clipping, small enough not to diverge
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
-    scale: float = 2.0               # Whh = scale * Q
-    T: int = 50                      # adding-problem length
+    # spiky: the median gradient norm is below 1 and unclipped SGD diverges now and then; the threshold 3 cuts
+    # only the spikes. exploding: the gradient is large on most steps and threshold 1 clips nearly all of them.
+    regimes: tuple = (Regime("spiky", 1.3, 20, 0.1, 3.0, 0.03), Regime("exploding", 2.0, 50, 0.1, 1.0, 0.01))
     hidden_size: int = 32
     batch: int = 32
-    learning_rate: float = 0.1       # plain SGD
-    threshold: float = 1.0           # global-norm clipping threshold
-    steps: int = 1000
+    steps: int = 2000
     seeds: tuple = (0, 1, 2, 3, 4)
     spike_factor: float = 4.0        # a spike: loss above spike_factor x the median of the last `window` losses
     window: int = 20
+    smooth: int = 50                 # running mean over this many steps for the curves and the learning speed
 
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(T=12, hidden_size=8, batch=8, steps=60, seeds=(0, 1), window=5),
+    "tiny": Config(regimes=(Regime("spiky", 1.3, 10, 0.1, 1.0, 0.03),), hidden_size=8, batch=8, steps=100,
+                   seeds=(0, 1), window=5, smooth=10),
 }
+ARMS = ("none", "global_norm", "control")   # unclipped at lr, clipped at lr, unclipped at the control lr
+LABELS = {"none": "no clipping", "global_norm": "clip global norm", "control": "no clipping, small lr"}
 
 
-def _init(cfg: Config, seed: int):
+def _init(cfg: Config, regime: Regime, seed: int):
     key = jax.random.PRNGKey(seed)
     p = jaxrnn.init_rnn(key, 2, cfg.hidden_size, 1)
-    return p._replace(Whh=gradflow.scaled_orthogonal(jax.random.fold_in(key, 1), cfg.hidden_size, cfg.scale))
+    return p._replace(Whh=gradflow.scaled_orthogonal(jax.random.fold_in(key, 1), cfg.hidden_size, regime.scale))
 
 
 def _loss(params, batch):
@@ -56,14 +71,14 @@ def _loss(params, batch):
     return jnp.mean((common.final_readout(params, xs)[:, 0] - y) ** 2)
 
 
-def make_run(cfg: Config, clip: bool):
+def make_run(cfg: Config, regime: Regime, arm: str):
     """All ``cfg.steps`` SGD steps as one scan; records loss, raw and clipped global norm, cosine(raw, clipped)."""
-    clipper = optax.clip_by_global_norm(cfg.threshold) if clip else optax.identity()
-    sgd = optax.sgd(cfg.learning_rate)
+    clipper = optax.clip_by_global_norm(regime.threshold) if arm == "global_norm" else optax.identity()
+    sgd = optax.sgd(regime.control_learning_rate if arm == "control" else regime.learning_rate)
 
     def one(state, key):
         params, sgd_state = state
-        loss, grads = jax.value_and_grad(_loss)(params, common.adding_batch(key, cfg.T, cfg.batch))
+        loss, grads = jax.value_and_grad(_loss)(params, common.adding_batch(key, regime.T, cfg.batch))
         clipped, _ = clipper.update(grads, clipper.init(params))
         dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(clipped)))
         raw_norm, clipped_norm = common.global_norm(grads), common.global_norm(clipped)
@@ -90,61 +105,120 @@ def count_spikes(losses, factor: float, window: int) -> int:
     return count
 
 
-def main(cfg: Config) -> dict:
-    runs = {"none": make_run(cfg, clip=False), "global_norm": make_run(cfg, clip=True)}
-    out = {name: [] for name in runs}
-    for seed in cfg.seeds:
-        params = _init(cfg, seed)
-        for name, run in runs.items():
-            loss, raw, clipped, cosine = map(np.asarray, run(params, jax.random.PRNGKey(1000 + seed)))
-            finite = np.isfinite(loss)
-            engaged = raw > cfg.threshold
-            out[name].append({
-                "seed": seed, "curve_step": common.thin(np.arange(cfg.steps)), "losses": common.thin(loss),
-                "raw_grad_norm": common.thin(raw),
-                "non_finite_losses": int((~finite).sum()),
-                "first_non_finite_step": int(np.argmin(finite)) if not finite.all() else None,
-                "spikes": count_spikes(loss, cfg.spike_factor, cfg.window),
-                "final_loss_mean_last_50": float(np.mean(loss[-50:])),
-                "max_raw_grad_norm": float(np.nanmax(np.where(np.isfinite(raw), raw, np.nan))) if
-                np.isfinite(raw).any() else float("nan"),
-                "steps_clipped": int(engaged.sum()) if name == "global_norm" else 0,
-                "max_clipped_norm": float(np.max(clipped[np.isfinite(clipped)])) if name == "global_norm" else None,
-                "max_direction_error": float(np.max(np.abs(1 - cosine[engaged]))) if name == "global_norm" and
-                engaged.any() else 0.0,
-            })
-    clipped = out["global_norm"]
-    summary = {
-        "scale": cfg.scale, "threshold": cfg.threshold, "seeds": len(cfg.seeds), "steps": cfg.steps,
-        "baseline_mse": common.ADDING_BASELINE_MSE,
-        **{f"{n}_runs_with_non_finite_loss": sum(r["non_finite_losses"] > 0 for r in v) for n, v in out.items()},
-        **{f"{n}_non_finite_losses_total": sum(r["non_finite_losses"] for r in v) for n, v in out.items()},
-        **{f"{n}_spikes_total": sum(r["spikes"] for r in v) for n, v in out.items()},
-        **{f"{n}_final_loss_median": float(np.median([r["final_loss_mean_last_50"] for r in v]))
-           for n, v in out.items()},
-        "none_max_raw_grad_norm": float(np.nanmax([r["max_raw_grad_norm"] for r in out["none"]])),
-        "clipped_steps_total": sum(r["steps_clipped"] for r in clipped),
-        "clipped_max_norm": max(r["max_clipped_norm"] for r in clipped),
-        "clipped_max_direction_error": max(r["max_direction_error"] for r in clipped),
+def running_mean(losses, n: int):
+    """Mean of the last ``n`` losses at every step from ``n - 1`` on; non-finite once any of them is."""
+    c = np.cumsum(np.concatenate([[0.0], np.asarray(losses, float)]))
+    with np.errstate(invalid="ignore"):
+        return (c[n:] - c[:-n]) / n
+
+
+def steps_to(smoothed, level: float, n: int):
+    """The first step at which the running mean is below ``level`` (``None`` if never)."""
+    below = np.flatnonzero(smoothed < level)
+    return int(below[0]) + n - 1 if below.size else None
+
+
+def run_arm(cfg: Config, regime: Regime, arm: str, seed: int, run) -> dict:
+    loss, raw, clipped, cosine = map(np.asarray, run(_init(cfg, regime, seed), jax.random.PRNGKey(1000 + seed)))
+    finite = np.isfinite(loss)
+    engaged = raw > regime.threshold
+    smoothed = running_mean(loss, cfg.smooth)
+    level = common.ADDING_BASELINE_MSE / 2
+    stop = int(np.argmin(finite)) if not finite.all() else cfg.steps
+    return {
+        "seed": seed, "curve_step": common.thin(np.arange(cfg.smooth - 1, cfg.steps)),
+        "smoothed_loss": common.thin(smoothed), "raw_grad_norm": common.thin(raw),
+        "grad_norm_step": common.thin(np.arange(cfg.steps)),
+        "non_finite_losses": int((~finite).sum()),
+        "first_non_finite_step": stop if stop < cfg.steps else None,
+        "spikes": count_spikes(loss, cfg.spike_factor, cfg.window),
+        "final_loss": float(np.mean(loss[-cfg.smooth:])),
+        "steps_to_half_baseline": steps_to(smoothed, level, cfg.smooth),
+        "median_raw_grad_norm": float(np.median(raw)),
+        "max_raw_grad_norm": float(np.max(raw[np.isfinite(raw)])) if np.isfinite(raw).any() else float("nan"),
+        "steps_clipped": int(engaged.sum()) if arm == "global_norm" else 0,
+        "max_clipped_norm": float(np.max(clipped[np.isfinite(clipped)])) if arm == "global_norm" else None,
+        "max_direction_error": float(np.max(np.abs(1 - cosine[engaged]))) if arm == "global_norm" and
+        engaged.any() else 0.0,
     }
+
+
+def main(cfg: Config) -> dict:
+    out, summary = {}, {"seeds": len(cfg.seeds), "steps": cfg.steps,
+                        "baseline_mse": common.ADDING_BASELINE_MSE}
+    for regime in cfg.regimes:
+        runs = {arm: make_run(cfg, regime, arm) for arm in ARMS}
+        out[regime.name] = {arm: [run_arm(cfg, regime, arm, seed, run) for seed in cfg.seeds]
+                            for arm, run in runs.items()}
+        rs, name = out[regime.name], regime.name
+        final = {arm: common.spread([r["final_loss"] for r in rs[arm]]) for arm in ARMS}
+        for arm in ARMS:
+            summary[f"{name}_{arm}_runs_with_non_finite_loss"] = sum(r["non_finite_losses"] > 0 for r in rs[arm])
+            summary[f"{name}_{arm}_spikes_total"] = sum(r["spikes"] for r in rs[arm])
+            summary[f"{name}_{arm}_final_loss"] = final[arm]
+            reached = [r["steps_to_half_baseline"] for r in rs[arm] if r["steps_to_half_baseline"] is not None]
+            summary[f"{name}_{arm}_runs_below_half_baseline"] = len(reached)
+            summary[f"{name}_{arm}_steps_to_half_baseline"] = common.spread(reached) if reached else None
+        clipped = rs["global_norm"]
+        summary.update({
+            f"{name}_threshold": regime.threshold,
+            f"{name}_median_raw_grad_norm_clipped_arm": float(np.median([r["median_raw_grad_norm"] for r in clipped])),
+            f"{name}_clipped_max_norm_over_threshold": max(r["max_clipped_norm"] for r in clipped) / regime.threshold,
+            f"{name}_none_max_raw_grad_norm": max(r["max_raw_grad_norm"] for r in rs["none"]),
+            f"{name}_clipped_steps_total": sum(r["steps_clipped"] for r in clipped),
+            f"{name}_clipped_max_norm": max(r["max_clipped_norm"] for r in clipped),
+            f"{name}_clipped_max_direction_error": max(r["max_direction_error"] for r in clipped),
+            f"{name}_final_loss_clipped_vs_none": common.verdict(final["global_norm"], final["none"],
+                                                                 ("clipped", "unclipped")),
+            f"{name}_final_loss_clipped_vs_control": common.verdict(final["global_norm"], final["control"],
+                                                                    ("clipped", "small lr")),
+        })
+        speed = [summary[f"{name}_{arm}_steps_to_half_baseline"] for arm in ("global_norm", "control")]
+        summary[f"{name}_speed_clipped_vs_control"] = (
+            common.verdict(*speed, ("clipped", "small lr")) if None not in speed and all(
+                s["n"] == len(cfg.seeds) for s in speed) else "not every run got there")
+    summary["clipped_max_norm_over_threshold"] = max(summary[f"{r.name}_clipped_max_norm_over_threshold"]
+                                                     for r in cfg.regimes)
+    summary["clipped_max_direction_error"] = max(summary[f"{r.name}_clipped_max_direction_error"]
+                                                 for r in cfg.regimes)
+    summary["clipped_steps_total"] = sum(summary[f"{r.name}_clipped_steps_total"] for r in cfg.regimes)
     return {"config": cfg, "summary": summary, "runs": out}
 
 
+COLORS = {"none": "tab:red", "global_norm": "tab:blue", "control": "tab:gray"}
+LOSS_RANGE, NORM_RANGE = (1e-3, 10.0), (1e-2, 1e4)
+
+
 def make_figure(results: dict):
-    fig, ax = common.new_figure(1, 2)
-    colors = {"none": "tab:red", "global_norm": "tab:blue"}
-    for name, runs in results["runs"].items():
-        for i, r in enumerate(runs):
-            step = np.asarray(r["curve_step"])
-            loss = np.asarray([float(v) for v in r["losses"]])
-            raw = np.asarray([float(v) for v in r["raw_grad_norm"]])
-            label = {"none": "no clipping", "global_norm": "clip global norm"}[name] if i == 0 else None
-            ax[0, 0].semilogy(step, loss, color=colors[name], lw=0.6, alpha=0.7, label=label)
-            ax[0, 1].semilogy(step, raw, color=colors[name], lw=0.6, alpha=0.7, label=label)
-    ax[0, 0].axhline(results["summary"]["baseline_mse"], color="k", ls="--", lw=0.8, label="predict 1: MSE 1/6")
-    ax[0, 0].set(title=f"tanh RNN, Whh = {results['summary']['scale']} Q: training loss", xlabel="SGD step")
-    ax[0, 1].axhline(results["summary"]["threshold"], color="k", ls="--", lw=0.8, label="threshold")
-    ax[0, 1].set(title="global gradient norm before clipping", xlabel="SGD step")
+    """Per regime (row): running-mean training loss (mean line, min-max band over seeds; an x where a run's loss
+    stopped being finite) and the raw gradient norm, both on y-ranges clipped so that the finite runs stay
+    readable (points beyond the range drawn at its edge)."""
+    cfg = results["config"]
+    regimes = cfg.regimes
+    fig, ax = common.new_figure(len(regimes), 2, size=(5.4, 3.6))
+    for i, regime in enumerate(regimes):
+        rs = results["runs"][regime.name]
+        for arm in ARMS:
+            lr = regime.control_learning_rate if arm == "control" else regime.learning_rate
+            label = f"{LABELS[arm]} (lr {lr:g})"
+            step = np.asarray(rs[arm][0]["curve_step"], float)
+            curves = np.array([[float(v) for v in r["smoothed_loss"]] for r in rs[arm]])
+            shown = np.clip(np.where(np.isfinite(curves), curves, np.nan), *LOSS_RANGE)
+            common.band(ax[i, 0], step, shown, label=label, color=COLORS[arm], log=True)
+            stops = [r["first_non_finite_step"] for r in rs[arm] if r["first_non_finite_step"] is not None]
+            if stops:
+                ax[i, 0].plot(stops, [LOSS_RANGE[1]] * len(stops), "x", color=COLORS[arm], ms=8, mew=2,
+                              clip_on=False, label=f"{LABELS[arm]}: loss non-finite from here ({len(stops)} runs)")
+            norm_step = np.asarray(rs[arm][0]["grad_norm_step"], float)
+            norms = np.array([[float(v) for v in r["raw_grad_norm"]] for r in rs[arm]])
+            norms = np.clip(np.where(np.isfinite(norms), norms, np.nan), *NORM_RANGE)
+            common.band(ax[i, 1], norm_step, norms, label=label, color=COLORS[arm], log=True, alpha=0.15)
+        ax[i, 0].axhline(results["summary"]["baseline_mse"], color="k", ls="--", lw=0.8, label="predict 1: MSE 1/6")
+        ax[i, 0].set(title=f"{regime.name}: tanh RNN, Whh = {regime.scale:g} Q, adding T = {regime.T}",
+                     xlabel="SGD step", ylabel=f"training MSE (running mean of {cfg.smooth})", ylim=LOSS_RANGE)
+        ax[i, 1].axhline(regime.threshold, color="k", ls="--", lw=0.8, label="clipping threshold")
+        ax[i, 1].set(title=f"{regime.name}: global gradient norm before clipping", xlabel="SGD step",
+                     ylabel=f"||dL/dθ|| (clipped to {NORM_RANGE[1]:g} for display)", ylim=NORM_RANGE)
     for a in ax.flat:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)

@@ -23,14 +23,28 @@ def test_vanishing_gradients_tiny_preset_matches_theory():
     assert s[f"lstm_bias5.0_median_dc_norm_lag{T}"] > 10 * s[f"rnn_default_init_median_norm_lag{T}"]
 
 
+def test_vanishing_gradients_log_limits_show_every_curve():
+    lo, hi = vanishing_gradients._log_limits([1e-3, 34.7, 0.0], np.array([2e-29, np.nan]))
+    assert (lo, hi) == (1e-30, 1e3)  # a decade beyond 2e-29 and 34.7; zero and NaN have no place on a log axis
+
+
 @pytest.mark.slow
 def test_gradient_clipping_tiny_preset_bounds_the_norm_and_keeps_the_direction():
     cfg = gradient_clipping.PRESETS["tiny"]
     s = gradient_clipping.main(cfg)["summary"]
     assert s["clipped_steps_total"] > 0  # the bound below is checked on steps where clipping acted
-    assert s["clipped_max_norm"] <= cfg.threshold * (1 + 1e-6)
+    assert s["spiky_none_max_raw_grad_norm"] > s["spiky_threshold"]
+    assert s["clipped_max_norm_over_threshold"] <= 1 + 1e-6
     assert s["clipped_max_direction_error"] < 1e-6
-    assert s["global_norm_non_finite_losses_total"] == 0
+    assert s["spiky_global_norm_runs_with_non_finite_loss"] == 0
+    assert s["spiky_global_norm_final_loss"]["n"] == len(cfg.seeds)  # one final loss per seed
+
+
+def test_running_mean_and_steps_to_a_level():
+    losses = np.array([4.0, 2.0, 0.0, 2.0, np.nan, 1.0])
+    np.testing.assert_array_equal(gradient_clipping.running_mean(losses, 2), [3.0, 1.0, 1.0, np.nan, np.nan])
+    assert gradient_clipping.steps_to(gradient_clipping.running_mean(losses, 2), 2.0, 2) == 2  # steps 1-2: 1.0
+    assert gradient_clipping.steps_to(np.array([3.0, np.nan]), 2.0, 2) is None
 
 
 def test_global_norm_clipping_rescales_to_the_threshold_without_turning(x64):
@@ -51,10 +65,46 @@ def test_count_spikes():
 
 
 @pytest.mark.slow
-def test_long_range_tiny_preset_beats_the_baseline():
-    s = long_range.main(long_range.PRESETS["tiny"])["summary"]
-    assert s["adding_lstm_T10_test_loss"] < s["adding_T10_baseline"] / 10
-    assert s["adding_rnn_T10_test_loss"] < s["adding_T10_baseline"]
+def test_long_range_tiny_preset_tunes_on_validation_and_beats_the_baseline():
+    cfg = long_range.PRESETS["tiny"]
+    results = long_range.main(cfg)
+    s = results["summary"]
+    assert {r["model"] for r in results["aggregate"]} == {"rnn", "lstm", "gru"}
+    for r in results["aggregate"]:  # every seed ran and was aggregated
+        assert r["test_loss"]["n"] == len(cfg.seeds) and sorted(r["seeds"]) == sorted(cfg.seeds)
+    assert s["adding_lstm_T10_test_loss_mean"] < s["adding_T10_baseline"] / 10
+    assert s["adding_gru_T10_test_loss_mean"] < s["adding_T10_baseline"] / 10
+    assert s["adding_rnn_T10_test_loss_mean"] < s["adding_T10_baseline"]
+    for kind in cfg.models:  # the grid's choice is the lowest validation loss, whatever the test losses say
+        grid = [r for r in results["sweep"] if r["model"] == kind]
+        assert len(grid) == len(cfg.learning_rates) * len(cfg.hidden_sizes)
+        best = min(grid, key=lambda r: r["validation_loss"])
+        assert (s[f"adding_{kind}_chosen_learning_rate"], s[f"adding_{kind}_chosen_hidden_size"]) == (
+            best["learning_rate"], best["hidden_size"])
+    for r in results["runs"]:  # the reported test loss is read where the validation loss was lowest
+        assert r["test_loss"] == r["test"][int(np.argmin(r["validation"]))]
+        assert r["validation_loss"] == min(r["validation"])
+
+
+def test_long_range_validation_and_test_sets_are_disjoint():
+    assert long_range.VALIDATION_KEY != long_range.TEST_KEY
+    for task, T in (("adding", 10), ("copy", 5)):
+        (xv, yv), (xt, yt) = long_range.held_out(task, T, 64)
+        assert xv.shape == xt.shape and not np.array_equal(np.asarray(xv), np.asarray(xt))
+        if task == "adding":  # no test sequence also sits in the validation set
+            assert not (np.asarray(yt)[:, None] == np.asarray(yv)[None, :]).any()
+
+
+def test_long_range_aggregate_marks_failure_above_a_tenth_of_the_baseline():
+    cfg = long_range.PRESETS["tiny"]
+    run = lambda kind, seed, loss: {"task": "adding", "model": kind, "T": 10, "hidden_size": 16,
+                                     "learning_rate": 1e-2, "seed": seed, "baseline": 1 / 6, "test_loss": loss,
+                                     "steps_run": 100}
+    rows = {r["model"]: r for r in long_range.aggregate(
+        [run("lstm", 0, 0.001), run("lstm", 1, 0.003), run("rnn", 0, 0.02), run("rnn", 1, 0.1)], cfg)}
+    assert rows["lstm"]["test_loss"]["mean"] == pytest.approx(0.002) and rows["lstm"]["fails"] is False
+    assert rows["rnn"]["test_loss"]["mean"] == pytest.approx(0.06) and rows["rnn"]["fails"] is True
+    assert common.verdict(rows["lstm"]["test_loss"], rows["rnn"]["test_loss"], ("lstm", "rnn")) == "lstm better"
 
 
 def test_adding_baseline_is_one_sixth():
