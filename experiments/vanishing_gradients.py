@@ -39,7 +39,8 @@ class Config:
     train_T: int = 50                # adding-problem length for the before/after-training comparison
     train_steps: int = 1500          # 0 skips the before/after-training comparison
     batch: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 3e-3      # Adam, clipped at global norm 1 (long_range's grid point (3e-3, H = 32))
+    train_seeds: tuple = (0, 1, 2)
     seed: int = 0
 
 
@@ -137,7 +138,8 @@ def lstm_cell_path(cfg: Config, key) -> dict:
 
 
 def before_and_after_training(cfg: Config, key) -> dict:
-    """``||dL/d state_t||`` by lag on the adding problem, RNN and LSTM, at initialisation and after training."""
+    """``||dL/d state_t||`` by lag on the adding problem, RNN and LSTM, at initialisation and after training, for
+    each of ``cfg.train_seeds`` (initialisation and training batches; the test batch is the same for all)."""
     make_batch = lambda k: common.adding_batch(k, cfg.train_T, cfg.batch)
     loss_fn = lambda p, batch: jnp.mean((common.final_readout(p, batch[0])[:, 0] - batch[1]) ** 2)
     xs, ys = common.adding_batch(jax.random.fold_in(key, 6), cfg.train_T, 256)
@@ -151,15 +153,29 @@ def before_and_after_training(cfg: Config, key) -> dict:
         sq = sum(jnp.sum(leaf ** 2, axis=-1) for leaf in jax.tree.leaves(g))      # (T, B)
         return gradflow.by_lag(jnp.median(jnp.sqrt(sq), axis=1))
 
+    chunk = min(100, cfg.train_steps)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.learning_rate))
     for kind in ("rnn", "lstm"):
-        params = common.init_model(kind, jax.random.fold_in(key, 7), 2, cfg.hidden_size, 1)
-        before = norms_by_lag(params)
-        opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.learning_rate))
-        params, hist = common.train(loss_fn, params, opt, make_batch, jax.random.fold_in(key, 8),
-                                    cfg.train_steps, chunk=min(100, cfg.train_steps))
-        test_mse = float(loss_fn(params, (xs, ys)))
-        out[kind] = {"median_norm_by_lag_init": before, "median_norm_by_lag_trained": norms_by_lag(params),
-                     "test_mse": test_mse, "baseline_mse": common.ADDING_BASELINE_MSE}
+        run = common.make_trainer(loss_fn, opt, make_batch, chunk)   # compiled once for every seed
+        per_seed = []
+        for seed in cfg.train_seeds:
+            seed_key = jax.random.PRNGKey(seed)
+            params = common.init_model(kind, jax.random.fold_in(seed_key, 7), 2, cfg.hidden_size, 1)
+            before = norms_by_lag(params)
+            opt_state, train_key = opt.init(params), jax.random.fold_in(seed_key, 8)
+            for _ in range(cfg.train_steps // chunk):
+                train_key, k = jax.random.split(train_key)
+                params, opt_state, _, _ = run(params, opt_state, k)
+            per_seed.append({"seed": seed, "median_norm_by_lag_init": before,
+                             "median_norm_by_lag_trained": norms_by_lag(params),
+                             "test_mse": float(loss_fn(params, (xs, ys)))})
+        out[kind] = {"seeds": per_seed, "test_mse": common.spread([r["test_mse"] for r in per_seed]),
+                     "baseline_mse": common.ADDING_BASELINE_MSE}
+        for w in ("init", "trained"):
+            out[kind][f"norm_at_lag{cfg.train_T}_{w}"] = common.spread(
+                [float(r[f"median_norm_by_lag_{w}"][-1]) for r in per_seed])
+    if len(out) == 2:
+        out["verdict"] = common.verdict(out["lstm"]["test_mse"], out["rnn"]["test_mse"], ("lstm", "rnn"))
     return out
 
 
@@ -181,34 +197,77 @@ def main(cfg: Config) -> dict:
         f"rnn_default_init_median_norm_lag{T}": float(lstm["rnn_default_init_median_norm_by_lag"][-1]),
         **{f"lstm_bias{b}_median_dc_norm_lag{T}": float(v["median_full_dc_norm_by_lag"][-1])
            for b, v in lstm["sweep"].items()},
-        **{f"{k}_trained_test_mse": v["test_mse"] for k, v in trained.items()},
-        **{f"{k}_dL_norm_lag{cfg.train_T}_{w}": float(v[f"median_norm_by_lag_{w}"][-1])
-           for k, v in trained.items() for w in ("init", "trained")},
+        **{f"{k}_trained_test_mse_mean": v["test_mse"]["mean"] for k, v in trained.items() if k != "verdict"},
+        **{f"{k}_trained_test_mse_std": v["test_mse"]["std"] for k, v in trained.items() if k != "verdict"},
+        **{f"{k}_dL_norm_lag{cfg.train_T}_{w}_mean": v[f"norm_at_lag{cfg.train_T}_{w}"]["mean"]
+           for k, v in trained.items() if k != "verdict" for w in ("init", "trained")},
+        **({"trained_test_mse_verdict": trained["verdict"]} if "verdict" in trained else {}),
     }
     return {"config": cfg, "summary": summary, "rnn": rnns, "lstm": lstm, "trained": trained}
 
 
+def _log_limits(*curves):
+    """y-limits (a decade beyond the extremes) that show every positive value of ``curves``."""
+    v = np.concatenate([np.ravel(np.asarray(c, float)) for c in curves])
+    v = v[np.isfinite(v) & (v > 0)]
+    return 10 ** (np.floor(np.log10(v.min())) - 1), 10 ** (np.ceil(np.log10(v.max())) + 1)
+
+
+def _log_axis(a, limits):
+    """A log y-axis with at most about eight labelled decades."""
+    from matplotlib.ticker import LogLocator
+
+    a.set_yscale("log")
+    a.set_ylim(*limits)
+    a.yaxis.set_major_locator(LogLocator(base=10, numticks=8))
+    a.yaxis.set_minor_locator(LogLocator(base=10, subs="auto", numticks=8))
+
+
 def make_figure(results: dict):
-    fig, ax = common.new_figure(2, 2)
+    fig, ax = common.new_figure(2, 2, size=(5.6, 4.0))
     lags = np.asarray(results["rnn"]["lags"])
-    for s, v in results["rnn"]["linear"].items():
-        ax[0, 0].semilogy(lags, v["norm_by_lag"], label=f"s={s} (slope {v['slope']:.3f})")
-    ax[0, 0].set(title="linear RNN, Whh = sQ: ||dh_T/dh_t|| = s^(T-t)", xlabel="lag T-t")
-    for s, v in results["rnn"]["tanh"].items():
-        line, = ax[0, 1].semilogy(lags, v["median_norm_by_lag"], label=f"s={s}")
-        ax[0, 1].semilogy(lags, float(s) ** lags, "--", color=line.get_color(), lw=0.8)
-    ax[0, 1].set(title="tanh RNN (median), dashed: bound s^(T-t)", xlabel="lag T-t", ylim=(1e-30, 1e10))
-    for b, v in results["lstm"]["sweep"].items():
-        ax[1, 0].semilogy(lags, v["median_full_dc_norm_by_lag"], label=f"LSTM ||dc_T/dc_t||, b_f={b}")
-    ax[1, 0].semilogy(lags, results["lstm"]["rnn_default_init_median_norm_by_lag"], "k--",
-                      label="tanh RNN ||dh_T/dh_t|| (orthogonal init)")
-    ax[1, 0].set(title="at initialisation: forget-bias sweep", xlabel="lag T-t", ylim=(1e-30, 10))
-    for kind, v in results["trained"].items():
-        n = len(v["median_norm_by_lag_init"])
-        ax[1, 1].semilogy(np.arange(1, n + 1), v["median_norm_by_lag_init"], "--", label=f"{kind} init")
-        ax[1, 1].semilogy(np.arange(1, n + 1), v["median_norm_by_lag_trained"],
-                          label=f"{kind} trained (MSE {v['test_mse']:.3g})")
-    ax[1, 1].set(title="adding problem: ||dL/d state_t|| (median)", xlabel="lag T-t")
+    linear = results["rnn"]["linear"]
+    for s, v in linear.items():
+        ax[0, 0].plot(lags, v["norm_by_lag"], label=f"s = {s} (fitted slope {v['slope']:.3f}, ln s = {v['ln_s']:.3f})")
+    _log_axis(ax[0, 0], _log_limits(*[v["norm_by_lag"] for v in linear.values()]))
+    ax[0, 0].set(title="linear RNN, Whh = sQ: ||dh_T/dh_t|| = s^(T-t)", xlabel="lag T - t (steps)",
+                 ylabel="||dh_T/dh_t||_2")
+    tanh = results["rnn"]["tanh"]
+    for s, v in tanh.items():
+        line, = ax[0, 1].plot(lags, v["median_norm_by_lag"], label=f"s = {s}")
+        ax[0, 1].plot(lags, float(s) ** lags, "--", color=line.get_color(), lw=0.8)
+    ax[0, 1].plot([], [], "k--", lw=0.8, label="bound s^(T-t)")
+    _log_axis(ax[0, 1], _log_limits(*[v["median_norm_by_lag"] for v in tanh.values()],
+                                    *[float(s) ** lags for s in tanh]))
+    ax[0, 1].set(title="tanh RNN (median over inputs) and its bound", xlabel="lag T - t (steps)",
+                 ylabel="||dh_T/dh_t||_2")
+    sweep = results["lstm"]["sweep"]
+    for b, v in sweep.items():
+        ax[1, 0].plot(lags, v["median_full_dc_norm_by_lag"], label=f"LSTM ||dc_T/dc_t||, b_f = {b}")
+    rnn_init = results["lstm"]["rnn_default_init_median_norm_by_lag"]
+    ax[1, 0].plot(lags, rnn_init, "k--", label="tanh RNN ||dh_T/dh_t|| (orthogonal init)")
+    _log_axis(ax[1, 0], _log_limits(rnn_init, *[v["median_full_dc_norm_by_lag"] for v in sweep.values()]))
+    ax[1, 0].set(title="at initialisation: forget-bias sweep (median)", xlabel="lag T - t (steps)",
+                 ylabel="||dc_T/dc_t||_2 (LSTM), ||dh_T/dh_t||_2 (RNN)")
+    trained = results["trained"]
+    shown = []
+    for kind, color in (("rnn", "tab:red"), ("lstm", "tab:blue")):
+        if kind not in trained:
+            continue
+        v = trained[kind]
+        init = np.array([r["median_norm_by_lag_init"] for r in v["seeds"]], float)
+        after = np.array([r["median_norm_by_lag_trained"] for r in v["seeds"]], float)
+        x = np.arange(1, init.shape[1] + 1)
+        n = v["test_mse"]["n"]
+        common.band(ax[1, 1], x, init, color=color, ls="--", label=f"{kind.upper()} at init", log=True)
+        common.band(ax[1, 1], x, after, color=color,
+                    label=f"{kind.upper()} trained (test MSE {common.pm(v['test_mse'], 4)}, {n} seeds)", log=True)
+        shown += [init, after]
+    if shown:
+        _log_axis(ax[1, 1], _log_limits(*shown))
+    ax[1, 1].set(title=f"adding problem T = {results['config'].train_T}: gradient reaching each step\n"
+                       "(median over sequences; band: min to max over seeds)", xlabel="lag T - t (steps)",
+                 ylabel="||dL/d state_t||_2")
     for a in ax.flat:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)
