@@ -13,7 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "memory", "sampling", "data_parallel", "parallel_in_time")
+BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "memory", "sampling", "data_parallel", "parallel_in_time",
+              "startup")
 
 
 def main(argv=None) -> int:

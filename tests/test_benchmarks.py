@@ -100,7 +100,7 @@ def test_smoke_quick_suite_all(tmp_path):
     written = {p.name for p in tmp_path.iterdir()}
     assert written >= {"scan_vs_loop.json", "scan_vs_loop.png", "minchar.json", "lstm_peers.json", "memory.json",
                        "memory.png", "sampling.json", "data_parallel.json",
-                       "parallel_in_time.json", "parallel_in_time.png"}
+                       "parallel_in_time.json", "parallel_in_time.png", "startup.json"}
     assert not written & {f"{p.stem}.json" for p in INVESTIGATIONS.glob("*.py")}  # investigations run on their own
 
 
