@@ -34,7 +34,7 @@ from jaxrnn.sampling import next_token, sample
 from jaxrnn import gradflow, reference
 from jaxrnn.gradflow import lag_norms, scaled_orthogonal
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "GRU_GATE_ORDER", "LSTM_GATE_ORDER", "GRUParams", "LSTMCarry", "LSTMParams", "RNNParams", "embed", "gru_cell",

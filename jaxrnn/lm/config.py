@@ -163,8 +163,9 @@ def resume_config(config: RunConfig, explicit: set[str], saved: dict) -> RunConf
     if schedule != "constant" and (saved.get("time_budget") is None) != (out.time_budget is None):
         was, now = (("a time budget", "a step count") if saved.get("time_budget") is not None
                     else ("a step count", "a time budget"))
-        raise ConfigError(f"time_budget: the checkpoint's {schedule} schedule follows {was}; a resumed run cannot "
-                          f"switch it to {now}", "time_budget")
+        setting = "steps" if "steps" in explicit and "time_budget" not in explicit else "time_budget"
+        raise ConfigError(f"{setting}: the checkpoint's {schedule} schedule follows {was}; a resumed run cannot "
+                          f"switch it to {now}", setting)
     return out.resolved()
 
 
