@@ -242,8 +242,9 @@ def finish(cfg: Config, chosen: dict, sweep: list, runs: list) -> dict:
     for task, T in sorted({(r["task"], r["T"]) for r in rows}):
         for a, b in (("lstm", "rnn"), ("gru", "rnn"), ("lstm", "gru")):
             if (task, a, T) in by and (task, b, T) in by:
-                verdicts[f"{task}_T{T}_{a}_vs_{b}"] = common.verdict(by[(task, a, T)]["test_loss"],
-                                                                      by[(task, b, T)]["test_loss"], (a, b))
+                sa, sb = by[(task, a, T)]["test_loss"], by[(task, b, T)]["test_loss"]
+                verdicts[f"{task}_T{T}_{a}_vs_{b}"] = (common.verdict(sa, sb, (a, b)) if min(sa["n"], sb["n"]) > 1
+                                                      else "one seed: no verdict")
     return {"config": cfg, "summary": summary, "verdicts": verdicts, "aggregate": rows, "sweep": sweep,
             "runs": runs, "validation_key": VALIDATION_KEY, "test_key": TEST_KEY}
 
