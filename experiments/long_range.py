@@ -273,8 +273,10 @@ def table(results: dict) -> str:
 
 def sweep_table(results: dict) -> str:
     """Markdown table of the grid: validation loss (seed 0) per model, H and learning rate; chosen in bold."""
-    rows = ["| task (T) | model | H | " + " | ".join(f"lr {lr:g}" for lr in results["config"].learning_rates) + " |",
-            "|---|---|---|" + "---|" * len(results["config"].learning_rates)]
+    cfg = results["config"]
+    lrs = cfg["learning_rates"] if isinstance(cfg, dict) else cfg.learning_rates   # read back from the JSON or not
+    rows = ["| task (T) | model | H | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+            "|---|---|---|" + "---|" * len(lrs)]
     groups = {}
     for r in results["sweep"]:
         groups.setdefault((r["task"], r["T"], r["model"], r["hidden_size"]), {})[r["learning_rate"]] = r
@@ -282,7 +284,7 @@ def sweep_table(results: dict) -> str:
         lr_c, H_c = results["summary"][f"{task}_{kind}_chosen_learning_rate"], \
             results["summary"][f"{task}_{kind}_chosen_hidden_size"]
         cells = [(f"**{rs[lr]['validation_loss']:.4f}**" if (lr, H) == (lr_c, H_c) else f"{rs[lr]['validation_loss']:.4f}")
-                 if lr in rs else "-" for lr in results["config"].learning_rates]
+                 if lr in rs else "-" for lr in lrs]
         rows.append(f"| {task} ({T}) | {kind} | {H} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
