@@ -281,10 +281,9 @@ def sweep_table(results: dict) -> str:
     for r in results["sweep"]:
         groups.setdefault((r["task"], r["T"], r["model"], r["hidden_size"]), {})[r["learning_rate"]] = r
     for (task, T, kind, H), rs in groups.items():
-        lr_c, H_c = results["summary"][f"{task}_{kind}_chosen_learning_rate"], \
-            results["summary"][f"{task}_{kind}_chosen_hidden_size"]
-        cells = [(f"**{rs[lr]['validation_loss']:.4f}**" if (lr, H) == (lr_c, H_c) else f"{rs[lr]['validation_loss']:.4f}")
-                 if lr in rs else "-" for lr in lrs]
+        chosen = tuple(results["summary"][f"{task}_{kind}_chosen_{name}"] for name in ("learning_rate", "hidden_size"))
+        value = lambda lr: f"{rs[lr]['validation_loss']:.4f}"
+        cells = [("-" if lr not in rs else f"**{value(lr)}**" if (lr, H) == chosen else value(lr)) for lr in lrs]
         rows.append(f"| {task} ({T}) | {kind} | {H} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
