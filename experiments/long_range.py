@@ -260,7 +260,8 @@ def table(results: dict) -> str:
         cells = []
         for m in models:
             r = by.get((task, T, m))
-            cell = "-" if r is None else common.pm(r["test_loss"], 4)
+            cell = "-" if r is None else common.pm(r["test_loss"], 4) if r["test_loss"]["n"] > 1 else \
+                f"{r['test_loss']['mean']:.4f} (1 seed)"
             if r is not None and "recall_accuracy" in r:
                 cell += f" ({100 * r['recall_accuracy']['mean']:.0f}% recalled)"
             if r is not None and not r["fails"]:
