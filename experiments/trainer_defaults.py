@@ -31,11 +31,11 @@ from jaxrnn.lm.config import RunConfig
 from jaxrnn.lm.loop import run_training
 
 CANDIDATES = {
-    "constant": {"lr_schedule": "constant"},
-    "cosine": {"lr_schedule": "cosine"},
+    "constant": {"lr_schedule": "constant", "layers": 1},
+    "cosine": {"lr_schedule": "cosine", "layers": 1},
     "cosine, 2 layers, dropout 0.25": {"lr_schedule": "cosine", "layers": 2, "dropout": 0.25},
 }
-"""Settings tried on top of ``RunConfig()``'s defaults (1-layer LSTM, H = 256, Adam 2e-3, T = 64, B = 32)."""
+"""Settings tried on top of ``RunConfig``'s other defaults (LSTM, H = 256, Adam 2e-3, T = 64, B = 32)."""
 
 ENGLISH_SIZE = 1_000_000
 WITHIN = 0.01  # the end may be at most 1% above the best validation loss

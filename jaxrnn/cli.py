@@ -15,7 +15,7 @@ import sys
 
 from jaxrnn.data import CORPORA, DataError
 from jaxrnn.distributed import EXIT_LOST, HEARTBEAT_TIMEOUT, DistributedError
-from jaxrnn.lm.config import DEFAULT_LEARNING_RATES, SCHEDULES, RunConfig
+from jaxrnn.lm.config import BUDGET_DEFAULTS, DEFAULT_LEARNING_RATES, SCHEDULES, STEP_DEFAULTS, RunConfig
 from jaxrnn.lm.model import CELLS, ConfigError
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
 
@@ -75,16 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--steps", type=integer, default=None, help=f"total updates to reach (default: {d.steps})")
     length.add_argument("--time-budget", type=real, default=None, metavar="MINUTES",
                         help="train until this many minutes of wall-clock time (compilation and evaluation "
-                             "included) have passed, instead of a step count; a cosine --lr-schedule then decays "
-                             "over the budget (default: none, use --steps)")
+                             "included) have passed, instead of a step count; the defaults then become a cosine "
+                             "schedule over the budget and 2 layers with dropout (default: none, use --steps)")
     t.add_argument("--cell", choices=CELLS, default=None, help=f"recurrent cell (default: {d.cell})")
     t.add_argument("--hidden", dest="hidden_size", type=integer, default=None,
                    help=f"hidden size H of each layer (default: {d.hidden_size})")
-    t.add_argument("--layers", type=integer, default=None, help=f"recurrent layers (default: {d.layers})")
+    t.add_argument("--layers", type=integer, default=None, help=f"recurrent layers (default: {STEP_DEFAULTS['layers']}; "
+                   f"{BUDGET_DEFAULTS['layers']} with --time-budget)")
     t.add_argument("--embed-size", type=integer, default=None,
                    help="embedding size; 0 feeds one-hot characters to layer 1 (default: 0)")
     t.add_argument("--dropout", type=real, default=None,
-                   help=f"dropout rate between layers, needs --layers >= 2 (default: {d.dropout})")
+                   help=f"dropout rate between layers, needs --layers >= 2 (default: {STEP_DEFAULTS['dropout']:g}; "
+                        f"{BUDGET_DEFAULTS['dropout']:g} with --time-budget and 2 or more layers)")
     t.add_argument("--seq-length", type=integer, default=None,
                    help=f"characters per chunk T, the BPTT length (default: {d.seq_length})")
     t.add_argument("--batch-size", type=integer, default=None,
@@ -95,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in
                                                               DEFAULT_LEARNING_RATES.items()) + ")")
     t.add_argument("--lr-schedule", choices=SCHEDULES, default=None,
-                   help=f"constant, or cosine decay to 0.1x over --decay-steps (default: {d.lr_schedule})")
+                   help="constant, or cosine decay to 0.1x over --decay-steps or the --time-budget (default: "
+                        f"{STEP_DEFAULTS['lr_schedule']}; {BUDGET_DEFAULTS['lr_schedule']} with --time-budget)")
     t.add_argument("--decay-steps", type=integer, default=None, help="cosine decay length in updates, for a "
                    "--steps run (default: --steps)")
     t.add_argument("--clip", type=real, default=None, help=f"gradient clipping threshold, 0 for none "

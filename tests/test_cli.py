@@ -350,7 +350,19 @@ def test_resuming_may_change_the_budget_but_not_what_a_cosine_follows():
     step_run = dataclasses.asdict(RunConfig(lr_schedule="cosine").resolved())
     with pytest.raises(ConfigError, match="cannot switch it to a time budget"):
         resume_config(RunConfig(time_budget=5), {"time_budget"}, step_run)
-    constant = dataclasses.asdict(RunConfig(time_budget=10).resolved())  # nothing follows the clock: either way
+    constant = dataclasses.asdict(RunConfig(time_budget=10, lr_schedule="constant").resolved())  # no clock: either way
     assert resume_config(RunConfig(steps=5000), {"steps"}, constant).time_budget is None
     assert resume_config(RunConfig(time_budget=3), {"time_budget"},
                          dataclasses.asdict(RunConfig().resolved())).time_budget == 3
+
+
+def test_a_time_budget_brings_its_own_defaults_and_the_user_s_settings_win():
+    from jaxrnn.lm.config import BUDGET_DEFAULTS, STEP_DEFAULTS, RunConfig
+
+    steps, budget = RunConfig().resolved(), RunConfig(time_budget=10).resolved()
+    assert (steps.lr_schedule, steps.layers, steps.dropout) == ("constant", 1, 0.0) == tuple(STEP_DEFAULTS.values())
+    assert (budget.lr_schedule, budget.layers, budget.dropout) == ("cosine", 2, 0.25) == tuple(BUDGET_DEFAULTS.values())
+    one = RunConfig(time_budget=10, layers=1).resolved()  # no dropout without a layer above
+    assert (one.layers, one.dropout, one.lr_schedule) == (1, 0.0, "cosine")
+    mine = RunConfig(time_budget=10, layers=3, dropout=0.1, lr_schedule="constant").resolved()
+    assert (mine.layers, mine.dropout, mine.lr_schedule) == (3, 0.1, "constant")

@@ -15,6 +15,9 @@ from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
 SCHEDULES = ("constant", "cosine")
 COSINE_FLOOR = 0.1
 """A cosine schedule ends at this fraction of the initial learning rate."""
+STEP_DEFAULTS = {"lr_schedule": "constant", "layers": 1, "dropout": 0.0}
+BUDGET_DEFAULTS = {"lr_schedule": "cosine", "layers": 2, "dropout": 0.25}
+"""The defaults of ``RunConfig.lr_schedule``, ``layers`` and ``dropout`` (dropout only with 2 or more layers)."""
 DEFAULT_LEARNING_RATES = {"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 
 
@@ -28,20 +31,22 @@ class RunConfig:
 
     A run ends after ``steps`` updates or, with ``time_budget`` (minutes of wall-clock time, evaluation and
     compilation included), when the budget is spent; ``steps`` is then not used. A cosine schedule decays over
-    whichever of the two ends the run (``decay_steps`` may shorten a step-count one)."""
+    whichever of the two ends the run (``decay_steps`` may shorten a step-count one). The schedule, the depth
+    and the dropout default to ``STEP_DEFAULTS`` for a step count (the lecture's model, quick to train) and to
+    ``BUDGET_DEFAULTS`` under a time budget (what did best in ten minutes: ``experiments/trainer_defaults.py``)."""
 
     corpus: str = DEFAULT_CORPUS
     data: str | None = None
     cell: str = "lstm"
     hidden_size: int = 256
-    layers: int = 1
+    layers: int | None = None
     embed_size: int = 0
-    dropout: float = 0.0
+    dropout: float | None = None
     seq_length: int = 64
     batch_size: int = 32
     optimizer: str | None = None
     learning_rate: float | None = None
-    lr_schedule: str = "constant"
+    lr_schedule: str | None = None
     decay_steps: int | None = None
     clip: float = 5.0
     clip_mode: str | None = None
@@ -55,6 +60,13 @@ class RunConfig:
 
     def resolved(self) -> "RunConfig":
         """The same run with every ``None`` filled in and every value checked (``ConfigError`` names the field)."""
+        defaults = STEP_DEFAULTS if self.time_budget is None else BUDGET_DEFAULTS
+        layers = defaults["layers"] if self.layers is None else self.layers
+        dropout = self.dropout
+        if dropout is None:  # dropout acts between layers: none for one layer
+            dropout = defaults["dropout"] if isinstance(layers, int) and layers >= 2 else 0.0
+        lr_schedule = defaults["lr_schedule"] if self.lr_schedule is None else self.lr_schedule
+        self = dataclasses.replace(self, layers=layers, dropout=dropout, lr_schedule=lr_schedule)
         for name in ("hidden_size", "layers", "seq_length", "batch_size", "steps", "eval_every",
                      "steps_per_call", "keep"):
             positive_int(name, getattr(self, name), error=functools.partial(ConfigError, setting=name))
