@@ -148,8 +148,9 @@ def train(cfg: Config, seed: int):
                        seq_length=cfg.seq_length, batch_size=cfg.batch_size, eval_every=cfg.steps, seed=seed)
     with tempfile.TemporaryDirectory() as out:
         summary = lm.run_training(run, out, progress=False, log=lambda s: None)
+    run = run.resolved()  # the defaults filled in, as run_training used them
     untrained = lm.init_train_state(jax.random.PRNGKey(seed), run.model(summary["vocab"].size),
-                                    run.resolved().make_optimizer(), 1).params
+                                    run.make_optimizer(), 1).params
     return summary["params"], untrained, summary["vocab"], summary["val_loss"]
 
 
