@@ -158,40 +158,34 @@ def main(config: QualityConfig) -> dict:
 
 
 def make_figure(results: dict):
-    """Validation loss against updates, mean and min-max band over seeds, with the n-gram lines."""
+    """Validation loss against updates, mean and min-max band over seeds, with the n-gram lines; the axis shows
+    the range where the models and the n-grams meet (each label gives the model's best loss, on the axis or not)."""
     fig, axes = common.new_figure(1, 1, size=(6.8, 4.2))
     ax = axes[0, 0]
+    low = min(min(results["ngram_val_loss"].values()),
+              *(m["best_val_loss_within_budget"]["min"] for m in results["models"].values()))
+    top = max(1.3 * low, 1.05 * results["ngram_val_loss"].get("add-one 3-gram", low))
     for label, m in results["models"].items():
         steps = [c[1] for c in max((r["curve"] for r in m["runs"]), key=len)]
         curves = common.pad([[c[2] for c in r["curve"]] for r in m["runs"]])
-        seconds = m["train_seconds"]["mean"]
-        common.band(ax, steps, curves, label=f"{label} ({seconds:.0f} s training)", log=False)
-    top = max(np.nanmax(common.pad([[c[2] for c in r["curve"]] for r in m["runs"]]))
-              for m in results["models"].values())
+        best = m["best_val_loss_within_budget"]
+        where = ", above the axis" if best["min"] > top else ""
+        common.band(ax, steps, curves,
+                    label=f"{label}: best {best['mean']:.3f} ({m['train_seconds']['mean']:.0f} s{where})")
     for name, color in (("add-one 3-gram", "gray"), ("Witten-Bell 3-gram", "tab:brown"),
                         ("Witten-Bell 5-gram", "k")):
         if name in results["ngram_val_loss"]:
-            ax.axhline(results["ngram_val_loss"][name], linestyle="--", linewidth=1, color=color, label=name)
-    ax.set_yscale("log")
-    ax.set_ylim(0.95 * min(min(results["ngram_val_loss"].values()),
-                           *(m["best_val_loss_within_budget"]["min"] for m in results["models"].values())),
-                1.05 * min(top, 1.2 * math.log(results["vocab_size"])))
-    ax.yaxis.set_major_formatter(matplotlib_formatter())
-    ax.yaxis.set_minor_formatter(matplotlib_formatter())
+            value = results["ngram_val_loss"][name]
+            ax.axhline(value, linestyle="--", linewidth=1, color=color, label=f"{name}: {value:.3f}")
+    ax.set_ylim(0.97 * low, top)
     run = next(iter(results["models"].values()))["config"]
     ax.set_xlabel(f"updates ({run['batch_size']} streams x {run['seq_length']} characters each)")
-    ax.set_ylabel("validation loss (nats / character, log scale)")
+    ax.set_ylabel("validation loss (nats / character)")
     ax.set_title(f"{results['corpus']}: mean and min-max over {len(results['seeds'])} seeds")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def matplotlib_formatter():
-    from matplotlib.ticker import FormatStrFormatter
-
-    return FormatStrFormatter("%.2f")
 
 
 if __name__ == "__main__":
