@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -34,6 +35,7 @@ CANDIDATES = {
     "constant": {"lr_schedule": "constant", "layers": 1},
     "cosine": {"lr_schedule": "cosine", "layers": 1},
     "cosine, 2 layers, dropout 0.25": {"lr_schedule": "cosine", "layers": 2, "dropout": 0.25},
+    "cosine, 2 layers, dropout 0.5": {"lr_schedule": "cosine", "layers": 2, "dropout": 0.5},
 }
 """Settings tried on top of ``RunConfig``'s other defaults (LSTM, H = 256, Adam 2e-3, T = 64, B = 32)."""
 
@@ -79,13 +81,20 @@ def run_one(name: str, settings: dict, data: str, minutes: float, seed: int) -> 
             "end_above_best": end / best - 1, "test_loss": summary.get("test_loss"), "curve": curve}
 
 
-def main(corpus: str, minutes: float, seed: int) -> dict:
+def main(corpus: str, minutes: float, seed: int, only=None, previous=None) -> dict:
+    """Run the ``only`` candidates (default: all), keeping the other candidates' runs from ``previous`` (results
+    of the same corpus, budget and seed)."""
     text = english_text() if corpus == "english" else load_corpus(corpus)
     with tempfile.TemporaryDirectory() as folder:
         data = os.path.join(folder, f"{corpus}.txt")
         with open(data, "w", encoding="utf-8") as f:
             f.write(text)
-        runs = [run_one(name, settings, data, minutes, seed) for name, settings in CANDIDATES.items()]
+        runs = [run_one(name, settings, data, minutes, seed) for name, settings in CANDIDATES.items()
+                if only is None or name in only]
+    if previous:
+        kept = {r["name"]: r for r in previous["runs"] if r["name"] not in {r["name"] for r in runs}}
+        runs = [next(r for r in runs + list(kept.values()) if r["name"] == name) for name in CANDIDATES
+                if name in kept or any(r["name"] == name for r in runs)]
     summary = {f"{r['name']}: end above best": r["end_above_best"] for r in runs}
     summary.update({f"{r['name']}: end validation": r["end_val_loss"] for r in runs})
     return {"corpus": corpus, "characters": len(text), "distinct_characters": len(set(text)), "minutes": minutes,
@@ -125,6 +134,9 @@ def cli(argv=None) -> int:
     parser.add_argument("--corpus", default="pydoc_topics", choices=("pydoc_topics", "stdlib_source", "english"))
     parser.add_argument("--minutes", type=float, default=10.0, help="time budget of each run (default: 10)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), metavar="NAME",
+                        help="run these candidates and keep the others' runs from the JSON already in --out "
+                             "(default: run all)")
     parser.add_argument("--out", default=os.path.join("experiments", "results"))
     args = parser.parse_args(argv)
     if not (math.isfinite(args.minutes) and args.minutes > 0):
@@ -132,10 +144,17 @@ def cli(argv=None) -> int:
         return 2
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
-    results = main(args.corpus, args.minutes, args.seed)
-    results["runtime_s"] = round(time.perf_counter() - start, 1)
-    results["command"] = (f"python experiments/trainer_defaults.py --corpus {args.corpus} --minutes {args.minutes:g}"
-                          f" --out {args.out}")
+    path = os.path.join(args.out, f"trainer_defaults_{args.corpus}.json")
+    previous = json.load(open(path)) if args.only and os.path.exists(path) else None
+    if previous and (previous["minutes"], previous["seed"]) != (args.minutes, args.seed):
+        previous = None  # runs of another budget or seed are not comparable: start afresh
+    results = main(args.corpus, args.minutes, args.seed, args.only, previous)
+    runtime = round(time.perf_counter() - start, 1)
+    command = (f"python experiments/trainer_defaults.py --corpus {args.corpus} --minutes {args.minutes:g}"
+               + (" --only " + " ".join(repr(n) for n in args.only) if args.only else "") + f" --out {args.out}")
+    results["runtime_s"] = round(runtime + (previous["runtime_s"] if previous else 0.0), 1)
+    results["command"] = [*(previous["command"] if previous and isinstance(previous["command"], list)
+                            else [previous["command"]] if previous else []), command]
     results["environment"] = common.environment()
     results["table"] = table(results)
     paths = common.save(args.out, f"trainer_defaults_{args.corpus}", results, make_figure(results))
