@@ -35,6 +35,7 @@ CANDIDATES = {
     "constant": {"lr_schedule": "constant", "layers": 1},
     "cosine": {"lr_schedule": "cosine", "layers": 1},
     "cosine, 2 layers, dropout 0.25": {"lr_schedule": "cosine", "layers": 2, "dropout": 0.25},
+    "cosine, 2 layers, dropout 0.4": {"lr_schedule": "cosine", "layers": 2, "dropout": 0.4},
     "cosine, 2 layers, dropout 0.5": {"lr_schedule": "cosine", "layers": 2, "dropout": 0.5},
 }
 """Settings tried on top of ``RunConfig``'s other defaults (LSTM, H = 256, Adam 2e-3, T = 64, B = 32)."""

@@ -101,6 +101,9 @@ class RunConfig:
         return out
 
     def model(self, vocab_size: int) -> ModelConfig:
+        """The model's shape for a vocabulary of ``vocab_size`` (defaults filled in as by ``resolved``)."""
+        if self.layers is None or self.dropout is None:
+            return self.resolved().model(vocab_size)
         return ModelConfig(vocab_size, cell=self.cell, hidden_size=self.hidden_size, layers=self.layers,
                            embed_size=self.embed_size, dropout=self.dropout)
 
