@@ -361,7 +361,7 @@ def test_a_time_budget_brings_its_own_defaults_and_the_user_s_settings_win():
 
     steps, budget = RunConfig().resolved(), RunConfig(time_budget=10).resolved()
     assert (steps.lr_schedule, steps.layers, steps.dropout) == ("constant", 1, 0.0) == tuple(STEP_DEFAULTS.values())
-    assert (budget.lr_schedule, budget.layers, budget.dropout) == ("cosine", 2, 0.25) == tuple(BUDGET_DEFAULTS.values())
+    assert (budget.lr_schedule, budget.layers, budget.dropout) == ("cosine", 2, 0.4) == tuple(BUDGET_DEFAULTS.values())
     one = RunConfig(time_budget=10, layers=1).resolved()  # no dropout without a layer above
     assert (one.layers, one.dropout, one.lr_schedule) == (1, 0.0, "cosine")
     mine = RunConfig(time_budget=10, layers=3, dropout=0.1, lr_schedule="constant").resolved()

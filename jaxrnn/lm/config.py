@@ -16,7 +16,7 @@ SCHEDULES = ("constant", "cosine")
 COSINE_FLOOR = 0.1
 """A cosine schedule ends at this fraction of the initial learning rate."""
 STEP_DEFAULTS = {"lr_schedule": "constant", "layers": 1, "dropout": 0.0}
-BUDGET_DEFAULTS = {"lr_schedule": "cosine", "layers": 2, "dropout": 0.25}
+BUDGET_DEFAULTS = {"lr_schedule": "cosine", "layers": 2, "dropout": 0.4}
 """The defaults of ``RunConfig.lr_schedule``, ``layers`` and ``dropout`` (dropout only with 2 or more layers)."""
 DEFAULT_LEARNING_RATES = {"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 
