@@ -75,7 +75,13 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only; GPUs and TPUs use their own
-    jax.distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout_seconds=heartbeat_timeout)
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id,
+                                   heartbeat_timeout_seconds=heartbeat_timeout)
+    except (ValueError, RuntimeError) as e:  # no cluster found, or the coordinator never answered
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        raise DistributedError(f"cannot join the other processes ({lines[0][:200]}); outside SLURM, Open MPI and "
+                               "Cloud TPU give --coordinator, --num-processes and --process-id") from None
 
 
 EXIT_LOST = 3

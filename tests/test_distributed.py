@@ -58,6 +58,7 @@ def metrics(out):
     (["--coordinator", "127.0.0.1:1234", "--num-processes", "0", "--process-id", "0"], "--num-processes"),
     (["--coordinator", "127.0.0.1:1234"], "--num-processes"),
     (["--distributed", "--heartbeat-timeout", "0"], "--heartbeat-timeout"),
+    (["--distributed"], "--coordinator"),  # no cluster in this environment to read the settings from
     (["--time-budget", "0"], "--time-budget"),
     (["--time-budget", "-2"], "--time-budget"),
     (["--time-budget", "nan"], "--time-budget"),
