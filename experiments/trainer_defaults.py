@@ -92,10 +92,9 @@ def main(corpus: str, minutes: float, seed: int, only=None, previous=None) -> di
             f.write(text)
         runs = [run_one(name, settings, data, minutes, seed) for name, settings in CANDIDATES.items()
                 if only is None or name in only]
-    if previous:
-        kept = {r["name"]: r for r in previous["runs"] if r["name"] not in {r["name"] for r in runs}}
-        runs = [next(r for r in runs + list(kept.values()) if r["name"] == name) for name in CANDIDATES
-                if name in kept or any(r["name"] == name for r in runs)]
+    if previous:  # this run's candidates replace theirs; the rest keep their earlier runs
+        by_name = {r["name"]: r for r in previous["runs"]} | {r["name"]: r for r in runs}
+        runs = [by_name[name] for name in CANDIDATES if name in by_name]
     summary = {f"{r['name']}: end above best": r["end_above_best"] for r in runs}
     summary.update({f"{r['name']}: end validation": r["end_val_loss"] for r in runs})
     return {"corpus": corpus, "characters": len(text), "distinct_characters": len(set(text)), "minutes": minutes,

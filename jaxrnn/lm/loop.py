@@ -203,9 +203,8 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
             val_loss = float(evaluate(state.params, val_xs, val_ys))
             if saved_step != step:
                 save(state, val_loss)
-                write_metrics({"step": step, "val_loss": val_loss,
-                                              "val_bpc": val_loss / math.log(2), "train_seconds": train_seconds,
-                                              "elapsed_seconds": elapsed()})
+                write_metrics({"step": step, "val_loss": val_loss, "val_bpc": val_loss / math.log(2),
+                               "train_seconds": train_seconds, "elapsed_seconds": elapsed()})
         if stop_requested:
             status = "interrupted"
     finally:
