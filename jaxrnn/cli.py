@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cell", choices=CELLS, default=None, help=f"recurrent cell (default: {d.cell})")
     t.add_argument("--hidden", dest="hidden_size", type=integer, default=None,
                    help=f"hidden size H of each layer (default: {d.hidden_size})")
-    t.add_argument("--layers", type=integer, default=None, help=f"recurrent layers (default: {STEP_DEFAULTS['layers']}; "
-                   f"{BUDGET_DEFAULTS['layers']} with --time-budget)")
+    t.add_argument("--layers", type=integer, default=None,
+                   help=f"recurrent layers (default: {STEP_DEFAULTS['layers']}; {BUDGET_DEFAULTS['layers']} with "
+                        "--time-budget)")
     t.add_argument("--embed-size", type=integer, default=None,
                    help="embedding size; 0 feeds one-hot characters to layer 1 (default: 0)")
     t.add_argument("--dropout", type=real, default=None,
