@@ -3,6 +3,7 @@
 Timing rules: a function is compiled ahead of time (``jit(...).lower(...).compile()``, reported apart), called
 once more to warm up, then timed over repeats with ``block_until_ready``; the median is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,18 @@ def select_device(device: str) -> None:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
-    p.add_argument("--preset", default=None,
-                   help="a named preset of the script (default: full, or quick with --quick); results go to "
-                        "NAME_PRESET.json")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="a named preset of the script (default: full, or quick with --quick); results go to NAME_PRESET.json",
+    )
     p.add_argument("--device", choices=sorted(DEVICES), default="auto", help="JAX platform (default: auto)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="results folder (default: benchmarks/results, or benchmarks/results/quick with --quick)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results folder (default: benchmarks/results, or benchmarks/results/quick with --quick)",
+    )
     return p
 
 
@@ -66,10 +73,14 @@ def environment() -> dict:
     except ImportError:
         torch = None
     device = jax.devices()[0]
-    return {**results_io.environment(), "device_kind": f"{device.platform}: {device.device_kind}", "torch": torch,
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    return {
+        **results_io.environment(),
+        "device_kind": f"{device.platform}: {device.device_kind}",
+        "torch": torch,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def compile_timed(fn, *args):
@@ -91,7 +102,7 @@ def threaded_call(step, state: tuple, *rest):
 
     def call():
         out = step(*box[0], *rest)
-        box[0] = tuple(out[:len(box[0])])
+        box[0] = tuple(out[: len(box[0])])
         return out
 
     return call
@@ -107,8 +118,9 @@ def block(out):
     return out
 
 
-def median_time(call, *, min_repeats: int = 5, min_seconds: float = 1.0, max_repeats: int = 200,
-                warmup: int = 1) -> dict:
+def median_time(
+    call, *, min_repeats: int = 5, min_seconds: float = 1.0, max_repeats: int = 200, warmup: int = 1
+) -> dict:
     """Median seconds per ``call()`` after ``warmup`` calls: at least ``min_repeats`` calls and ``min_seconds``."""
     for _ in range(warmup):
         block(call())
@@ -133,8 +145,10 @@ def max_abs_diff(a, b) -> float:
     import jax
     import numpy as np
 
-    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(
+        float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def check_close(name: str, a, b, tol: float) -> float:
@@ -149,8 +163,15 @@ def check_close(name: str, a, b, tol: float) -> float:
     return err
 
 
-def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 1.0, max_rounds: int = 100,
-                      warmup: int = 1, timed_per_round: int = 2) -> dict:
+def interleaved_times(
+    calls: dict,
+    *,
+    min_rounds: int = 5,
+    min_seconds: float = 1.0,
+    max_rounds: int = 100,
+    warmup: int = 1,
+    timed_per_round: int = 2,
+) -> dict:
     """``median_time`` for several callables timed in turn, round after round, so that a change in the
     machine's load (it is shared) touches all of them alike and their ratios stay fair.
 
@@ -179,9 +200,15 @@ def interleaved_times(calls: dict, *, min_rounds: int = 5, min_seconds: float = 
                 block(call())
                 times[name].append(time.perf_counter() - t0)
         rounds += 1
-    return {name: {"median_s": statistics.median(t), "min_s": min(t), "repeats": len(t),
-                   "round_s": [statistics.median(t[i:i + timed_per_round]) for i in range(0, len(t), timed_per_round)]}
-            for name, t in times.items()}
+    return {
+        name: {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "repeats": len(t),
+            "round_s": [statistics.median(t[i : i + timed_per_round]) for i in range(0, len(t), timed_per_round)],
+        }
+        for name, t in times.items()
+    }
 
 
 def paired_speedups(timings: dict, name: str) -> dict:
@@ -195,8 +222,7 @@ def paired_speedups(timings: dict, name: str) -> dict:
     out = {}
     for other, t in timings.items():
         if other != name:
-            q25, q50, q75 = statistics.quantiles([o / s for o, s in zip(t["round_s"], own)], n=4,
-                                                 method="inclusive")
+            q25, q50, q75 = statistics.quantiles([o / s for o, s in zip(t["round_s"], own)], n=4, method="inclusive")
             out[other] = {"median": q50, "q25": q25, "q75": q75}
     return out
 

@@ -8,6 +8,7 @@ cost of partitioning the step, not a speed-up; on a machine with several acceler
 real local devices are used and the ratio is the scaling. The first loss of every run is checked against the
 1-device run before anything is timed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,10 @@ class Config:
     min_seconds: float = 3.0
 
 
-PRESETS = {"full": Config(), "quick": Config(vocab=11, hidden=8, batch=4, seq_length=5, devices=(1, 2),
-                                             min_seconds=0.01)}
+PRESETS = {
+    "full": Config(),
+    "quick": Config(vocab=11, hidden=8, batch=4, seq_length=5, devices=(1, 2), min_seconds=0.01),
+}
 
 
 def measure(config: Config, devices: int) -> dict:
@@ -58,8 +61,11 @@ def main(config: Config, device: str) -> dict:
     import jax
 
     rows = []
-    counts = config.devices if device in ("cpu", "auto") and jax.default_backend() == "cpu" else tuple(
-        n for n in config.devices if n <= jax.local_device_count())
+    counts = (
+        config.devices
+        if device in ("cpu", "auto") and jax.default_backend() == "cpu"
+        else tuple(n for n in config.devices if n <= jax.local_device_count())
+    )
     for n in counts:
         env = dict(os.environ)
         if jax.default_backend() == "cpu":
@@ -75,8 +81,11 @@ def main(config: Config, device: str) -> dict:
     for row in rows:
         common.check_close(f"data_parallel {row['devices']} devices", base["first_loss"], row["first_loss"], 1e-5)
         row["ratio_vs_1_device"] = row["tokens_per_s"] / base["tokens_per_s"]
-        print(f"{row['devices']} device(s): {row['tokens_per_s']:.0f} tokens/s "
-              f"({row['ratio_vs_1_device']:.2f}x 1 device)", flush=True)
+        print(
+            f"{row['devices']} device(s): {row['tokens_per_s']:.0f} tokens/s "
+            f"({row['ratio_vs_1_device']:.2f}x 1 device)",
+            flush=True,
+        )
     return {"rows": rows}
 
 

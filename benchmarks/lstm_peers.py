@@ -12,6 +12,7 @@ hour). jaxrnn's fused path and Flax linen are also timed running ``updates_per_c
 embedding and ``Wxh`` applied to all T steps before the loop, hand-written BPTT) and *fused, folded* (the embedding
 folded into ``Wxh``, one ``(4H, V)`` table looked up inside the loop).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,11 +36,14 @@ class Config:
 
 
 PEAK = "float32 matmul (peak)"
-PRESETS = {"full": Config(), "quick": Config(shapes=((2, 5, 8),), embedding=4, vocab=11, matmul_size=64,
-                                              min_seconds=0.01, updates_per_call=2),
-           # one shape of the full run each, to repeat a contested measurement quickly
-           "small": Config(shapes=((1, 25, 100),)), "mid": Config(shapes=((32, 64, 256),)),
-           "large": Config(shapes=((64, 128, 512),))}
+PRESETS = {
+    "full": Config(),
+    "quick": Config(shapes=((2, 5, 8),), embedding=4, vocab=11, matmul_size=64, min_seconds=0.01, updates_per_call=2),
+    # one shape of the full run each, to repeat a contested measurement quickly
+    "small": Config(shapes=((1, 25, 100),)),
+    "mid": Config(shapes=((32, 64, 256),)),
+    "large": Config(shapes=((64, 128, 512),)),
+}
 
 
 class EmbeddedLSTMParams(NamedTuple):
@@ -80,8 +84,9 @@ def jaxrnn_fused_losses():
     import jaxrnn
 
     def fused_loss(p, carry, xs, ys, mask=None):  # embedding for all T at once, then Wxh for all T at once
-        return jaxrnn.sequence_loss(_lstm(p), carry, jaxrnn.embed(p.Wemb, xs), ys, mask=mask, reduction="mean",
-                                    method="fused")
+        return jaxrnn.sequence_loss(
+            _lstm(p), carry, jaxrnn.embed(p.Wemb, xs), ys, mask=mask, reduction="mean", method="fused"
+        )
 
     def folded_loss(p, carry, xs, ys, mask=None):  # Wxh (Wemb x) = (Wxh Wemb) x: one (4H, V) table to look up
         folded = _lstm(p)._replace(Wxh=p.Wxh @ p.Wemb)
@@ -102,8 +107,9 @@ def jaxrnn_impls(config, optimizer):
     import jaxrnn
 
     plain = jaxrnn.make_train_step(optimizer, step=embedded_step, reduction="mean")
-    return {SCAN: plain} | {name: jaxrnn.make_train_step(optimizer, loss_fn=loss)
-                            for name, loss in jaxrnn_fused_losses().items()}
+    return {SCAN: plain} | {
+        name: jaxrnn.make_train_step(optimizer, loss_fn=loss) for name, loss in jaxrnn_fused_losses().items()
+    }
 
 
 def flax_linen_impl(p, V, E, H, optimizer):
@@ -121,8 +127,13 @@ def flax_linen_impl(p, V, E, H, optimizer):
     blocks = lambda W: dict(zip("ifog", jnp.split(W, 4)))
     wx, wh, b = blocks(p.Wxh), blocks(p.Whh), blocks(p.bh)
     cell = {f"i{k}": {"kernel": wx[k].T} for k in "ifog"} | {f"h{k}": {"kernel": wh[k].T, "bias": b[k]} for k in "ifog"}
-    variables = {"params": {"Embed_0": {"embedding": p.Wemb.T}, "OptimizedLSTMCell_0": cell,
-                            "Dense_0": {"kernel": p.Why.T, "bias": p.by}}}
+    variables = {
+        "params": {
+            "Embed_0": {"embedding": p.Wemb.T},
+            "OptimizedLSTMCell_0": cell,
+            "Dense_0": {"kernel": p.Why.T, "bias": p.by},
+        }
+    }
     expected = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), int))
     assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, expected), "Flax parameter layout changed"
 
@@ -154,7 +165,7 @@ def flax_nnx_impl(p, V, E, H, optimizer):
             return self.out(self.rnn(self.embed(ids)))
 
     model = Model(nnx.Rngs(0))
-    to_ifgo = lambda W: jnp.concatenate([W[:2 * H], W[3 * H:], W[2 * H:3 * H]])  # i, f, o, g -> i, f, g, o
+    to_ifgo = lambda W: jnp.concatenate([W[: 2 * H], W[3 * H :], W[2 * H : 3 * H]])  # i, f, o, g -> i, f, g, o
     model.embed.embedding.value = p.Wemb.T
     model.rnn.cell.dense_i.kernel.value = to_ifgo(p.Wxh).T
     model.rnn.cell.dense_h.kernel.value = to_ifgo(p.Whh).T
@@ -193,7 +204,7 @@ def torch_impl(p, V, E, H, lr, device):
 
     model = Model().to(dev)
     t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32, device=dev)
-    to_ifgo = lambda W: np.concatenate([W[:2 * H], W[3 * H:], W[2 * H:3 * H]])
+    to_ifgo = lambda W: np.concatenate([W[: 2 * H], W[3 * H :], W[2 * H : 3 * H]])
     with torch.no_grad():
         model.embed.weight.copy_(t(np.asarray(p.Wemb).T))
         model.lstm.weight_ih_l0.copy_(t(to_ifgo(np.asarray(p.Wxh))))
@@ -242,8 +253,12 @@ def update_loops(k: int, p, carry, chunks, jaxrnn_steps: dict, flax_step, variab
         for xs, ys in zip(*chunks):
             *state, loss = step(*state, xs, ys)
             expected.append(loss)
-        common.check_close(f"{name}: its {k} losses against {k} calls of its step", jnp.stack(expected),
-                           compiled(*first, *chunks)[-1], 1e-5)
+        common.check_close(
+            f"{name}: its {k} losses against {k} calls of its step",
+            jnp.stack(expected),
+            compiled(*first, *chunks)[-1],
+            1e-5,
+        )
         return functools.partial(compiled, *first, *chunks), lower_s + compile_s, float(expected[0])
 
     def flax_loop(variables, opt_state, xs_k, ys_k):
@@ -253,10 +268,15 @@ def update_loops(k: int, p, carry, chunks, jaxrnn_steps: dict, flax_step, variab
 
         return jax.lax.scan(body, (variables, opt_state), (xs_k, ys_k))
 
-    loops = {f"{name}, {k} updates/call": checked(f"{name}, {k} updates/call",
-                                                  jaxrnn.make_train_step(optimizer, loss_fn=loss, updates_per_call=k),
-                                                  (p, optimizer.init(p), carry), jaxrnn_steps[name])
-             for name, loss in jaxrnn_fused_losses().items()}
+    loops = {
+        f"{name}, {k} updates/call": checked(
+            f"{name}, {k} updates/call",
+            jaxrnn.make_train_step(optimizer, loss_fn=loss, updates_per_call=k),
+            (p, optimizer.init(p), carry),
+            jaxrnn_steps[name],
+        )
+        for name, loss in jaxrnn_fused_losses().items()
+    }
     name = f"flax linen nn.RNN(OptimizedLSTMCell), {k} updates/call"
     loops[name] = checked(name, flax_loop, (variables, optimizer.init(variables)), flax_step)
     return loops
@@ -264,8 +284,11 @@ def update_loops(k: int, p, carry, chunks, jaxrnn_steps: dict, flax_step, variab
 
 def per_update(timing: dict, k: int) -> dict:
     """An ``interleaved_times`` entry of a call that runs ``k`` updates, as seconds per update."""
-    return timing | {"median_s": timing["median_s"] / k, "min_s": timing["min_s"] / k,
-                     "round_s": [t / k for t in timing["round_s"]]}
+    return timing | {
+        "median_s": timing["median_s"] / k,
+        "min_s": timing["min_s"] / k,
+        "round_s": [t / k for t in timing["round_s"]],
+    }
 
 
 def update_chunks(xs, ys, k: int, V: int, seed: int):
@@ -285,7 +308,7 @@ def matmul_call(n: int):
 
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     compiled, _, _ = common.compile_timed(lambda a, b: a @ b, a, a)
-    return functools.partial(compiled, a, a), 2 * n ** 3
+    return functools.partial(compiled, a, a), 2 * n**3
 
 
 def main(config: Config, device: str = "auto") -> dict:
@@ -318,8 +341,9 @@ def main(config: Config, device: str = "auto") -> dict:
         results[name] = (float(loss0), float(compiled(v1, vopt, xs, ys)[2]), lower_s + compile_s)
         calls[name] = functools.partial(compiled, variables, vopt, xs, ys)
         k = config.updates_per_call
-        loops = update_loops(k, p, carry, update_chunks(xs, ys, k, V, seed=B * T + H + 1),
-                             steps, step, variables, optimizer)
+        loops = update_loops(
+            k, p, carry, update_chunks(xs, ys, k, V, seed=B * T + H + 1), steps, step, variables, optimizer
+        )
 
         model, opt, step, loss_fn = flax_nnx_impl(p, V, E, H, optimizer)
         t0 = time.perf_counter()
@@ -356,15 +380,29 @@ def main(config: Config, device: str = "auto") -> dict:
         for name, (loss0, loss1, compile_s) in results.items():
             timing = timings[name]
             gflops = flops / timing["median_s"] / 1e9
-            row = dict(B=B, T=T, H=H, impl=name, tokens_per_s=B * T / timing["median_s"], gflops=gflops,
-                       matmul_peak_gflops=shape_peak, fraction_of_matmul_peak=gflops / shape_peak,
-                       compile_s=compile_s, updates_per_call=k if name in loops else 1, loss_before=loss0,
-                       loss_after_one_step=loss1, **timing,
-                       speedup_vs={n: t / timing["median_s"] for n, t in ref.items() if n != name},
-                       paired_speedup_vs=common.paired_speedups(timings, name))
+            row = dict(
+                B=B,
+                T=T,
+                H=H,
+                impl=name,
+                tokens_per_s=B * T / timing["median_s"],
+                gflops=gflops,
+                matmul_peak_gflops=shape_peak,
+                fraction_of_matmul_peak=gflops / shape_peak,
+                compile_s=compile_s,
+                updates_per_call=k if name in loops else 1,
+                loss_before=loss0,
+                loss_after_one_step=loss1,
+                **timing,
+                speedup_vs={n: t / timing["median_s"] for n, t in ref.items() if n != name},
+                paired_speedup_vs=common.paired_speedups(timings, name),
+            )
             rows.append(row)
-            print(f"B{B:<3d} T{T:<4d} H{H:<4d} {name:54s} {row['tokens_per_s']:10.0f} tok/s {gflops:6.1f} GFLOP/s "
-                  f"({100 * gflops / shape_peak:4.1f}% of {shape_peak:.0f}) compile {compile_s:.2f}s", flush=True)
+            print(
+                f"B{B:<3d} T{T:<4d} H{H:<4d} {name:54s} {row['tokens_per_s']:10.0f} tok/s {gflops:6.1f} GFLOP/s "
+                f"({100 * gflops / shape_peak:4.1f}% of {shape_peak:.0f}) compile {compile_s:.2f}s",
+                flush=True,
+            )
     return {"matmul_peak_gflops": peak, "rows": rows}
 
 

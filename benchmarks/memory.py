@@ -5,6 +5,7 @@ Command: ``python benchmarks/memory.py [--quick] [--device cpu|gpu|auto]``
 Numbers are XLA's own accounting of the compiled program (``compiled.memory_analysis()``: arguments + outputs +
 temporaries - aliased; its ``peak_memory_in_bytes`` reads 0 on CPU), so nothing is allocated to measure them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,13 +21,15 @@ class Config:
     vocab: int = 100
     lengths: tuple = (100, 400, 1600, 6400, 25600)  # squares: segment length sqrt(T)
     truncation: int = 100
-    budget_bytes: int = 2 * 2 ** 30
-    search_max_T: int = 2 ** 24
+    budget_bytes: int = 2 * 2**30
+    search_max_T: int = 2**24
 
 
 METHODS = ("full", "fused", "remat", "segmented", "truncated")  # fused: jaxrnn.recurrence's BPTT (full BPTT too)
-PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, vocab=11, lengths=(16,), truncation=4,
-                                              budget_bytes=2 ** 16, search_max_T=2 ** 6)}
+PRESETS = {
+    "full": Config(),
+    "quick": Config(batch=2, hidden=8, vocab=11, lengths=(16,), truncation=4, budget_bytes=2**16, search_max_T=2**6),
+}
 
 
 def peak_bytes(config: Config, method: str, T: int) -> dict:
@@ -36,8 +39,9 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
     import jaxrnn
 
     params = jax.eval_shape(lambda: jaxrnn.init_lstm(jax.random.PRNGKey(0), config.vocab, config.hidden, config.vocab))
-    carry = jax.eval_shape(lambda: jaxrnn.initial_carry(jaxrnn.init_lstm(
-        jax.random.PRNGKey(0), 1, config.hidden, 1), (config.batch,)))
+    carry = jax.eval_shape(
+        lambda: jaxrnn.initial_carry(jaxrnn.init_lstm(jax.random.PRNGKey(0), 1, config.hidden, 1), (config.batch,))
+    )
     length = config.truncation if method == "truncated" else T
     ids = jax.ShapeDtypeStruct((length, config.batch), jnp.int32)
     if method == "segmented":
@@ -49,8 +53,9 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
         loss = lambda p, c, x, y: jaxrnn.sequence_loss(p, c, x, y, remat=method == "remat")
     compiled = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(params, carry, ids, ids).compile()
     stats = compiled.memory_analysis()
-    peak = (stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-            - stats.alias_size_in_bytes)
+    peak = (
+        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    )
     if method == "truncated":  # one chunk's program, plus the whole sequence of ids held as data
         peak += 2 * 4 * config.batch * (T - length)
     return {"peak_bytes": int(peak), "temp_bytes": int(stats.temp_size_in_bytes)}
@@ -58,6 +63,7 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
 
 def longest_fitting(config: Config, method: str) -> int:
     """Largest T (a perfect square for ``segmented``) whose peak fits the budget: doubling, then bisection."""
+
     def fits(T):
         return peak_bytes(config, method, T * T if method == "segmented" else T)["peak_bytes"] <= config.budget_bytes
 
@@ -79,12 +85,15 @@ def main(config: Config) -> dict:
         for method in METHODS:
             row = dict(T=T, method=method, **peak_bytes(config, method, T))
             rows.append(row)
-            print(f"T{T:<6d} {method:10s} peak {row['peak_bytes'] / 2 ** 20:10.1f} MiB", flush=True)
+            print(f"T{T:<6d} {method:10s} peak {row['peak_bytes'] / 2**20:10.1f} MiB", flush=True)
     for method in METHODS[:-1]:
         longest[method] = longest_fitting(config, method)
-        print(f"longest T within {config.budget_bytes / 2 ** 30:.3g} GiB, {method}: {longest[method]}", flush=True)
-    return {"rows": rows, "longest_T_within_budget": longest,
-            "note": "-1: fits up to search_max_T; truncated BPTT fits any T whose ids fit"}
+        print(f"longest T within {config.budget_bytes / 2**30:.3g} GiB, {method}: {longest[method]}", flush=True)
+    return {
+        "rows": rows,
+        "longest_T_within_budget": longest,
+        "note": "-1: fits up to search_max_T; truncated BPTT fits any T whose ids fit",
+    }
 
 
 def plot(results: dict, path) -> None:
@@ -95,10 +104,15 @@ def plot(results: dict, path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for method in METHODS:
-        pts = sorted((r["T"], r["peak_bytes"] / 2 ** 20) for r in results["rows"] if r["method"] == method)
+        pts = sorted((r["T"], r["peak_bytes"] / 2**20) for r in results["rows"] if r["method"] == method)
         ax.plot(*zip(*pts), "o-", label=method)
-    ax.set(xscale="log", yscale="log", xlabel="T", ylabel="peak MiB (compiled program)",
-           title="LSTM gradient memory vs sequence length")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="T",
+        ylabel="peak MiB (compiled program)",
+        title="LSTM gradient memory vs sequence length",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

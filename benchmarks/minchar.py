@@ -4,6 +4,7 @@ Command: ``python benchmarks/minchar.py [--quick] [--device cpu|gpu|auto]``
 The text is this repository's own ``jaxrnn/*.py`` source (no download); hidden 100, sequence 25, clipped Adagrad.
 Every implementation, the NumPy loop included, is timed in turn, round after round (``common.interleaved_times``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,10 @@ class Config:
 CHECKED = 5  # updates whose losses must agree with the reference before timing
 METHODS = ("scan", "fused")  # make_train_step's method=: the plain step in a lax.scan, or jaxrnn.recurrence
 
-PRESETS = {"full": Config(), "quick": Config(hidden=8, seq_length=5, numpy_iterations=5, updates_per_call=(4,),
-                                              min_seconds=0.01)}
+PRESETS = {
+    "full": Config(),
+    "quick": Config(hidden=8, seq_length=5, numpy_iterations=5, updates_per_call=(4,), min_seconds=0.01),
+}
 
 
 def corpus() -> str:
@@ -46,7 +49,7 @@ def _check_against_reference(name, np_losses, losses):
 
     losses = np.asarray([float(l) for l in losses])
     common.check_close(name + " (first loss)", np.array(np_losses[:1]), losses[:1], 1e-5)
-    return common.check_close(name, np.array(np_losses[:len(losses)]), losses, 5e-3)
+    return common.check_close(name, np.array(np_losses[: len(losses)]), losses, 5e-3)
 
 
 def main(config: Config) -> dict:
@@ -62,8 +65,8 @@ def main(config: Config) -> dict:
     V, H, T = len(chars), config.hidden, config.seq_length
     ids = np.array([chars.index(c) for c in text], np.int32)
     n_chunks = (len(ids) - 1) // T
-    xs_all = ids[:n_chunks * T].reshape(n_chunks, T)
-    ys_all = ids[1:n_chunks * T + 1].reshape(n_chunks, T)
+    xs_all = ids[: n_chunks * T].reshape(n_chunks, T)
+    ys_all = ids[1 : n_chunks * T + 1].reshape(n_chunks, T)
     params0 = jaxrnn.init_rnn(jax.random.PRNGKey(0), V, H, V, init="lecture")
     optimizer = jaxrnn.lecture_optimizer(config.learning_rate)
 
@@ -94,8 +97,9 @@ def main(config: Config) -> dict:
         def run(n, train_step=train_step, opt0=opt0):  # min-char-rnn's loop: one jitted call per update
             params, opt_state, carry, losses = params0, opt0, carry0, []
             for i in range(n):
-                params, opt_state, carry, loss = train_step(params, opt_state, carry, xs[i % n_chunks],
-                                                            ys[i % n_chunks])
+                params, opt_state, carry, loss = train_step(
+                    params, opt_state, carry, xs[i % n_chunks], ys[i % n_chunks]
+                )
                 losses.append(loss)
             return losses
 
@@ -106,23 +110,37 @@ def main(config: Config) -> dict:
         for method in METHODS:
             train_loop = jaxrnn.make_train_step(optimizer, method=method, updates_per_call=per_call)
             reps = -(-per_call // n_chunks)
-            chunks = (jnp.asarray(np.tile(xs_all, (reps, 1))[:per_call]),
-                      jnp.asarray(np.tile(ys_all, (reps, 1))[:per_call]))
+            chunks = (
+                jnp.asarray(np.tile(xs_all, (reps, 1))[:per_call]),
+                jnp.asarray(np.tile(ys_all, (reps, 1))[:per_call]),
+            )
             opt0 = optimizer.init(params0)
             compiled, lower_s, compile_s = common.compile_timed(train_loop, params0, opt0, carry0, *chunks)
             losses = compiled(params0, opt0, carry0, *chunks)[3]
             name = f"jaxrnn {method}, {per_call} updates/call"
             err = _check_against_reference(f"minchar {name}", np_losses, losses[:CHECKED])
             calls[name] = (
-                functools.partial(compiled, params0, opt0, carry0, *chunks), per_call, lower_s + compile_s, err)
+                functools.partial(compiled, params0, opt0, carry0, *chunks),
+                per_call,
+                lower_s + compile_s,
+                err,
+            )
 
     timings = common.interleaved_times({name: c[0] for name, c in calls.items()}, min_seconds=config.min_seconds)
     numpy_its = n / timings["numpy reference"]["median_s"]
     rows = []
     for name, (_, updates, compile_s, err) in calls.items():
         its = updates / timings[name]["median_s"]
-        rows.append(dict(impl=name, iterations_per_s=its, ratio_vs_numpy=its / numpy_its, compile_s=compile_s,
-                         rel_diff_vs_numpy=err, **timings[name]))
+        rows.append(
+            dict(
+                impl=name,
+                iterations_per_s=its,
+                ratio_vs_numpy=its / numpy_its,
+                compile_s=compile_s,
+                rel_diff_vs_numpy=err,
+                **timings[name],
+            )
+        )
         print(f"{name}: {its:.0f} it/s ({its / numpy_its:.1f}x numpy), compile {compile_s:.2f}s", flush=True)
     return {"vocab": V, "rows": rows}
 

@@ -13,6 +13,7 @@ Sizes whose Jacobians would not fit ``max_jacobian_bytes`` or whose Jacobian flo
 (or the scan's ``max_scan_flops``) are skipped and listed with the reason: on this CPU the full sweep would take
 hours. ``--preset large`` raises the caps for an accelerator.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,18 +30,19 @@ class Config:
     jacobians: tuple = ("full", "diagonal")
     input_size: int = 4
     max_iter: int = 50
-    max_scan_flops: float = 2e10      # 2 B T (3H)(H + D) per scan; beyond this the scan alone takes > ~10 s here
-    max_newton_flops: float = 2e10    # B T n^2 (3H) flops per Jacobian evaluation (n jvps); per iteration
-    max_jacobian_bytes: float = 1e9   # B T n^2 * 4 bytes for "full" (the scan keeps a few copies)
+    max_scan_flops: float = 2e10  # 2 B T (3H)(H + D) per scan; beyond this the scan alone takes > ~10 s here
+    max_newton_flops: float = 2e10  # B T n^2 (3H) flops per Jacobian evaluation (n jvps); per iteration
+    max_jacobian_bytes: float = 1e9  # B T n^2 * 4 bytes for "full" (the scan keeps a few copies)
     min_seconds: float = 0.3
-    check_tol: float = 1e-4           # relative agreement of hs with the scan (float32, T up to 1e5)
-    probe_iterations: int = 5         # iterations timed to measure the cost of one
+    check_tol: float = 1e-4  # relative agreement of hs with the scan (float32, T up to 1e5)
+    probe_iterations: int = 5  # iterations timed to measure the cost of one
 
 
-PRESETS = {"full": Config(),
-           "quick": Config(batches=(2,), hiddens=(8,), lengths=(100,), max_iter=30, min_seconds=0.02,
-                           probe_iterations=2),
-           "large": Config(max_scan_flops=1e13, max_newton_flops=1e13, max_jacobian_bytes=4e10)}
+PRESETS = {
+    "full": Config(),
+    "quick": Config(batches=(2,), hiddens=(8,), lengths=(100,), max_iter=30, min_seconds=0.02, probe_iterations=2),
+    "large": Config(max_scan_flops=1e13, max_newton_flops=1e13, max_jacobian_bytes=4e10),
+}
 
 
 def _skip_reason(config, cell, batch, H, T, jacobian):
@@ -81,23 +83,38 @@ def main(config: Config) -> dict:
                     scan = jax.jit(lambda p, c, x: jaxrnn.unroll(step, p, c, x))
                     compiled, lower_s, compile_s = common.compile_timed(scan, params, carry, xs)
                     reference = compiled(params, carry, xs)
-                    timing = common.median_time(lambda: compiled(params, carry, xs), min_repeats=3,
-                                                min_seconds=config.min_seconds)
+                    timing = common.median_time(
+                        lambda: compiled(params, carry, xs), min_repeats=3, min_seconds=config.min_seconds
+                    )
                     scan_s = timing["median_s"]
-                    rows.append(dict(where, method="scan", lower_s=lower_s, compile_s=compile_s,
-                                     temp_bytes=compiled.memory_analysis().temp_size_in_bytes, **timing))
+                    rows.append(
+                        dict(
+                            where,
+                            method="scan",
+                            lower_s=lower_s,
+                            compile_s=compile_s,
+                            temp_bytes=compiled.memory_analysis().temp_size_in_bytes,
+                            **timing,
+                        )
+                    )
                     print(f"{cell} B{batch:<3d} H{H:<4d} T{T:<7d} scan          {scan_s * 1e3:10.2f} ms", flush=True)
                     for jacobian in config.jacobians:
                         reason = _skip_reason(config, cell, batch, H, T, jacobian)
                         if reason:
                             skipped.append(dict(where, method=f"newton_{jacobian}", reason=reason))
                             continue
-                        rows.append(_newton_row(config, where, step, params, carry, xs, jacobian, reference,
-                                                scan_s, newton_unroll))
+                        rows.append(
+                            _newton_row(
+                                config, where, step, params, carry, xs, jacobian, reference, scan_s, newton_unroll
+                            )
+                        )
                         r = rows[-1]
-                        print(f"{cell} B{batch:<3d} H{H:<4d} T{T:<7d} newton {jacobian:8s} {r['median_s'] * 1e3:10.2f}"
-                              f" ms  x{r['speedup_vs_scan']:.3g}  iters {r['iterations']:3d}  one iteration = "
-                              f"{r['iteration_over_scan']:.3g} scans", flush=True)
+                        print(
+                            f"{cell} B{batch:<3d} H{H:<4d} T{T:<7d} newton {jacobian:8s} {r['median_s'] * 1e3:10.2f}"
+                            f" ms  x{r['speedup_vs_scan']:.3g}  iters {r['iterations']:3d}  one iteration = "
+                            f"{r['iteration_over_scan']:.3g} scans",
+                            flush=True,
+                        )
     return {"rows": rows, "skipped": skipped}
 
 
@@ -117,15 +134,27 @@ def _newton_row(config, where, step, params, carry, xs, jacobian, reference, sca
     fixed, k_probe = {}, config.probe_iterations
     for k in (0, k_probe):  # tol=0: exactly k iterations
         c = make(k, 0.0).lower(params, carry, xs).compile()
-        fixed[k] = common.median_time(lambda: c(params, carry, xs), min_repeats=3,
-                                      min_seconds=config.min_seconds)["median_s"]
+        fixed[k] = common.median_time(lambda: c(params, carry, xs), min_repeats=3, min_seconds=config.min_seconds)[
+            "median_s"
+        ]
     iteration_s = max(fixed[k_probe] - fixed[0], 0.0) / k_probe
-    return dict(where, method=f"newton_{jacobian}", lower_s=lower_s, compile_s=compile_s,
-                temp_bytes=compiled.memory_analysis().temp_size_in_bytes, **timing,
-                iterations=int(np.max(np.asarray(result.iterations))), converged=converged,
-                residual=float(np.max(np.asarray(result.residual))), rel_diff_vs_scan=err,
-                speedup_vs_scan=scan_s / timing["median_s"], setup_s=fixed[0], iteration_s=iteration_s,
-                iteration_over_scan=iteration_s / scan_s, setup_over_scan=fixed[0] / scan_s)
+    return dict(
+        where,
+        method=f"newton_{jacobian}",
+        lower_s=lower_s,
+        compile_s=compile_s,
+        temp_bytes=compiled.memory_analysis().temp_size_in_bytes,
+        **timing,
+        iterations=int(np.max(np.asarray(result.iterations))),
+        converged=converged,
+        residual=float(np.max(np.asarray(result.residual))),
+        rel_diff_vs_scan=err,
+        speedup_vs_scan=scan_s / timing["median_s"],
+        setup_s=fixed[0],
+        iteration_s=iteration_s,
+        iteration_over_scan=iteration_s / scan_s,
+        setup_over_scan=fixed[0] / scan_s,
+    )
 
 
 def plot(results: dict, path) -> None:
@@ -140,8 +169,11 @@ def plot(results: dict, path) -> None:
     styles = {"scan": "ko-", "newton_full": "s-", "newton_diagonal": "^-"}
     for j, (batch, H) in enumerate(panels):
         for method, style in styles.items():
-            pts = sorted((r["T"], r["median_s"], r.get("iteration_over_scan")) for r in rows
-                         if (r["batch"], r["H"], r["method"]) == (batch, H, method))
+            pts = sorted(
+                (r["T"], r["median_s"], r.get("iteration_over_scan"))
+                for r in rows
+                if (r["batch"], r["H"], r["method"]) == (batch, H, method)
+            )
             if not pts:
                 continue
             Ts, secs, per_iter = zip(*pts)

@@ -3,6 +3,7 @@
 Command: ``python benchmarks/report.py [results folder] [--only NAME ...]``
 The suite's tables by default; the investigations' (``benchmarks/investigations/``) with ``--only``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,12 @@ import common
 
 
 # Labels of jaxrnn's paths in results written before the 0.2 API (jaxrnn.fast), and the names they have now.
-OLD_LABELS = (("jaxrnn make_train_step (plain)", "jaxrnn scan"), ("jaxrnn plain", "jaxrnn scan"),
-              ("jaxrnn fast, folded embedding", "jaxrnn fused, folded"), ("jaxrnn fast", "jaxrnn fused"))
+OLD_LABELS = (
+    ("jaxrnn make_train_step (plain)", "jaxrnn scan"),
+    ("jaxrnn plain", "jaxrnn scan"),
+    ("jaxrnn fast, folded embedding", "jaxrnn fused, folded"),
+    ("jaxrnn fast", "jaxrnn fused"),
+)
 OLD_MEMORY_METHODS = {"fast": "fused"}
 
 
@@ -25,7 +30,7 @@ def current_label(label: str) -> str:
     100 updates/call"``. Current labels are returned unchanged."""
     for old, new in OLD_LABELS:
         if label == old or label.startswith(old + ","):
-            return new + label[len(old):].removesuffix(" (scan)")
+            return new + label[len(old) :].removesuffix(" (scan)")
     return label
 
 
@@ -48,8 +53,9 @@ def load(folder: Path, name: str):
         return None
     result = _relabel(json.loads(path.read_text()))
     if "longest_T_within_budget" in result:  # memory.json: keyed by method
-        result["longest_T_within_budget"] = {OLD_MEMORY_METHODS.get(k, k): v
-                                             for k, v in result["longest_T_within_budget"].items()}
+        result["longest_T_within_budget"] = {
+            OLD_MEMORY_METHODS.get(k, k): v for k, v in result["longest_T_within_budget"].items()
+        }
     return result
 
 
@@ -61,8 +67,10 @@ def header(result) -> str:
     v = env.get("versions", env)
     device = env.get("device_kind", env["device"])
     nproc, cpu = env.get("cpu_count", env.get("nproc")), env.get("processor", env.get("cpu_model"))
-    return (f"`{env['command']}` on {device}, {nproc} x {cpu}, {env['date']}; "
-            f"jax {v['jax']}, flax {v['flax']}, optax {v['optax']}, numpy {v['numpy']}, torch {v['torch']}")
+    return (
+        f"`{env['command']}` on {device}, {nproc} x {cpu}, {env['date']}; "
+        f"jax {v['jax']}, flax {v['flax']}, optax {v['optax']}, numpy {v['numpy']}, torch {v['torch']}"
+    )
 
 
 def scan_vs_loop(r) -> str:
@@ -72,20 +80,29 @@ def scan_vs_loop(r) -> str:
             lines.append(f"| {row['cell']} | {row['batch']} | | {row['method']} | {row['stopped']} | |")
             continue
         comp = "-" if row["method"] == "loop_eager" else f"{row['lower_s'] + row['compile_s']:.2f}"
-        lines.append(f"| {row['cell']} | {row['batch']} | {row['T']} | {row['method']} | {comp} | "
-                     f"{row['median_s'] * 1e3:.3f} |")
+        lines.append(
+            f"| {row['cell']} | {row['batch']} | {row['T']} | {row['method']} | {comp} | {row['median_s'] * 1e3:.3f} |"
+        )
     return "\n".join(lines)
 
 
 def scan_compile(r) -> str:
     rows = [row for row in r["rows"] if "T" in row]
     lengths = sorted({row["T"] for row in rows})
-    lines = [header(r), "", "Trace+compile seconds, the fastest of three compiles (each a fresh function):", "",
-             "| cell | B | method | " + " | ".join(f"T={T}" for T in lengths) + " | slowest / fastest |",
-             "|---|---|---|" + "---|" * len(lengths) + "---|"]
+    lines = [
+        header(r),
+        "",
+        "Trace+compile seconds, the fastest of three compiles (each a fresh function):",
+        "",
+        "| cell | B | method | " + " | ".join(f"T={T}" for T in lengths) + " | slowest / fastest |",
+        "|---|---|---|" + "---|" * len(lengths) + "---|",
+    ]
     for key in sorted({(row["cell"], row["batch"], row["method"]) for row in rows}):
-        by_T = {row["T"]: row["lower_s"] + row["compile_s"] for row in rows
-                if (row["cell"], row["batch"], row["method"]) == key}
+        by_T = {
+            row["T"]: row["lower_s"] + row["compile_s"]
+            for row in rows
+            if (row["cell"], row["batch"], row["method"]) == key
+        }
         cells = " | ".join(f"{by_T[T]:.2f}" if T in by_T else "-" for T in lengths)
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {cells} | {max(by_T.values()) / min(by_T.values()):.2f} |")
     return "\n".join(lines)
@@ -99,23 +116,50 @@ def simple_table(r, columns: dict) -> str:
 
 
 def minchar(r) -> str:
-    return simple_table(r, {"implementation": lambda row: row["impl"],
-                            "iterations/s": lambda row: f"{row['iterations_per_s']:.0f}",
-                            "x NumPy": lambda row: f"{row['ratio_vs_numpy']:.2f}",
-                            "compile s": lambda row: f"{row['compile_s']:.2f}"})
+    return simple_table(
+        r,
+        {
+            "implementation": lambda row: row["impl"],
+            "iterations/s": lambda row: f"{row['iterations_per_s']:.0f}",
+            "x NumPy": lambda row: f"{row['ratio_vs_numpy']:.2f}",
+            "compile s": lambda row: f"{row['compile_s']:.2f}",
+        },
+    )
 
 
 def lstm_peers(r) -> str:
-    columns = ("B, T, H", "implementation", "tokens/s", "GFLOP/s", "of peak", "speed-up over jaxrnn scan",
-               "over Flax linen", "over PyTorch", "by round over Flax linen", "by round over PyTorch", "compile s")
-    by_shape = {(row["B"], row["T"], row["H"]): row["matmul_peak_gflops"] for row in r["rows"]
-                if "matmul_peak_gflops" in row}  # runs since the peak is timed with each shape's steps
+    columns = (
+        "B, T, H",
+        "implementation",
+        "tokens/s",
+        "GFLOP/s",
+        "of peak",
+        "speed-up over jaxrnn scan",
+        "over Flax linen",
+        "over PyTorch",
+        "by round over Flax linen",
+        "by round over PyTorch",
+        "compile s",
+    )
+    by_shape = {
+        (row["B"], row["T"], row["H"]): row["matmul_peak_gflops"] for row in r["rows"] if "matmul_peak_gflops" in row
+    }  # runs since the peak is timed with each shape's steps
     peaks = ", ".join(f"{peak:.1f} ({B}, {T}, {H})" for (B, T, H), peak in by_shape.items())
-    where = (f"timed in turn with each shape's steps: {peaks} GFLOP/s" if peaks
-             else f"measured at the start of the run: {r['matmul_peak_gflops']:.1f} GFLOP/s")
-    lines = [header(r), "", f"float32 matmul peak {where}", "",
-             "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    where = (
+        f"timed in turn with each shape's steps: {peaks} GFLOP/s"
+        if peaks
+        else f"measured at the start of the run: {r['matmul_peak_gflops']:.1f} GFLOP/s"
+    )
+    lines = [
+        header(r),
+        "",
+        f"float32 matmul peak {where}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|---" * len(columns) + "|",
+    ]
     for row in r["rows"]:
+
         def peer(key, ratios, row=row):  # the implementation whose name starts with key, updating as often per
             # call as this row's where it is timed that way too (a loop of updates against a loop), else once
             names = [k for k in ratios if k.startswith(key) and not row["impl"].startswith(key)]
@@ -131,14 +175,19 @@ def lstm_peers(r) -> str:
             v = rounds.get(peer(key, rounds))
             return "-" if v is None else f"{v['median']:.2f} [{v['q25']:.2f}-{v['q75']:.2f}]"
 
-        lines.append(f"| {row['B']}, {row['T']}, {row['H']} | {row['impl']} | {row['tokens_per_s']:.0f} | "
-                     f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | "
-                     f"{ratio('jaxrnn scan')} | {ratio('flax linen')} | {ratio('pytorch')} | "
-                     f"{by_round('flax linen')} | {by_round('pytorch')} | {row['compile_s']:.2f} |")
+        lines.append(
+            f"| {row['B']}, {row['T']}, {row['H']} | {row['impl']} | {row['tokens_per_s']:.0f} | "
+            f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | "
+            f"{ratio('jaxrnn scan')} | {ratio('flax linen')} | {ratio('pytorch')} | "
+            f"{by_round('flax linen')} | {by_round('pytorch')} | {row['compile_s']:.2f} |"
+        )
     if any(_per_call(row["impl"]) for row in r["rows"]):
-        lines += ["", "Rows ending in *K updates/call* run K updates in one compiled call, timed per update; their "
-                      "\"over Flax linen\" compares with Flax linen's loop of as many updates, \"over PyTorch\" "
-                      "and \"over jaxrnn scan\" with one update per call."]
+        lines += [
+            "",
+            "Rows ending in *K updates/call* run K updates in one compiled call, timed per update; their "
+            '"over Flax linen" compares with Flax linen\'s loop of as many updates, "over PyTorch" '
+            'and "over jaxrnn scan" with one update per call.',
+        ]
     return "\n".join(lines)
 
 
@@ -149,9 +198,15 @@ def _per_call(impl: str) -> str:
 
 
 def step_layout(r) -> str:
-    return simple_table(r, {"pattern": lambda row: row["case"], "variant": lambda row: row["variant"],
-                            "us per step": lambda row: f"{row['us_per_step']:.1f}",
-                            "speed-up over the first": lambda row: f"{row['speedup_vs_first']:.2f}"})
+    return simple_table(
+        r,
+        {
+            "pattern": lambda row: row["case"],
+            "variant": lambda row: row["variant"],
+            "us per step": lambda row: f"{row['us_per_step']:.1f}",
+            "speed-up over the first": lambda row: f"{row['speedup_vs_first']:.2f}",
+        },
+    )
 
 
 def step_parts(r) -> str:
@@ -162,58 +217,98 @@ def step_parts(r) -> str:
         lines.append(f"| {impl} | {T} | " + " | ".join(f"{ms[impl, T, p]:.3f}" for p in parts) + " |")
     lines.append("")
     for impl, s in r["summary"].items():
-        lines.append(f"- {impl}: {s['per_time_step_us']:.1f} us per extra time step, {s['fixed_ms']:.3f} ms of the "
-                     f"step not growing with T; the optimizer update alone {s['optimizer_update_ms']:.3f} ms"
-                     + (f"; the step donating its state {s['donated_step_ms']:.3f} ms" if "donated_step_ms" in s
-                        else "")
-                     + (f"; a step in a loop of steps {s['looped_step_ms']:.3f} ms, so the call itself "
-                        f"{s['per_call_ms']:.3f} ms" if "looped_step_ms" in s else ""))
+        lines.append(
+            f"- {impl}: {s['per_time_step_us']:.1f} us per extra time step, {s['fixed_ms']:.3f} ms of the "
+            f"step not growing with T; the optimizer update alone {s['optimizer_update_ms']:.3f} ms"
+            + (f"; the step donating its state {s['donated_step_ms']:.3f} ms" if "donated_step_ms" in s else "")
+            + (
+                f"; a step in a loop of steps {s['looped_step_ms']:.3f} ms, so the call itself "
+                f"{s['per_call_ms']:.3f} ms"
+                if "looped_step_ms" in s
+                else ""
+            )
+        )
     lines.append("- Flax / jaxrnn: " + ", ".join(f"{k} {v:.2f}x" for k, v in r["flax_over_jaxrnn"].items()))
     return "\n".join(lines)
 
 
 def memory(r) -> str:
-    headings = {"full": "full BPTT, scan MiB", "fused": "full BPTT, fused MiB", "remat": "remat per step MiB",
-                "segmented": "segments of sqrt(T) MiB", "truncated": "truncated (100) MiB"}
+    headings = {
+        "full": "full BPTT, scan MiB",
+        "fused": "full BPTT, fused MiB",
+        "remat": "remat per step MiB",
+        "segmented": "segments of sqrt(T) MiB",
+        "truncated": "truncated (100) MiB",
+    }
     by_T = {}
     for row in r["rows"]:
-        by_T.setdefault(row["T"], {})[row["method"]] = row["peak_bytes"] / 2 ** 20
+        by_T.setdefault(row["T"], {})[row["method"]] = row["peak_bytes"] / 2**20
     methods = [m for m in headings if any(m in v for v in by_T.values())]  # runs before "fused" lack it
-    lines = [header(r), "", "| T | " + " | ".join(headings[m] for m in methods) + " |",
-             "|" + "---|" * (1 + len(methods))]
+    lines = [
+        header(r),
+        "",
+        "| T | " + " | ".join(headings[m] for m in methods) + " |",
+        "|" + "---|" * (1 + len(methods)),
+    ]
     for T, m in sorted(by_T.items()):
         lines.append(f"| {T} | " + " | ".join(f"{m[k]:.1f}" for k in methods) + " |")
-    lines += ["", "Longest T within the budget: " + ", ".join(
-        f"{k} {'> search limit' if v < 0 else v}" for k, v in r["longest_T_within_budget"].items())]
+    lines += [
+        "",
+        "Longest T within the budget: "
+        + ", ".join(f"{k} {'> search limit' if v < 0 else v}" for k, v in r["longest_T_within_budget"].items()),
+    ]
     return "\n".join(lines)
 
 
 def sampling(r) -> str:
-    return simple_table(r, {"implementation": lambda row: row["impl"], "streams": lambda row: str(row["streams"]),
-                            "chars/s": lambda row: f"{row['chars_per_s']:.0f}",
-                            "x NumPy": lambda row: f"{row['ratio_vs_numpy']:.1f}"})
+    return simple_table(
+        r,
+        {
+            "implementation": lambda row: row["impl"],
+            "streams": lambda row: str(row["streams"]),
+            "chars/s": lambda row: f"{row['chars_per_s']:.0f}",
+            "x NumPy": lambda row: f"{row['ratio_vs_numpy']:.1f}",
+        },
+    )
 
 
 def data_parallel(r) -> str:
-    return simple_table(r, {"devices": lambda row: str(row["devices"]),
-                            "tokens/s": lambda row: f"{row['tokens_per_s']:.0f}",
-                            "x 1 device": lambda row: f"{row['ratio_vs_1_device']:.2f}",
-                            "first loss": lambda row: f"{row['first_loss']:.6f}"})
+    return simple_table(
+        r,
+        {
+            "devices": lambda row: str(row["devices"]),
+            "tokens/s": lambda row: f"{row['tokens_per_s']:.0f}",
+            "x 1 device": lambda row: f"{row['ratio_vs_1_device']:.2f}",
+            "first loss": lambda row: f"{row['first_loss']:.6f}",
+        },
+    )
 
 
 def huge_pages(r) -> str:
-    return (f"{header(r)}\n\nTransparent huge pages: `{r['transparent_hugepage']}`; each setting in processes of its "
-            f"own, {r['config']['rounds']} per shape, alternating.\n\n" + simple_table(r, {
+    return (
+        f"{header(r)}\n\nTransparent huge pages: `{r['transparent_hugepage']}`; each setting in processes of its "
+        f"own, {r['config']['rounds']} per shape, alternating.\n\n"
+        + simple_table(
+            r,
+            {
                 "B, T, H": lambda row: f"{row['B']}, {row['T']}, {row['H']}",
                 "implementation": lambda row: row["impl"],
-                "scratch MiB": lambda row: f"{row['temp_bytes'] / 2 ** 20:.1f}",
-                "page faults per call": lambda row: (f"{row['faults_per_call_default']:.0f} -> "
-                                                     f"{row['faults_per_call_hugetlb']:.0f}"),
-                "ms per step": lambda row: f"{row['median_s_default'] * 1e3:.2f} -> {row['median_s_hugetlb'] * 1e3:.2f}",
-                "speed-up [pairs]": lambda row: (f"{row['speedup']:.2f} [{min(row['paired_speedups']):.2f}-"
-                                                 f"{max(row['paired_speedups']):.2f}]"),
-                "Flax / jaxrnn time": lambda row: (f"{row['flax_over_jaxrnn_default']:.2f} -> "
-                                                   f"{row['flax_over_jaxrnn_hugetlb']:.2f}")}).split("\n", 2)[2])
+                "scratch MiB": lambda row: f"{row['temp_bytes'] / 2**20:.1f}",
+                "page faults per call": lambda row: (
+                    f"{row['faults_per_call_default']:.0f} -> {row['faults_per_call_hugetlb']:.0f}"
+                ),
+                "ms per step": lambda row: (
+                    f"{row['median_s_default'] * 1e3:.2f} -> {row['median_s_hugetlb'] * 1e3:.2f}"
+                ),
+                "speed-up [pairs]": lambda row: (
+                    f"{row['speedup']:.2f} [{min(row['paired_speedups']):.2f}-{max(row['paired_speedups']):.2f}]"
+                ),
+                "Flax / jaxrnn time": lambda row: (
+                    f"{row['flax_over_jaxrnn_default']:.2f} -> {row['flax_over_jaxrnn_hugetlb']:.2f}"
+                ),
+            },
+        ).split("\n", 2)[2]
+    )
 
 
 def parallel_in_time(r) -> str:
@@ -225,31 +320,56 @@ def parallel_in_time(r) -> str:
     def per_scan(key):
         return lambda row: f"{row[key]:.3g}" if key in row else "-"
 
-    table = simple_table(r, {
-        "cell": lambda row: row["cell"], "B": lambda row: str(row["batch"]), "H": lambda row: str(row["H"]),
-        "T": lambda row: str(row["T"]), "method": lambda row: row["method"],
-        "forward ms": lambda row: f"{row['median_s'] * 1e3:.2f}",
-        "x scan": lambda row: f"{row['speedup_vs_scan']:.3g}" if "speedup_vs_scan" in row else "1.00", "iterations": iterations,
-        "one iteration / one scan": per_scan("iteration_over_scan"),
-        "setup / one scan": per_scan("setup_over_scan")})
+    table = simple_table(
+        r,
+        {
+            "cell": lambda row: row["cell"],
+            "B": lambda row: str(row["batch"]),
+            "H": lambda row: str(row["H"]),
+            "T": lambda row: str(row["T"]),
+            "method": lambda row: row["method"],
+            "forward ms": lambda row: f"{row['median_s'] * 1e3:.2f}",
+            "x scan": lambda row: f"{row['speedup_vs_scan']:.3g}" if "speedup_vs_scan" in row else "1.00",
+            "iterations": iterations,
+            "one iteration / one scan": per_scan("iteration_over_scan"),
+            "setup / one scan": per_scan("setup_over_scan"),
+        },
+    )
     skipped = [f"- {s['cell']} B{s['batch']} H{s['H']} T{s['T']} {s['method']}: {s['reason']}" for s in r["skipped"]]
     return table + ("\n\nSkipped:\n\n" + "\n".join(skipped) if skipped else "")
 
 
-SUITE = {"scan_vs_loop": scan_vs_loop, "scan_vs_loop_scan": scan_compile, "minchar": minchar,
-         "lstm_peers": lstm_peers, "memory": memory, "sampling": sampling, "data_parallel": data_parallel,
-         "parallel_in_time": parallel_in_time}
-INVESTIGATIONS = {"step_parts": step_parts, "step_parts_mid": step_parts, "step_layout": step_layout,
-                  "huge_pages": huge_pages}
+SUITE = {
+    "scan_vs_loop": scan_vs_loop,
+    "scan_vs_loop_scan": scan_compile,
+    "minchar": minchar,
+    "lstm_peers": lstm_peers,
+    "memory": memory,
+    "sampling": sampling,
+    "data_parallel": data_parallel,
+    "parallel_in_time": parallel_in_time,
+}
+INVESTIGATIONS = {
+    "step_parts": step_parts,
+    "step_parts_mid": step_parts,
+    "step_layout": step_layout,
+    "huge_pages": huge_pages,
+}
 TABLES = SUITE | INVESTIGATIONS
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder", nargs="?", type=Path, default=common.RESULTS, help="results folder")
-    p.add_argument("--only", nargs="+", choices=list(TABLES), default=list(SUITE), metavar="NAME",
-                   help=f"tables to print (default: the suite's, {', '.join(SUITE)}; "
-                        f"the investigations' on request: {', '.join(INVESTIGATIONS)})")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(TABLES),
+        default=list(SUITE),
+        metavar="NAME",
+        help=f"tables to print (default: the suite's, {', '.join(SUITE)}; "
+        f"the investigations' on request: {', '.join(INVESTIGATIONS)})",
+    )
     args = p.parse_args(argv)
     for name in args.only:
         result = load(args.folder, name)

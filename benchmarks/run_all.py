@@ -3,6 +3,7 @@
 Command: ``python benchmarks/run_all.py [--quick] [--device cpu|gpu|auto] [--only NAME ...]``
 The one-off investigations in ``benchmarks/investigations/`` are scripts of their own and are not run here.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,14 +14,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BENCHMARKS = ("scan_vs_loop", "minchar", "lstm_peers", "memory", "sampling", "data_parallel", "parallel_in_time",
-              "startup")
+BENCHMARKS = (
+    "scan_vs_loop",
+    "minchar",
+    "lstm_peers",
+    "memory",
+    "sampling",
+    "data_parallel",
+    "parallel_in_time",
+    "startup",
+)
 
 
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS), metavar="NAME",
-                   help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=BENCHMARKS,
+        default=list(BENCHMARKS),
+        metavar="NAME",
+        help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})",
+    )
     args = p.parse_args(argv)
     if args.preset is not None:  # fail before hours of runs, not at the first benchmark without the preset
         missing = [name for name in args.only if args.preset not in importlib.import_module(name).PRESETS]

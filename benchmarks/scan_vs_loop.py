@@ -3,6 +3,7 @@
 Command: ``python benchmarks/scan_vs_loop.py [--quick | --preset scan] [--device cpu|gpu|auto]``
 (``--preset scan``: scan with unroll 1 and 4 only, each compiled three times, to ``scan_vs_loop_scan.json``.)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,9 +28,21 @@ class Config:
     compile_repeats: int = 1  # compile each scan variant this often and keep every time (a shared machine is noisy)
 
 
-PRESETS = {"full": Config(), "quick": Config(cells=("rnn",), batches=(2,), lengths=(5,), unrolls=(2,), hidden=8,
-                                              vocab=11, loop_compile_cap_s=10.0, eager_max_T=5, min_seconds=0.01),
-           "scan": Config(unrolls=(1, 4), loops=False, compile_repeats=3)}
+PRESETS = {
+    "full": Config(),
+    "quick": Config(
+        cells=("rnn",),
+        batches=(2,),
+        lengths=(5,),
+        unrolls=(2,),
+        hidden=8,
+        vocab=11,
+        loop_compile_cap_s=10.0,
+        eager_max_T=5,
+        min_seconds=0.01,
+    ),
+    "scan": Config(unrolls=(1, 4), loops=False, compile_repeats=3),
+}
 
 
 def main(config: Config) -> dict:
@@ -64,27 +77,56 @@ def main(config: Config) -> dict:
                     all_s = [c[1] + c[2] for c in timed]
                     err = common.check_close(f"{cell} B{batch} T{T} {name}", reference, compiled(params), 1e-4)
                     timing = common.median_time(lambda: compiled(params), min_seconds=config.min_seconds)
-                    rows.append(dict(cell=cell, batch=batch, T=T, method=name, lower_s=lower_s, compile_s=compile_s,
-                                     trace_and_compile_all_s=all_s, rel_diff_vs_scan=err, **timing))
-                    print(f"{cell:4s} B{batch:<3d} T{T:<4d} {name:13s} lower {lower_s:6.2f}s compile "
-                          f"{compile_s:7.2f}s run {timing['median_s'] * 1e3:9.3f} ms", flush=True)
+                    rows.append(
+                        dict(
+                            cell=cell,
+                            batch=batch,
+                            T=T,
+                            method=name,
+                            lower_s=lower_s,
+                            compile_s=compile_s,
+                            trace_and_compile_all_s=all_s,
+                            rel_diff_vs_scan=err,
+                            **timing,
+                        )
+                    )
+                    print(
+                        f"{cell:4s} B{batch:<3d} T{T:<4d} {name:13s} lower {lower_s:6.2f}s compile "
+                        f"{compile_s:7.2f}s run {timing['median_s'] * 1e3:9.3f} ms",
+                        flush=True,
+                    )
                     if name == "loop_jit":
                         loop_compile.append(lower_s + compile_s)
                         if loop_compile[-1] > config.loop_compile_cap_s:
-                            loop_stopped = (f"stopped after T={T}: trace+compile took {loop_compile[-1]:.0f} s > "
-                                            f"{config.loop_compile_cap_s:.0f} s")
+                            loop_stopped = (
+                                f"stopped after T={T}: trace+compile took {loop_compile[-1]:.0f} s > "
+                                f"{config.loop_compile_cap_s:.0f} s"
+                            )
                 if T <= config.eager_max_T and config.loops:
                     eager = loss_and_grad("loop")
                     common.check_close(f"{cell} B{batch} T{T} eager", reference, eager(params), 1e-4)
                     t0 = time.perf_counter()
                     common.block(eager(params))
                     first = time.perf_counter() - t0
-                    timing = common.median_time(lambda: eager(params), min_repeats=3, min_seconds=config.min_seconds,
-                                                warmup=0)
-                    rows.append(dict(cell=cell, batch=batch, T=T, method="loop_eager", lower_s=0.0, compile_s=0.0,
-                                     first_call_s=first, **timing))
-                    print(f"{cell:4s} B{batch:<3d} T{T:<4d} loop_eager    run {timing['median_s'] * 1e3:9.3f} ms",
-                          flush=True)
+                    timing = common.median_time(
+                        lambda: eager(params), min_repeats=3, min_seconds=config.min_seconds, warmup=0
+                    )
+                    rows.append(
+                        dict(
+                            cell=cell,
+                            batch=batch,
+                            T=T,
+                            method="loop_eager",
+                            lower_s=0.0,
+                            compile_s=0.0,
+                            first_call_s=first,
+                            **timing,
+                        )
+                    )
+                    print(
+                        f"{cell:4s} B{batch:<3d} T{T:<4d} loop_eager    run {timing['median_s'] * 1e3:9.3f} ms",
+                        flush=True,
+                    )
             if loop_stopped:
                 rows.append(dict(cell=cell, batch=batch, method="loop_jit", stopped=loop_stopped))
     return {"rows": rows}
@@ -103,8 +145,11 @@ def plot(results: dict, path) -> None:
     colors = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))  # same colour in every panel
     for j, (cell, batch) in enumerate(panels):
         for method in methods:
-            pts = sorted((r["T"], r["lower_s"] + r["compile_s"], r["median_s"]) for r in rows
-                         if (r["cell"], r["batch"], r["method"]) == (cell, batch, method))
+            pts = sorted(
+                (r["T"], r["lower_s"] + r["compile_s"], r["median_s"])
+                for r in rows
+                if (r["cell"], r["batch"], r["method"]) == (cell, batch, method)
+            )
             if not pts:
                 continue
             Ts, comp, run = zip(*pts)

@@ -7,6 +7,7 @@ built-in corpus), trained for a few updates first.
 
 Command: ``python benchmarks/startup.py [--quick]``
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,9 @@ def _env(cache: str) -> dict:
 def first_character_seconds(argv: list[str], env: dict) -> float:
     """Seconds from launching ``python -m jaxrnn *argv`` to its first byte on stdout (it then runs to the end)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "jaxrnn", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxrnn", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     proc.stdout.read(1)
     first = time.perf_counter() - start
     proc.stdout.read()
@@ -50,8 +52,13 @@ def first_character_seconds(argv: list[str], env: dict) -> float:
 
 def whole_seconds(argv: list[str], env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "jaxrnn", *argv], env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "jaxrnn", *argv],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -59,22 +66,40 @@ def main(config: Config) -> dict:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "run")
-        train = ["train", "--out", out, "--hidden", str(config.hidden), "--eval-every", str(config.more_steps),
-                 "--sample-length", "0", "--no-progress"]
-        subprocess.run([sys.executable, "-m", "jaxrnn", *train, "--steps", str(config.more_steps)],
-                       env={**os.environ, "JAXRNN_NO_COMPILE_CACHE": "1"}, check=True, stderr=subprocess.DEVNULL)
+        train = [
+            "train",
+            "--out",
+            out,
+            "--hidden",
+            str(config.hidden),
+            "--eval-every",
+            str(config.more_steps),
+            "--sample-length",
+            "0",
+            "--no-progress",
+        ]
+        subprocess.run(
+            [sys.executable, "-m", "jaxrnn", *train, "--steps", str(config.more_steps)],
+            env={**os.environ, "JAXRNN_NO_COMPILE_CACHE": "1"},
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         steps = config.more_steps
         for repeat in range(config.repeats):
             cache = os.path.join(folder, f"cache{repeat}")
             for state in ("cold", "warm"):
-                s = first_character_seconds(["sample", "--out", out, "--length", str(config.sample_length)],
-                                            _env(cache))
+                s = first_character_seconds(
+                    ["sample", "--out", out, "--length", str(config.sample_length)], _env(cache)
+                )
                 rows.append({"command": "sample", "cache": state, "seconds": s})
                 steps += config.more_steps
                 s = whole_seconds([*train, "--resume", "--steps", str(steps)], _env(cache))
                 rows.append({"command": "train --resume", "cache": state, "seconds": s})
-                print(f"{state}: sample first character {rows[-2]['seconds']:.2f} s, "
-                      f"resumed train of {config.more_steps} updates {s:.2f} s", flush=True)
+                print(
+                    f"{state}: sample first character {rows[-2]['seconds']:.2f} s, "
+                    f"resumed train of {config.more_steps} updates {s:.2f} s",
+                    flush=True,
+                )
     summary = {}
     for command in ("sample", "train --resume"):
         for state in ("cold", "warm"):

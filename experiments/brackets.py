@@ -14,6 +14,7 @@ passes and most rearrangements fail; it is scored on the same test strings.
 
     python experiments/brackets.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,8 @@ import jaxrnn
 from experiments import common
 
 OPEN, CLOSE = 0, 1
-TEST_BUCKETS, VALIDATION_BUCKETS = 25, 10   # of 100: test [0, 25), validation [25, 35), training [35, 100)
-ENUMERATE_UP_TO = 200_000                     # list every string when there are at most this many
+TEST_BUCKETS, VALIDATION_BUCKETS = 25, 10  # of 100: test [0, 25), validation [25, 35), training [35, 100)
+ENUMERATE_UP_TO = 200_000  # list every string when there are at most this many
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,18 +49,26 @@ class Config:
     batch: int = 64
     learning_rate: float = 1e-2
     clip: float = 1.0
-    steps: int = 1500                # at most
+    steps: int = 1500  # at most
     eval_every: int = 100
-    patience: int = 4                # stop after this many evaluations without a better validation accuracy
-    stop_accuracy: float = 0.995     # or once validation accuracy reaches this
-    pool: int = 20_000               # training strings per length (half balanced), fewer where there are fewer
-    eval_size: int = 2000            # asked for, per held-out set
+    patience: int = 4  # stop after this many evaluations without a better validation accuracy
+    stop_accuracy: float = 0.995  # or once validation accuracy reaches this
+    pool: int = 20_000  # training strings per length (half balanced), fewer where there are fewer
+    eval_size: int = 2000  # asked for, per held-out set
 
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(lengths=(16,), models=("rnn", "lstm"), seeds=(0, 1), hidden_size=16, batch=32, steps=300,
-                   pool=2000, eval_size=500),
+    "tiny": Config(
+        lengths=(16,),
+        models=("rnn", "lstm"),
+        seeds=(0, 1),
+        hidden_size=16,
+        batch=32,
+        steps=300,
+        pool=2000,
+        eval_size=500,
+    ),
 }
 
 
@@ -97,8 +106,14 @@ def rule_accuracy(xs, labels) -> float:
 def bucket(strings: np.ndarray) -> np.ndarray:
     """``strings (n, L)`` -> ``(n,)`` in 0..99, a hash of each string's brackets: the same string always lands
     in the same bucket, whatever the seed or the set it was drawn for."""
-    return np.array([int.from_bytes(hashlib.blake2b(np.packbits(s.astype(bool)).tobytes(), digest_size=8).digest(), "little") % 100 for s in strings],
-                    dtype=np.int64)
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(np.packbits(s.astype(bool)).tobytes(), digest_size=8).digest(), "little")
+            % 100
+            for s in strings
+        ],
+        dtype=np.int64,
+    )
 
 
 def candidates(rng: np.random.Generator, n: int, L: int):
@@ -164,8 +179,13 @@ def make_runner(cfg: Config, kind: str, sets: dict):
 
     def make_batch(key):
         k_p, k_n = jax.random.split(key)
-        xs = jnp.concatenate([pos[:, jax.random.randint(k_p, (half,), 0, pos.shape[1])],
-                              neg[:, jax.random.randint(k_n, (cfg.batch - half,), 0, neg.shape[1])]], axis=1)
+        xs = jnp.concatenate(
+            [
+                pos[:, jax.random.randint(k_p, (half,), 0, pos.shape[1])],
+                neg[:, jax.random.randint(k_n, (cfg.batch - half,), 0, neg.shape[1])],
+            ],
+            axis=1,
+        )
         return xs, labels
 
     opt = optax.chain(optax.clip_by_global_norm(cfg.clip), optax.adam(cfg.learning_rate))
@@ -190,9 +210,17 @@ def run_one(cfg: Config, kind: str, L: int, seed: int, sets: dict, opt, run, eva
             since += 1
         if best >= cfg.stop_accuracy or since >= cfg.patience:
             break
-    return {"model": kind, "length": L, "seed": seed, "test_accuracy": float(evaluate(best_params, sets["test"])),
-            "validation_accuracy": best, "steps_run": steps[-1], "eval_step": steps, "validation_curve": curve,
-            "train_loss_last_chunk": float(np.mean(np.asarray(losses)))}
+    return {
+        "model": kind,
+        "length": L,
+        "seed": seed,
+        "test_accuracy": float(evaluate(best_params, sets["test"])),
+        "validation_accuracy": best,
+        "steps_run": steps[-1],
+        "eval_step": steps,
+        "validation_curve": curve,
+        "train_loss_last_chunk": float(np.mean(np.asarray(losses))),
+    }
 
 
 def main(cfg: Config) -> dict:
@@ -201,9 +229,16 @@ def main(cfg: Config) -> dict:
     for L in cfg.lengths:
         sets = make_sets(L, cfg.pool, cfg.eval_size)
         rule = rule_accuracy(*sets["test"])
-        sets_info.append({"length": L, "test_size": len(sets["test"][1]), "validation_size": len(sets["validation"][1]),
-                          "train_balanced": len(sets["train"][0]), "train_unbalanced": len(sets["train"][1]),
-                          "first_last_rule_accuracy": rule})
+        sets_info.append(
+            {
+                "length": L,
+                "test_size": len(sets["test"][1]),
+                "validation_size": len(sets["validation"][1]),
+                "train_balanced": len(sets["train"][0]),
+                "train_unbalanced": len(sets["train"][1]),
+                "first_last_rule_accuracy": rule,
+            }
+        )
         summary[f"first_last_rule_L{L}_test_accuracy"] = rule
         for kind in cfg.models:
             opt, run = make_runner(cfg, kind, sets)
@@ -211,13 +246,13 @@ def main(cfg: Config) -> dict:
             runs += mine
             summary[f"{kind}_L{L}_test_accuracy"] = common.spread([r["test_accuracy"] for r in mine])
             summary[f"{kind}_L{L}_steps_run"] = common.spread([r["steps_run"] for r in mine])
-            summary[f"{kind}_L{L}_versus_rule"] = common.verdict(summary[f"{kind}_L{L}_test_accuracy"],
-                                                                 common.spread([rule]), (kind, "rule"),
-                                                                 lower_is_better=False)
+            summary[f"{kind}_L{L}_versus_rule"] = common.verdict(
+                summary[f"{kind}_L{L}_test_accuracy"], common.spread([rule]), (kind, "rule"), lower_is_better=False
+            )
         for a, b in itertools.combinations(cfg.models, 2):
-            summary[f"{a}_versus_{b}_L{L}"] = common.verdict(summary[f"{a}_L{L}_test_accuracy"],
-                                                             summary[f"{b}_L{L}_test_accuracy"], (a, b),
-                                                             lower_is_better=False)
+            summary[f"{a}_versus_{b}_L{L}"] = common.verdict(
+                summary[f"{a}_L{L}_test_accuracy"], summary[f"{b}_L{L}_test_accuracy"], (a, b), lower_is_better=False
+            )
     return {"config": cfg, "summary": summary, "sets": sets_info, "runs": runs}
 
 
@@ -234,19 +269,34 @@ def make_figure(results: dict):
             s = [results["summary"][f"{kind}_L{L}_{key}"] for L in lengths]
             mean = np.array([v["mean"] for v in s])
             x = np.array(lengths) * shift[kind]  # side by side, not on top of each other
-            a.errorbar(x, mean, yerr=[mean - [v["min"] for v in s], [v["max"] for v in s] - mean], fmt=marker + "-",
-                       color=color, capsize=3, ms=4, label=f"{name}: mean, min-max over {len(cfg['seeds'])} seeds")
+            a.errorbar(
+                x,
+                mean,
+                yerr=[mean - [v["min"] for v in s], [v["max"] for v in s] - mean],
+                fmt=marker + "-",
+                color=color,
+                capsize=3,
+                ms=4,
+                label=f"{name}: mean, min-max over {len(cfg['seeds'])} seeds",
+            )
     rule = [results["summary"][f"first_last_rule_L{L}_test_accuracy"] for L in lengths]
     left.plot(lengths, rule, "k--", lw=1, label="rule: first opens and last closes")
     left.axhline(0.5, color="0.5", ls=":", lw=1, label="chance")
     sizes = {s["length"]: s["test_size"] for s in results["sets"]}
-    left.set(title="balanced brackets: held-out accuracy\n(n: distinct test strings, none of them trained on)",
-             xlabel="string length (brackets)", ylabel="test accuracy (fraction of strings)", ylim=(0.38, 1.03))
+    left.set(
+        title="balanced brackets: held-out accuracy\n(n: distinct test strings, none of them trained on)",
+        xlabel="string length (brackets)",
+        ylabel="test accuracy (fraction of strings)",
+        ylim=(0.38, 1.03),
+    )
     right.axhline(cfg["steps"], color="k", ls="--", lw=0.8, label="step limit")
-    right.set(title=f"training steps run (stopped at validation\naccuracy {cfg['stop_accuracy']} or "
-                    f"{cfg['patience']} evaluations without gain)",
-              xlabel="string length (brackets)", ylabel=f"training steps (batches of {cfg['batch']})",
-              ylim=(0, cfg["steps"] * 1.08))
+    right.set(
+        title=f"training steps run (stopped at validation\naccuracy {cfg['stop_accuracy']} or "
+        f"{cfg['patience']} evaluations without gain)",
+        xlabel="string length (brackets)",
+        ylabel=f"training steps (batches of {cfg['batch']})",
+        ylim=(0, cfg["steps"] * 1.08),
+    )
     for a in (left, right):
         a.set_xscale("log", base=2)
         a.set_xticks(lengths)

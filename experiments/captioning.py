@@ -27,6 +27,7 @@ Needs scikit-learn (for the data set only).
 
     python experiments/captioning.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,23 +59,32 @@ NEEDS_SKLEARN = "captioning: needs scikit-learn for its 8x8 digits (pip install 
 @dataclasses.dataclass(frozen=True)
 class Config:
     modes: tuple = MODES
-    feature_size: int = 256          # F: the feature extractor's width
-    embed_size: int = 64             # E: word embedding (and, for first_input, the projected image)
+    feature_size: int = 256  # F: the feature extractor's width
+    embed_size: int = 64  # E: word embedding (and, for first_input, the projected image)
     hidden_size: int = 128
     batch: int = 128
     learning_rate: float = 3e-3
     clip: float = 1.0
     steps: int = 2000
     eval_every: int = 250
-    eval_size: int = 1000            # held-out composed images
-    held_out_fraction: float = 0.3   # of the 1797 scans
-    seeds: tuple = (0, 1, 2, 3, 4)   # each: its own split of the scans, held-out images, weights and batches
+    eval_size: int = 1000  # held-out composed images
+    held_out_fraction: float = 0.3  # of the 1797 scans
+    seeds: tuple = (0, 1, 2, 3, 4)  # each: its own split of the scans, held-out images, weights and batches
 
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(feature_size=64, embed_size=16, hidden_size=32, batch=64, learning_rate=1e-2, steps=300,
-                   eval_every=100, eval_size=300, seeds=(0, 1)),
+    "tiny": Config(
+        feature_size=64,
+        embed_size=16,
+        hidden_size=32,
+        batch=64,
+        learning_rate=1e-2,
+        steps=300,
+        eval_every=100,
+        eval_size=300,
+        seeds=(0, 1),
+    ),
 }
 
 
@@ -93,8 +103,10 @@ def split_scans(images, labels, fraction: float, seed: int):
     order = np.random.default_rng(seed).permutation(len(labels))
     n_test = int(round(fraction * len(labels)))
     test, train = order[:n_test], order[n_test:]
-    return (jnp.asarray(images[train]), jnp.asarray(labels[train])), (jnp.asarray(images[test]),
-                                                                       jnp.asarray(labels[test]))
+    return (jnp.asarray(images[train]), jnp.asarray(labels[train])), (
+        jnp.asarray(images[test]),
+        jnp.asarray(labels[test]),
+    )
 
 
 def compose(key, scans, B: int):
@@ -107,10 +119,10 @@ def compose(key, scans, B: int):
     k_n, k_i = jax.random.split(key)
     n = jax.random.randint(k_n, (B,), 2, MAX_DIGITS + 1)
     idx = jax.random.randint(k_i, (B, MAX_DIGITS), 0, labels.shape[0])
-    present = jnp.arange(MAX_DIGITS) < n[:, None]                       # (B, 3)
-    tiles = images[idx] * present[:, :, None, None]                      # (B, 3, 8, 8)
+    present = jnp.arange(MAX_DIGITS) < n[:, None]  # (B, 3)
+    tiles = images[idx] * present[:, :, None, None]  # (B, 3, 8, 8)
     picture = jnp.concatenate([tiles[:, j] for j in range(MAX_DIGITS)], axis=-1)
-    words = jnp.where(present, labels[idx], END).T                       # (3, B)
+    words = jnp.where(present, labels[idx], END).T  # (3, B)
     targets = jnp.concatenate([words, jnp.full((1, B), END, words.dtype)])
     inputs = jnp.concatenate([jnp.full((1, B), GO, words.dtype), words])
     return picture, inputs, targets, jnp.arange(MAX_DIGITS + 1)[:, None] <= n, n
@@ -146,9 +158,14 @@ def init_captioner(key, cfg: Config, mode: str) -> CaptionParams:
     k1, k2, k3, k4 = jax.random.split(key, 4)
     P, F, E, H = 8 * 8 * MAX_DIGITS, cfg.feature_size, cfg.embed_size, cfg.hidden_size
     out = H if mode == "init" else E
-    return CaptionParams(jax.random.normal(k1, (F, P)) * jnp.sqrt(2.0 / P), jnp.zeros(F),
-                         jax.random.normal(k2, (out, F)) / jnp.sqrt(F), jnp.zeros(out),
-                         jax.random.normal(k3, (E, VOCAB)), jaxrnn.init_lstm(k4, E, H, VOCAB))
+    return CaptionParams(
+        jax.random.normal(k1, (F, P)) * jnp.sqrt(2.0 / P),
+        jnp.zeros(F),
+        jax.random.normal(k2, (out, F)) / jnp.sqrt(F),
+        jnp.zeros(out),
+        jax.random.normal(k3, (E, VOCAB)),
+        jaxrnn.init_lstm(k4, E, H, VOCAB),
+    )
 
 
 def features(params: CaptionParams, images):
@@ -172,8 +189,9 @@ def loss_fn(params: CaptionParams, batch, mode: str):
     """Teacher forcing: mean cross-entropy per word (and END)."""
     images, inputs, targets, mask, _ = batch
     xs = jaxrnn.embed(params.embedding, inputs)
-    loss, _ = jaxrnn.sequence_loss(params.decoder, start(params, images, mode), xs, targets, mask=mask,
-                                   reduction="mean")
+    loss, _ = jaxrnn.sequence_loss(
+        params.decoder, start(params, images, mode), xs, targets, mask=mask, reduction="mean"
+    )
     return loss
 
 
@@ -215,13 +233,17 @@ class TileParams(NamedTuple):
 def init_tiles(key, cfg: Config) -> TileParams:
     k1, k2 = jax.random.split(key)
     F = cfg.feature_size
-    return TileParams(jax.random.normal(k1, (F, 64)) * jnp.sqrt(2.0 / 64), jnp.zeros(F),
-                      jax.random.normal(k2, (END + 1, F)) / jnp.sqrt(F), jnp.zeros(END + 1))
+    return TileParams(
+        jax.random.normal(k1, (F, 64)) * jnp.sqrt(2.0 / 64),
+        jnp.zeros(F),
+        jax.random.normal(k2, (END + 1, F)) / jnp.sqrt(F),
+        jnp.zeros(END + 1),
+    )
 
 
 def tile_logits(params: TileParams, images):
     """``images (B, 8, 24)`` -> ``(3, B, 11)``: each 8x8 tile on its own, ``Wy relu(W1 x + b1) + by``."""
-    tiles = jnp.stack([images[:, :, 8 * j: 8 * j + 8] for j in range(MAX_DIGITS)])      # (3, B, 8, 8)
+    tiles = jnp.stack([images[:, :, 8 * j : 8 * j + 8] for j in range(MAX_DIGITS)])  # (3, B, 8, 8)
     f = jax.nn.relu(tiles.reshape(MAX_DIGITS, images.shape[0], 64) @ params.W1.T + params.b1)
     return f @ params.Wy.T + params.by
 
@@ -264,18 +286,32 @@ def run_one(cfg: Config, mode: str, seed: int, train_scans, test) -> dict:
         return 1.0 - float(curve[-1]["exact_match"])
 
     start_time = time.perf_counter()
-    params, hist = common.train(lambda p, b: loss_fn(p, b, mode), params, optimizer(cfg),
-                                lambda k: compose(k, train_scans, cfg.batch), jax.random.PRNGKey(seed + 1),
-                                cfg.steps, chunk=cfg.eval_every, evaluate=track)
+    params, hist = common.train(
+        lambda p, b: loss_fn(p, b, mode),
+        params,
+        optimizer(cfg),
+        lambda k: compose(k, train_scans, cfg.batch),
+        jax.random.PRNGKey(seed + 1),
+        cfg.steps,
+        chunk=cfg.eval_every,
+        evaluate=track,
+    )
     seconds = time.perf_counter() - start_time
     greedy = {k: float(v) for k, v in evaluate(params, jax.random.PRNGKey(0), 0.0).items()}
     sampled = {k: float(v) for k, v in evaluate(params, jax.random.PRNGKey(1), 1.0).items()}
     ids = np.asarray(jax.jit(decode, static_argnums=2)(params, test[0][:8], mode, jax.random.PRNGKey(0)))
-    return {"mode": mode, "seed": seed, "greedy": greedy, "sampled": sampled, "eval_step": hist["eval_step"],
-            "exact_match_curve": [float(c["exact_match"]) for c in curve],
-            "word_accuracy_curve": [float(c["word_accuracy"]) for c in curve],
-            "train_loss_last_100": float(np.mean(hist["losses"][-100:])), "seconds": seconds,
-            "greedy_captions": [caption_text(ids[:, j]) for j in range(ids.shape[1])]}
+    return {
+        "mode": mode,
+        "seed": seed,
+        "greedy": greedy,
+        "sampled": sampled,
+        "eval_step": hist["eval_step"],
+        "exact_match_curve": [float(c["exact_match"]) for c in curve],
+        "word_accuracy_curve": [float(c["word_accuracy"]) for c in curve],
+        "train_loss_last_100": float(np.mean(hist["losses"][-100:])),
+        "seconds": seconds,
+        "greedy_captions": [caption_text(ids[:, j]) for j in range(ids.shape[1])],
+    }
 
 
 def run_tiles(cfg: Config, seed: int, train_scans, test) -> dict:
@@ -288,15 +324,28 @@ def run_tiles(cfg: Config, seed: int, train_scans, test) -> dict:
         return 1.0 - float(curve[-1]["exact_match"])
 
     start_time = time.perf_counter()
-    params, hist = common.train(tile_loss_fn, init_tiles(jax.random.PRNGKey(seed), cfg), optimizer(cfg),
-                                lambda k: compose(k, train_scans, cfg.batch), jax.random.PRNGKey(seed + 1),
-                                cfg.steps, chunk=cfg.eval_every, evaluate=track)
+    params, hist = common.train(
+        tile_loss_fn,
+        init_tiles(jax.random.PRNGKey(seed), cfg),
+        optimizer(cfg),
+        lambda k: compose(k, train_scans, cfg.batch),
+        jax.random.PRNGKey(seed + 1),
+        cfg.steps,
+        chunk=cfg.eval_every,
+        evaluate=track,
+    )
     seconds = time.perf_counter() - start_time
     ids = np.asarray(tile_caption(params, test[0][:8]))
-    return {"mode": "tiles", "seed": seed, "greedy": {k: float(v) for k, v in evaluate(params).items()},
-            "eval_step": hist["eval_step"], "exact_match_curve": [float(c["exact_match"]) for c in curve],
-            "word_accuracy_curve": [float(c["word_accuracy"]) for c in curve], "seconds": seconds,
-            "greedy_captions": [caption_text(ids[:, j]) for j in range(ids.shape[1])]}
+    return {
+        "mode": "tiles",
+        "seed": seed,
+        "greedy": {k: float(v) for k, v in evaluate(params).items()},
+        "eval_step": hist["eval_step"],
+        "exact_match_curve": [float(c["exact_match"]) for c in curve],
+        "word_accuracy_curve": [float(c["word_accuracy"]) for c in curve],
+        "seconds": seconds,
+        "greedy_captions": [caption_text(ids[:, j]) for j in range(ids.shape[1])],
+    }
 
 
 def main(cfg: Config) -> dict:
@@ -309,8 +358,11 @@ def main(cfg: Config) -> dict:
         runs.append(run_tiles(cfg, seed, train_scans, test))
         scans.append({"train": int(train_scans[1].shape[0]), "held_out": int(test_scans[1].shape[0])})
         if examples is None:  # the first seed's first eight held-out images, for the figure
-            examples = {"seed": seed, "truth": [caption_text(np.asarray(test[2])[:, j]) for j in range(8)],
-                        "images": np.asarray(test[0][:8]).round(3)}
+            examples = {
+                "seed": seed,
+                "truth": [caption_text(np.asarray(test[2])[:, j]) for j in range(8)],
+                "images": np.asarray(test[0][:8]).round(3),
+            }
     summary = {}
     for mode in (*cfg.modes, "tiles"):
         mine = [r for r in runs if r["mode"] == mode]
@@ -322,7 +374,8 @@ def main(cfg: Config) -> dict:
         pairs = [(a, b) for a in cfg.modes for b in (*cfg.modes, "tiles") if a < b or b == "tiles"]
         for a, b in pairs:
             summary[f"verdict_{a}_versus_{b}_{k}"] = common.verdict(
-                summary[f"{a}_greedy_{k}"], summary[f"{b}_greedy_{k}"], (a, b), lower_is_better=False)
+                summary[f"{a}_greedy_{k}"], summary[f"{b}_greedy_{k}"], (a, b), lower_is_better=False
+            )
     return {"config": cfg, "summary": summary, "runs": runs, "scans": scans, "examples": examples}
 
 
@@ -353,25 +406,45 @@ def make_figure(results: dict):
     modes = list(dict.fromkeys(r["mode"] for r in results["runs"]))
     for k, mode in enumerate(modes):
         mine = [r for r in results["runs"] if r["mode"] == mode]
-        common.band(curves, mine[0]["eval_step"], [r["exact_match_curve"] for r in mine], color=f"C{k}",
-                    label=NAMES.get(mode, mode))
+        common.band(
+            curves,
+            mine[0]["eval_step"],
+            [r["exact_match_curve"] for r in mine],
+            color=f"C{k}",
+            label=NAMES.get(mode, mode),
+        )
         for m, metric in enumerate(("exact_match", "word_accuracy")):
             s = results["summary"][f"{mode}_greedy_{metric}"]
             x = m + (k - (len(modes) - 1) / 2) * 0.2
-            bars.errorbar(x, s["mean"], yerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]], fmt="os^"[k % 3],
-                          color=f"C{k}", capsize=4, label=NAMES.get(mode, mode) if m == 0 else None)
+            bars.errorbar(
+                x,
+                s["mean"],
+                yerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]],
+                fmt="os^"[k % 3],
+                color=f"C{k}",
+                capsize=4,
+                label=NAMES.get(mode, mode) if m == 0 else None,
+            )
             bars.plot([x] * s["n"], s["values"], "_", color=f"C{k}", ms=8)
     n = sum(r["mode"] == modes[0] for r in results["runs"])
     lowest = min(min(r["exact_match_curve"]) for r in results["runs"])
-    curves.set(title=f"held-out exact match, greedy (mean, min-max over {n} seeds)",
-               xlabel=f"training step (batches of {cfg['batch']} images)", ylabel="exact match (fraction of images)",
-               ylim=(max(0.0, lowest - 0.05), 1.005))
+    curves.set(
+        title=f"held-out exact match, greedy (mean, min-max over {n} seeds)",
+        xlabel=f"training step (batches of {cfg['batch']} images)",
+        ylabel="exact match (fraction of images)",
+        ylim=(max(0.0, lowest - 0.05), 1.005),
+    )
     curves.legend(fontsize=7, loc="lower right")
     curves.grid(alpha=0.3)
     lows = [results["summary"][f"{m}_greedy_exact_match"]["min"] for m in modes]
-    bars.set(title=f"final greedy scores, {n} seeds (marker: mean, bar: min-max, dash: a seed)",
-             xticks=[0, 1], xticklabels=["exact match (whole caption)", "per word"], xlim=(-0.5, 1.5),
-             ylabel="fraction right", ylim=(max(0.0, min(lows) - 0.05), 1.005))
+    bars.set(
+        title=f"final greedy scores, {n} seeds (marker: mean, bar: min-max, dash: a seed)",
+        xticks=[0, 1],
+        xticklabels=["exact match (whole caption)", "per word"],
+        xlim=(-0.5, 1.5),
+        ylabel="fraction right",
+        ylim=(max(0.0, min(lows) - 0.05), 1.005),
+    )
     bars.legend(fontsize=7, loc="lower right")
     bars.grid(alpha=0.3, axis="y")
     fig.suptitle("held-out images (unseen scans), greedy captions of the first seed (X: wrong)", fontsize=9)

@@ -2,9 +2,9 @@
 
 What it shows: validation loss (nats/char and bits/char) of the default LSTM and of a vanilla RNN of the same
 hidden size (with the default Adam, and with the lecture's clipped Adagrad) after 1500 updates (the default run
-makes 2000; fewer keep three seeds of three models within minutes on 2 cores), over several seeds (mean, std, min, max), beside add-one n-gram models
-(n = 1..5) and interpolated Witten-Bell n-grams, all on the built-in corpus's validation split; and text sampled
-from the first seed's LSTM at temperatures 0.5, 1.0 and 1.5.
+makes 2000; fewer keep three seeds of three models within minutes on 2 cores), over several seeds (mean, std, min,
+max), beside add-one n-gram models (n = 1..5) and interpolated Witten-Bell n-grams, all on the built-in corpus's
+validation split; and text sampled from the first seed's LSTM at temperatures 0.5, 1.0 and 1.5.
 
     python experiments/char_lm_quality.py --preset cpu --out experiments/results   # ~6 minutes on 2 idle cores
     python experiments/char_lm_quality.py --preset tiny --out /tmp/q                # seconds (used by a test)
@@ -12,6 +12,7 @@ from the first seed's LSTM at temperatures 0.5, 1.0 and 1.5.
 Writes ``OUT/char_lm_quality.json`` and ``char_lm_quality.png``. The training time counts the compiled update
 calls, their first compilation included; validation and checkpoint writing are not counted.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,11 @@ from jaxrnn.lm import RunConfig, generate_text, run_training  # noqa: E402
 class QualityConfig:
     corpus: str = DEFAULT_CORPUS
     seconds: float = 300.0  # training-time budget per model
-    models: tuple = (("lstm (default)", ()), ("rnn", (("cell", "rnn"),)),  # (label, RunConfig overrides)
-                     ("rnn, lecture's adagrad", (("cell", "rnn"), ("optimizer", "adagrad"))))
+    models: tuple = (
+        ("lstm (default)", ()),
+        ("rnn", (("cell", "rnn"),)),  # (label, RunConfig overrides)
+        ("rnn, lecture's adagrad", (("cell", "rnn"), ("optimizer", "adagrad"))),
+    )
     run: tuple = ()  # overrides applied to every model (the tiny preset shrinks everything)
     seeds: tuple = (0, 1, 2)  # RunConfig.seed: the initial parameters
     max_order: int = 5
@@ -47,9 +51,14 @@ class QualityConfig:
 
 PRESETS = {
     "cpu": QualityConfig(seconds=1200.0, run=(("steps", 1500),)),  # the cap does not bind: equal updates
-    "tiny": QualityConfig(seconds=60.0, max_order=3, name="char_lm_quality_tiny", seeds=(0, 1), sample_length=40,
-                          run=(("hidden_size", 16), ("batch_size", 4), ("seq_length", 8), ("steps", 20),
-                               ("eval_every", 10))),
+    "tiny": QualityConfig(
+        seconds=60.0,
+        max_order=3,
+        name="char_lm_quality_tiny",
+        seeds=(0, 1),
+        sample_length=40,
+        run=(("hidden_size", 16), ("batch_size", 4), ("seq_length", 8), ("steps", 20), ("eval_every", 10)),
+    ),
 }
 
 
@@ -57,7 +66,7 @@ def _codes(ids: np.ndarray, n: int, V: int) -> np.ndarray:
     """Integer code of every window of ``n`` consecutive ids: ``sum_k ids[i+k] V^(n-1-k)``."""
     out = np.zeros(len(ids) - n + 1, np.int64)
     for k in range(n):
-        out = out * V + ids[k: len(ids) - n + 1 + k]
+        out = out * V + ids[k : len(ids) - n + 1 + k]
     return out
 
 
@@ -71,12 +80,12 @@ def ngram_losses(train: np.ndarray, val: np.ndarray, V: int, max_order: int) -> 
 
     The context of the first validation characters is the end of the training text.
     """
-    stream = np.concatenate([train[-(max_order - 1):] if max_order > 1 else train[:0], val]).astype(np.int64)
+    stream = np.concatenate([train[-(max_order - 1) :] if max_order > 1 else train[:0], val]).astype(np.int64)
     offset = len(stream) - len(val)
     results, wb = {}, np.full(len(val), 1.0 / V)
     for n in range(1, max_order + 1):
         keys, counts = np.unique(_codes(train, n, V), return_counts=True)
-        q = _codes(stream, n, V)[offset - n + 1:]  # windows ending at each validation character
+        q = _codes(stream, n, V)[offset - n + 1 :]  # windows ending at each validation character
         c_hc = _lookup(keys, counts, q)
         if n == 1:
             c_h, types = np.full(len(val), float(len(train))), np.full(len(val), float(len(keys)))
@@ -104,18 +113,29 @@ def train_one(config: QualityConfig, overrides: tuple, seed: int) -> tuple[dict,
     curve = [(r["train_seconds"], r["step"], r["val_loss"]) for r in summary["records"] if "val_loss" in r]
     within = [c for c in curve if c[0] <= config.seconds + 1e-9] or curve[:1]
     best = min(within, key=lambda c: c[2])
-    record = {"seed": seed, "steps": summary["step"], "status": summary["status"],
-              "train_seconds": summary["train_seconds"], "wall_seconds": wall,
-              "final_val_loss": summary["val_loss"], "best_val_loss_within_budget": best[2], "at_step": best[1],
-              "at_seconds": best[0], "test_loss": summary.get("test_loss"),
-              "parameters": int(sum(x.size for x in jax.tree.leaves(summary["params"]))), "curve": curve}
+    record = {
+        "seed": seed,
+        "steps": summary["step"],
+        "status": summary["status"],
+        "train_seconds": summary["train_seconds"],
+        "wall_seconds": wall,
+        "final_val_loss": summary["val_loss"],
+        "best_val_loss_within_budget": best[2],
+        "at_step": best[1],
+        "at_seconds": best[0],
+        "test_loss": summary.get("test_loss"),
+        "parameters": int(sum(x.size for x in jax.tree.leaves(summary["params"]))),
+        "curve": curve,
+    }
     return record, {"config": dataclasses.asdict(run.resolved()), **summary}
 
 
 def samples(params, vocab, config: QualityConfig) -> dict:
     """``sample_length`` characters at each temperature, after a newline, sampling seed 0."""
-    return {f"{t:g}": "".join(generate_text(params, vocab, length=config.sample_length, temperature=t, seed=0))
-            for t in config.temperatures}
+    return {
+        f"{t:g}": "".join(generate_text(params, vocab, length=config.sample_length, temperature=t, seed=0))
+        for t in config.temperatures
+    }
 
 
 def main(config: QualityConfig) -> dict:
@@ -124,36 +144,57 @@ def main(config: QualityConfig) -> dict:
     train, val, _ = split_ids(vocab.encode(text))
     t0 = time.perf_counter()
     baselines = ngram_losses(train, val, vocab.size, config.max_order)
-    results = {"corpus": config.corpus, "characters": len(text), "vocab_size": vocab.size,
-               "split": [len(train), len(val), len(text) - len(train) - len(val)],
-               "budget_seconds": config.seconds, "seeds": list(config.seeds), "ngram_val_loss": baselines,
-               "ngram_seconds": time.perf_counter() - t0, "models": {}, "config": dataclasses.asdict(config)}
+    results = {
+        "corpus": config.corpus,
+        "characters": len(text),
+        "vocab_size": vocab.size,
+        "split": [len(train), len(val), len(text) - len(train) - len(val)],
+        "budget_seconds": config.seconds,
+        "seeds": list(config.seeds),
+        "ngram_val_loss": baselines,
+        "ngram_seconds": time.perf_counter() - t0,
+        "models": {},
+        "config": dataclasses.asdict(config),
+    }
     for i, (label, overrides) in enumerate(config.models):
         runs = []
         for seed in config.seeds:
             record, summary = train_one(config, overrides, seed)
             runs.append(record)
             if i == 0 and seed == config.seeds[0]:
-                results["samples"] = {"model": label, "seed": seed, "prime": "\n",
-                                      "by_temperature": samples(summary["params"], summary["vocab"], config)}
+                results["samples"] = {
+                    "model": label,
+                    "seed": seed,
+                    "prime": "\n",
+                    "by_temperature": samples(summary["params"], summary["vocab"], config),
+                }
         results["models"][label] = {
-            "config": summary["config"], "runs": runs,
+            "config": summary["config"],
+            "runs": runs,
             "best_val_loss_within_budget": common.spread([r["best_val_loss_within_budget"] for r in runs]),
             "final_val_bpc": common.spread([r["final_val_loss"] / math.log(2) for r in runs]),
             "test_loss": common.spread([r["test_loss"] for r in runs]),
             "train_seconds": common.spread([r["train_seconds"] for r in runs]),
-            "steps": runs[0]["steps"], "parameters": runs[0]["parameters"]}
+            "steps": runs[0]["steps"],
+            "parameters": runs[0]["parameters"],
+        }
     wb = f"Witten-Bell {config.max_order}-gram"
     best = {label: m["best_val_loss_within_budget"] for label, m in results["models"].items()}
     labels = list(best)
     wb_spread = common.spread([baselines[wb]])
     results["verdicts"] = {
-        **{f"{a} vs {b}": common.verdict(best[a], best[b], (a, b)) for j, a in enumerate(labels)
-           for b in labels[j + 1:]},
-        **{f"{a} vs {wb}": common.verdict(best[a], wb_spread, (a, wb)) for a in labels}}
-    results["summary"] = {**{f"{label}: best validation nats/char (mean)": v["mean"] for label, v in best.items()},
-                          **{f"{label}: std over {v['n']} seeds": v["std"] for label, v in best.items()},
-                          f"{wb} nats/char": baselines[wb]}
+        **{
+            f"{a} vs {b}": common.verdict(best[a], best[b], (a, b))
+            for j, a in enumerate(labels)
+            for b in labels[j + 1 :]
+        },
+        **{f"{a} vs {wb}": common.verdict(best[a], wb_spread, (a, wb)) for a in labels},
+    }
+    results["summary"] = {
+        **{f"{label}: best validation nats/char (mean)": v["mean"] for label, v in best.items()},
+        **{f"{label}: std over {v['n']} seeds": v["std"] for label, v in best.items()},
+        f"{wb} nats/char": baselines[wb],
+    }
     return results
 
 
@@ -162,18 +203,20 @@ def make_figure(results: dict):
     the range where the models and the n-grams meet (each label gives the model's best loss, on the axis or not)."""
     fig, axes = common.new_figure(1, 1, size=(6.8, 4.2))
     ax = axes[0, 0]
-    low = min(min(results["ngram_val_loss"].values()),
-              *(m["best_val_loss_within_budget"]["min"] for m in results["models"].values()))
+    low = min(
+        min(results["ngram_val_loss"].values()),
+        *(m["best_val_loss_within_budget"]["min"] for m in results["models"].values()),
+    )
     top = max(1.3 * low, 1.05 * results["ngram_val_loss"].get("add-one 3-gram", low))
     for label, m in results["models"].items():
         steps = [c[1] for c in max((r["curve"] for r in m["runs"]), key=len)]
         curves = common.pad([[c[2] for c in r["curve"]] for r in m["runs"]])
         best = m["best_val_loss_within_budget"]
         where = ", above the axis" if best["min"] > top else ""
-        common.band(ax, steps, curves,
-                    label=f"{label}: best {best['mean']:.3f} ({m['train_seconds']['mean']:.0f} s{where})")
-    for name, color in (("add-one 3-gram", "gray"), ("Witten-Bell 3-gram", "tab:brown"),
-                        ("Witten-Bell 5-gram", "k")):
+        common.band(
+            ax, steps, curves, label=f"{label}: best {best['mean']:.3f} ({m['train_seconds']['mean']:.0f} s{where})"
+        )
+    for name, color in (("add-one 3-gram", "gray"), ("Witten-Bell 3-gram", "tab:brown"), ("Witten-Bell 5-gram", "k")):
         if name in results["ngram_val_loss"]:
             value = results["ngram_val_loss"][name]
             ax.axhline(value, linestyle="--", linewidth=1, color=color, label=f"{name}: {value:.3f}")

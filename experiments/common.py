@@ -2,6 +2,7 @@
 
 Shapes: ``T`` time, ``B`` batch, ``D`` input, ``H`` hidden, ``V`` outputs. Inputs are time-major ``(T, B, ...)``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -97,8 +98,12 @@ def make_trainer(loss_fn, optimizer, make_batch, chunk: int):
 
     ``loss_fn(params, batch) -> scalar``. The gradient norm is measured before the optimiser (and its clipping).
     """
-    step = jaxrnn.make_train_step(optimizer, loss_fn=lambda p, carry, batch, _, mask=None: (loss_fn(p, batch), carry),
-                                  updates_per_call=chunk, with_grad_norm=True)
+    step = jaxrnn.make_train_step(
+        optimizer,
+        loss_fn=lambda p, carry, batch, _, mask=None: (loss_fn(p, batch), carry),
+        updates_per_call=chunk,
+        with_grad_norm=True,
+    )
 
     @jax.jit
     def run(params, opt_state, key):
@@ -109,8 +114,7 @@ def make_trainer(loss_fn, optimizer, make_batch, chunk: int):
     return run
 
 
-def train(loss_fn, params, optimizer, make_batch, key, steps: int, *, chunk: int = 100, evaluate=None,
-          stop_below=None):
+def train(loss_fn, params, optimizer, make_batch, key, steps: int, *, chunk: int = 100, evaluate=None, stop_below=None):
     """Train for ``steps`` steps (a multiple of ``chunk``); ``evaluate(params) -> float`` after every chunk.
 
     Stops early once ``evaluate`` is below ``stop_below``. Returns ``(params, history)`` with per-step
@@ -142,8 +146,14 @@ def spread(values) -> dict:
     v = np.asarray(values, dtype=float).ravel()
     if v.size == 0:
         raise ValueError("spread of no values")
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": int(v.size), "values": v.tolist()}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(v.size),
+        "values": v.tolist(),
+    }
 
 
 def separated(a: dict, b: dict) -> bool:
@@ -215,8 +225,9 @@ def new_figure(rows: int, cols: int, size=(5.0, 3.6)):
 def cli(name: str, presets: dict, main, make_figure, argv=None) -> int:
     """``python experiments/NAME.py --preset cpu --out experiments/results``: run ``main(presets[preset])``,
     write ``NAME.json`` and ``NAME.png``. Bad arguments: one line on stderr, exit status 2."""
-    parser = argparse.ArgumentParser(prog=f"{name}.py", description=(main.__module__ and sys.modules[
-        main.__module__].__doc__ or "").split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=f"{name}.py", description=(main.__module__ and sys.modules[main.__module__].__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--preset", default="cpu", help=f"one of {sorted(presets)} (default: cpu)")
     parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
     args = parser.parse_args(argv)

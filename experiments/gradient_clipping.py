@@ -8,6 +8,7 @@ clipped gradient's global norm is at most the threshold and that its direction i
 
     python experiments/gradient_clipping.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,11 +31,11 @@ from jaxrnn import gradflow
 @dataclasses.dataclass(frozen=True)
 class Regime:
     name: str
-    scale: float                     # Whh = scale * Q
-    T: int                           # adding-problem length
-    learning_rate: float             # SGD, with and without clipping
-    threshold: float                 # global-norm clipping threshold
-    control_learning_rate: float     # SGD without clipping, small enough not to diverge
+    scale: float  # Whh = scale * Q
+    T: int  # adding-problem length
+    learning_rate: float  # SGD, with and without clipping
+    threshold: float  # global-norm clipping threshold
+    control_learning_rate: float  # SGD without clipping, small enough not to diverge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,17 +47,24 @@ class Config:
     batch: int = 32
     steps: int = 2000
     seeds: tuple = (0, 1, 2, 3, 4)
-    spike_factor: float = 4.0        # a spike: loss above spike_factor x the median of the last `window` losses
+    spike_factor: float = 4.0  # a spike: loss above spike_factor x the median of the last `window` losses
     window: int = 20
-    smooth: int = 50                 # running mean over this many steps for the curves and the learning speed
+    smooth: int = 50  # running mean over this many steps for the curves and the learning speed
 
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(regimes=(Regime("spiky", 1.3, 10, 0.1, 1.0, 0.03),), hidden_size=8, batch=8, steps=100,
-                   seeds=(0, 1), window=5, smooth=10),
+    "tiny": Config(
+        regimes=(Regime("spiky", 1.3, 10, 0.1, 1.0, 0.03),),
+        hidden_size=8,
+        batch=8,
+        steps=100,
+        seeds=(0, 1),
+        window=5,
+        smooth=10,
+    ),
 }
-ARMS = ("none", "global_norm", "control")   # unclipped at lr, clipped at lr, unclipped at the control lr
+ARMS = ("none", "global_norm", "control")  # unclipped at lr, clipped at lr, unclipped at the control lr
 LABELS = {"none": "no clipping", "global_norm": "clip global norm", "control": "no clipping, small lr"}
 
 
@@ -98,7 +106,7 @@ def count_spikes(losses, factor: float, window: int) -> int:
     """Steps whose (finite) loss exceeds ``factor`` times the median of the preceding ``window`` finite losses."""
     count = 0
     for t in range(window, len(losses)):
-        previous = losses[t - window:t]
+        previous = losses[t - window : t]
         previous = previous[np.isfinite(previous)]
         if np.isfinite(losses[t]) and previous.size and losses[t] > factor * np.median(previous):
             count += 1
@@ -126,30 +134,33 @@ def run_arm(cfg: Config, regime: Regime, arm: str, seed: int, run) -> dict:
     level = common.ADDING_BASELINE_MSE / 2
     stop = int(np.argmin(finite)) if not finite.all() else cfg.steps
     return {
-        "seed": seed, "curve_step": common.thin(np.arange(cfg.smooth - 1, cfg.steps)),
-        "smoothed_loss": common.thin(smoothed), "raw_grad_norm": common.thin(raw),
+        "seed": seed,
+        "curve_step": common.thin(np.arange(cfg.smooth - 1, cfg.steps)),
+        "smoothed_loss": common.thin(smoothed),
+        "raw_grad_norm": common.thin(raw),
         "grad_norm_step": common.thin(np.arange(cfg.steps)),
         "non_finite_losses": int((~finite).sum()),
         "first_non_finite_step": stop if stop < cfg.steps else None,
         "spikes": count_spikes(loss, cfg.spike_factor, cfg.window),
-        "final_loss": float(np.mean(loss[-cfg.smooth:])),
+        "final_loss": float(np.mean(loss[-cfg.smooth :])),
         "steps_to_half_baseline": steps_to(smoothed, level, cfg.smooth),
         "median_raw_grad_norm": float(np.median(raw)),
         "max_raw_grad_norm": float(np.max(raw[np.isfinite(raw)])) if np.isfinite(raw).any() else float("nan"),
         "steps_clipped": int(engaged.sum()) if arm == "global_norm" else 0,
         "max_clipped_norm": float(np.max(clipped[np.isfinite(clipped)])) if arm == "global_norm" else None,
-        "max_direction_error": float(np.max(np.abs(1 - cosine[engaged]))) if arm == "global_norm" and
-        engaged.any() else 0.0,
+        "max_direction_error": float(np.max(np.abs(1 - cosine[engaged])))
+        if arm == "global_norm" and engaged.any()
+        else 0.0,
     }
 
 
 def main(cfg: Config) -> dict:
-    out, summary = {}, {"seeds": len(cfg.seeds), "steps": cfg.steps,
-                        "baseline_mse": common.ADDING_BASELINE_MSE}
+    out, summary = {}, {"seeds": len(cfg.seeds), "steps": cfg.steps, "baseline_mse": common.ADDING_BASELINE_MSE}
     for regime in cfg.regimes:
         runs = {arm: make_run(cfg, regime, arm) for arm in ARMS}
-        out[regime.name] = {arm: [run_arm(cfg, regime, arm, seed, run) for seed in cfg.seeds]
-                            for arm, run in runs.items()}
+        out[regime.name] = {
+            arm: [run_arm(cfg, regime, arm, seed, run) for seed in cfg.seeds] for arm, run in runs.items()
+        }
         rs, name = out[regime.name], regime.name
         final = {arm: common.spread([r["final_loss"] for r in rs[arm]]) for arm in ARMS}
         for arm in ARMS:
@@ -160,27 +171,36 @@ def main(cfg: Config) -> dict:
             summary[f"{name}_{arm}_runs_below_half_baseline"] = len(reached)
             summary[f"{name}_{arm}_steps_to_half_baseline"] = common.spread(reached) if reached else None
         clipped = rs["global_norm"]
-        summary.update({
-            f"{name}_threshold": regime.threshold,
-            f"{name}_median_raw_grad_norm_clipped_arm": float(np.median([r["median_raw_grad_norm"] for r in clipped])),
-            f"{name}_clipped_max_norm_over_threshold": max(r["max_clipped_norm"] for r in clipped) / regime.threshold,
-            f"{name}_none_max_raw_grad_norm": max(r["max_raw_grad_norm"] for r in rs["none"]),
-            f"{name}_clipped_steps_total": sum(r["steps_clipped"] for r in clipped),
-            f"{name}_clipped_max_norm": max(r["max_clipped_norm"] for r in clipped),
-            f"{name}_clipped_max_direction_error": max(r["max_direction_error"] for r in clipped),
-            f"{name}_final_loss_clipped_vs_none": common.verdict(final["global_norm"], final["none"],
-                                                                 ("clipped", "unclipped")),
-            f"{name}_final_loss_clipped_vs_control": common.verdict(final["global_norm"], final["control"],
-                                                                    ("clipped", "small lr")),
-        })
+        summary.update(
+            {
+                f"{name}_threshold": regime.threshold,
+                f"{name}_median_raw_grad_norm_clipped_arm": float(
+                    np.median([r["median_raw_grad_norm"] for r in clipped])
+                ),
+                f"{name}_clipped_max_norm_over_threshold": max(r["max_clipped_norm"] for r in clipped)
+                / regime.threshold,
+                f"{name}_none_max_raw_grad_norm": max(r["max_raw_grad_norm"] for r in rs["none"]),
+                f"{name}_clipped_steps_total": sum(r["steps_clipped"] for r in clipped),
+                f"{name}_clipped_max_norm": max(r["max_clipped_norm"] for r in clipped),
+                f"{name}_clipped_max_direction_error": max(r["max_direction_error"] for r in clipped),
+                f"{name}_final_loss_clipped_vs_none": common.verdict(
+                    final["global_norm"], final["none"], ("clipped", "unclipped")
+                ),
+                f"{name}_final_loss_clipped_vs_control": common.verdict(
+                    final["global_norm"], final["control"], ("clipped", "small lr")
+                ),
+            }
+        )
         speed = [summary[f"{name}_{arm}_steps_to_half_baseline"] for arm in ("global_norm", "control")]
         summary[f"{name}_speed_clipped_vs_control"] = (
-            common.verdict(*speed, ("clipped", "small lr")) if None not in speed and all(
-                s["n"] == len(cfg.seeds) for s in speed) else "not every run got there")
-    summary["clipped_max_norm_over_threshold"] = max(summary[f"{r.name}_clipped_max_norm_over_threshold"]
-                                                     for r in cfg.regimes)
-    summary["clipped_max_direction_error"] = max(summary[f"{r.name}_clipped_max_direction_error"]
-                                                 for r in cfg.regimes)
+            common.verdict(*speed, ("clipped", "small lr"))
+            if None not in speed and all(s["n"] == len(cfg.seeds) for s in speed)
+            else "not every run got there"
+        )
+    summary["clipped_max_norm_over_threshold"] = max(
+        summary[f"{r.name}_clipped_max_norm_over_threshold"] for r in cfg.regimes
+    )
+    summary["clipped_max_direction_error"] = max(summary[f"{r.name}_clipped_max_direction_error"] for r in cfg.regimes)
     summary["clipped_steps_total"] = sum(summary[f"{r.name}_clipped_steps_total"] for r in cfg.regimes)
     return {"config": cfg, "summary": summary, "runs": out}
 
@@ -207,18 +227,34 @@ def make_figure(results: dict):
             common.band(ax[i, 0], step, shown, label=label, color=COLORS[arm], log=True)
             stops = [r["first_non_finite_step"] for r in rs[arm] if r["first_non_finite_step"] is not None]
             if stops:
-                ax[i, 0].plot(stops, [LOSS_RANGE[1]] * len(stops), "x", color=COLORS[arm], ms=8, mew=2,
-                              clip_on=False, label=f"{LABELS[arm]}: loss non-finite from here ({len(stops)} runs)")
+                ax[i, 0].plot(
+                    stops,
+                    [LOSS_RANGE[1]] * len(stops),
+                    "x",
+                    color=COLORS[arm],
+                    ms=8,
+                    mew=2,
+                    clip_on=False,
+                    label=f"{LABELS[arm]}: loss non-finite from here ({len(stops)} runs)",
+                )
             norm_step = np.asarray(rs[arm][0]["grad_norm_step"], float)
             norms = np.array([[float(v) for v in r["raw_grad_norm"]] for r in rs[arm]])
             norms = np.clip(np.where(np.isfinite(norms), norms, np.nan), *NORM_RANGE)
             common.band(ax[i, 1], norm_step, norms, label=label, color=COLORS[arm], log=True, alpha=0.15)
         ax[i, 0].axhline(results["summary"]["baseline_mse"], color="k", ls="--", lw=0.8, label="predict 1: MSE 1/6")
-        ax[i, 0].set(title=f"{regime.name}: tanh RNN, Whh = {regime.scale:g} Q, adding T = {regime.T}",
-                     xlabel="SGD step", ylabel=f"training MSE (running mean of {cfg.smooth})", ylim=LOSS_RANGE)
+        ax[i, 0].set(
+            title=f"{regime.name}: tanh RNN, Whh = {regime.scale:g} Q, adding T = {regime.T}",
+            xlabel="SGD step",
+            ylabel=f"training MSE (running mean of {cfg.smooth})",
+            ylim=LOSS_RANGE,
+        )
         ax[i, 1].axhline(regime.threshold, color="k", ls="--", lw=0.8, label="clipping threshold")
-        ax[i, 1].set(title=f"{regime.name}: global gradient norm before clipping", xlabel="SGD step",
-                     ylabel=f"||dL/dθ|| (clipped to {NORM_RANGE[1]:g} for display)", ylim=NORM_RANGE)
+        ax[i, 1].set(
+            title=f"{regime.name}: global gradient norm before clipping",
+            xlabel="SGD step",
+            ylabel=f"||dL/dθ|| (clipped to {NORM_RANGE[1]:g} for display)",
+            ylim=NORM_RANGE,
+        )
     for a in ax.flat:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)

@@ -9,6 +9,7 @@ while the LSTM's does not. Several seeds (the initial parameters and the trainin
 
     python experiments/gradient_flow.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,23 +36,22 @@ MODELS = ("rnn", "lstm")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    T: int = 100                   # probe and training length: lags 1..T
+    T: int = 100  # probe and training length: lags 1..T
     hidden_size: int = 64
     batch: int = 32
-    probe_batch: int = 64          # sequences whose median gradient norm is recorded
+    probe_batch: int = 64  # sequences whose median gradient norm is recorded
     steps: int = 1000
-    record_every: int = 50         # updates between records (the first record is at initialisation)
-    learning_rate: float = 3e-3    # Adam after global-norm clipping at ``clip``
+    record_every: int = 50  # updates between records (the first record is at initialisation)
+    learning_rate: float = 3e-3  # Adam after global-norm clipping at ``clip``
     clip: float = 1.0
-    lag: int = 50                  # the lag quoted in the summary
+    lag: int = 50  # the lag quoted in the summary
     corpus: str = DEFAULT_CORPUS
     seeds: tuple = (0, 1, 2)
 
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(T=30, hidden_size=16, batch=16, probe_batch=16, steps=60, record_every=30, lag=25,
-                   seeds=(0, 1)),
+    "tiny": Config(T=30, hidden_size=16, batch=16, probe_batch=16, steps=60, record_every=30, lag=25, seeds=(0, 1)),
 }
 
 
@@ -85,8 +85,9 @@ def task_pieces(cfg: Config, task: str):
     if task == "adding":
         make_batch = lambda k: common.adding_batch(k, cfg.T, cfg.batch)
         loss_fn = lambda p, batch: jnp.mean((common.final_readout(p, batch[0])[:, 0] - batch[1]) ** 2)
-        last_loss = lambda p, ys: lambda hs, carry_T: jnp.sum(
-            (jaxrnn.readout(p, common.hidden(carry_T))[:, 0] - ys) ** 2)
+        last_loss = lambda p, ys: (
+            lambda hs, carry_T: jnp.sum((jaxrnn.readout(p, common.hidden(carry_T))[:, 0] - ys) ** 2)
+        )
         return 2, 1, make_batch, loss_fn, last_loss
     V, train = training_ids(cfg.corpus)
     make_batch = char_windows(train, cfg.T, cfg.batch)
@@ -115,15 +116,16 @@ def run_one(cfg: Config, task: str, kind: str, seed: int) -> dict:
     D, V, make_batch, loss_fn, last_loss = task_pieces(cfg, task)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), TASKS.index(task))
     params = common.init_model(kind, key, D, cfg.hidden_size, V)
-    probe_xs, probe_ys = probe(jax.vmap(make_batch)(jax.random.split(jax.random.fold_in(key, 1),
-                                                                     -(-cfg.probe_batch // cfg.batch))),
-                               cfg.probe_batch)
+    probe_xs, probe_ys = probe(
+        jax.vmap(make_batch)(jax.random.split(jax.random.fold_in(key, 1), -(-cfg.probe_batch // cfg.batch))),
+        cfg.probe_batch,
+    )
 
     @jax.jit
     def norms_by_lag(p):
         carry = jaxrnn.initial_carry(p, (cfg.probe_batch,))
         g = gradflow.state_gradients(jaxrnn.step_for(p), p, carry, probe_xs, last_loss(p, probe_ys))
-        sq = sum(jnp.sum(leaf ** 2, axis=-1) for leaf in jax.tree.leaves(g))      # (T, B)
+        sq = sum(jnp.sum(leaf**2, axis=-1) for leaf in jax.tree.leaves(g))  # (T, B)
         return gradflow.by_lag(jnp.median(jnp.sqrt(sq), axis=1)), loss_fn(p, (probe_xs, probe_ys))
 
     optimizer = optax.chain(optax.clip_by_global_norm(cfg.clip), optax.adam(cfg.learning_rate))
@@ -139,8 +141,15 @@ def run_one(cfg: Config, task: str, kind: str, seed: int) -> dict:
             break
         params, opt_state, losses, _ = run(params, opt_state, jax.random.fold_in(key, 2 + i))
         train_loss.append(float(np.mean(losses)))
-    return {"task": task, "model": kind, "seed": seed, "updates": updates, "median_norm_by_lag": norms,
-            "probe_loss": probe_loss, "train_loss_per_record": train_loss}
+    return {
+        "task": task,
+        "model": kind,
+        "seed": seed,
+        "updates": updates,
+        "median_norm_by_lag": norms,
+        "probe_loss": probe_loss,
+        "train_loss_per_record": train_loss,
+    }
 
 
 def main(cfg: Config) -> dict:
@@ -157,10 +166,17 @@ def main(cfg: Config) -> dict:
             spreads[f"{task} {kind}: probe loss, end"] = common.spread([r["probe_loss"][-1] for r in rs])
         for when in ("init", "end"):
             verdicts[f"{task}, {when}: norm at lag {cfg.lag}"] = common.verdict(
-                at["rnn", when], at["lstm", when], ("rnn", "lstm"), lower_is_better=False)
+                at["rnn", when], at["lstm", when], ("rnn", "lstm"), lower_is_better=False
+            )
     summary = {f"{name} (mean of {v['n']} seeds)": v["mean"] for name, v in spreads.items()}
-    return {"config": cfg, "summary": summary, "spreads": spreads, "verdicts": verdicts, "runs": runs,
-            "adding_baseline_mse": common.ADDING_BASELINE_MSE}
+    return {
+        "config": cfg,
+        "summary": summary,
+        "spreads": spreads,
+        "verdicts": verdicts,
+        "runs": runs,
+        "adding_baseline_mse": common.ADDING_BASELINE_MSE,
+    }
 
 
 def make_figure(results: dict):
@@ -172,8 +188,7 @@ def make_figure(results: dict):
     lag = cfg["lag"] if isinstance(cfg, dict) else cfg.lag
     fig, ax = common.new_figure(len(TASKS), 3, size=(4.6, 3.6))
     for row, task in enumerate(TASKS):
-        first = {kind: next(r for r in results["runs"] if r["task"] == task and r["model"] == kind)
-                 for kind in MODELS}
+        first = {kind: next(r for r in results["runs"] if r["task"] == task and r["model"] == kind) for kind in MODELS}
         values = np.concatenate([np.ravel(first[k]["median_norm_by_lag"]) for k in MODELS])
         values = values[np.isfinite(values) & (values > 0)]
         norm = LogNorm(vmin=max(values.min(), values.max() * 1e-12), vmax=values.max())
@@ -181,20 +196,26 @@ def make_figure(results: dict):
             r = first[kind]
             grid = np.asarray(r["median_norm_by_lag"]).T  # (lag, record)
             u, lags = np.asarray(r["updates"]), np.arange(1, grid.shape[0] + 1)
-            image = ax[row, col].pcolormesh(u, lags, np.clip(grid, norm.vmin, None), norm=norm, shading="nearest",
-                                            cmap="viridis")
-            ax[row, col].set(title=f"{task}: {kind.upper()} (seed {r['seed']})", xlabel="update",
-                             ylabel="lag T - t (steps)")
+            image = ax[row, col].pcolormesh(
+                u, lags, np.clip(grid, norm.vmin, None), norm=norm, shading="nearest", cmap="viridis"
+            )
+            ax[row, col].set(
+                title=f"{task}: {kind.upper()} (seed {r['seed']})", xlabel="update", ylabel="lag T - t (steps)"
+            )
             bar = fig.colorbar(image, ax=ax[row, col])
-            bar.set_label(("median ||dL/d(h_t, c_t)||" if kind == "lstm" else "median ||dL/dh_t||")
-                          + " (log; floor 1e-12 x max)")
+            bar.set_label(
+                ("median ||dL/d(h_t, c_t)||" if kind == "lstm" else "median ||dL/dh_t||") + " (log; floor 1e-12 x max)"
+            )
         a = ax[row, 2]
         for kind in MODELS:
             rs = [r for r in results["runs"] if r["task"] == task and r["model"] == kind]
             curves = common.pad([[n[lag - 1] for n in r["median_norm_by_lag"]] for r in rs])
             common.band(a, rs[0]["updates"], curves, label=kind.upper(), log=True)
-        a.set(title=f"{task}: norm at lag {lag} ({len(rs)} seeds)", xlabel="update",
-              ylabel=f"median gradient norm at lag {lag}")
+        a.set(
+            title=f"{task}: norm at lag {lag} ({len(rs)} seeds)",
+            xlabel="update",
+            ylabel=f"median gradient norm at lag {lag}",
+        )
         a.grid(alpha=0.3, which="both")
         a.legend()
     fig.tight_layout()

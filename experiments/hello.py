@@ -7,6 +7,7 @@ A vanilla RNN learns to predict each next character of "hello"; fed "h" and samp
 
 Writes ``hello.json`` (the greedy continuation, the loss per iteration, the predicted probabilities) to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,21 @@ def main(config: Config = PRESETS["lecture"]) -> dict:
         params, opt_state, _, loss = train_step(params, opt_state, h0, ids[:-1], ids[1:])
         losses.append(float(loss))
     generated, _ = jaxrnn.sample(jax.random.PRNGKey(0), params, h0, ids[0], len(WORD) - 1, temperature=0.0)
-    return {"config": dataclasses.asdict(config), "text": WORD[0] + VOCAB.decode(generated), "losses": losses,
-            "probabilities": np.asarray(jax.nn.softmax(jaxrnn.readout(  # float64 so that 0.001 prints as 0.001
-                params, jaxrnn.unroll(jaxrnn.rnn_step, params, h0, ids[:-1])[1])), np.float64).round(3).tolist()}
+    return {
+        "config": dataclasses.asdict(config),
+        "text": WORD[0] + VOCAB.decode(generated),
+        "losses": losses,
+        "probabilities": np.asarray(
+            jax.nn.softmax(
+                jaxrnn.readout(  # float64 so that 0.001 prints as 0.001
+                    params, jaxrnn.unroll(jaxrnn.rnn_step, params, h0, ids[:-1])[1]
+                )
+            ),
+            np.float64,
+        )
+        .round(3)
+        .tolist(),
+    }
 
 
 def parse_args(argv=None):

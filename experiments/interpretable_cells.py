@@ -11,6 +11,7 @@ feature's runs and autocorrelation). Several seeds. The first seed's best units 
 
     python experiments/interpretable_cells.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,16 +44,17 @@ class Config:
     steps: int = 1500
     seq_length: int = 64
     batch_size: int = 32
-    held_out: int = 20_000        # validation characters read for the correlations
+    held_out: int = 20_000  # validation characters read for the correlations
     seeds: tuple = (0, 1, 2)
-    render: int = 1500            # characters of held-out text coloured in the HTML page
-    render_lines: int = 22        # lines of it drawn in the PNG
+    render: int = 1500  # characters of held-out text coloured in the HTML page
+    render_lines: int = 22  # lines of it drawn in the PNG
 
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(hidden_size=32, steps=150, seq_length=32, batch_size=16, held_out=4000, seeds=(0, 1),
-                   render=400, render_lines=8),
+    "tiny": Config(
+        hidden_size=32, steps=150, seq_length=32, batch_size=16, held_out=4000, seeds=(0, 1), render=400, render_lines=8
+    ),
 }
 
 
@@ -105,8 +107,13 @@ def text_features(text: str) -> dict:
                 ind += leading
             in_string[j], in_comment[j], depth[j], position[j], indent[j] = quote is not None, comment, d, col, ind
         i += width
-    return {"in_string": in_string, "in_comment": in_comment, "bracket_depth": depth, "line_position": position,
-            "indentation": indent}
+    return {
+        "in_string": in_string,
+        "in_comment": in_comment,
+        "bracket_depth": depth,
+        "line_position": position,
+        "indentation": indent,
+    }
 
 
 def best_units(activations: np.ndarray, feature: np.ndarray) -> dict:
@@ -117,7 +124,7 @@ def best_units(activations: np.ndarray, feature: np.ndarray) -> dict:
     """
     a = activations - activations.mean(axis=0)
     f = feature - feature.mean()
-    denominator = np.sqrt((a ** 2).sum(axis=0) * (f ** 2).sum())
+    denominator = np.sqrt((a**2).sum(axis=0) * (f**2).sum())
     r = np.where(denominator > 0, (a * f[:, None]).sum(axis=0) / np.where(denominator > 0, denominator, 1), 0.0)
     u = int(np.argmax(np.abs(r)))
     return {"unit": u, "r": float(r[u]), "abs_r": float(abs(r[u]))}
@@ -134,6 +141,7 @@ def unit_name(u: int, H: int) -> str:
 def read_states(params, ids):
     """Read ``ids (N,)`` from the zero state: every step's ``h`` and ``c`` of the (one-layer LSTM) stack, side by
     side: ``(N, 2H)``."""
+
     def body(carry, x):
         carry, _ = jaxrnn.stack_step(params, carry, x)
         return carry, carry[0]
@@ -144,13 +152,22 @@ def read_states(params, ids):
 
 def train(cfg: Config, seed: int):
     """``(trained params, untrained params of the same seed, vocabulary, final validation loss)``."""
-    run = lm.RunConfig(corpus=cfg.corpus, cell="lstm", hidden_size=cfg.hidden_size, steps=cfg.steps,
-                       seq_length=cfg.seq_length, batch_size=cfg.batch_size, eval_every=cfg.steps, seed=seed)
+    run = lm.RunConfig(
+        corpus=cfg.corpus,
+        cell="lstm",
+        hidden_size=cfg.hidden_size,
+        steps=cfg.steps,
+        seq_length=cfg.seq_length,
+        batch_size=cfg.batch_size,
+        eval_every=cfg.steps,
+        seed=seed,
+    )
     with tempfile.TemporaryDirectory() as out:
         summary = lm.run_training(run, out, progress=False, log=lambda s: None)
     run = run.resolved()  # the defaults filled in, as run_training used them
-    untrained = lm.init_train_state(jax.random.PRNGKey(seed), run.model(summary["vocab"].size),
-                                    run.make_optimizer(), 1).params
+    untrained = lm.init_train_state(
+        jax.random.PRNGKey(seed), run.model(summary["vocab"].size), run.make_optimizer(), 1
+    ).params
     return summary["params"], untrained, summary["vocab"], summary["val_loss"]
 
 
@@ -184,32 +201,53 @@ def main(cfg: Config) -> dict:
             first = acts["trained"]
     table = {}
     for name in FEATURES:
-        s = {which: common.spread([r["found"][which][name]["abs_r"] for r in runs]) for which in ("trained",
-                                                                                                 "untrained")}
+        s = {
+            which: common.spread([r["found"][which][name]["abs_r"] for r in runs]) for which in ("trained", "untrained")
+        }
         s["trained, shifted feature"] = common.spread([r["found"]["trained"][name]["shifted"]["abs_r"] for r in runs])
-        s["untrained, shifted feature"] = common.spread([r["found"]["untrained"][name]["shifted"]["abs_r"]
-                                                         for r in runs])
+        s["untrained, shifted feature"] = common.spread(
+            [r["found"]["untrained"][name]["shifted"]["abs_r"] for r in runs]
+        )
         best = runs[0]["found"]["trained"][name]
-        table[name] = {"abs_r": s, "verdict": common.verdict(s["trained"], s["untrained"], ("trained", "untrained"),
-                                                              lower_is_better=False),
-                       "seed0_unit": unit_name(best["unit"], H), "seed0_r": best["r"],
-                       "feature_mean": float(features[name].mean())}
+        table[name] = {
+            "abs_r": s,
+            "verdict": common.verdict(s["trained"], s["untrained"], ("trained", "untrained"), lower_is_better=False),
+            "seed0_unit": unit_name(best["unit"], H),
+            "seed0_r": best["r"],
+            "feature_mean": float(features[name].mean()),
+        }
     start = held_out.index("\n") + 1 if "\n" in held_out[:-1] else 0  # the page starts at a line
     shown = slice(start, start + cfg.render)
     render = {}
     for name in FEATURES:
         u = runs[0]["found"]["trained"][name]["unit"]
         z = (first[:, u] - first[:, u].mean()) / max(float(first[:, u].std()), 1e-12)
-        render[name] = {"unit": unit_name(u, H), "r": runs[0]["found"]["trained"][name]["r"],
-                        "gain": table[name]["abs_r"]["trained"]["mean"] - table[name]["abs_r"]["untrained"]["mean"],
-                        "z": np.round(z[shown], 3).tolist()}
-    summary = {f"{name}: best |r| trained (mean of {len(runs)})": table[name]["abs_r"]["trained"]["mean"]
-               for name in FEATURES}
-    summary.update({f"{name}: best |r| untrained (mean of {len(runs)})": table[name]["abs_r"]["untrained"]["mean"]
-                    for name in FEATURES})
-    return {"config": cfg, "summary": summary, "table": table, "runs": runs, "units": 2 * H,
-            "held_out_characters": len(ids), "render_text": held_out[shown], "render": render,
-            "validation_loss": common.spread([r["validation_loss"] for r in runs])}
+        render[name] = {
+            "unit": unit_name(u, H),
+            "r": runs[0]["found"]["trained"][name]["r"],
+            "gain": table[name]["abs_r"]["trained"]["mean"] - table[name]["abs_r"]["untrained"]["mean"],
+            "z": np.round(z[shown], 3).tolist(),
+        }
+    summary = {
+        f"{name}: best |r| trained (mean of {len(runs)})": table[name]["abs_r"]["trained"]["mean"] for name in FEATURES
+    }
+    summary.update(
+        {
+            f"{name}: best |r| untrained (mean of {len(runs)})": table[name]["abs_r"]["untrained"]["mean"]
+            for name in FEATURES
+        }
+    )
+    return {
+        "config": cfg,
+        "summary": summary,
+        "table": table,
+        "runs": runs,
+        "units": 2 * H,
+        "held_out_characters": len(ids),
+        "render_text": held_out[shown],
+        "render": render,
+        "validation_loss": common.spread([r["validation_loss"] for r in runs]),
+    }
 
 
 # ------------------------------------------------------------------------------------------- pictures
@@ -226,18 +264,22 @@ def html_page(results: dict) -> str:
     """A self-contained page: for each feature, the held-out text with each character's background coloured by
     the best unit's activation (inline styles only)."""
     text = results["render_text"]
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>interpretable cells</title></head>",
-             "<body style='font-family:sans-serif;max-width:1100px;margin:auto'>",
-             "<h1>Interpretable cells: the best unit per feature</h1>",
-             f"<p>LSTM on {html.escape(results['config']['corpus'])}, "
-             "held-out text read from a zero state, seed 0. Each character's background is the unit's activation "
-             "after reading it, as a z-score over the held-out text: red above the unit's mean, blue below, "
-             "saturating at 2 standard deviations.</p>",
-             "<table style='border-collapse:collapse' border='1' cellpadding='4'><tr><th>feature</th>"
-             "<th>best |r|, trained (mean, min-max)</th><th>untrained</th><th>trained, shifted feature</th></tr>"]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>interpretable cells</title></head>",
+        "<body style='font-family:sans-serif;max-width:1100px;margin:auto'>",
+        "<h1>Interpretable cells: the best unit per feature</h1>",
+        f"<p>LSTM on {html.escape(results['config']['corpus'])}, "
+        "held-out text read from a zero state, seed 0. Each character's background is the unit's activation "
+        "after reading it, as a z-score over the held-out text: red above the unit's mean, blue below, "
+        "saturating at 2 standard deviations.</p>",
+        "<table style='border-collapse:collapse' border='1' cellpadding='4'><tr><th>feature</th>"
+        "<th>best |r|, trained (mean, min-max)</th><th>untrained</th><th>trained, shifted feature</th></tr>",
+    ]
     for name, row in results["table"].items():
-        cells = [f"{s['mean']:.3f} ({s['min']:.3f}-{s['max']:.3f})" for s in
-                 (row["abs_r"][k] for k in ("trained", "untrained", "trained, shifted feature"))]
+        cells = [
+            f"{s['mean']:.3f} ({s['min']:.3f}-{s['max']:.3f})"
+            for s in (row["abs_r"][k] for k in ("trained", "untrained", "trained, shifted feature"))
+        ]
         parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
     for name, r in results["render"].items():
@@ -248,8 +290,10 @@ def html_page(results: dict) -> str:
             rgb = "".join(f"{int(round(255 * x)):02x}" for x in colour(v))
             shown = "&#8629;\n" if ch == "\n" else html.escape(ch)
             spans.append(f"<span style='background:#{rgb}'>{shown}</span>")
-        parts.append("<pre style='font-family:monospace;font-size:12px;line-height:1.35;border:1px solid #ccc;"
-                     "padding:6px;white-space:pre-wrap'>" + "".join(spans) + "</pre>")
+        parts.append(
+            "<pre style='font-family:monospace;font-size:12px;line-height:1.35;border:1px solid #ccc;"
+            "padding:6px;white-space:pre-wrap'>" + "".join(spans) + "</pre>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -273,8 +317,13 @@ def make_figure(results: dict):
         err = np.array([[v["mean"] - v["min"] for v in s], [v["max"] - v["mean"] for v in s]])
         ax.bar(x + (j - 1.5) * 0.2, mean, 0.2, yerr=err, capsize=3, label=kind)
     n = results["table"][FEATURES[0]]["abs_r"]["trained"]["n"]
-    ax.set(xticks=x, xticklabels=FEATURES, ylim=(0, 1), ylabel="best unit's |Pearson r| (of 2H units)",
-           title=f"best unit per feature: mean and min-max over {n} seeds")
+    ax.set(
+        xticks=x,
+        xticklabels=FEATURES,
+        ylim=(0, 1),
+        ylabel="best unit's |Pearson r| (of 2H units)",
+        title=f"best unit per feature: mean and min-max over {n} seeds",
+    )
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3, axis="y")
     lines = [line[:100] for line in results["render_text"].split("\n")[:lines_shown]]
@@ -289,9 +338,14 @@ def make_figure(results: dict):
                 ax.add_patch(Rectangle((col, -row - 1), 1, 1, color=colour(z[offsets[row] + col]), lw=0))
                 if ch.strip():
                     ax.text(col + 0.5, -row - 0.5, ch, ha="center", va="center", family="monospace", fontsize=6)
-        ax.set(xlim=(0, max(len(line) for line in lines) + 1), ylim=(-len(lines), 0), xticks=[], yticks=[],
-               title=f"{name}: unit {r['unit']} (r = {r['r']:+.2f}); background: activation z-score, "
-                     "red > mean > blue (saturating at 2 std)")
+        ax.set(
+            xlim=(0, max(len(line) for line in lines) + 1),
+            ylim=(-len(lines), 0),
+            xticks=[],
+            yticks=[],
+            title=f"{name}: unit {r['unit']} (r = {r['r']:+.2f}); background: activation z-score, "
+            "red > mean > blue (saturating at 2 std)",
+        )
     fig.tight_layout()
     return fig
 

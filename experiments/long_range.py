@@ -14,6 +14,7 @@ over seeds is above ``fail_fraction x baseline``.
     python experiments/long_range.py --preset cpu --out experiments/results
     python experiments/long_range.py --preset paper --out experiments/results   # long_range_paper.json, ~1 h
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ import optax
 import jaxrnn
 from experiments import common
 
-VALIDATION_KEY, TEST_KEY = 20_000, 10_000   # held-out sets: PRNGKey(KEY + T); training keys come from the seed
+VALIDATION_KEY, TEST_KEY = 20_000, 10_000  # held-out sets: PRNGKey(KEY + T); training keys come from the seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,31 +45,48 @@ class Config:
     copy_lengths: tuple = (10, 25)
     models: tuple = ("rnn", "lstm", "gru")
     seeds: tuple = (0, 1, 2)
-    learning_rates: tuple = (1e-3, 3e-3, 1e-2)   # the grid, the same for every model
+    learning_rates: tuple = (1e-3, 3e-3, 1e-2)  # the grid, the same for every model
     hidden_sizes: tuple = (32, 64)
-    select_T: tuple = (("adding", 50), ("copy", 10))   # the length per task at which the grid is searched (seed 0)
-    fixed: tuple = ()                # ((model, learning_rate, hidden_size), ...): skip the grid for these models
+    select_T: tuple = (("adding", 50), ("copy", 10))  # the length per task at which the grid is searched (seed 0)
+    fixed: tuple = ()  # ((model, learning_rate, hidden_size), ...): skip the grid for these models
     batch: int = 64
     clip: float = 1.0
     adding_steps: int = 1500
     copy_steps: int = 1500
     eval_every: int = 100
     eval_size: int = 512
-    stop_fraction: float = 0.01      # stop a run once its validation loss is below this x baseline
-    fail_fraction: float = 0.1       # a model fails at T when its mean test loss is above this x baseline
+    stop_fraction: float = 0.01  # stop a run once its validation loss is below this x baseline
+    fail_fraction: float = 0.1  # a model fails at T when its mean test loss is above this x baseline
 
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(adding_lengths=(10,), copy_lengths=(), seeds=(0, 1), learning_rates=(3e-3, 1e-2),
-                   hidden_sizes=(16,), select_T=(("adding", 10),), batch=32, adding_steps=200, eval_size=256),
+    "tiny": Config(
+        adding_lengths=(10,),
+        copy_lengths=(),
+        seeds=(0, 1),
+        learning_rates=(3e-3, 1e-2),
+        hidden_sizes=(16,),
+        select_T=(("adding", 10),),
+        batch=32,
+        adding_steps=200,
+        eval_size=256,
+    ),
     # Arjovsky et al. 2016's lengths, one seed, no grid (it does not fit at T = 750): LSTM and GRU at (1e-2, 64),
     # the RNN at (1e-3, 64), where it learns adding at T = 50 (at 1e-2 it does not); ordered so that a late stop
     # keeps the shorter lengths, and the JSON is written after every run.
-    "paper": Config(adding_lengths=(400, 750), copy_lengths=(200,), models=("lstm", "gru", "rnn"), seeds=(0,),
-                    select_T=(),
-                    fixed=(("rnn", 1e-3, 64), ("lstm", 1e-2, 64), ("gru", 1e-2, 64)),
-                    adding_steps=3000, copy_steps=2000, eval_size=256, stop_fraction=0.03),
+    "paper": Config(
+        adding_lengths=(400, 750),
+        copy_lengths=(200,),
+        models=("lstm", "gru", "rnn"),
+        seeds=(0,),
+        select_T=(),
+        fixed=(("rnn", 1e-3, 64), ("lstm", 1e-2, 64), ("gru", 1e-2, 64)),
+        adding_steps=3000,
+        copy_steps=2000,
+        eval_size=256,
+        stop_fraction=0.03,
+    ),
 }
 
 
@@ -88,8 +106,8 @@ def copy_symbol_accuracy(params, batch):
     xs, targets = batch
     carry = jaxrnn.initial_carry(params, xs.shape[1:])
     _, hs = jaxrnn.unroll(jaxrnn.step_for(params), params, carry, xs)
-    guess = jnp.argmax(jaxrnn.readout(params, hs[-common.COPY_LENGTH:]), axis=-1)
-    return jnp.mean(guess == targets[-common.COPY_LENGTH:])
+    guess = jnp.argmax(jaxrnn.readout(params, hs[-common.COPY_LENGTH :]), axis=-1)
+    return jnp.mean(guess == targets[-common.COPY_LENGTH :])
 
 
 TASKS = {  # name: (batch(key, T, B), loss, input size, output size, baseline(T))
@@ -113,8 +131,9 @@ class Trainers:
         self.cfg, self.cache = cfg, {}
 
     def optimizer(self):
-        return optax.chain(optax.clip_by_global_norm(self.cfg.clip),
-                           optax.inject_hyperparams(optax.adam)(learning_rate=1.0))
+        return optax.chain(
+            optax.clip_by_global_norm(self.cfg.clip), optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
+        )
 
     def __call__(self, task: str, kind: str, T: int, H: int):
         if (task, kind, T, H) not in self.cache:
@@ -138,11 +157,11 @@ def run_one(trainers: Trainers, task: str, kind: str, T: int, H: int, lr: float,
     params = common.init_model(kind, key, D, H, V)
     opt = trainers.optimizer()
     opt_state = opt.init(params)
-    adam = opt_state[1]   # the same dtype for every rate: no retracing
+    adam = opt_state[1]  # the same dtype for every rate: no retracing
     opt_state = (opt_state[0], adam._replace(hyperparams={"learning_rate": jnp.asarray(lr, jnp.float32)}))
     key = jax.random.fold_in(key, 1)
     curve = {"eval_step": [], "validation": [], "test": []}
-    best = (math.inf, math.nan, 0, params)   # validation, test, step, params
+    best = (math.inf, math.nan, 0, params)  # validation, test, step, params
     start = time.perf_counter()
     for i in range(steps // chunk):
         key, k = jax.random.split(key)
@@ -155,9 +174,21 @@ def run_one(trainers: Trainers, task: str, kind: str, T: int, H: int, lr: float,
             best = (validation, test_loss, (i + 1) * chunk, params)
         if not math.isfinite(validation) or validation < cfg.stop_fraction * baseline:
             break
-    out = {"task": task, "model": kind, "T": T, "hidden_size": H, "learning_rate": lr, "seed": seed,
-           "baseline": baseline, "validation_loss": best[0], "test_loss": best[1], "chosen_step": best[2],
-           "steps_run": curve["eval_step"][-1], **curve, "seconds": round(time.perf_counter() - start, 2)}
+    out = {
+        "task": task,
+        "model": kind,
+        "T": T,
+        "hidden_size": H,
+        "learning_rate": lr,
+        "seed": seed,
+        "baseline": baseline,
+        "validation_loss": best[0],
+        "test_loss": best[1],
+        "chosen_step": best[2],
+        "steps_run": curve["eval_step"][-1],
+        **curve,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     if task == "copy":
         out["recall_accuracy"] = float(jax.jit(copy_symbol_accuracy)(best[3], test))
     return out
@@ -167,8 +198,9 @@ def select(trainers: Trainers, task: str, kind: str, T: int) -> tuple:
     """The grid at length ``T``, seed ``cfg.seeds[0]``: ``(runs, (lr, H) with the lowest validation loss)``.
     The test loss is recorded but never compared."""
     cfg = trainers.cfg
-    runs = [run_one(trainers, task, kind, T, H, lr, cfg.seeds[0])
-            for H in cfg.hidden_sizes for lr in cfg.learning_rates]
+    runs = [
+        run_one(trainers, task, kind, T, H, lr, cfg.seeds[0]) for H in cfg.hidden_sizes for lr in cfg.learning_rates
+    ]
     score = lambda r: r["validation_loss"] if math.isfinite(r["validation_loss"]) else math.inf
     best = min(runs, key=score)
     return runs, (best["learning_rate"], best["hidden_size"])
@@ -182,11 +214,18 @@ def aggregate(runs: list, cfg: Config) -> list:
     rows = []
     for (task, kind, T), rs in groups.items():
         test = common.spread([r["test_loss"] for r in rs])
-        row = {"task": task, "model": kind, "T": T, "hidden_size": rs[0]["hidden_size"],
-               "learning_rate": rs[0]["learning_rate"], "baseline": rs[0]["baseline"],
-               "seeds": [r["seed"] for r in rs], "test_loss": test,
-               "fails": not test["mean"] <= cfg.fail_fraction * rs[0]["baseline"],
-               "steps_run": common.spread([r["steps_run"] for r in rs])}
+        row = {
+            "task": task,
+            "model": kind,
+            "T": T,
+            "hidden_size": rs[0]["hidden_size"],
+            "learning_rate": rs[0]["learning_rate"],
+            "baseline": rs[0]["baseline"],
+            "seeds": [r["seed"] for r in rs],
+            "test_loss": test,
+            "fails": not test["mean"] <= cfg.fail_fraction * rs[0]["baseline"],
+            "steps_run": common.spread([r["steps_run"] for r in rs]),
+        }
         if task == "copy":
             row["recall_accuracy"] = common.spread([r["recall_accuracy"] for r in rs])
         rows.append(row)
@@ -210,12 +249,16 @@ def main(cfg: Config, progress=None) -> dict:
                 grid, chosen[(kind, task)] = select(trainers, task, kind, T)
                 sweep += grid
                 report()
-    for T, task in sorted((T, task) for task in lengths for T in lengths[task]):   # shortest first
+    for T, task in sorted((T, task) for task in lengths for T in lengths[task]):  # shortest first
         for kind in cfg.models:
             lr, H = chosen[(kind, task)]
             for seed in cfg.seeds:
-                again = [r for r in sweep if (r["task"], r["model"], r["T"], r["hidden_size"], r["learning_rate"],
-                                              r["seed"]) == (task, kind, T, H, lr, seed)]
+                again = [
+                    r
+                    for r in sweep
+                    if (r["task"], r["model"], r["T"], r["hidden_size"], r["learning_rate"], r["seed"])
+                    == (task, kind, T, H, lr, seed)
+                ]
                 runs.append(again[0] if again else run_one(trainers, task, kind, T, H, lr, seed))
                 report()
     return finish(cfg, chosen, sweep, runs)
@@ -243,25 +286,41 @@ def finish(cfg: Config, chosen: dict, sweep: list, runs: list) -> dict:
         for a, b in (("lstm", "rnn"), ("gru", "rnn"), ("lstm", "gru")):
             if (task, a, T) in by and (task, b, T) in by:
                 sa, sb = by[(task, a, T)]["test_loss"], by[(task, b, T)]["test_loss"]
-                verdicts[f"{task}_T{T}_{a}_vs_{b}"] = (common.verdict(sa, sb, (a, b)) if min(sa["n"], sb["n"]) > 1
-                                                      else "one seed: no verdict")
-    return {"config": cfg, "summary": summary, "verdicts": verdicts, "aggregate": rows, "sweep": sweep,
-            "runs": runs, "validation_key": VALIDATION_KEY, "test_key": TEST_KEY}
+                verdicts[f"{task}_T{T}_{a}_vs_{b}"] = (
+                    common.verdict(sa, sb, (a, b)) if min(sa["n"], sb["n"]) > 1 else "one seed: no verdict"
+                )
+    return {
+        "config": cfg,
+        "summary": summary,
+        "verdicts": verdicts,
+        "aggregate": rows,
+        "sweep": sweep,
+        "runs": runs,
+        "validation_key": VALIDATION_KEY,
+        "test_key": TEST_KEY,
+    }
 
 
 def table(results: dict) -> str:
     """Markdown table of the test loss (mean ± std over seeds) per (task, T) and model beside the baseline."""
     models = [m for m in ("rnn", "lstm", "gru") if any(r["model"] == m for r in results["aggregate"])]
     names = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU"}
-    rows = ["| task | T | baseline | " + " | ".join(names[m] for m in models) + " |",
-            "|---|---|---|" + "---|" * len(models)]
+    rows = [
+        "| task | T | baseline | " + " | ".join(names[m] for m in models) + " |",
+        "|---|---|---|" + "---|" * len(models),
+    ]
     by = {(r["task"], r["T"], r["model"]): r for r in results["aggregate"]}
     for task, T in sorted({(r["task"], r["T"]) for r in results["aggregate"]}):
         cells = []
         for m in models:
             r = by.get((task, T, m))
-            cell = "-" if r is None else common.pm(r["test_loss"], 4) if r["test_loss"]["n"] > 1 else \
-                f"{r['test_loss']['mean']:.4f} (1 seed)"
+            cell = (
+                "-"
+                if r is None
+                else common.pm(r["test_loss"], 4)
+                if r["test_loss"]["n"] > 1
+                else f"{r['test_loss']['mean']:.4f} (1 seed)"
+            )
             if r is not None and "recall_accuracy" in r:
                 cell += f" ({100 * r['recall_accuracy']['mean']:.0f}% recalled)"
             if r is not None and not r["fails"]:
@@ -275,9 +334,11 @@ def table(results: dict) -> str:
 def sweep_table(results: dict) -> str:
     """Markdown table of the grid: validation loss (seed 0) per model, H and learning rate; chosen in bold."""
     cfg = results["config"]
-    lrs = cfg["learning_rates"] if isinstance(cfg, dict) else cfg.learning_rates   # read back from the JSON or not
-    rows = ["| task (T) | model | H | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
-            "|---|---|---|" + "---|" * len(lrs)]
+    lrs = cfg["learning_rates"] if isinstance(cfg, dict) else cfg.learning_rates  # read back from the JSON or not
+    rows = [
+        "| task (T) | model | H | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+        "|---|---|---|" + "---|" * len(lrs),
+    ]
     groups = {}
     for r in results["sweep"]:
         groups.setdefault((r["task"], r["T"], r["model"], r["hidden_size"]), {})[r["learning_rate"]] = r
@@ -309,8 +370,14 @@ def make_figure(results: dict):
                 if not rs:
                     continue
                 longest = max(rs, key=lambda r: len(r["eval_step"]))["eval_step"]
-                common.band(a, longest, common.pad([r["test"] for r in rs]), label=kind.upper(),
-                            color=COLORS[kind], log=task == "adding")   # copy losses span less than a decade
+                common.band(
+                    a,
+                    longest,
+                    common.pad([r["test"] for r in rs]),
+                    label=kind.upper(),
+                    color=COLORS[kind],
+                    log=task == "adding",
+                )  # copy losses span less than a decade
             baseline = next(r["baseline"] for r in rows if (r["task"], r["T"]) == (task, T))
             a.axhline(baseline, color="k", ls="--", lw=0.8, label="baseline")
             a.set(title=f"{task}, T = {T}", xlabel="training step", ylabel=unit[task])
@@ -321,22 +388,32 @@ def make_figure(results: dict):
             rs = sorted((r for r in rows if (r["task"], r["model"]) == (task, kind)), key=lambda r: r["T"])
             if not rs:
                 continue
-            Ts = np.array([r["T"] for r in rs], float) * (1 + 0.04 * (k - 1))   # side by side, not on top
+            Ts = np.array([r["T"] for r in rs], float) * (1 + 0.04 * (k - 1))  # side by side, not on top
             mean = np.array([r["test_loss"]["mean"] for r in rs])
             err = [mean - [r["test_loss"]["min"] for r in rs], [r["test_loss"]["max"] for r in rs] - mean]
             a.errorbar(Ts, mean, yerr=err, color=COLORS[kind], marker="o", ms=3, capsize=3, label=kind.upper())
         Ts = lengths[task]
         baselines = np.array([next(r["baseline"] for r in rows if (r["task"], r["T"]) == (task, T)) for T in Ts])
-        a.plot(Ts, baselines, "k--", marker="_", ms=16, lw=0.8, label="baseline")   # the marker: one T shows too
-        a.plot(Ts, results["config"].fail_fraction * baselines, "k:", marker="_", ms=16, lw=0.8,
-               label=f"fails above {results['config'].fail_fraction:g} x baseline")
+        a.plot(Ts, baselines, "k--", marker="_", ms=16, lw=0.8, label="baseline")  # the marker: one T shows too
+        a.plot(
+            Ts,
+            results["config"].fail_fraction * baselines,
+            "k:",
+            marker="_",
+            ms=16,
+            lw=0.8,
+            label=f"fails above {results['config'].fail_fraction:g} x baseline",
+        )
         a.set_xscale("log")
         a.set_yscale("log")
         a.set_xticks(Ts)
         a.set_xticklabels([str(T) for T in Ts])
         a.minorticks_off()
-        a.set(title=f"{task}: test loss at the chosen step", xlabel="length T", ylabel=unit[task].replace(
-            "held-out", "test"))
+        a.set(
+            title=f"{task}: test loss at the chosen step",
+            xlabel="length T",
+            ylabel=unit[task].replace("held-out", "test"),
+        )
     for a in ax.flat:
         if a.get_visible():
             a.legend(fontsize=6)
@@ -367,7 +444,7 @@ def cli(argv=None) -> int:
         return results
 
     code = common.cli(name, PRESETS, paper_main, make_figure, argv)
-    if code == 0:   # the command line names this script, not NAME.py
+    if code == 0:  # the command line names this script, not NAME.py
         path = os.path.join(args.out, f"{name}.json")
         with open(path) as f:
             results = json.load(f)

@@ -13,6 +13,7 @@ Writes ``min_char_rnn.json`` (the smoothed loss; the samples, each with the iter
 drawn; the speed) and ``min_char_rnn.png`` (the smoothed loss per character against iteration) to ``--out``
 (default ``experiments/results``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,7 @@ def main(config: Config, log=print) -> dict:
             raise DataError(f"{name} must be positive, got {getattr(config, name)}")
     text = load_text(config.data) if config.data else load_corpus(config.corpus)
     if len(text) < config.seq_length + 2:
-        raise DataError(f"the text has {len(text)} characters; need at least seq_length + 2 = "
-                        f"{config.seq_length + 2}")
+        raise DataError(f"the text has {len(text)} characters; need at least seq_length + 2 = {config.seq_length + 2}")
     vocab = Vocabulary.from_text(text)
     data = vocab.encode(text)
     V, T = vocab.size, config.seq_length
@@ -77,7 +77,7 @@ def main(config: Config, log=print) -> dict:
         if p + T + 1 >= len(data) or n == 0:  # wrap: back to the start with a fresh memory
             hprev = jaxrnn.initial_carry(params)
             p = 0
-        inputs, targets = data[p:p + T], data[p + 1:p + T + 1]
+        inputs, targets = data[p : p + T], data[p + 1 : p + T + 1]
         if n % config.sample_every == 0:
             key, k_sample = jax.random.split(key)
             ids, _ = jaxrnn.sample(k_sample, params, hprev, inputs[0], config.sample_length)
@@ -95,16 +95,26 @@ def main(config: Config, log=print) -> dict:
         p += T
     seconds = time.perf_counter() - start
     steps = common.thin(np.arange(config.iterations), 500)
-    return {"config": dataclasses.asdict(config), "vocab_size": V, "smooth_loss": curve,
-            "final_smooth_loss": smooth_loss, "samples": samples,
-            "samples_as_it_trains": [{"iteration": n, "smooth_loss_per_char": loss / T, "text": text}
-                                     for (n, loss), text in zip(curve, samples)], "seconds": seconds,
+    return {
+        "config": dataclasses.asdict(config),
+        "vocab_size": V,
+        "smooth_loss": curve,
+        "final_smooth_loss": smooth_loss,
+        "samples": samples,
+        "samples_as_it_trains": [
+            {"iteration": n, "smooth_loss_per_char": loss / T, "text": text} for (n, loss), text in zip(curve, samples)
+        ],
+        "seconds": seconds,
+        "iterations_per_second": config.iterations / seconds,
+        "summary": {
+            "uniform_loss_per_char": float(np.log(V)),
+            "final_smooth_loss_per_char": smooth_loss / T,
+            "loss_per_char_last_100": float(np.mean(losses[-100:])) / T,
+            "iterations": config.iterations,
             "iterations_per_second": config.iterations / seconds,
-            "summary": {"uniform_loss_per_char": float(np.log(V)),
-                        "final_smooth_loss_per_char": smooth_loss / T,
-                        "loss_per_char_last_100": float(np.mean(losses[-100:])) / T,
-                        "iterations": config.iterations, "iterations_per_second": config.iterations / seconds},
-            "smooth_loss_curve": {"iteration": steps.tolist(), "loss": [smoothed[i] for i in steps]}}
+        },
+        "smooth_loss_curve": {"iteration": steps.tolist(), "loss": [smoothed[i] for i in steps]},
+    }
 
 
 def make_figure(results: dict):
@@ -113,8 +123,13 @@ def make_figure(results: dict):
     T = results["config"]["seq_length"]
     curve = results["smooth_loss_curve"]
     ax[0, 0].plot(curve["iteration"], np.asarray(curve["loss"]) / T, label="smoothed loss (0.999)")
-    ax[0, 0].axhline(results["summary"]["uniform_loss_per_char"], color="k", ls=":", lw=0.8,
-                     label=f"uniform guess ln {results['vocab_size']}")
+    ax[0, 0].axhline(
+        results["summary"]["uniform_loss_per_char"],
+        color="k",
+        ls=":",
+        lw=0.8,
+        label=f"uniform guess ln {results['vocab_size']}",
+    )
     ax[0, 0].set(title="min-char-rnn: loss per character", xlabel="iteration", ylabel="nats per character")
     ax[0, 0].legend()
     ax[0, 0].grid(alpha=0.3)
@@ -124,16 +139,20 @@ def make_figure(results: dict):
 
 def parse_args(argv=None) -> tuple[Config, str, str]:
     """``(config, out folder, the command as a string)``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="lecture", help="starting configuration")
     for field in dataclasses.fields(Config):
-        parser.add_argument("--" + field.name.replace("_", "-"), type=str if field.name in ("data", "corpus")
-                            else type(field.default), default=None, help="(preset's value if omitted)")
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=str if field.name in ("data", "corpus") else type(field.default),
+            default=None,
+            help="(preset's value if omitted)",
+        )
     parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
     args = parser.parse_args(argv)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                 if getattr(args, f.name) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     command = " ".join(["python experiments/min_char_rnn.py", *(sys.argv[1:] if argv is None else argv)])
     return dataclasses.replace(PRESETS[args.preset], **overrides), args.out, command
 

@@ -10,6 +10,7 @@ still moves by about lr, so gradient differences far below any tolerance become 
 Writes ``min_char_rnn_chaos.json`` (the loss difference at every iteration for each epsilon) and
 ``min_char_rnn_chaos.png`` (the difference against iteration, log axis) to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ class Config:
     iterations: int = 300
     hidden_size: int = 100
     seq_length: int = 25
-    perturbation: float = 1e-14   # added to Whh[0, 0] in the second run
+    perturbation: float = 1e-14  # added to Whh[0, 0] in the second run
     epsilons: tuple = (1e-8, 1e-4)
 
 
@@ -43,13 +44,18 @@ PRESETS = {"lecture": Config(), "tiny": Config(iterations=60, hidden_size=32)}
 
 def run(data, V, eps, perturb, iterations, H=100, T=25, seed=0):
     rng = np.random.default_rng(seed)
-    params = [rng.standard_normal((H, V)) * 0.01, rng.standard_normal((H, H)) * 0.01,
-              rng.standard_normal((V, H)) * 0.01, np.zeros(H), np.zeros(V)]
+    params = [
+        rng.standard_normal((H, V)) * 0.01,
+        rng.standard_normal((H, H)) * 0.01,
+        rng.standard_normal((V, H)) * 0.01,
+        np.zeros(H),
+        np.zeros(V),
+    ]
     params[1][0, 0] += perturb
     mem = [np.zeros_like(p) for p in params]
     hprev, p, losses = np.zeros(H), 0, []
     for _ in range(iterations):
-        inputs, targets = data[p:p + T], data[p + 1:p + T + 1]
+        inputs, targets = data[p : p + T], data[p + 1 : p + T + 1]
         loss, *grads, hprev = reference.rnn_loss_fun(inputs, targets, hprev, params)
         reference.adagrad_update(params, grads, mem, eps=eps)
         losses.append(loss)
@@ -69,8 +75,11 @@ def main(config: Config = PRESETS["lecture"]) -> dict:
         losses = [run(data, vocab.size, eps, perturb, iterations, H=H, T=T) for perturb in (0.0, config.perturbation)]
         gap = np.abs(losses[0] - losses[1])
         checkpoints = [n for n in (1, 10, 20, 50, 100, 200, 299) if n < iterations]
-        summary[f"eps={eps:g}"] = {**{f"iteration {n}": float(gap[n]) for n in checkpoints},
-                                   "largest": float(gap.max()), "at iteration": int(gap.argmax())}
+        summary[f"eps={eps:g}"] = {
+            **{f"iteration {n}": float(gap[n]) for n in checkpoints},
+            "largest": float(gap.max()),
+            "at iteration": int(gap.argmax()),
+        }
         gaps[f"eps={eps:g}"] = gap.tolist()
     return {"config": dataclasses.asdict(config), "summary": summary, "gap": gaps}
 
@@ -81,8 +90,12 @@ def make_figure(results: dict):
     for name, gap in results["gap"].items():
         gap = np.asarray(gap, dtype=float)
         ax[0, 0].plot(np.arange(len(gap)), np.where(gap > 0, gap, np.nan), label=f"Adagrad {name}")
-    ax[0, 0].set(title=f"min-char-rnn, float64: one weight moved by {results['config']['perturbation']:g}",
-                 xlabel="iteration", ylabel="|loss difference| (nats per chunk)", yscale="log")
+    ax[0, 0].set(
+        title=f"min-char-rnn, float64: one weight moved by {results['config']['perturbation']:g}",
+        xlabel="iteration",
+        ylabel="|loss difference| (nats per chunk)",
+        yscale="log",
+    )
     ax[0, 0].legend()
     ax[0, 0].grid(alpha=0.3)
     fig.tight_layout()

@@ -9,6 +9,7 @@ sequences are the same), and the iterations are compared with a cold start from 
 
     python experiments/parallel_in_time.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,10 +33,10 @@ from jaxrnn.newton import newton_unroll
 class Config:
     hidden_size: int = 32
     T: int = 100
-    batch: int = 128               # the fixed training set, one full batch
+    batch: int = 128  # the fixed training set, one full batch
     steps: int = 400
     learning_rate: float = 3e-3
-    jacobian: str = "full"         # "full" (DEER) or "diagonal" (quasi-DEER)
+    jacobian: str = "full"  # "full" (DEER) or "diagonal" (quasi-DEER)
     max_iter: int = 100
     test_batch: int = 512
     seed: int = 0
@@ -54,8 +55,9 @@ def main(cfg: Config) -> dict:
     xs_test, ys_test = common.adding_batch(jax.random.fold_in(key, 2), cfg.T, cfg.test_batch)
     carry = jaxrnn.initial_carry(params0, (cfg.batch,))
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.learning_rate))
-    solve = lambda params, xs, init: newton_unroll(jaxrnn.gru_step, params, carry, xs, jacobian=cfg.jacobian,
-                                                   max_iter=cfg.max_iter, init=init)
+    solve = lambda params, xs, init: newton_unroll(
+        jaxrnn.gru_step, params, carry, xs, jacobian=cfg.jacobian, max_iter=cfg.max_iter, init=init
+    )
     mse = lambda params, h_T, ys: jnp.mean((jaxrnn.readout(params, h_T)[:, 0] - ys) ** 2)
 
     def scan_loss(params, carry, xs, ys, mask=None):
@@ -72,18 +74,36 @@ def main(cfg: Config) -> dict:
     scan_update = jaxrnn.make_train_step(optimizer, loss_fn=scan_loss)
     newton_update = jaxrnn.make_train_step(optimizer, loss_fn=newton_loss)
 
-    test_mse = jax.jit(lambda p: mse(p, jaxrnn.unroll(jaxrnn.gru_step, p, jaxrnn.initial_carry(
-        p, (cfg.test_batch,)), xs_test)[0], ys_test))
+    test_mse = jax.jit(
+        lambda p: mse(
+            p, jaxrnn.unroll(jaxrnn.gru_step, p, jaxrnn.initial_carry(p, (cfg.test_batch,)), xs_test)[0], ys_test
+        )
+    )
 
     p_scan, s_scan = params0, optimizer.init(params0)
     p_newton, s_newton = params0, optimizer.init(params0)
     states = jax.tree.map(lambda c: jnp.zeros((cfg.T, *c.shape), c.dtype), carry)  # step 1 starts cold
-    zero_counts = (jnp.zeros((cfg.batch,), jnp.int32), jnp.zeros((cfg.batch,), jnp.int32),
-                   jnp.zeros((cfg.batch,), bool), jnp.zeros((cfg.batch,), carry.dtype))
+    zero_counts = (
+        jnp.zeros((cfg.batch,), jnp.int32),
+        jnp.zeros((cfg.batch,), jnp.int32),
+        jnp.zeros((cfg.batch,), bool),
+        jnp.zeros((cfg.batch,), carry.dtype),
+    )
     previous = (states, zero_counts)
-    curves = {k: [] for k in ("scan_loss", "newton_loss", "warm_iterations_max", "warm_iterations_mean",
-                              "cold_iterations_max", "cold_iterations_mean", "all_converged", "residual_max",
-                              "param_rel_diff")}
+    curves = {
+        k: []
+        for k in (
+            "scan_loss",
+            "newton_loss",
+            "warm_iterations_max",
+            "warm_iterations_mean",
+            "cold_iterations_max",
+            "cold_iterations_mean",
+            "all_converged",
+            "residual_max",
+            "param_rel_diff",
+        )
+    }
     for _ in range(cfg.steps):
         p_scan, s_scan, _, loss_scan = scan_update(p_scan, s_scan, carry, xs, ys)
         p_newton, s_newton, previous, loss_newton = newton_update(p_newton, s_newton, previous, xs, ys)
@@ -97,16 +117,20 @@ def main(cfg: Config) -> dict:
         curves["cold_iterations_mean"].append(float(cold.mean()))
         curves["all_converged"].append(bool(np.all(np.asarray(converged))))
         curves["residual_max"].append(float(np.max(np.asarray(residual))))
-        curves["param_rel_diff"].append(max(
-            float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a))) for a, b in
-            zip(jax.tree.leaves(p_scan), jax.tree.leaves(p_newton))))
+        curves["param_rel_diff"].append(
+            max(
+                float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
+                for a, b in zip(jax.tree.leaves(p_scan), jax.tree.leaves(p_newton))
+            )
+        )
     scan_l, newton_l = np.asarray(curves["scan_loss"]), np.asarray(curves["newton_loss"])
     summary = {
         "steps": cfg.steps,
         "loss_max_rel_diff": float(np.max(np.abs(scan_l - newton_l) / np.abs(scan_l))),
         # two float32 trajectories: equal gradients to ~1e-7 drift apart where training is sensitive
-        "steps_with_losses_within_1e-4": int(np.argmax(np.append(np.abs(scan_l - newton_l) / np.abs(scan_l), 1)
-                                                       > 1e-4)),
+        "steps_with_losses_within_1e-4": int(
+            np.argmax(np.append(np.abs(scan_l - newton_l) / np.abs(scan_l), 1) > 1e-4)
+        ),
         "final_param_rel_diff": curves["param_rel_diff"][-1],
         "scan_final_train_mse": float(scan_l[-1]),
         "newton_final_train_mse": float(newton_l[-1]),

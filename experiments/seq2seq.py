@@ -18,6 +18,7 @@ only where the ranges over seeds are apart.
 
     python experiments/seq2seq.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,21 +42,21 @@ from experiments import common
 PLUS, EQUALS, GO, END = 10, 11, 12, 13  # ids 0..9 are the digits; END also pads
 VOCAB = 14
 CHARS = "0123456789+=^$"  # how the ids print (^ GO, $ END)
-HELD_OUT_EVERY = 50       # (a + 7 b) % 50 == 0: the held-out 2% of problems
+HELD_OUT_EVERY = 50  # (a + 7 b) % 50 == 0: the held-out 2% of problems
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    digits: int = 3                  # operands have 1..digits digits (the count drawn uniformly, then the value)
+    digits: int = 3  # operands have 1..digits digits (the count drawn uniformly, then the value)
     variants: tuple = ("forward", "reversed")
     hidden_size: int = 128
     batch: int = 128
-    learning_rate: float = 1e-2      # Adam, cosine-decayed to a tenth over ``steps``
+    learning_rate: float = 1e-2  # Adam, cosine-decayed to a tenth over ``steps``
     clip: float = 1.0
-    steps: int = 8000                # at most; a run stops once it reaches stop_accuracy
+    steps: int = 8000  # at most; a run stops once it reaches stop_accuracy
     eval_every: int = 100
     eval_size: int = 2000
-    stop_accuracy: float = 0.99      # stop a run early once held-out exact match reaches this
+    stop_accuracy: float = 0.99  # stop a run early once held-out exact match reaches this
     seeds: tuple = (0, 1, 2)
 
 
@@ -75,8 +76,9 @@ class Seq2SeqParams(NamedTuple):
 
 def init_seq2seq(key, hidden_size: int) -> Seq2SeqParams:
     k_enc, k_dec = jax.random.split(key)
-    return Seq2SeqParams(jaxrnn.init_lstm(k_enc, VOCAB, hidden_size, 1), jaxrnn.init_lstm(k_dec, VOCAB, hidden_size,
-                                                                                           VOCAB))
+    return Seq2SeqParams(
+        jaxrnn.init_lstm(k_enc, VOCAB, hidden_size, 1), jaxrnn.init_lstm(k_dec, VOCAB, hidden_size, VOCAB)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -84,7 +86,7 @@ def init_seq2seq(key, hidden_size: int) -> Seq2SeqParams:
 
 def num_digits(n):
     """Decimal digits of ``n >= 0`` (``0`` has one)."""
-    return 1 + sum((n >= 10 ** k).astype(jnp.int32) for k in range(1, 5))
+    return 1 + sum((n >= 10**k).astype(jnp.int32) for k in range(1, 5))
 
 
 def digit_at(n, n_digits, p):
@@ -104,7 +106,7 @@ def draw_operands(key, digits: int, n: int):
     def one(k_n, k_v):
         nd = jax.random.randint(k_n, (n,), 1, digits + 1)
         low = jnp.where(nd == 1, 0, 10 ** (nd - 1))
-        return jax.random.randint(k_v, (n,), low, 10 ** nd)
+        return jax.random.randint(k_v, (n,), low, 10**nd)
 
     return one(k_na, k_a), one(k_nb, k_b)
 
@@ -120,10 +122,15 @@ def encode(a, b, digits: int, *, reverse: bool = False):
     na, nb, s = num_digits(a), num_digits(b), a + b
     ns = num_digits(s)
     p = jnp.arange(2 * digits + 2)[:, None]
-    q = jnp.where(p < na, digit_at(a, na, p),
-                  jnp.where(p == na, PLUS,
-                            jnp.where(p <= na + nb, digit_at(b, nb, p - na - 1),
-                                      jnp.where(p == na + nb + 1, EQUALS, END))))
+    q = jnp.where(
+        p < na,
+        digit_at(a, na, p),
+        jnp.where(
+            p == na,
+            PLUS,
+            jnp.where(p <= na + nb, digit_at(b, nb, p - na - 1), jnp.where(p == na + nb + 1, EQUALS, END)),
+        ),
+    )
     lengths = na + nb + 2
     if reverse:  # read back to front within each question's own length; padding stays at the end
         q = jnp.take_along_axis(q, jnp.where(p < lengths, lengths - 1 - p, p), axis=0)
@@ -143,7 +150,7 @@ def training_batch(key, digits: int, B: int, *, reverse: bool = False):
 
 def training_operand(a, b, digits: int):
     """``b``, or its neighbour where ``(a, b)`` is held out (``(a + 7 (b +- 1)) % 50`` is 7 or 43, never 0)."""
-    return jnp.where(is_held_out(a, b), jnp.where(b + 1 < 10 ** digits, b + 1, b - 1), b)
+    return jnp.where(is_held_out(a, b), jnp.where(b + 1 < 10**digits, b + 1, b - 1), b)
 
 
 def held_out_set(key, digits: int, n: int, *, reverse: bool = False):
@@ -194,8 +201,11 @@ def scores(params: Seq2SeqParams, batch):
     question, lengths, _, targets, mask = batch
     ids = greedy_answer(params, question, lengths, targets.shape[0])
     right = ids == targets
-    return {"exact_match": jnp.mean(jnp.all(right | ~mask, axis=0)),
-            "position_accuracy": jnp.sum(right & mask) / jnp.sum(mask), "ids": ids}
+    return {
+        "exact_match": jnp.mean(jnp.all(right | ~mask, axis=0)),
+        "position_accuracy": jnp.sum(right & mask) / jnp.sum(mask),
+        "ids": ids,
+    }
 
 
 def constant_answer_scores(targets, mask) -> dict:
@@ -229,8 +239,17 @@ def run_one(cfg: Config, variant: str, seed: int) -> dict:
     test_scores = jax.jit(lambda p: scores(p, test))
     test_error = lambda p: 1.0 - test_scores(p)["exact_match"]
     start = time.perf_counter()
-    params, hist = common.train(loss_fn, params, opt, make_batch, jax.random.PRNGKey(seed + 1), cfg.steps,
-                                chunk=cfg.eval_every, evaluate=test_error, stop_below=1.0 - cfg.stop_accuracy)
+    params, hist = common.train(
+        loss_fn,
+        params,
+        opt,
+        make_batch,
+        jax.random.PRNGKey(seed + 1),
+        cfg.steps,
+        chunk=cfg.eval_every,
+        evaluate=test_error,
+        stop_below=1.0 - cfg.stop_accuracy,
+    )
     seconds = time.perf_counter() - start
     accuracy = [1.0 - e for e in hist["eval"]]
     final = test_scores(params)
@@ -238,18 +257,31 @@ def run_one(cfg: Config, variant: str, seed: int) -> dict:
     examples = []
     for j in range(8):  # the first eight held-out problems, as read by this variant's encoder
         answer = to_text(ids[:, j]).split("$")[0]
-        examples.append({"question": to_text(np.asarray(test[0][: int(test[1][j]), j])), "answer": answer,
-                         "right": answer == str(int(a[j] + b[j]))})
-    return {"variant": variant, "seed": seed, "test_exact_match": accuracy[-1],
-            "test_position_accuracy": float(final["position_accuracy"]),
-            "test_loss": float(jax.jit(loss_fn)(params, test)),
-            **{f"constant_answer_{k}": v for k, v in constant_answer_scores(test[3], test[4]).items()},
-            "best_test_exact_match": max(accuracy),
-            "steps_to_95": first_step_at(accuracy, hist["eval_step"], 0.95),
-            "steps_to_99": first_step_at(accuracy, hist["eval_step"], 0.99), "steps_run": hist["eval_step"][-1],
-            "eval_step": hist["eval_step"], "accuracy_curve": accuracy, "seconds": seconds,
-            "train_loss_last_100": float(np.mean(hist["losses"][-100:])), "test_problems": int(a.shape[0]),
-            "examples": examples}
+        examples.append(
+            {
+                "question": to_text(np.asarray(test[0][: int(test[1][j]), j])),
+                "answer": answer,
+                "right": answer == str(int(a[j] + b[j])),
+            }
+        )
+    return {
+        "variant": variant,
+        "seed": seed,
+        "test_exact_match": accuracy[-1],
+        "test_position_accuracy": float(final["position_accuracy"]),
+        "test_loss": float(jax.jit(loss_fn)(params, test)),
+        **{f"constant_answer_{k}": v for k, v in constant_answer_scores(test[3], test[4]).items()},
+        "best_test_exact_match": max(accuracy),
+        "steps_to_95": first_step_at(accuracy, hist["eval_step"], 0.95),
+        "steps_to_99": first_step_at(accuracy, hist["eval_step"], 0.99),
+        "steps_run": hist["eval_step"][-1],
+        "eval_step": hist["eval_step"],
+        "accuracy_curve": accuracy,
+        "seconds": seconds,
+        "train_loss_last_100": float(np.mean(hist["losses"][-100:])),
+        "test_problems": int(a.shape[0]),
+        "examples": examples,
+    }
 
 
 def steps_to(runs, key: str, cap: int) -> dict:
@@ -264,15 +296,23 @@ def main(cfg: Config) -> dict:
     summary = {}
     for v in cfg.variants:
         mine = [r for r in runs if r["variant"] == v]
-        for k in ("test_exact_match", "test_position_accuracy", "constant_answer_accuracy", "test_loss",
-                  "constant_answer_loss", "steps_run", "seconds"):
+        for k in (
+            "test_exact_match",
+            "test_position_accuracy",
+            "constant_answer_accuracy",
+            "test_loss",
+            "constant_answer_loss",
+            "steps_run",
+            "seconds",
+        ):
             summary[f"{v}_{k}"] = common.spread([r[k] for r in mine])
         for k in ("steps_to_95", "steps_to_99"):
             summary[f"{v}_{k}"] = steps_to(mine, k, cfg.steps)
     if set(cfg.variants) >= {"forward", "reversed"}:
         for k, lower in (("steps_to_95", True), ("steps_to_99", True), ("test_exact_match", False)):
-            summary[f"verdict_{k}"] = common.verdict(summary[f"forward_{k}"], summary[f"reversed_{k}"],
-                                                     ("forward", "reversed"), lower_is_better=lower)
+            summary[f"verdict_{k}"] = common.verdict(
+                summary[f"forward_{k}"], summary[f"reversed_{k}"], ("forward", "reversed"), lower_is_better=lower
+            )
     return {"config": cfg, "summary": summary, "runs": runs}
 
 
@@ -285,23 +325,45 @@ def make_figure(results: dict):
         mine = [r for r in results["runs"] if r["variant"] == v]
         steps = max((r["eval_step"] for r in mine), key=len)
         curves = common.pad([r["accuracy_curve"] for r in mine])  # a seed that stopped at 99% is NaN after
-        common.band(left, steps, curves, color=color, label=f"{v} input: mean, min-max over {len(mine)} seeds\n(a seed stops at 99%: dot)")
+        common.band(
+            left,
+            steps,
+            curves,
+            color=color,
+            label=f"{v} input: mean, min-max over {len(mine)} seeds\n(a seed stops at 99%: dot)",
+        )
         for r in mine:  # where each seed stopped
             left.plot(r["eval_step"][-1], r["accuracy_curve"][-1], "o", color=color, ms=3)
         for k, (level, marker) in enumerate(((95, "o"), (99, "s"))):
             s = results["summary"][f"{v}_steps_to_{level}"]
             y = k + (0.15 if color == "C0" else -0.15)
-            right.errorbar([s["mean"]], [y], xerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]], fmt=marker,
-                           color=color, capsize=4, label=f"{v}" if k == 0 else None)
+            right.errorbar(
+                [s["mean"]],
+                [y],
+                xerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]],
+                fmt=marker,
+                color=color,
+                capsize=4,
+                label=f"{v}" if k == 0 else None,
+            )
             right.plot(s["values"], [y] * len(s["values"]), "x", color=color, ms=5)
     left.axhline(0.95, color="k", lw=0.6, ls=":", label="95% and 99%")
     left.axhline(0.99, color="k", lw=0.6, ls=":")
-    left.set(title=f"addition, up to {cfg['digits']} digits: held-out exact match", xlabel="training step",
-             ylabel="exact match (fraction of problems)", ylim=(0, 1.02))
+    left.set(
+        title=f"addition, up to {cfg['digits']} digits: held-out exact match",
+        xlabel="training step",
+        ylabel="exact match (fraction of problems)",
+        ylim=(0, 1.02),
+    )
     left.legend(loc="lower right", fontsize=7)
     left.grid(alpha=0.3)
-    right.set(title="steps to reach a held-out exact match\n(bar: min-max, x: each seed)",
-              xlabel="training step", yticks=[0, 1], yticklabels=["95%", "99%"], ylim=(-0.6, 1.6))
+    right.set(
+        title="steps to reach a held-out exact match\n(bar: min-max, x: each seed)",
+        xlabel="training step",
+        yticks=[0, 1],
+        yticklabels=["95%", "99%"],
+        ylim=(-0.6, 1.6),
+    )
     right.set_xlim(0, cfg["steps"] * 1.02)
     right.axvline(cfg["steps"], color="k", lw=0.6, ls="--", label="step limit (a seed that never got there)")
     right.legend(loc="upper left", fontsize=7)

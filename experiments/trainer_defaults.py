@@ -10,6 +10,7 @@ best (the defaults should keep improving until the budget is spent: within 1%).
 The English text is ``pydoc_topics`` followed by the docstrings of the standard library's modules (in sorted
 path order, each docstring once) up to 1,000,000 characters: English prose that every Python installation ships.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,12 @@ def english_text(size: int = ENGLISH_SIZE) -> str:
     parts, seen = [load_corpus("pydoc_topics")], set()
     total = len(parts[0])
     stdlib = sysconfig.get_paths()["stdlib"]
-    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(stdlib) for f in files
-                   if f.endswith(".py") and "test" not in d and "site-packages" not in d)
+    paths = sorted(
+        os.path.join(d, f)
+        for d, _, files in os.walk(stdlib)
+        for f in files
+        if f.endswith(".py") and "test" not in d and "site-packages" not in d
+    )
     for path in paths:
         try:
             tree = ast.parse(open(path, encoding="utf-8").read())
@@ -72,14 +77,26 @@ def run_one(name: str, settings: dict, data: str, minutes: float, seed: int) -> 
     config = RunConfig(data=data, time_budget=minutes, seed=seed, sample_length=0, **settings)
     with tempfile.TemporaryDirectory() as out:
         summary = run_training(config, out, progress=False, log=lambda s: None)
-    curve = [(r["elapsed_seconds"], r["step"], r["val_loss"]) for r in summary["records"]
-             if "val_loss" in r and "elapsed_seconds" in r]
+    curve = [
+        (r["elapsed_seconds"], r["step"], r["val_loss"])
+        for r in summary["records"]
+        if "val_loss" in r and "elapsed_seconds" in r
+    ]
     best = min(v for _, _, v in curve)
     end = summary["val_loss"]
-    return {"name": name, "settings": settings, "status": summary["status"], "steps": summary["step"],
-            "elapsed_seconds": summary["elapsed_seconds"], "best_val_loss": best,
-            "best_at_seconds": next(t for t, _, v in curve if v == best), "end_val_loss": end,
-            "end_above_best": end / best - 1, "test_loss": summary.get("test_loss"), "curve": curve}
+    return {
+        "name": name,
+        "settings": settings,
+        "status": summary["status"],
+        "steps": summary["step"],
+        "elapsed_seconds": summary["elapsed_seconds"],
+        "best_val_loss": best,
+        "best_at_seconds": next(t for t, _, v in curve if v == best),
+        "end_val_loss": end,
+        "end_above_best": end / best - 1,
+        "test_loss": summary.get("test_loss"),
+        "curve": curve,
+    }
 
 
 def main(corpus: str, minutes: float, seed: int, only=None, previous=None) -> dict:
@@ -90,26 +107,42 @@ def main(corpus: str, minutes: float, seed: int, only=None, previous=None) -> di
         data = os.path.join(folder, f"{corpus}.txt")
         with open(data, "w", encoding="utf-8") as f:
             f.write(text)
-        runs = [run_one(name, settings, data, minutes, seed) for name, settings in CANDIDATES.items()
-                if only is None or name in only]
+        runs = [
+            run_one(name, settings, data, minutes, seed)
+            for name, settings in CANDIDATES.items()
+            if only is None or name in only
+        ]
     if previous:  # this run's candidates replace theirs; the rest keep their earlier runs
         by_name = {r["name"]: r for r in previous["runs"]} | {r["name"]: r for r in runs}
         runs = [by_name[name] for name in CANDIDATES if name in by_name]
     summary = {f"{r['name']}: end above best": r["end_above_best"] for r in runs}
     summary.update({f"{r['name']}: end validation": r["end_val_loss"] for r in runs})
-    return {"corpus": corpus, "characters": len(text), "distinct_characters": len(set(text)), "minutes": minutes,
-            "seed": seed, "within": WITHIN, "defaults": dataclasses.asdict(RunConfig()), "runs": runs,
-            "summary": summary}
+    return {
+        "corpus": corpus,
+        "characters": len(text),
+        "distinct_characters": len(set(text)),
+        "minutes": minutes,
+        "seed": seed,
+        "within": WITHIN,
+        "defaults": dataclasses.asdict(RunConfig()),
+        "runs": runs,
+        "summary": summary,
+    }
 
 
 def table(results: dict) -> str:
     """Markdown: one row per candidate."""
-    rows = [f"| {results['corpus']} ({results['characters']:,} chars) | best validation (at s) | end validation "
-            "| end above best | updates |", "|---|---|---|---|---|"]
+    rows = [
+        f"| {results['corpus']} ({results['characters']:,} chars) | best validation (at s) | end validation "
+        "| end above best | updates |",
+        "|---|---|---|---|---|",
+    ]
     for r in results["runs"]:
         mark = "**" if r["end_above_best"] <= WITHIN else ""
-        rows.append(f"| {r['name']} | {r['best_val_loss']:.4f} ({r['best_at_seconds']:.0f}) | "
-                    f"{r['end_val_loss']:.4f} | {mark}{100 * r['end_above_best']:.2f}%{mark} | {r['steps']} |")
+        rows.append(
+            f"| {r['name']} | {r['best_val_loss']:.4f} ({r['best_at_seconds']:.0f}) | "
+            f"{r['end_val_loss']:.4f} | {mark}{100 * r['end_above_best']:.2f}%{mark} | {r['steps']} |"
+        )
     return "\n".join(rows)
 
 
@@ -121,8 +154,11 @@ def make_figure(results: dict):
         ax.plot([x / 60 for x in t], v, color=f"C{i}", label=r["name"])
     lows = [min(v for *_, v in r["curve"]) for r in results["runs"]]
     ax.set_ylim(min(lows) - 0.05, min(lows) + 0.6)
-    ax.set(xlabel="wall-clock time (minutes)", ylabel="validation loss (nats/char)",
-           title=f"{results['corpus']}: {results['minutes']:g}-minute budget")
+    ax.set(
+        xlabel="wall-clock time (minutes)",
+        ylabel="validation loss (nats/char)",
+        title=f"{results['corpus']}: {results['minutes']:g}-minute budget",
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -134,9 +170,13 @@ def cli(argv=None) -> int:
     parser.add_argument("--corpus", default="pydoc_topics", choices=("pydoc_topics", "stdlib_source", "english"))
     parser.add_argument("--minutes", type=float, default=10.0, help="time budget of each run (default: 10)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), metavar="NAME",
-                        help="run these candidates and keep the others' runs from the JSON already in --out "
-                             "(default: run all)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(CANDIDATES),
+        metavar="NAME",
+        help="run these candidates and keep the others' runs from the JSON already in --out (default: run all)",
+    )
     parser.add_argument("--out", default=os.path.join("experiments", "results"))
     args = parser.parse_args(argv)
     if not (math.isfinite(args.minutes) and args.minutes > 0):
@@ -150,11 +190,22 @@ def cli(argv=None) -> int:
         previous = None  # runs of another budget or seed are not comparable: start afresh
     results = main(args.corpus, args.minutes, args.seed, args.only, previous)
     runtime = round(time.perf_counter() - start, 1)
-    command = (f"python experiments/trainer_defaults.py --corpus {args.corpus} --minutes {args.minutes:g}"
-               + (" --only " + " ".join(repr(n) for n in args.only) if args.only else "") + f" --out {args.out}")
+    command = (
+        f"python experiments/trainer_defaults.py --corpus {args.corpus} --minutes {args.minutes:g}"
+        + (" --only " + " ".join(repr(n) for n in args.only) if args.only else "")
+        + f" --out {args.out}"
+    )
     results["runtime_s"] = round(runtime + (previous["runtime_s"] if previous else 0.0), 1)
-    results["command"] = [*(previous["command"] if previous and isinstance(previous["command"], list)
-                            else [previous["command"]] if previous else []), command]
+    results["command"] = [
+        *(
+            previous["command"]
+            if previous and isinstance(previous["command"], list)
+            else [previous["command"]]
+            if previous
+            else []
+        ),
+        command,
+    ]
     results["environment"] = common.environment()
     results["table"] = table(results)
     paths = common.save(args.out, f"trainer_defaults_{args.corpus}", results, make_figure(results))

@@ -24,6 +24,7 @@
 
     python experiments/truncated_bptt.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,12 +53,12 @@ class Config:
     truncations: tuple = (5, 10, 25, 50, 100)
     corpus: str = DEFAULT_CORPUS
     hidden_size: int = 128
-    batch: int = 32                  # parallel streams
-    learning_rate: float = 2e-3      # Adam, global-norm clipping at ``clip``
+    batch: int = 32  # parallel streams
+    learning_rate: float = 2e-3  # Adam, global-norm clipping at ``clip``
     clip: float = 5.0
-    characters: int = 400_000        # the equal-characters comparison: training characters per k
-    updates: int = 250               # the equal-updates comparison: updates per k
-    evaluations: int = 5             # validation points on each of the two budgets
+    characters: int = 400_000  # the equal-characters comparison: training characters per k
+    updates: int = 250  # the equal-updates comparison: updates per k
+    evaluations: int = 5  # validation points on each of the two budgets
     eval_seq_length: int = 100
     validation_characters: int = 20_000
     seeds: tuple = (0, 1, 2)
@@ -76,11 +77,27 @@ class Config:
 
 PRESETS = {
     "cpu": Config(),
-    "tiny": Config(truncations=(5, 50), hidden_size=32, batch=8, learning_rate=1e-2, characters=20_000,
-                   updates=50, evaluations=2, validation_characters=4_000, eval_seq_length=50, seeds=(0, 1),
-                   adding_T=20, adding_truncations=(("first", (5, 20)),), adding_hidden=16, adding_steps=400,
-                   adding_eval_size=500, memory_lengths=(50, 200), memory_truncation=10, memory_batch=4,
-                   memory_hidden=16),
+    "tiny": Config(
+        truncations=(5, 50),
+        hidden_size=32,
+        batch=8,
+        learning_rate=1e-2,
+        characters=20_000,
+        updates=50,
+        evaluations=2,
+        validation_characters=4_000,
+        eval_seq_length=50,
+        seeds=(0, 1),
+        adding_T=20,
+        adding_truncations=(("first", (5, 20)),),
+        adding_hidden=16,
+        adding_steps=400,
+        adding_eval_size=500,
+        memory_lengths=(50, 200),
+        memory_truncation=10,
+        memory_batch=4,
+        memory_hidden=16,
+    ),
 }
 FIRST_BASELINE_MSE = 1.0 / 12.0  # the variance of one uniform value: guessing 0.5 for it
 
@@ -105,8 +122,13 @@ def run_one(cfg: Config, k: int, seed: int, vocab_size: int, train_ids, validati
     model = lm.ModelConfig(vocab_size, cell="lstm", hidden_size=cfg.hidden_size)
     state = lm.init_train_state(jax.random.PRNGKey(seed), model, optimizer, cfg.batch)
     equal_characters = max(cfg.characters // (cfg.batch * k), 1)
-    grid = sorted({max(round(budget * j / cfg.evaluations), 1) for budget in (equal_characters, cfg.updates)
-                   for j in range(1, cfg.evaluations + 1)})
+    grid = sorted(
+        {
+            max(round(budget * j / cfg.evaluations), 1)
+            for budget in (equal_characters, cfg.updates)
+            for j in range(1, cfg.evaluations + 1)
+        }
+    )
     per_call = max(min(b - a for a, b in zip([0] + grid, grid)), 1)
     train_chunks = lm.make_train_chunks(optimizer, per_call)
     start, points, losses = 0, [], []
@@ -115,19 +137,34 @@ def run_one(cfg: Config, k: int, seed: int, vocab_size: int, train_ids, validati
         while start < stop:
             count = min(per_call, stop - start)
             xs, targets, reset = streams.chunks(start, per_call)
-            active = np.arange(per_call) < count   # one compiled shape for every call
+            active = np.arange(per_call) < count  # one compiled shape for every call
             state, chunk_losses = train_chunks(state, xs, targets, reset, active)
             losses += np.asarray(chunk_losses)[:count].tolist()
             start += count
-        points.append({"characters": start * cfg.batch * k, "updates": start,
-                       "validation_loss": float(lm.evaluate(state.params, *validation.epoch()))})
+        points.append(
+            {
+                "characters": start * cfg.batch * k,
+                "updates": start,
+                "validation_loss": float(lm.evaluate(state.params, *validation.epoch())),
+            }
+        )
     at = {p["updates"]: p["validation_loss"] for p in points}
-    return {"k": k, "seed": seed, "equal_characters": {"updates": equal_characters,
-                                                       "characters": equal_characters * cfg.batch * k,
-                                                       "validation_loss": at[equal_characters]},
-            "equal_updates": {"updates": cfg.updates, "characters": cfg.updates * cfg.batch * k,
-                              "validation_loss": at[cfg.updates]},
-            "curve": points, "seconds": time.perf_counter() - t0}
+    return {
+        "k": k,
+        "seed": seed,
+        "equal_characters": {
+            "updates": equal_characters,
+            "characters": equal_characters * cfg.batch * k,
+            "validation_loss": at[equal_characters],
+        },
+        "equal_updates": {
+            "updates": cfg.updates,
+            "characters": cfg.updates * cfg.batch * k,
+            "validation_loss": at[cfg.updates],
+        },
+        "curve": points,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 # ------------------------------------------------------------------------------------ 2. adding problem
@@ -149,8 +186,8 @@ def truncated_adding_loss(params, batch, k: int, target: str):
     step = jaxrnn.step_for(params)
     carry = jaxrnn.initial_carry(params, xs.shape[1:2])
     if k < T:
-        carry = jax.lax.stop_gradient(jaxrnn.unroll(step, params, carry, xs[:T - k])[0])
-    carry, _ = jaxrnn.unroll(step, params, carry, xs[T - k:] if k < T else xs)
+        carry = jax.lax.stop_gradient(jaxrnn.unroll(step, params, carry, xs[: T - k])[0])
+    carry, _ = jaxrnn.unroll(step, params, carry, xs[T - k :] if k < T else xs)
     return jnp.mean((jaxrnn.readout(params, common.hidden(carry))[:, 0] - adding_target(xs, ys, target)) ** 2)
 
 
@@ -161,12 +198,24 @@ def run_adding(cfg: Config, target: str, k: int, seed: int) -> dict:
     test = common.adding_batch(jax.random.PRNGKey(10_000), cfg.adding_T, cfg.adding_eval_size)
     evaluate = jax.jit(lambda p: truncated_adding_loss(p, test, cfg.adding_T, target))
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.adding_learning_rate))
-    _, hist = common.train(lambda p, b: truncated_adding_loss(p, b, k, target), params, optimizer,
-                           lambda kk: common.adding_batch(kk, cfg.adding_T, cfg.adding_batch),
-                           jax.random.fold_in(key, 1), cfg.adding_steps, chunk=min(100, cfg.adding_steps),
-                           evaluate=evaluate)
-    return {"target": target, "k": k, "seed": seed, "test_mse": hist["eval"][-1], "eval_step": hist["eval_step"],
-            "eval": hist["eval"]}
+    _, hist = common.train(
+        lambda p, b: truncated_adding_loss(p, b, k, target),
+        params,
+        optimizer,
+        lambda kk: common.adding_batch(kk, cfg.adding_T, cfg.adding_batch),
+        jax.random.fold_in(key, 1),
+        cfg.adding_steps,
+        chunk=min(100, cfg.adding_steps),
+        evaluate=evaluate,
+    )
+    return {
+        "target": target,
+        "k": k,
+        "seed": seed,
+        "test_mse": hist["eval"][-1],
+        "eval_step": hist["eval_step"],
+        "eval": hist["eval"],
+    }
 
 
 # ------------------------------------------------------------------------------------------- 3. memory
@@ -176,8 +225,11 @@ def program_bytes(compiled) -> dict:
     """XLA's accounting of a compiled program: ``arguments + outputs + temporaries - aliased`` and its parts."""
     m = compiled.memory_analysis()
     total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
-    return {"total_bytes": int(total), "temp_bytes": int(m.temp_size_in_bytes),
-            "argument_bytes": int(m.argument_size_in_bytes)}
+    return {
+        "total_bytes": int(total),
+        "temp_bytes": int(m.temp_size_in_bytes),
+        "argument_bytes": int(m.argument_size_in_bytes),
+    }
 
 
 def truncated_gradient(params, carry, xs, targets, k: int):
@@ -198,16 +250,19 @@ def truncated_gradient(params, carry, xs, targets, k: int):
 
 
 def memory_row(cfg: Config, vocab_size: int, T: int, method: str) -> dict:
-    params = jax.eval_shape(lambda: jaxrnn.init_lstm(jax.random.PRNGKey(0), vocab_size, cfg.memory_hidden,
-                                                     vocab_size))
-    carry = jax.eval_shape(lambda: jaxrnn.initial_carry(jaxrnn.init_lstm(jax.random.PRNGKey(0), 1,
-                                                                         cfg.memory_hidden, 1), (cfg.memory_batch,)))
+    params = jax.eval_shape(lambda: jaxrnn.init_lstm(jax.random.PRNGKey(0), vocab_size, cfg.memory_hidden, vocab_size))
+    carry = jax.eval_shape(
+        lambda: jaxrnn.initial_carry(
+            jaxrnn.init_lstm(jax.random.PRNGKey(0), 1, cfg.memory_hidden, 1), (cfg.memory_batch,)
+        )
+    )
     ids = jax.ShapeDtypeStruct((T, cfg.memory_batch), jnp.int32)
     if method == "truncated":
         f = lambda p, c, x, y: truncated_gradient(p, c, x, y, cfg.memory_truncation)
     else:
-        f = lambda p, c, x, y: jax.value_and_grad(lambda p: jaxrnn.sequence_loss(
-            p, c, x, y, remat=method == "remat")[0])(p)
+        f = lambda p, c, x, y: jax.value_and_grad(
+            lambda p: jaxrnn.sequence_loss(p, c, x, y, remat=method == "remat")[0]
+        )(p)
     return {"T": T, "method": method, **program_bytes(jax.jit(f).lower(params, carry, ids, ids).compile())}
 
 
@@ -218,10 +273,15 @@ def main(cfg: Config) -> dict:
     vocab_size, train_ids, validation_ids = load_pieces(cfg)
     validation = evaluation_streams(validation_ids, cfg.batch, cfg.eval_seq_length, what="the validation text")
     sweep = [run_one(cfg, k, seed, vocab_size, train_ids, validation) for k in cfg.truncations for seed in cfg.seeds]
-    adding = [run_adding(cfg, target, k, seed) for target, ks in dict(cfg.adding_truncations).items() for k in ks
-              for seed in cfg.seeds]
-    memory = [memory_row(cfg, vocab_size, T, method) for T in cfg.memory_lengths
-              for method in ("full", "remat", "truncated")]
+    adding = [
+        run_adding(cfg, target, k, seed)
+        for target, ks in dict(cfg.adding_truncations).items()
+        for k in ks
+        for seed in cfg.seeds
+    ]
+    memory = [
+        memory_row(cfg, vocab_size, T, method) for T in cfg.memory_lengths for method in ("full", "remat", "truncated")
+    ]
     spreads, verdicts, summary = {}, {}, {"uniform_loss": float(np.log(vocab_size))}
     for budget in ("equal_characters", "equal_updates"):
         for k in cfg.truncations:
@@ -229,8 +289,9 @@ def main(cfg: Config) -> dict:
             spreads[f"{budget} k{k}"] = s
             summary[f"{budget}: k{k} validation loss (mean of {s['n']})"] = s["mean"]
         for a, b in zip(cfg.truncations, cfg.truncations[1:]):
-            verdicts[f"{budget}: k{a} vs k{b}"] = common.verdict(spreads[f"{budget} k{a}"], spreads[f"{budget} k{b}"],
-                                                                 (f"k{a}", f"k{b}"))
+            verdicts[f"{budget}: k{a} vs k{b}"] = common.verdict(
+                spreads[f"{budget} k{a}"], spreads[f"{budget} k{b}"], (f"k{a}", f"k{b}")
+            )
     for target, ks in dict(cfg.adding_truncations).items():
         for k in ks:
             s = common.spread([r["test_mse"] for r in adding if r["target"] == target and r["k"] == k])
@@ -239,11 +300,19 @@ def main(cfg: Config) -> dict:
     by = {(r["method"], r["T"]): r["total_bytes"] for r in memory}
     T0, T1 = cfg.memory_lengths[0], cfg.memory_lengths[-1]
     for method in ("full", "remat", "truncated"):
-        summary[f"{method}_MiB_T{T1}"] = by[(method, T1)] / 2 ** 20
+        summary[f"{method}_MiB_T{T1}"] = by[(method, T1)] / 2**20
         summary[f"{method}_growth_T{T0}_to_T{T1}"] = by[(method, T1)] / by[(method, T0)]
-    return {"config": cfg, "summary": summary, "spreads": spreads, "verdicts": verdicts, "vocab_size": vocab_size,
-            "adding_baselines": {"predict 1 (sum)": common.ADDING_BASELINE_MSE, "predict 0.5 (first)":
-                                 FIRST_BASELINE_MSE}, "sweep": sweep, "adding": adding, "memory": memory}
+    return {
+        "config": cfg,
+        "summary": summary,
+        "spreads": spreads,
+        "verdicts": verdicts,
+        "vocab_size": vocab_size,
+        "adding_baselines": {"predict 1 (sum)": common.ADDING_BASELINE_MSE, "predict 0.5 (first)": FIRST_BASELINE_MSE},
+        "sweep": sweep,
+        "adding": adding,
+        "memory": memory,
+    }
 
 
 def make_figure(results: dict):
@@ -252,8 +321,9 @@ def make_figure(results: dict):
     cfg = results["config"]
     get = (lambda name: cfg[name]) if isinstance(cfg, dict) else (lambda name: getattr(cfg, name))
     fig, ax = common.new_figure(2, 2, size=(5.6, 4.0))
-    for col, (budget, axis, label) in enumerate((("equal_characters", "characters", "training characters"),
-                                                 ("equal_updates", "updates", "updates"))):
+    for col, (budget, axis, label) in enumerate(
+        (("equal_characters", "characters", "training characters"), ("equal_updates", "updates", "updates"))
+    ):
         a = ax[0, col]
         for k in get("truncations"):
             runs = [r for r in results["sweep"] if r["k"] == k]
@@ -261,8 +331,11 @@ def make_figure(results: dict):
             x = [p[axis] for p in runs[0]["curve"] if p[axis] <= limit]
             curves = [[p["validation_loss"] for p in r["curve"] if p[axis] <= limit] for r in runs]
             common.band(a, x, common.pad(curves), label=f"k = {k}")
-        a.set(title=f"{label.split()[-1]} equal for every k: validation loss ({len(get('seeds'))} seeds)",
-              xlabel=label, ylabel="validation loss (nats per character)")
+        a.set(
+            title=f"{label.split()[-1]} equal for every k: validation loss ({len(get('seeds'))} seeds)",
+            xlabel=label,
+            ylabel="validation loss (nats per character)",
+        )
         a.set_xscale("log")
         a.legend(fontsize=8)
         a.grid(alpha=0.3, which="both")
@@ -272,21 +345,31 @@ def make_figure(results: dict):
         s = [results["spreads"][f"adding {target} k{k}"] for k in ks]
         mean = np.array([v["mean"] for v in s])
         err = np.array([[v["mean"] - v["min"] for v in s], [v["max"] - v["mean"] for v in s]])
-        a.errorbar(ks, mean, yerr=err, marker="o", capsize=3, label=f"target: {target} marked value"
-                   + ("s" if target == "sum" else ""))
+        a.errorbar(
+            ks,
+            mean,
+            yerr=err,
+            marker="o",
+            capsize=3,
+            label=f"target: {target} marked value" + ("s" if target == "sum" else ""),
+        )
     a.axhline(common.ADDING_BASELINE_MSE, color="k", ls=":", lw=1, label="predict 1 (sum): 1/6")
     a.axhline(FIRST_BASELINE_MSE, color="gray", ls="--", lw=1, label="predict 0.5 (first): 1/12")
     a.axvline(T / 2, color="tab:red", lw=0.8, alpha=0.6, label=f"k = T/2 = {T // 2}")
     a.set_yscale("log")
-    a.set(title=f"adding problem, T = {T}: truncation k (k = T: full BPTT)", xlabel="truncation length k (steps)",
-          ylabel="held-out MSE (mean, min-max)")
+    a.set(
+        title=f"adding problem, T = {T}: truncation k (k = T: full BPTT)",
+        xlabel="truncation length k (steps)",
+        ylabel="held-out MSE (mean, min-max)",
+    )
     a.legend(fontsize=7)
     a.grid(alpha=0.3, which="both")
     for method, style in (("full", "o-"), ("remat", "s--"), ("truncated", "^:")):
         rows = [r for r in results["memory"] if r["method"] == method]
-        ax[1, 1].loglog([r["T"] for r in rows], [r["total_bytes"] / 2 ** 20 for r in rows], style, label=method)
-    ax[1, 1].set(title="one gradient's compiled memory (XLA)", xlabel="sequence length T (characters)",
-                 ylabel="memory (MiB)")
+        ax[1, 1].loglog([r["T"] for r in rows], [r["total_bytes"] / 2**20 for r in rows], style, label=method)
+    ax[1, 1].set(
+        title="one gradient's compiled memory (XLA)", xlabel="sequence length T (characters)", ylabel="memory (MiB)"
+    )
     ax[1, 1].legend()
     ax[1, 1].grid(alpha=0.3, which="both")
     fig.tight_layout()

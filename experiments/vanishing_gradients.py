@@ -7,6 +7,7 @@ and ``||dL/dh_t||`` of an RNN and an LSTM before and after training on the addin
 
     python experiments/vanishing_gradients.py --preset cpu --out experiments/results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,15 +32,15 @@ from jaxrnn import gradflow
 @dataclasses.dataclass(frozen=True)
 class Config:
     hidden_size: int = 32
-    T: int = 60                      # lags 1..T
-    samples: int = 16                # input sequences per measurement (the bound is checked on each)
+    T: int = 60  # lags 1..T
+    samples: int = 16  # input sequences per measurement (the bound is checked on each)
     scales: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
     forget_biases: tuple = (0.0, 1.0, 2.0, 3.0, 5.0)
-    keep_steps: int = 1000           # steps for which f = 1, i = 0 must keep the cell unchanged
-    train_T: int = 50                # adding-problem length for the before/after-training comparison
-    train_steps: int = 1500          # 0 skips the before/after-training comparison
+    keep_steps: int = 1000  # steps for which f = 1, i = 0 must keep the cell unchanged
+    train_T: int = 50  # adding-problem length for the before/after-training comparison
+    train_steps: int = 1500  # 0 skips the before/after-training comparison
     batch: int = 64
-    learning_rate: float = 3e-3      # Adam, clipped at global norm 1 (long_range's grid point (3e-3, H = 32))
+    learning_rate: float = 3e-3  # Adam, clipped at global norm 1 (long_range's grid point (3e-3, H = 32))
     train_seeds: tuple = (0, 1, 2)
     seed: int = 0
 
@@ -62,8 +63,10 @@ def _rnn_measure(p, h0, xs):
 @jax.jit
 def _lstm_measure(params, carry, xs):
     """Cell-path Jacobians ``(B, T, H, H)``, forget-gate products ``(B, T, H)``, full ``||dc_T/dc_t||`` by lag."""
-    J = jax.vmap(lambda c, x: gradflow.final_state_jacobians(gradflow.lstm_cell_path_step, params, c, x,
-                                                             part="c"), in_axes=(0, 1))(carry, xs)
+    J = jax.vmap(
+        lambda c, x: gradflow.final_state_jacobians(gradflow.lstm_cell_path_step, params, c, x, part="c"),
+        in_axes=(0, 1),
+    )(carry, xs)
     P = jnp.swapaxes(gradflow.forget_gate_products(gradflow.forget_gates(params, carry, xs)), 0, 1)
     return J, P, gradflow.lag_norms(jaxrnn.lstm_step, params, carry, xs, part="c")
 
@@ -88,15 +91,20 @@ def linear_and_tanh(cfg: Config, key) -> dict:
         lin, th, saturated = map(np.asarray, _rnn_measure(_rnn_with_scale(key, cfg, s), h0, xs))
         slopes = [_slope(lags, n) for n in lin]
         out["linear"][str(s)] = {
-            "norm_by_lag": lin[0], "slope": slopes[0], "ln_s": math.log(s),
-            "max_abs_slope_error": max(abs(v - math.log(s)) for v in slopes)}
-        bound = s ** lags
+            "norm_by_lag": lin[0],
+            "slope": slopes[0],
+            "ln_s": math.log(s),
+            "max_abs_slope_error": max(abs(v - math.log(s)) for v in slopes),
+        }
+        bound = s**lags
         out["tanh"][str(s)] = {
-            "median_norm_by_lag": np.median(th, axis=0), "max_norm_by_lag": th.max(axis=0),
+            "median_norm_by_lag": np.median(th, axis=0),
+            "max_norm_by_lag": th.max(axis=0),
             "bound_holds_every_sample_and_lag": bool(np.all(th <= bound * (1 + 1e-12))),
             "max_ratio_to_bound": float(np.max(th / bound)),
             "saturated_fraction": float(saturated),
-            "grows_anywhere": bool(np.any(th > 1.0))}
+            "grows_anywhere": bool(np.any(th > 1.0)),
+        }
     return out
 
 
@@ -111,14 +119,16 @@ def lstm_cell_path(cfg: Config, key) -> dict:
     for b in cfg.forget_biases:
         p = jaxrnn.init_lstm(key, 1, H, 1, forget_bias=b, dtype=jnp.float64)
         J, P, full = map(np.asarray, _lstm_measure(p, carry, xs))
-        diag = np.diagonal(J, axis1=-2, axis2=-1)                        # (B, T, H), like P
+        diag = np.diagonal(J, axis1=-2, axis2=-1)  # (B, T, H), like P
         off = J * (1 - np.eye(H))
         err = np.abs(diag - P) / np.maximum(np.abs(diag) + np.abs(P), 1e-300)
         worst = max(worst, float(err.max()), float(np.abs(off).max()))
-        path = np.flip(np.abs(diag).max(axis=-1), axis=-1)               # by lag
-        out["sweep"][str(b)] = {"forget_gate_sigmoid": 1 / (1 + math.exp(-b)),
-                                "median_full_dc_norm_by_lag": np.median(full, axis=0),
-                                "median_cell_path_norm_by_lag": np.median(path, axis=0)}
+        path = np.flip(np.abs(diag).max(axis=-1), axis=-1)  # by lag
+        out["sweep"][str(b)] = {
+            "forget_gate_sigmoid": 1 / (1 + math.exp(-b)),
+            "median_full_dc_norm_by_lag": np.median(full, axis=0),
+            "median_cell_path_norm_by_lag": np.median(path, axis=0),
+        }
     out["cell_path_vs_forget_product_max_rel_error"] = worst
     rnn = jaxrnn.init_rnn(key, 1, H, 1, dtype=jnp.float64)
     h0 = jnp.zeros((cfg.samples, H), jnp.float64)
@@ -150,13 +160,13 @@ def before_and_after_training(cfg: Config, key) -> dict:
         carry = jaxrnn.initial_carry(params, (xs.shape[1],))
         loss = lambda hs, carry_T: jnp.sum((jaxrnn.readout(params, common.hidden(carry_T))[:, 0] - ys) ** 2)
         g = gradflow.state_gradients(jaxrnn.step_for(params), params, carry, xs, loss)
-        sq = sum(jnp.sum(leaf ** 2, axis=-1) for leaf in jax.tree.leaves(g))      # (T, B)
+        sq = sum(jnp.sum(leaf**2, axis=-1) for leaf in jax.tree.leaves(g))  # (T, B)
         return gradflow.by_lag(jnp.median(jnp.sqrt(sq), axis=1))
 
     chunk = min(100, cfg.train_steps)
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.learning_rate))
     for kind in ("rnn", "lstm"):
-        run = common.make_trainer(loss_fn, opt, make_batch, chunk)   # compiled once for every seed
+        run = common.make_trainer(loss_fn, opt, make_batch, chunk)  # compiled once for every seed
         per_seed = []
         for seed in cfg.train_seeds:
             seed_key = jax.random.PRNGKey(seed)
@@ -166,14 +176,23 @@ def before_and_after_training(cfg: Config, key) -> dict:
             for _ in range(cfg.train_steps // chunk):
                 train_key, k = jax.random.split(train_key)
                 params, opt_state, _, _ = run(params, opt_state, k)
-            per_seed.append({"seed": seed, "median_norm_by_lag_init": before,
-                             "median_norm_by_lag_trained": norms_by_lag(params),
-                             "test_mse": float(loss_fn(params, (xs, ys)))})
-        out[kind] = {"seeds": per_seed, "test_mse": common.spread([r["test_mse"] for r in per_seed]),
-                     "baseline_mse": common.ADDING_BASELINE_MSE}
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "median_norm_by_lag_init": before,
+                    "median_norm_by_lag_trained": norms_by_lag(params),
+                    "test_mse": float(loss_fn(params, (xs, ys))),
+                }
+            )
+        out[kind] = {
+            "seeds": per_seed,
+            "test_mse": common.spread([r["test_mse"] for r in per_seed]),
+            "baseline_mse": common.ADDING_BASELINE_MSE,
+        }
         for w in ("init", "trained"):
             out[kind][f"norm_at_lag{cfg.train_T}_{w}"] = common.spread(
-                [float(r[f"median_norm_by_lag_{w}"][-1]) for r in per_seed])
+                [float(r[f"median_norm_by_lag_{w}"][-1]) for r in per_seed]
+            )
     if len(out) == 2:
         out["verdict"] = common.verdict(out["lstm"]["test_mse"], out["rnn"]["test_mse"], ("lstm", "rnn"))
     return out
@@ -188,19 +207,26 @@ def main(cfg: Config) -> dict:
     T = cfg.T
     summary = {
         "linear_slope_max_abs_error": max(v["max_abs_slope_error"] for v in rnns["linear"].values()),
-        "tanh_bound_holds_for_s_below_1": all(v["bound_holds_every_sample_and_lag"]
-                                              for s, v in rnns["tanh"].items() if float(s) < 1),
+        "tanh_bound_holds_for_s_below_1": all(
+            v["bound_holds_every_sample_and_lag"] for s, v in rnns["tanh"].items() if float(s) < 1
+        ),
         **{f"tanh_s{s}_median_norm_lag{T}": float(v["median_norm_by_lag"][-1]) for s, v in rnns["tanh"].items()},
         **{f"tanh_s{s}_max_norm_any_lag": float(v["max_norm_by_lag"].max()) for s, v in rnns["tanh"].items()},
         "cell_path_vs_forget_product_max_rel_error": lstm["cell_path_vs_forget_product_max_rel_error"],
         "keep_max_abs_change": lstm["keep_max_abs_change"],
         f"rnn_default_init_median_norm_lag{T}": float(lstm["rnn_default_init_median_norm_by_lag"][-1]),
-        **{f"lstm_bias{b}_median_dc_norm_lag{T}": float(v["median_full_dc_norm_by_lag"][-1])
-           for b, v in lstm["sweep"].items()},
+        **{
+            f"lstm_bias{b}_median_dc_norm_lag{T}": float(v["median_full_dc_norm_by_lag"][-1])
+            for b, v in lstm["sweep"].items()
+        },
         **{f"{k}_trained_test_mse_mean": v["test_mse"]["mean"] for k, v in trained.items() if k != "verdict"},
         **{f"{k}_trained_test_mse_std": v["test_mse"]["std"] for k, v in trained.items() if k != "verdict"},
-        **{f"{k}_dL_norm_lag{cfg.train_T}_{w}_mean": v[f"norm_at_lag{cfg.train_T}_{w}"]["mean"]
-           for k, v in trained.items() if k != "verdict" for w in ("init", "trained")},
+        **{
+            f"{k}_dL_norm_lag{cfg.train_T}_{w}_mean": v[f"norm_at_lag{cfg.train_T}_{w}"]["mean"]
+            for k, v in trained.items()
+            if k != "verdict"
+            for w in ("init", "trained")
+        },
         **({"trained_test_mse_verdict": trained["verdict"]} if "verdict" in trained else {}),
     }
     return {"config": cfg, "summary": summary, "rnn": rnns, "lstm": lstm, "trained": trained}
@@ -230,25 +256,31 @@ def make_figure(results: dict):
     for s, v in linear.items():
         ax[0, 0].plot(lags, v["norm_by_lag"], label=f"s = {s} (fitted slope {v['slope']:.3f}, ln s = {v['ln_s']:.3f})")
     _log_axis(ax[0, 0], _log_limits(*[v["norm_by_lag"] for v in linear.values()]))
-    ax[0, 0].set(title="linear RNN, Whh = sQ: ||dh_T/dh_t|| = s^(T-t)", xlabel="lag T - t (steps)",
-                 ylabel="||dh_T/dh_t||_2")
+    ax[0, 0].set(
+        title="linear RNN, Whh = sQ: ||dh_T/dh_t|| = s^(T-t)", xlabel="lag T - t (steps)", ylabel="||dh_T/dh_t||_2"
+    )
     tanh = results["rnn"]["tanh"]
     for s, v in tanh.items():
-        line, = ax[0, 1].plot(lags, v["median_norm_by_lag"], label=f"s = {s}")
+        (line,) = ax[0, 1].plot(lags, v["median_norm_by_lag"], label=f"s = {s}")
         ax[0, 1].plot(lags, float(s) ** lags, "--", color=line.get_color(), lw=0.8)
     ax[0, 1].plot([], [], "k--", lw=0.8, label="bound s^(T-t)")
-    _log_axis(ax[0, 1], _log_limits(*[v["median_norm_by_lag"] for v in tanh.values()],
-                                    *[float(s) ** lags for s in tanh]))
-    ax[0, 1].set(title="tanh RNN (median over inputs) and its bound", xlabel="lag T - t (steps)",
-                 ylabel="||dh_T/dh_t||_2")
+    _log_axis(
+        ax[0, 1], _log_limits(*[v["median_norm_by_lag"] for v in tanh.values()], *[float(s) ** lags for s in tanh])
+    )
+    ax[0, 1].set(
+        title="tanh RNN (median over inputs) and its bound", xlabel="lag T - t (steps)", ylabel="||dh_T/dh_t||_2"
+    )
     sweep = results["lstm"]["sweep"]
     for b, v in sweep.items():
         ax[1, 0].plot(lags, v["median_full_dc_norm_by_lag"], label=f"LSTM ||dc_T/dc_t||, b_f = {b}")
     rnn_init = results["lstm"]["rnn_default_init_median_norm_by_lag"]
     ax[1, 0].plot(lags, rnn_init, "k--", label="tanh RNN ||dh_T/dh_t|| (orthogonal init)")
     _log_axis(ax[1, 0], _log_limits(rnn_init, *[v["median_full_dc_norm_by_lag"] for v in sweep.values()]))
-    ax[1, 0].set(title="at initialisation: forget-bias sweep (median)", xlabel="lag T - t (steps)",
-                 ylabel="||dc_T/dc_t||_2 (LSTM), ||dh_T/dh_t||_2 (RNN)")
+    ax[1, 0].set(
+        title="at initialisation: forget-bias sweep (median)",
+        xlabel="lag T - t (steps)",
+        ylabel="||dc_T/dc_t||_2 (LSTM), ||dh_T/dh_t||_2 (RNN)",
+    )
     trained = results["trained"]
     shown = []
     for kind, color in (("rnn", "tab:red"), ("lstm", "tab:blue")):
@@ -260,14 +292,23 @@ def make_figure(results: dict):
         x = np.arange(1, init.shape[1] + 1)
         n = v["test_mse"]["n"]
         common.band(ax[1, 1], x, init, color=color, ls="--", label=f"{kind.upper()} at init", log=True)
-        common.band(ax[1, 1], x, after, color=color,
-                    label=f"{kind.upper()} trained (test MSE {common.pm(v['test_mse'], 4)}, {n} seeds)", log=True)
+        common.band(
+            ax[1, 1],
+            x,
+            after,
+            color=color,
+            label=f"{kind.upper()} trained (test MSE {common.pm(v['test_mse'], 4)}, {n} seeds)",
+            log=True,
+        )
         shown += [init, after]
     if shown:
         _log_axis(ax[1, 1], _log_limits(*shown))
-    ax[1, 1].set(title=f"adding problem T = {results['config'].train_T}: gradient reaching each step\n"
-                       "(median over sequences; band: min to max over seeds)", xlabel="lag T - t (steps)",
-                 ylabel="||dL/d state_t||_2")
+    ax[1, 1].set(
+        title=f"adding problem T = {results['config'].train_T}: gradient reaching each step\n"
+        "(median over sequences; band: min to max over seeds)",
+        xlabel="lag T - t (steps)",
+        ylabel="||dL/d state_t||_2",
+    )
     for a in ax.flat:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)

@@ -5,13 +5,32 @@ Parameters use the lecture's names and orientation (``W @ x``); see ``jaxrnn.cel
 the command line is ``jaxrnn.lm``; ``jaxrnn.convert``, ``jaxrnn.flax_modules`` and ``jaxrnn.parallel`` are
 imported on their own.
 """
+
 # The registry comes before the stack: it imports the stack module, whose functions look cells up in it.
 from jaxrnn import registry
 
 # Cells: parameters, initialisers and step functions
-from jaxrnn.cells import (GRU_GATE_ORDER, LSTM_GATE_ORDER, GRUParams, LSTMCarry, LSTMParams, RNNParams, embed,
-                          gru_cell, gru_step, init_gru, init_lstm, init_rnn, lstm_cell, lstm_gates, lstm_memory,
-                          lstm_step, readout, rnn_cell, rnn_step)
+from jaxrnn.cells import (
+    GRU_GATE_ORDER,
+    LSTM_GATE_ORDER,
+    GRUParams,
+    LSTMCarry,
+    LSTMParams,
+    RNNParams,
+    embed,
+    gru_cell,
+    gru_step,
+    init_gru,
+    init_lstm,
+    init_rnn,
+    lstm_cell,
+    lstm_gates,
+    lstm_memory,
+    lstm_step,
+    readout,
+    rnn_cell,
+    rnn_step,
+)
 
 # Which step and zero state go with which parameters; cells of your own
 from jaxrnn.registry import CellType, cell_type, initial_carry, register_cell, step_for
@@ -37,14 +56,48 @@ from jaxrnn.gradflow import lag_norms, scaled_orthogonal
 __version__ = "0.3.0"
 
 __all__ = [
-    "GRU_GATE_ORDER", "LSTM_GATE_ORDER", "GRUParams", "LSTMCarry", "LSTMParams", "RNNParams", "embed", "gru_cell",
-    "gru_step", "init_gru", "init_lstm", "init_rnn", "lstm_cell", "lstm_gates", "lstm_memory", "lstm_step",
-    "readout", "rnn_cell", "rnn_step",
-    "CellType", "cell_type", "initial_carry", "register_cell", "step_for",
-    "StackParams", "init_stack", "stack_step",
-    "length_mask", "mask_step", "unroll", "unroll_bidirectional",
-    "sequence_loss", "softmax_cross_entropy", "lecture_optimizer", "make_optimizer", "scale_by_lecture_adagrad",
+    "GRU_GATE_ORDER",
+    "LSTM_GATE_ORDER",
+    "GRUParams",
+    "LSTMCarry",
+    "LSTMParams",
+    "RNNParams",
+    "embed",
+    "gru_cell",
+    "gru_step",
+    "init_gru",
+    "init_lstm",
+    "init_rnn",
+    "lstm_cell",
+    "lstm_gates",
+    "lstm_memory",
+    "lstm_step",
+    "readout",
+    "rnn_cell",
+    "rnn_step",
+    "CellType",
+    "cell_type",
+    "initial_carry",
+    "register_cell",
+    "step_for",
+    "StackParams",
+    "init_stack",
+    "stack_step",
+    "length_mask",
+    "mask_step",
+    "unroll",
+    "unroll_bidirectional",
+    "sequence_loss",
+    "softmax_cross_entropy",
+    "lecture_optimizer",
+    "make_optimizer",
+    "scale_by_lecture_adagrad",
     "make_train_step",
-    "next_token", "sample",
-    "gradflow", "lag_norms", "reference", "registry", "scaled_orthogonal",
+    "next_token",
+    "sample",
+    "gradflow",
+    "lag_norms",
+    "reference",
+    "registry",
+    "scaled_orthogonal",
 ]

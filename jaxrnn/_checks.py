@@ -1,4 +1,5 @@
 """Argument checks shared by the library: one wording for every "must be a positive integer"."""
+
 from __future__ import annotations
 
 

@@ -29,6 +29,7 @@ Integer inputs are token ids: ``Wxh x`` with ``x`` the one-hot vector of id ``k`
 so an integer input is looked up instead of multiplied (the lecture's embedding layer). Both forms give the
 same numbers; ``embed`` exposes the lookup on its own.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -104,29 +105,35 @@ def _init_weights(key, rows: int, input_size: int, hidden_size: int, output_size
     if init not in INIT_SCHEMES:
         raise ValueError(f"unknown init {init!r}; expected one of {INIT_SCHEMES}")
     k_xh, k_hh, k_hy = jax.random.split(key, 3)
-    weights = _draw_weights(k_xh, k_hh, k_hy, rows, input_size, hidden_size, output_size, init,
-                            jnp.promote_types(dtype, jnp.float32))  # draw in >= float32 (QR has no bfloat16)
+    weights = _draw_weights(
+        k_xh, k_hh, k_hy, rows, input_size, hidden_size, output_size, init, jnp.promote_types(dtype, jnp.float32)
+    )  # draw in >= float32 (QR has no bfloat16)
     return tuple(w.astype(dtype) for w in weights)
 
 
 def _draw_weights(k_xh, k_hh, k_hy, rows, input_size, hidden_size, output_size, init, dtype):
     if init == "lecture":  # min-char-rnn: randn * 0.01
         normal = lambda k, shape: 0.01 * jax.random.normal(k, shape, dtype)
-        return normal(k_xh, (rows, input_size)), normal(k_hh, (rows, hidden_size)), normal(
-            k_hy, (output_size, hidden_size)
+        return (
+            normal(k_xh, (rows, input_size)),
+            normal(k_hh, (rows, hidden_size)),
+            normal(k_hy, (output_size, hidden_size)),
         )
     # Default for larger models: variance-preserving input/readout weights and an orthogonal recurrence, so the
     # largest singular value of each H x H block of Whh starts at exactly 1 (neither vanishing nor exploding).
     Wxh = jax.random.normal(k_xh, (rows, input_size), dtype) / jnp.sqrt(jnp.asarray(input_size, dtype))
-    blocks = [jax.nn.initializers.orthogonal()(k, (hidden_size, hidden_size), dtype)
-              for k in jax.random.split(k_hh, rows // hidden_size)]
+    blocks = [
+        jax.nn.initializers.orthogonal()(k, (hidden_size, hidden_size), dtype)
+        for k in jax.random.split(k_hh, rows // hidden_size)
+    ]
     Whh = jnp.concatenate(blocks, axis=0)
     Why = jax.random.normal(k_hy, (output_size, hidden_size), dtype) / jnp.sqrt(jnp.asarray(hidden_size, dtype))
     return Wxh, Whh, Why
 
 
-def init_rnn(key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default",
-             dtype=jnp.float32) -> RNNParams:
+def init_rnn(
+    key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default", dtype=jnp.float32
+) -> RNNParams:
     """Vanilla RNN parameters.
 
     ``init="lecture"`` is min-char-rnn's ``randn * 0.01`` with zero biases; ``init="default"`` scales input and
@@ -137,8 +144,16 @@ def init_rnn(key, input_size: int, hidden_size: int, output_size: int, *, init: 
     return RNNParams(Wxh, Whh, Why, jnp.zeros((hidden_size,), dtype), jnp.zeros((output_size,), dtype))
 
 
-def init_lstm(key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default",
-              forget_bias: float = 1.0, dtype=jnp.float32) -> LSTMParams:
+def init_lstm(
+    key,
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    *,
+    init: str = "default",
+    forget_bias: float = 1.0,
+    dtype=jnp.float32,
+) -> LSTMParams:
     """LSTM parameters; the forget-gate block of ``bh`` starts at ``forget_bias`` so the cell remembers by
     default (``f = sigmoid(1) ~ 0.73``)."""
     _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
@@ -147,8 +162,9 @@ def init_lstm(key, input_size: int, hidden_size: int, output_size: int, *, init:
     return LSTMParams(Wxh, Whh, Why, bh, jnp.zeros((output_size,), dtype))
 
 
-def init_gru(key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default",
-             dtype=jnp.float32) -> GRUParams:
+def init_gru(
+    key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default", dtype=jnp.float32
+) -> GRUParams:
     """GRU parameters with zero biases (``bh`` and ``bhn``); ``init`` as for ``init_rnn``."""
     _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
     Wxh, Whh, Why = _init_weights(key, 3 * hidden_size, input_size, hidden_size, output_size, init, dtype)
@@ -189,8 +205,10 @@ def input_projection(Wxh: Array, x: Array) -> Array:
     if jnp.issubdtype(x.dtype, jnp.integer):
         return embed(Wxh, x)
     if x.ndim == 0 or x.shape[-1] != Wxh.shape[1]:
-        raise ValueError(f"input x has shape {x.shape}; expected (..., {Wxh.shape[1]}) to match Wxh {Wxh.shape}"
-                         " (or integer token ids)")
+        raise ValueError(
+            f"input x has shape {x.shape}; expected (..., {Wxh.shape[1]}) to match Wxh {Wxh.shape}"
+            " (or integer token ids)"
+        )
     return x @ Wxh.T
 
 

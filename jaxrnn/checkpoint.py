@@ -7,6 +7,7 @@ orbax writes each checkpoint into a temporary directory and renames it into plac
 written (``commit_success.txt``), so a crash or Ctrl-C during a write leaves the previous checkpoints as they
 were and no half-written step is ever listed. Every problem surfaces as ``CheckpointError``, one line.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,10 +54,14 @@ class CheckpointStore:
             raise CheckpointError(f"keep must be a positive integer, got {keep_last!r}")
         metric = lambda metrics: metrics["val_loss"]
         options = ocp.CheckpointManagerOptions(
-            enable_async_checkpointing=False, create=create,
-            best_fn=metric, best_mode="min",
-            preservation_policy=pp.AnyPreservationPolicy([
-                pp.LatestN(keep_last), pp.BestN(get_metric_fn=metric, reverse=True, n=1)]))
+            enable_async_checkpointing=False,
+            create=create,
+            best_fn=metric,
+            best_mode="min",
+            preservation_policy=pp.AnyPreservationPolicy(
+                [pp.LatestN(keep_last), pp.BestN(get_metric_fn=metric, reverse=True, n=1)]
+            ),
+        )
         try:
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         except Exception as e:  # noqa: BLE001 - orbax raises many types; the user needs one line
@@ -81,9 +86,14 @@ class CheckpointStore:
         ocp = self._ocp
         meta = {"format": FORMAT, "step": int(step), "val_loss": float(val_loss), **meta}
         try:
-            self._manager.save(int(step), args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_without_empty(state)), meta=ocp.args.JsonSave(meta)),
-                metrics={"val_loss": float(val_loss)}, force=True)
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_without_empty(state)), meta=ocp.args.JsonSave(meta)
+                ),
+                metrics={"val_loss": float(val_loss)},
+                force=True,
+            )
             self._manager.wait_until_finished()
         except OSError as e:
             raise CheckpointError(f"cannot write checkpoint {self.path(step)}: {e.strerror or e}") from None
@@ -96,8 +106,10 @@ class CheckpointStore:
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"checkpoint {self.path(step)} is unreadable ({_first_line(e)})") from None
         if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
-            raise CheckpointError(f"checkpoint {self.path(step)} is not a jaxrnn checkpoint of format "
-                                  f"{' or '.join(map(str, READABLE_FORMATS))}")
+            raise CheckpointError(
+                f"checkpoint {self.path(step)} is not a jaxrnn checkpoint of format "
+                f"{' or '.join(map(str, READABLE_FORMATS))}"
+            )
         return meta
 
     def restore(self, step: int, template):
@@ -105,8 +117,9 @@ class CheckpointStore:
         ocp = self._ocp
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         try:
-            restored = self._manager.restore(int(step), args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_without_empty(abstract))))["state"]
+            restored = self._manager.restore(
+                int(step), args=ocp.args.Composite(state=ocp.args.StandardRestore(_without_empty(abstract)))
+            )["state"]
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"checkpoint {self.path(step)} is unreadable ({_first_line(e)})") from None
         return _with_empty(restored, abstract)
@@ -125,7 +138,8 @@ def _with_empty(restored, template):
     """``restored`` (read with ``_without_empty(template)``) with the zero-size arrays of ``template`` put back."""
     by_path = dict(jax.tree_util.tree_flatten_with_path(restored)[0])
     return jax.tree_util.tree_map_with_path(
-        lambda path, t: np.zeros(t.shape, t.dtype) if t.size == 0 else by_path[path], template)
+        lambda path, t: np.zeros(t.shape, t.dtype) if t.size == 0 else by_path[path], template
+    )
 
 
 def _first_line(e: Exception) -> str:

@@ -5,6 +5,7 @@ came from, and returns the exit status: 0 done, 2 bad input (a file, a flag, a c
 another process of a ``--distributed`` run failed (restart them all with ``--resume``), 130 interrupted by Ctrl-C
 after saving a checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ def _message(error: Exception) -> str:
     """A library error in the command line's words: a setting's name at the start becomes its flag."""
     text, setting = str(error), getattr(error, "setting", None)
     if setting and text.startswith(setting):
-        return flag(setting) + text[len(setting):]
+        return flag(setting) + text[len(setting) :]
     return text
 
 
@@ -51,6 +52,7 @@ def _number(kind, what):
             return kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
     return parse
 
 
@@ -60,88 +62,178 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     integer, real = _number(int, "an integer"), _number(float, "a number")
 
-    t = sub.add_parser("train", help="train a character-level model",
-                       description="Train a character-level language model with truncated BPTT over parallel "
-                                   "streams. Writes OUT/checkpoints, OUT/metrics.jsonl and OUT/curves.png.")
+    t = sub.add_parser(
+        "train",
+        help="train a character-level model",
+        description="Train a character-level language model with truncated BPTT over parallel "
+        "streams. Writes OUT/checkpoints, OUT/metrics.jsonl and OUT/curves.png.",
+    )
     src = t.add_mutually_exclusive_group()
-    src.add_argument("--data", metavar="FILE", default=None, help="a UTF-8 text file to train on (default: none, "
-                     "use --corpus)")
-    src.add_argument("--corpus", choices=sorted(CORPORA), default=None,
-                     help=f"a built-in corpus (default: {d.corpus})")
+    src.add_argument(
+        "--data", metavar="FILE", default=None, help="a UTF-8 text file to train on (default: none, use --corpus)"
+    )
+    src.add_argument("--corpus", choices=sorted(CORPORA), default=None, help=f"a built-in corpus (default: {d.corpus})")
     t.add_argument("--out", metavar="DIR", default="runs/char_lm", help="output directory (default: runs/char_lm)")
-    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out "
-                   "(default: off; without it an --out that holds checkpoints is refused)")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in --out "
+        "(default: off; without it an --out that holds checkpoints is refused)",
+    )
     length = t.add_mutually_exclusive_group()
     length.add_argument("--steps", type=integer, default=None, help=f"total updates to reach (default: {d.steps})")
-    length.add_argument("--time-budget", type=real, default=None, metavar="MINUTES",
-                        help="train until this many minutes of wall-clock time (compilation and evaluation "
-                             "included) have passed, instead of a step count; the defaults then become a cosine "
-                             "schedule over the budget and 2 layers with dropout (default: none, use --steps)")
+    length.add_argument(
+        "--time-budget",
+        type=real,
+        default=None,
+        metavar="MINUTES",
+        help="train until this many minutes of wall-clock time (compilation and evaluation "
+        "included) have passed, instead of a step count; the defaults then become a cosine "
+        "schedule over the budget and 2 layers with dropout (default: none, use --steps)",
+    )
     t.add_argument("--cell", choices=CELLS, default=None, help=f"recurrent cell (default: {d.cell})")
-    t.add_argument("--hidden", dest="hidden_size", type=integer, default=None,
-                   help=f"hidden size H of each layer (default: {d.hidden_size})")
-    t.add_argument("--layers", type=integer, default=None,
-                   help=f"recurrent layers (default: {STEP_DEFAULTS['layers']}; {BUDGET_DEFAULTS['layers']} with "
-                        "--time-budget)")
-    t.add_argument("--embed-size", type=integer, default=None,
-                   help="embedding size; 0 feeds one-hot characters to layer 1 (default: 0)")
-    t.add_argument("--dropout", type=real, default=None,
-                   help=f"dropout rate between layers, needs --layers >= 2 (default: {STEP_DEFAULTS['dropout']:g}; "
-                        f"{BUDGET_DEFAULTS['dropout']:g} with --time-budget and 2 or more layers)")
-    t.add_argument("--seq-length", type=integer, default=None,
-                   help=f"characters per chunk T, the BPTT length (default: {d.seq_length})")
-    t.add_argument("--batch-size", type=integer, default=None,
-                   help=f"parallel streams B (default: {d.batch_size})")
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                   help="optimiser; adagrad is the lecture's (default: adam)")
-    t.add_argument("--learning-rate", type=real, default=None,
-                   help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in
-                                                              DEFAULT_LEARNING_RATES.items()) + ")")
-    t.add_argument("--lr-schedule", choices=SCHEDULES, default=None,
-                   help="constant, or cosine decay to 0.1x over --decay-steps or the --time-budget (default: "
-                        f"{STEP_DEFAULTS['lr_schedule']}; {BUDGET_DEFAULTS['lr_schedule']} with --time-budget)")
-    t.add_argument("--decay-steps", type=integer, default=None, help="cosine decay length in updates, for a "
-                   "--steps run (default: --steps)")
-    t.add_argument("--clip", type=real, default=None, help=f"gradient clipping threshold, 0 for none "
-                   f"(default: {d.clip:g})")
-    t.add_argument("--clip-mode", choices=CLIP_MODES, default=None,
-                   help="elementwise (value) or global_norm (default: value for adagrad, else global_norm)")
+    t.add_argument(
+        "--hidden",
+        dest="hidden_size",
+        type=integer,
+        default=None,
+        help=f"hidden size H of each layer (default: {d.hidden_size})",
+    )
+    t.add_argument(
+        "--layers",
+        type=integer,
+        default=None,
+        help=f"recurrent layers (default: {STEP_DEFAULTS['layers']}; {BUDGET_DEFAULTS['layers']} with --time-budget)",
+    )
+    t.add_argument(
+        "--embed-size",
+        type=integer,
+        default=None,
+        help="embedding size; 0 feeds one-hot characters to layer 1 (default: 0)",
+    )
+    t.add_argument(
+        "--dropout",
+        type=real,
+        default=None,
+        help=f"dropout rate between layers, needs --layers >= 2 (default: {STEP_DEFAULTS['dropout']:g}; "
+        f"{BUDGET_DEFAULTS['dropout']:g} with --time-budget and 2 or more layers)",
+    )
+    t.add_argument(
+        "--seq-length",
+        type=integer,
+        default=None,
+        help=f"characters per chunk T, the BPTT length (default: {d.seq_length})",
+    )
+    t.add_argument("--batch-size", type=integer, default=None, help=f"parallel streams B (default: {d.batch_size})")
+    t.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=None, help="optimiser; adagrad is the lecture's (default: adam)"
+    )
+    t.add_argument(
+        "--learning-rate",
+        type=real,
+        default=None,
+        help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LEARNING_RATES.items()) + ")",
+    )
+    t.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        default=None,
+        help="constant, or cosine decay to 0.1x over --decay-steps or the --time-budget (default: "
+        f"{STEP_DEFAULTS['lr_schedule']}; {BUDGET_DEFAULTS['lr_schedule']} with --time-budget)",
+    )
+    t.add_argument(
+        "--decay-steps",
+        type=integer,
+        default=None,
+        help="cosine decay length in updates, for a --steps run (default: --steps)",
+    )
+    t.add_argument(
+        "--clip", type=real, default=None, help=f"gradient clipping threshold, 0 for none (default: {d.clip:g})"
+    )
+    t.add_argument(
+        "--clip-mode",
+        choices=CLIP_MODES,
+        default=None,
+        help="elementwise (value) or global_norm (default: value for adagrad, else global_norm)",
+    )
     t.add_argument("--seed", type=integer, default=None, help=f"PRNG seed for init and dropout (default: {d.seed})")
-    t.add_argument("--eval-every", type=integer, default=None,
-                   help=f"validate and checkpoint every N updates (default: {d.eval_every})")
-    t.add_argument("--steps-per-call", type=integer, default=None,
-                   help=f"updates per compiled call (default: {d.steps_per_call})")
-    t.add_argument("--keep", type=integer, default=None,
-                   help=f"keep the last N checkpoints, plus the best (default: {d.keep})")
-    t.add_argument("--sample-length", type=integer, default=None,
-                   help=f"characters to sample at the end, 0 for none (default: {d.sample_length})")
-    t.add_argument("--data-parallel", action="store_true", help="split the streams over all local devices with "
-                   "jax.sharding; --batch-size must be a multiple of the device count (default: one device)")
-    t.add_argument("--distributed", action="store_true", help="one of several processes (hosts) training together "
-                   "with jax.distributed: the streams are split over every process's devices; the processes are "
-                   "found from SLURM, Open MPI or Cloud TPU, or given by the three flags below (default: off)")
-    t.add_argument("--coordinator", metavar="HOST:PORT", default=None,
-                   help="address of process 0, which every process connects to; implies --distributed (default: from "
-                        "the cluster's environment)")
-    t.add_argument("--num-processes", type=integer, default=None, metavar="N",
-                   help="how many processes in all (default: from the cluster's environment)")
-    t.add_argument("--process-id", type=integer, default=None, metavar="I",
-                   help="this process's index, 0..N-1 (default: from the cluster's environment)")
-    t.add_argument("--heartbeat-timeout", type=integer, default=None, metavar="SECONDS",
-                   help="declare a silent process dead after this long and stop the others (default: "
-                        f"{HEARTBEAT_TIMEOUT})")
+    t.add_argument(
+        "--eval-every",
+        type=integer,
+        default=None,
+        help=f"validate and checkpoint every N updates (default: {d.eval_every})",
+    )
+    t.add_argument(
+        "--steps-per-call", type=integer, default=None, help=f"updates per compiled call (default: {d.steps_per_call})"
+    )
+    t.add_argument(
+        "--keep", type=integer, default=None, help=f"keep the last N checkpoints, plus the best (default: {d.keep})"
+    )
+    t.add_argument(
+        "--sample-length",
+        type=integer,
+        default=None,
+        help=f"characters to sample at the end, 0 for none (default: {d.sample_length})",
+    )
+    t.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="split the streams over all local devices with "
+        "jax.sharding; --batch-size must be a multiple of the device count (default: one device)",
+    )
+    t.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one of several processes (hosts) training together "
+        "with jax.distributed: the streams are split over every process's devices; the processes are "
+        "found from SLURM, Open MPI or Cloud TPU, or given by the three flags below (default: off)",
+    )
+    t.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        default=None,
+        help="address of process 0, which every process connects to; implies --distributed (default: from "
+        "the cluster's environment)",
+    )
+    t.add_argument(
+        "--num-processes",
+        type=integer,
+        default=None,
+        metavar="N",
+        help="how many processes in all (default: from the cluster's environment)",
+    )
+    t.add_argument(
+        "--process-id",
+        type=integer,
+        default=None,
+        metavar="I",
+        help="this process's index, 0..N-1 (default: from the cluster's environment)",
+    )
+    t.add_argument(
+        "--heartbeat-timeout",
+        type=integer,
+        default=None,
+        metavar="SECONDS",
+        help=f"declare a silent process dead after this long and stop the others (default: {HEARTBEAT_TIMEOUT})",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     t.add_argument("--no-compile-cache", action="store_true", help=_CACHE_HELP)
 
-    s = sub.add_parser("sample", help="sample text from a trained model",
-                       description="Sample characters from a checkpoint, printing them as they come.")
-    s.add_argument("--out", metavar="DIR", default="runs/char_lm", help="the training output directory "
-                   "(default: runs/char_lm)")
-    s.add_argument("--checkpoint", default="best", help="best (lowest validation loss), latest or a step number "
-                   "(default: best)")
+    s = sub.add_parser(
+        "sample",
+        help="sample text from a trained model",
+        description="Sample characters from a checkpoint, printing them as they come.",
+    )
+    s.add_argument(
+        "--out", metavar="DIR", default="runs/char_lm", help="the training output directory (default: runs/char_lm)"
+    )
+    s.add_argument(
+        "--checkpoint", default="best", help="best (lowest validation loss), latest or a step number (default: best)"
+    )
     s.add_argument("--length", type=integer, default=500, help="characters to sample (default: 500)")
-    s.add_argument("--temperature", type=real, default=0.8,
-                   help="softmax temperature; 0 is greedy argmax (default: 0.8)")
+    s.add_argument(
+        "--temperature", type=real, default=0.8, help="softmax temperature; 0 is greedy argmax (default: 0.8)"
+    )
     s.add_argument("--top-k", type=integer, default=None, help="sample only among the k likeliest (default: all)")
     s.add_argument("--prime", default="", help="text to warm the state up with, printed first (default: none)")
     s.add_argument("--seed", type=integer, default=0, help="PRNG seed (default: 0)")
@@ -154,15 +246,19 @@ def _train_command(args) -> int:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     config = RunConfig(**given)
     config.resolved()  # bad settings are refused before joining other processes
-    distributed = args.distributed or any(v is not None for v in (args.coordinator, args.num_processes,
-                                                                   args.process_id, args.heartbeat_timeout))
+    distributed = args.distributed or any(
+        v is not None for v in (args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout)
+    )
     mesh = None
     if distributed:
         from jaxrnn import distributed as dist
 
-        dist.initialize(args.coordinator, args.num_processes, args.process_id,
-                        heartbeat_timeout=HEARTBEAT_TIMEOUT if args.heartbeat_timeout is None
-                        else args.heartbeat_timeout)
+        dist.initialize(
+            args.coordinator,
+            args.num_processes,
+            args.process_id,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT if args.heartbeat_timeout is None else args.heartbeat_timeout,
+        )
     if args.data_parallel or distributed:
         import jax
 
@@ -170,32 +266,43 @@ def _train_command(args) -> int:
 
         mesh, batch = make_mesh(jax.devices()), config.resolved().batch_size
         if batch % mesh.devices.size:
-            raise ConfigError(f"batch_size {batch} must be a multiple of the {mesh.devices.size} devices "
-                              f"({jax.default_backend()}, {jax.process_count()} process(es)) to split the streams "
-                              "over them", "batch_size")
+            raise ConfigError(
+                f"batch_size {batch} must be a multiple of the {mesh.devices.size} devices "
+                f"({jax.default_backend()}, {jax.process_count()} process(es)) to split the streams "
+                "over them",
+                "batch_size",
+            )
     from jaxrnn.distributed import is_main_process, to_host
     from jaxrnn.lm.loop import run_training
 
-    summary = run_training(config, args.out, resume=args.resume, explicit=set(given),
-                           progress=not args.no_progress, mesh=mesh)
+    summary = run_training(
+        config, args.out, resume=args.resume, explicit=set(given), progress=not args.no_progress, mesh=mesh
+    )
     if summary["status"] in ("nan", "diverged"):
         return EXIT_BAD_INPUT
     if not is_main_process():
         return EXIT_INTERRUPTED if summary["status"] == "interrupted" else EXIT_OK
     out = summary["out"]
     if summary["status"] == "interrupted":
-        print(f"interrupted at step {summary['step']}; checkpoint saved in {out}/checkpoints; continue with: "
-              f"jaxrnn train --out {out} --resume", file=sys.stderr)
+        print(
+            f"interrupted at step {summary['step']}; checkpoint saved in {out}/checkpoints; continue with: "
+            f"jaxrnn train --out {out} --resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
-    print(f"step {summary['step']}: validation {summary['val_loss']:.4f} nats/char ({summary['val_bpc']:.4f} bits), "
-          f"test {summary['test_loss']:.4f} nats/char ({summary['test_bpc']:.4f} bits); "
-          f"{summary['train_seconds']:.0f} s of training; output in {out}", file=sys.stderr)
+    print(
+        f"step {summary['step']}: validation {summary['val_loss']:.4f} nats/char ({summary['val_bpc']:.4f} bits), "
+        f"test {summary['test_loss']:.4f} nats/char ({summary['test_bpc']:.4f} bits); "
+        f"{summary['train_seconds']:.0f} s of training; output in {out}",
+        file=sys.stderr,
+    )
     if config.sample_length:
         print("--- sample (temperature 0.8) ---", file=sys.stderr)
         from jaxrnn.lm.generate import generate_text
 
-        _stream(generate_text(to_host(summary["params"]), summary["vocab"], length=config.sample_length,
-                              temperature=0.8))
+        _stream(
+            generate_text(to_host(summary["params"]), summary["vocab"], length=config.sample_length, temperature=0.8)
+        )
     return EXIT_OK
 
 
@@ -210,19 +317,30 @@ def _sample_command(args) -> int:
     from jaxrnn.lm.generate import generate_text, load_model
 
     params, vocab, meta = load_model(args.out, args.checkpoint)
-    print(f"sampling from the checkpoint of step {meta['step']} (validation {meta['val_loss']:.4f} nats/char)",
-          file=sys.stderr)
-    pieces = generate_text(params, vocab, length=args.length, prime=args.prime, temperature=args.temperature,
-                           top_k=args.top_k, seed=args.seed)
+    print(
+        f"sampling from the checkpoint of step {meta['step']} (validation {meta['val_loss']:.4f} nats/char)",
+        file=sys.stderr,
+    )
+    pieces = generate_text(
+        params,
+        vocab,
+        length=args.length,
+        prime=args.prime,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
     first = next(pieces, "")  # fail on bad priming text before printing anything
     sys.stdout.write(args.prime)
     _stream(itertools.chain([first], pieces))
     return EXIT_OK
 
 
-_CACHE_HELP = ("do not keep compiled programs in JAXRNN_CACHE_DIR, as JAXRNN_NO_COMPILE_CACHE=1 does (default: kept, "
-               "so that a second run of the same model skips compilation; JAXRNN_CACHE_DIR defaults to "
-               "~/.cache/jaxrnn)")
+_CACHE_HELP = (
+    "do not keep compiled programs in JAXRNN_CACHE_DIR, as JAXRNN_NO_COMPILE_CACHE=1 does (default: kept, "
+    "so that a second run of the same model skips compilation; JAXRNN_CACHE_DIR defaults to "
+    "~/.cache/jaxrnn)"
+)
 
 
 def compile_cache_dir() -> str:

@@ -21,6 +21,7 @@ Flax parameters are the cell's own dict (``variables["params"]`` of a ``flax.lin
 ``LSTMCell``, ``OptimizedLSTMCell`` or ``GRUCell``). PyTorch parameters are a ``state_dict``-like mapping with
 keys ``weight_ih_l{layer}`` ...; values may be tensors (on the CPU) or NumPy arrays.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,12 +49,14 @@ def _readout(Why, by, H, dtype):
     Why = jnp.zeros((0, H), dtype) if Why is None else jnp.asarray(Why, dtype)
     by = jnp.zeros((Why.shape[0],), dtype) if by is None else jnp.asarray(by, dtype)
     if Why.shape[1:] != (H,) or by.shape != Why.shape[:1]:
-        raise ValueError(f"readout Why {Why.shape} and by {by.shape} do not fit hidden size {H}; expected "
-                         f"(V, {H}) and (V,)")
+        raise ValueError(
+            f"readout Why {Why.shape} and by {by.shape} do not fit hidden size {H}; expected (V, {H}) and (V,)"
+        )
     return Why, by
 
 
 # ----------------------------------------------------------------------------------------------------- Flax
+
 
 def to_flax(params) -> dict:
     """The cell's parameter dict for Flax's ``SimpleCell``, ``LSTMCell``/``OptimizedLSTMCell`` or ``GRUCell``
@@ -82,8 +85,10 @@ def _flax_kind(cell_params) -> str:
         return "lstm"
     if keys == {f"{s}{g}" for s in "ih" for g in GRU_GATE_ORDER}:
         return "gru"
-    raise ValueError(f"not the parameters of a Flax SimpleCell, LSTMCell or GRUCell: keys {sorted(keys)} "
-                     "(pass variables['params'] of the cell itself)")
+    raise ValueError(
+        f"not the parameters of a Flax SimpleCell, LSTMCell or GRUCell: keys {sorted(keys)} "
+        "(pass variables['params'] of the cell itself)"
+    )
 
 
 def from_flax(cell_params, *, Why=None, by=None, dtype=None):
@@ -115,6 +120,7 @@ def _build(kind, Wxh, Whh, bh, bhn, Why, by, dtype):
 
 # -------------------------------------------------------------------------------------------------- PyTorch
 
+
 def to_torch(params, *, layer: int = 0) -> dict:
     """``torch.nn.RNN``/``LSTM``/``GRU`` state-dict entries of one layer, as NumPy arrays (use
     ``{k: torch.from_numpy(v) for ...}`` and ``load_state_dict(..., strict=False)`` for further layers)."""
@@ -126,9 +132,13 @@ def to_torch(params, *, layer: int = 0) -> dict:
         Wxh, Whh, bh = (_stack(_blocks(a, LSTM_GATE_ORDER), order) for a in (Wxh, Whh, bh))
     elif kind == "gru":
         bias_hh = bias_hh.copy()
-        bias_hh[2 * Whh.shape[1]:] = np.asarray(params.bhn)  # the candidate's b_hn: inside r * (...)
-    return {f"weight_ih_l{layer}": Wxh, f"weight_hh_l{layer}": Whh, f"bias_ih_l{layer}": bh,
-            f"bias_hh_l{layer}": bias_hh}
+        bias_hh[2 * Whh.shape[1] :] = np.asarray(params.bhn)  # the candidate's b_hn: inside r * (...)
+    return {
+        f"weight_ih_l{layer}": Wxh,
+        f"weight_hh_l{layer}": Whh,
+        f"bias_ih_l{layer}": bh,
+        f"bias_hh_l{layer}": bias_hh,
+    }
 
 
 def from_torch(state_dict, *, layer: int = 0, Why=None, by=None, dtype=None):
@@ -144,17 +154,18 @@ def from_torch(state_dict, *, layer: int = 0, Why=None, by=None, dtype=None):
     rows = W_ih.shape[0]
     kinds = {H: "rnn", 3 * H: "gru", 4 * H: "lstm"}
     if W_hh.shape[0] != rows or rows not in kinds:
-        raise ValueError(f"from_torch: weight_ih {W_ih.shape} and weight_hh {W_hh.shape} are not those of an "
-                         "RNN, GRU or LSTM layer (rows H, 3H or 4H)")
+        raise ValueError(
+            f"from_torch: weight_ih {W_ih.shape} and weight_hh {W_hh.shape} are not those of an "
+            "RNN, GRU or LSTM layer (rows H, 3H or 4H)"
+        )
     kind = kinds[rows]
     b_ih = arr(state_dict[names[2]]) if names[2] in state_dict else np.zeros(rows, W_ih.dtype)
     b_hh = arr(state_dict[names[3]]) if names[3] in state_dict else np.zeros(rows, W_ih.dtype)
     if kind == "lstm":
-        W_ih, W_hh, bh = (_stack(_blocks(a, TORCH_LSTM_GATE_ORDER), LSTM_GATE_ORDER) for a in (W_ih, W_hh,
-                                                                                               b_ih + b_hh))
+        W_ih, W_hh, bh = (_stack(_blocks(a, TORCH_LSTM_GATE_ORDER), LSTM_GATE_ORDER) for a in (W_ih, W_hh, b_ih + b_hh))
         return _build(kind, W_ih, W_hh, bh, None, Why, by, dtype)
     if kind == "gru":
         bh = b_ih.copy()
-        bh[:2 * H] += b_hh[:2 * H]  # r and z: the two biases are simply summed
-        return _build(kind, W_ih, W_hh, bh, b_hh[2 * H:], Why, by, dtype)
+        bh[: 2 * H] += b_hh[: 2 * H]  # r and z: the two biases are simply summed
+        return _build(kind, W_ih, W_hh, bh, b_hh[2 * H :], Why, by, dtype)
     return _build(kind, W_ih, W_hh, b_ih + b_hh, None, Why, by, dtype)

@@ -3,6 +3,7 @@
 This module reads files; it does no training. Every problem with user input raises ``DataError`` with a
 one-line message, which the command-line tools print before exiting with status 2.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,28 @@ def _pydoc_topics() -> str:
     return "\n\n".join(topics[name] for name in sorted(topics))
 
 
-STDLIB_MODULES = ("abc", "argparse", "bisect", "calendar", "contextlib", "copy", "dataclasses", "difflib",
-                  "enum", "fnmatch", "fractions", "functools", "heapq", "pprint", "queue", "sched", "shlex",
-                  "statistics", "string", "textwrap")
+STDLIB_MODULES = (
+    "abc",
+    "argparse",
+    "bisect",
+    "calendar",
+    "contextlib",
+    "copy",
+    "dataclasses",
+    "difflib",
+    "enum",
+    "fnmatch",
+    "fractions",
+    "functools",
+    "heapq",
+    "pprint",
+    "queue",
+    "sched",
+    "shlex",
+    "statistics",
+    "string",
+    "textwrap",
+)
 """The pure-Python standard-library modules whose source makes the ``stdlib_source`` corpus, in this order."""
 
 
@@ -85,7 +105,7 @@ class Vocabulary:
     chars: tuple[str, ...]
 
     @classmethod
-    def from_text(cls, text: str) -> "Vocabulary":
+    def from_text(cls, text: str) -> Vocabulary:
         if not text:
             raise DataError("cannot build a vocabulary from empty text")
         return cls(tuple(sorted(set(text))))
@@ -101,9 +121,11 @@ class Vocabulary:
             return np.fromiter((index[ch] for ch in text), np.int32, len(text))
         except KeyError:
             unknown = sorted(set(text) - set(index))
-            raise DataError("characters not in the vocabulary: "
-                            + " ".join(repr(ch) for ch in unknown[:10])
-                            + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")) from None
+            raise DataError(
+                "characters not in the vocabulary: "
+                + " ".join(repr(ch) for ch in unknown[:10])
+                + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            ) from None
 
     def decode(self, ids) -> str:
         """The text for ids ``(N,)``."""
@@ -123,4 +145,4 @@ def split_ids(ids, fractions: tuple[float, float, float] = SPLIT) -> tuple[np.nd
     n = len(ids)
     n_train = int(round(n * fractions[0]))
     n_val = int(round(n * fractions[1]))
-    return ids[:n_train], ids[n_train:n_train + n_val], ids[n_train + n_val:]
+    return ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :]

@@ -14,6 +14,7 @@ the others stop instead of waiting forever: at the next collective, whose connec
 seconds, which ``jax.distributed`` ends by aborting the process with "Terminating process because the JAX
 distributed service detected fatal errors ... another task died" (it calls no Python code that could say more).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ def parse_coordinator(address: str) -> tuple[str, int]:
     """``"HOST:PORT"`` (``[v6 address]:PORT`` for IPv6) as ``(host, port)``; ``DistributedError`` otherwise."""
     match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})", address or "")
     if not match or not 0 < int(match.group(2)) < 65536:
-        raise DistributedError(f"coordinator must be HOST:PORT with a port from 1 to 65535, got {address!r}",
-                               "coordinator")
+        raise DistributedError(
+            f"coordinator must be HOST:PORT with a port from 1 to 65535, got {address!r}", "coordinator"
+        )
     return match.group(1), int(match.group(2))
 
 
@@ -49,20 +51,30 @@ def check_settings(coordinator: str | None, num_processes: int | None, process_i
     given = [v is not None for v in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
         missing = [n for n, g in zip(("coordinator", "num_processes", "process_id"), given) if not g][0]
-        raise DistributedError(f"{missing} is needed too: give coordinator, num_processes and process_id together, "
-                               "or none of them to read them from the cluster's environment", missing)
+        raise DistributedError(
+            f"{missing} is needed too: give coordinator, num_processes and process_id together, "
+            "or none of them to read them from the cluster's environment",
+            missing,
+        )
     if coordinator is None:
         return
     parse_coordinator(coordinator)
     if not (isinstance(num_processes, int) and num_processes >= 1):
         raise DistributedError(f"num_processes must be a positive integer, got {num_processes!r}", "num_processes")
     if not (isinstance(process_id, int) and 0 <= process_id < num_processes):
-        raise DistributedError(f"process_id must be in 0..{num_processes - 1} for {num_processes} processes, got "
-                               f"{process_id!r}", "process_id")
+        raise DistributedError(
+            f"process_id must be in 0..{num_processes - 1} for {num_processes} processes, got {process_id!r}",
+            "process_id",
+        )
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None, *,
-               heartbeat_timeout: int = HEARTBEAT_TIMEOUT) -> None:
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    heartbeat_timeout: int = HEARTBEAT_TIMEOUT,
+) -> None:
     """Join the other processes (blocks until all ``num_processes`` have joined; call before any other JAX call).
 
     With no arguments the settings come from the environment (SLURM, Open MPI, Cloud TPU), as
@@ -70,18 +82,20 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     """
     check_settings(coordinator, num_processes, process_id)
     if not (isinstance(heartbeat_timeout, int) and heartbeat_timeout >= 1):
-        raise DistributedError(f"heartbeat_timeout must be a positive number of seconds, got {heartbeat_timeout!r}",
-                               "heartbeat_timeout")
+        raise DistributedError(
+            f"heartbeat_timeout must be a positive number of seconds, got {heartbeat_timeout!r}", "heartbeat_timeout"
+        )
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only; GPUs and TPUs use their own
     try:
-        jax.distributed.initialize(coordinator, num_processes, process_id,
-                                   heartbeat_timeout_seconds=heartbeat_timeout)
+        jax.distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout_seconds=heartbeat_timeout)
     except (ValueError, RuntimeError) as e:  # no cluster found, or the coordinator never answered
         lines = str(e).strip().splitlines() or [type(e).__name__]
-        raise DistributedError(f"cannot join the other processes ({lines[0][:200]}); outside SLURM, Open MPI and "
-                               "Cloud TPU give --coordinator, --num-processes and --process-id") from None
+        raise DistributedError(
+            f"cannot join the other processes ({lines[0][:200]}); outside SLURM, Open MPI and "
+            "Cloud TPU give --coordinator, --num-processes and --process-id"
+        ) from None
 
 
 EXIT_LOST = 3
@@ -95,8 +109,12 @@ def exit_lost(*status) -> None:
     import jax
 
     detail = " ".join(str(s).strip().splitlines()[0] for s in status if str(s).strip())[:200]
-    print(f"jaxrnn: error: process {jax.process_index()} lost contact with the other processes ({detail}); "
-          "the checkpoints are whole: restart every process with --resume", file=sys.stderr, flush=True)
+    print(
+        f"jaxrnn: error: process {jax.process_index()} lost contact with the other processes ({detail}); "
+        "the checkpoints are whole: restart every process with --resume",
+        file=sys.stderr,
+        flush=True,
+    )
     sys.stdout.flush()
     os._exit(EXIT_LOST)
 

@@ -6,6 +6,7 @@ of the package; the carry is jaxrnn's (``h`` or ``LSTMCarry(h, c)``, not Flax's 
 separate layer in a Flax model, so ``cell_params`` returns the cell with an empty one (``Why (0, H)``).
 Inputs are float vectors ``x (..., D)``. To load weights from a Flax cell, use ``jaxrnn.convert.from_flax``.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from flax import linen as nn
 from flax import nnx
 
 from jaxrnn import registry
+
 
 def _check_cell(cell: str) -> None:
     if cell not in registry.CELL_NAMES:
@@ -53,11 +55,13 @@ class LinenCell(nn.RNNCellBase):
     def __call__(self, carry, inputs):
         _check_cell(self.cell)
         D = inputs.shape[-1]
-        make = lambda key: registry.cell_type(self.cell).init(key, D, self.features, 1, init=self.init_scheme,
-                                                              dtype=self.param_dtype)
+        make = lambda key: registry.cell_type(self.cell).init(
+            key, D, self.features, 1, init=self.init_scheme, dtype=self.param_dtype
+        )
         # each weight gets its own key; each is drawn exactly as jaxrnn's initialiser draws it
-        weights = {name: self.param(name, lambda key, n=name: getattr(make(key), n))
-                   for name in _field_names(self.cell)}
+        weights = {
+            name: self.param(name, lambda key, n=name: getattr(make(key), n)) for name in _field_names(self.cell)
+        }
         return registry.step_for(_assemble(self.cell, weights))(_assemble(self.cell, weights), carry, inputs)
 
     @nn.nowrap
@@ -84,11 +88,18 @@ class NnxCell(nnx.Module):
     ``NnxCell(D, H, cell="lstm", rngs=nnx.Rngs(0))``; ``NnxCell.from_params(params)`` wraps existing weights.
     """
 
-    def __init__(self, in_features: int, hidden_features: int, *, cell: str = "lstm", init_scheme: str = "default",
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        cell: str = "lstm",
+        init_scheme: str = "default",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         _check_cell(cell)
-        p = registry.cell_type(cell).init(rngs.params(), in_features, hidden_features, 1, init=init_scheme,
-                                          dtype=dtype)
+        p = registry.cell_type(cell).init(rngs.params(), in_features, hidden_features, 1, init=init_scheme, dtype=dtype)
         self._set(cell, p)
 
     def _set(self, cell, params) -> None:
@@ -98,7 +109,7 @@ class NnxCell(nnx.Module):
             setattr(self, name, nnx.Param(jnp.asarray(getattr(params, name))))
 
     @classmethod
-    def from_params(cls, params) -> "NnxCell":
+    def from_params(cls, params) -> NnxCell:
         """Wrap jaxrnn cell parameters (e.g. from ``jaxrnn.convert.from_flax``); the readout is dropped."""
         cell = registry.builtin_cell_name(params)
         H, D = params.Whh.shape[1], params.Wxh.shape[1]

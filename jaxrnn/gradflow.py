@@ -20,6 +20,7 @@ The lecture's claims, which these functions measure (``experiments/vanishing_gra
   weight matrix, so with ``f`` near 1 the gradient survives long lags; with ``f = 1, i = 0`` the cell keeps
   its content for any number of steps.
 """
+
 from __future__ import annotations
 
 import jax
@@ -72,6 +73,7 @@ def _perturbed_unroll(step, params, carry, xs, eps, part, method):
 
     At ``eps = 0`` the values are the plain unroll's, and ``d(anything)/d eps[t] = d(anything)/dh_t``.
     """
+
     def perturbed_step(p, c, x_and_e):
         x, e = x_and_e
         return step(p, _add(c, part, e), x)
@@ -94,8 +96,7 @@ def final_state_jacobians(step, params, carry, xs, *, part: str | None = None, m
     return jnp.moveaxis(jax.jacrev(final)(eps), -2, 0)  # (H, T, H) -> (T, H, H)
 
 
-def state_gradients(step, params, carry, xs, loss_of_outputs, *, part: str | None = None,
-                    method: str = "scan"):
+def state_gradients(step, params, carry, xs, loss_of_outputs, *, part: str | None = None, method: str = "scan"):
     """``dL/dh_t`` for t = 0..T-1 (one ``jax.vjp``), where ``L = loss_of_outputs(hs, carry_T)``.
 
     Works on a batch: carry ``(B, H)``, xs ``(T, B, ...)`` give ``(T, B, H)``; each sample's loss only

@@ -2,6 +2,7 @@
 
 Shapes: ``ys (T, ..., V)`` scores, ``targets (T, ...)`` integer ids, ``mask (T, ...)`` 1 where a target counts.
 """
+
 from __future__ import annotations
 
 import jax
@@ -24,8 +25,9 @@ def softmax_cross_entropy(ys, targets, mask=None, *, reduction: str = "sum"):
     if not jnp.issubdtype(targets.dtype, jnp.integer):
         raise TypeError(f"targets must be integer ids, got dtype {targets.dtype}")
     if ys.shape[:-1] != targets.shape:
-        raise ValueError(f"scores {ys.shape} and targets {targets.shape} disagree; expected targets of shape "
-                         f"{ys.shape[:-1]}")
+        raise ValueError(
+            f"scores {ys.shape} and targets {targets.shape} disagree; expected targets of shape {ys.shape[:-1]}"
+        )
     logp = jax.nn.log_softmax(ys, axis=-1)
     nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
     if mask is None:
@@ -37,9 +39,25 @@ def softmax_cross_entropy(ys, targets, mask=None, *, reduction: str = "sum"):
     return total if reduction == "sum" else total / jnp.maximum(mask.sum(), 1)
 
 
-def sequence_loss(params, carry, xs, targets, *, step=None, mask=None, lengths=None, padding: str = "right",
-                  reduction: str = "sum", method: str = "scan", unroll: int = 1, remat: bool = False,
-                  segment_length: int | None = None, key=None, dropout: float = 0.0, newton=None):
+def sequence_loss(
+    params,
+    carry,
+    xs,
+    targets,
+    *,
+    step=None,
+    mask=None,
+    lengths=None,
+    padding: str = "right",
+    reduction: str = "sum",
+    method: str = "scan",
+    unroll: int = 1,
+    remat: bool = False,
+    segment_length: int | None = None,
+    key=None,
+    dropout: float = 0.0,
+    newton=None,
+):
     """Unroll, read out every ``h_t`` at once, and score the targets.
 
     Args:
@@ -72,11 +90,13 @@ def sequence_loss(params, carry, xs, targets, *, step=None, mask=None, lengths=N
         if mask is not None:
             raise ValueError("sequence_loss: pass mask or lengths, not both")
         mask = length_mask(lengths, jnp.shape(targets)[0], padding=padding)
-        carry_T, hs = _unroll(step, params, carry, xs, mask=mask, method=method, unroll=unroll, remat=remat,
-                              newton=newton)
+        carry_T, hs = _unroll(
+            step, params, carry, xs, mask=mask, method=method, unroll=unroll, remat=remat, newton=newton
+        )
     else:
-        carry_T, hs = _unroll(step, params, carry, xs, method=method, unroll=unroll, remat=remat, key=key,
-                              dropout=dropout, newton=newton)
+        carry_T, hs = _unroll(
+            step, params, carry, xs, method=method, unroll=unroll, remat=remat, key=key, dropout=dropout, newton=newton
+        )
     loss = softmax_cross_entropy(readout(params, hs), targets, mask, reduction=reduction)
     return loss, carry_T
 
@@ -94,8 +114,17 @@ def _segmented_loss(params, carry, xs, targets, mask, reduction, segment_length,
     @jax.checkpoint
     def segment(params, carry, chunk):
         x, y, m, k = chunk
-        loss, carry = sequence_loss(params, carry, x, y, mask=m, reduction="sum", dropout=dropout,
-                                    key=None if key is None else jax.random.fold_in(key, k), **options)
+        loss, carry = sequence_loss(
+            params,
+            carry,
+            x,
+            y,
+            mask=m,
+            reduction="sum",
+            dropout=dropout,
+            key=None if key is None else jax.random.fold_in(key, k),
+            **options,
+        )
         return carry, loss
 
     chunks = (*jax.tree.map(split, (xs, targets, weights)), jnp.arange(segments))

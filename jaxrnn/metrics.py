@@ -1,4 +1,5 @@
 """Training metrics on disk: one JSON object per line (JSONL), and a PNG of the loss curves."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = ""
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))
-                  and math.isfinite(r[key])]
+        points = [
+            (r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+        ]
         if points:
             ax.plot(*zip(*points), label=label, marker="o" if key == "val_loss" else None, markersize=3)
     ax.set_xlabel("update step")

@@ -53,6 +53,7 @@ Batch: every leaf of the carry is ``(..., F)`` with the same batch shape ``(...)
 ``(T, ..., ...)``; the solver is ``jax.vmap``-ed over the batch, so each example has its own iteration count,
 residual and flag (a batched ``while_loop`` runs until the slowest example is done).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,7 +67,7 @@ Array = jax.Array
 
 JACOBIANS = ("full", "diagonal")
 ADJOINTS = ("parallel", "sequential")
-_DIAGONAL_CHUNK_ENTRIES = 2 ** 24  # Jacobian entries alive at once while "diagonal" reduces n x n blocks
+_DIAGONAL_CHUNK_ENTRIES = 2**24  # Jacobian entries alive at once while "diagonal" reduces n x n blocks
 
 
 class NewtonResult(NamedTuple):
@@ -197,6 +198,7 @@ def _adjoint(f, params, s0, xs, S, G, adjoint):
     """``mu_t = g_t + J_{t+1}^T mu_{t+1}``, exact Jacobians at the solution ``S``; returns ``mu (T, n)``."""
     S_prev = _shift(S, s0)
     if adjoint == "sequential":
+
         def back(a, inputs):
             g, s_prev, x = inputs
             mu = g + a
@@ -215,8 +217,17 @@ def _make_solver(f, *, diagonal, damping, tol, max_iter, adjoint):
 
     @jax.custom_vjp
     def solve(params, s0, xs, S_init):
-        return _solve_one(f, params, s0, xs, jax.lax.stop_gradient(S_init), diagonal=diagonal, damping=damping,
-                          tol=tol, max_iter=max_iter)
+        return _solve_one(
+            f,
+            params,
+            s0,
+            xs,
+            jax.lax.stop_gradient(S_init),
+            diagonal=diagonal,
+            damping=damping,
+            tol=tol,
+            max_iter=max_iter,
+        )
 
     def solve_fwd(params, s0, xs, S_init):
         out = solve(params, s0, xs, S_init)
@@ -235,8 +246,20 @@ def _make_solver(f, *, diagonal, damping, tol, max_iter, adjoint):
     return solve
 
 
-def newton_unroll(step, params, carry, xs, *, jacobian: str = "full", damping: float = 0.0, tol=None,
-                  max_iter=None, init=None, adjoint: str = "parallel", batch_ndim=None) -> NewtonResult:
+def newton_unroll(
+    step,
+    params,
+    carry,
+    xs,
+    *,
+    jacobian: str = "full",
+    damping: float = 0.0,
+    tol=None,
+    max_iter=None,
+    init=None,
+    adjoint: str = "parallel",
+    batch_ndim=None,
+) -> NewtonResult:
     """``unroll(step, params, carry, xs)`` computed by Newton's method in parallel over time (DEER).
 
     Args:
@@ -263,11 +286,17 @@ def newton_unroll(step, params, carry, xs, *, jacobian: str = "full", damping: f
         batch_ndim = leaves[0].ndim - 1
     batch_shape = tuple(leaves[0].shape[:batch_ndim])
     if any(tuple(leaf.shape[:batch_ndim]) != batch_shape for leaf in leaves):
-        raise ValueError(f"newton_unroll: carry leaves {[leaf.shape for leaf in leaves]} do not share a batch "
-                         f"shape of {batch_ndim} axes")
+        raise ValueError(
+            f"newton_unroll: carry leaves {[leaf.shape for leaf in leaves]} do not share a batch "
+            f"shape of {batch_ndim} axes"
+        )
     x_leaves = jax.tree.leaves(xs)
-    if not x_leaves or any(x.ndim < 1 + batch_ndim or x.shape[0] != x_leaves[0].shape[0]
-                           or tuple(x.shape[1:1 + batch_ndim]) != batch_shape for x in x_leaves):
+    if not x_leaves or any(
+        x.ndim < 1 + batch_ndim
+        or x.shape[0] != x_leaves[0].shape[0]
+        or tuple(x.shape[1 : 1 + batch_ndim]) != batch_shape
+        for x in x_leaves
+    ):
         raise ValueError(f"newton_unroll: xs leaves {[x.shape for x in x_leaves]} must be (T, {batch_shape}, ...)")
     T = x_leaves[0].shape[0]
     if T == 0:
@@ -279,8 +308,9 @@ def newton_unroll(step, params, carry, xs, *, jacobian: str = "full", damping: f
     dtype = s0_example.dtype
     tol = default_tolerance(dtype) if tol is None else tol
     f = _flat_step(step, unravel)
-    solve = _make_solver(f, diagonal=jacobian == "diagonal", damping=float(damping), tol=tol, max_iter=max_iter,
-                         adjoint=adjoint)
+    solve = _make_solver(
+        f, diagonal=jacobian == "diagonal", damping=float(damping), tol=tol, max_iter=max_iter, adjoint=adjoint
+    )
 
     def per_example(carry, xs, S_init):
         s0 = ravel_pytree(carry)[0]
@@ -337,8 +367,18 @@ class NewtonSolver:
         _check_options(self.jacobian, self.damping, self.max_iter, self.adjoint)
 
     def __call__(self, step, params, carry, xs, *, init=None) -> NewtonResult:
-        return newton_unroll(step, params, carry, xs, jacobian=self.jacobian, damping=self.damping, tol=self.tol,
-                             max_iter=self.max_iter, init=init, adjoint=self.adjoint)
+        return newton_unroll(
+            step,
+            params,
+            carry,
+            xs,
+            jacobian=self.jacobian,
+            damping=self.damping,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            init=init,
+            adjoint=self.adjoint,
+        )
 
     def unroll(self, step, params, carry, xs):
         """``(carry_T, hs)``, like ``jaxrnn.unroll(step, params, carry, xs)``."""

@@ -7,6 +7,7 @@ min-char-rnn's update, per parameter ``p`` with gradient ``g``::
 ``optax.adagrad`` differs in its defaults (accumulator starting at 0.1, ``eps`` 1e-7), so the accumulator is
 written out here (``scale_by_lecture_adagrad``) rather than borrowed.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -52,18 +53,21 @@ def clipping(clip: float | None, clip_mode: str = "value") -> optax.GradientTran
     return optax.clip(clip) if clip_mode == "value" else optax.clip_by_global_norm(clip)
 
 
-def lecture_optimizer(learning_rate=0.1, clip: float | None = 5.0, *, clip_mode: str = "value",
-                      eps: float = 1e-8) -> optax.GradientTransformation:
+def lecture_optimizer(
+    learning_rate=0.1, clip: float | None = 5.0, *, clip_mode: str = "value", eps: float = 1e-8
+) -> optax.GradientTransformation:
     """min-char-rnn's optimiser: clip (elementwise by default), then Adagrad with ``mem`` from 0.
 
     ``learning_rate`` may be an optax schedule. ``clip_mode="global_norm"`` is the global-norm variant.
     """
-    return optax.chain(clipping(clip, clip_mode), scale_by_lecture_adagrad(eps),
-                       optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(
+        clipping(clip, clip_mode), scale_by_lecture_adagrad(eps), optax.scale_by_learning_rate(learning_rate)
+    )
 
 
-def make_optimizer(name: str, learning_rate, *, clip: float | None = None,
-                   clip_mode: str = "global_norm") -> optax.GradientTransformation:
+def make_optimizer(
+    name: str, learning_rate, *, clip: float | None = None, clip_mode: str = "global_norm"
+) -> optax.GradientTransformation:
     """Clipping chained with one of ``OPTIMIZERS``: ``adagrad`` (the lecture's), ``adam``, ``rmsprop``, ``sgd``."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")

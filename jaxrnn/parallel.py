@@ -10,6 +10,7 @@ the new parameters come back replicated; the new carry comes back sharded like t
 On several hosts, call ``jax.distributed.initialize()`` first and build the mesh over ``jax.devices()``
 (all hosts' devices); see the README.
 """
+
 from __future__ import annotations
 
 import jax
@@ -49,14 +50,21 @@ def shard_batch(mesh: Mesh, tree, *, batch_axis: int):
     for leaf in jax.tree.leaves(tree):
         shape = np.shape(leaf)
         if len(shape) <= batch_axis or shape[batch_axis] % n:
-            raise ValueError(f"shard_batch: an array of shape {shape} has no batch axis {batch_axis} divisible "
-                             f"by the {n} devices; use a global batch that is a multiple of {n}")
+            raise ValueError(
+                f"shard_batch: an array of shape {shape} has no batch axis {batch_axis} divisible "
+                f"by the {n} devices; use a global batch that is a multiple of {n}"
+            )
     return jax.device_put(tree, batch_sharded(mesh, batch_axis))
 
 
 def shard_train_inputs(mesh: Mesh, params, opt_state, carry, xs, targets, mask=None):
     """The arguments of a ``make_train_step`` step, placed for data parallelism: parameters and optimiser
     state replicated, ``carry`` split on axis 0, ``xs``/``targets``/``mask`` on axis 1 (time-major)."""
-    return (replicate(mesh, params), replicate(mesh, opt_state), shard_batch(mesh, carry, batch_axis=0),
-            shard_batch(mesh, xs, batch_axis=1), shard_batch(mesh, targets, batch_axis=1),
-            None if mask is None else shard_batch(mesh, mask, batch_axis=1))
+    return (
+        replicate(mesh, params),
+        replicate(mesh, opt_state),
+        shard_batch(mesh, carry, batch_axis=0),
+        shard_batch(mesh, xs, batch_axis=1),
+        shard_batch(mesh, targets, batch_axis=1),
+        None if mask is None else shard_batch(mesh, mask, batch_axis=1),
+    )

@@ -38,6 +38,7 @@ patterns one by one, ``ab_recurrence.py`` times a whole training step against an
 Everywhere the gates are kept as four arrays, not slices of one ``(..., 4H)`` buffer (a fusion reading two column
 blocks of one buffer ran several times slower on XLA:CPU; four arrays are the plain form elsewhere too).
 """
+
 from __future__ import annotations
 
 import functools
@@ -64,8 +65,9 @@ _PORTABLE = _Layout(transposed_term=False, vector_lanes=0, single_row_kernels=Fa
 
 def _per_platform(fn, *args):
     """``fn(layout, *args)`` with the XLA:CPU layout when compiled for the CPU, the portable one elsewhere."""
-    return jax.lax.platform_dependent(*args, cpu=functools.partial(fn, _XLA_CPU),
-                                      default=functools.partial(fn, _PORTABLE))
+    return jax.lax.platform_dependent(
+        *args, cpu=functools.partial(fn, _XLA_CPU), default=functools.partial(fn, _PORTABLE)
+    )
 
 
 def _copy(layout: _Layout, x):
@@ -117,15 +119,20 @@ def _recurrent_matmuls(layout: _Layout, Whh, rows):
     G, H = Whh.shape
     if _reads_transposed(layout, G, H, rows):
         Whh_T = jax.lax.optimization_barrier(Whh.T)
-        return (lambda h: (h.reshape(1, H) @ Whh_T).reshape(*h.shape[:-1], G),
-                lambda dz: (Whh_T @ dz.reshape(G, 1)).reshape(*dz.shape[:-1], H))
+        return (
+            lambda h: (h.reshape(1, H) @ Whh_T).reshape(*h.shape[:-1], G),
+            lambda dz: (Whh_T @ dz.reshape(G, 1)).reshape(*dz.shape[:-1], H),
+        )
     if layout.transposed_term:
+
         def term(h):
             h_rows = h.reshape(-1, H)
             return jax.lax.optimization_barrier(Whh @ h_rows.T).T.reshape(*h.shape[:-1], G)
     else:
+
         def term(h):
             return h @ Whh.T
+
     return term, lambda dz: dz @ Whh
 
 
@@ -161,6 +168,7 @@ def _forward(layout: _Layout, Whh, bh, carry, xs, Wxh):
 def _forward_single_row(term, bh, carry, xs, project):
     """``_forward`` for one row of the LSTM: each step keeps two arrays, the gates ``(..., 4H)`` from one sigmoid
     and ``c_t``; ``h_t`` is recomputed from them after the loop by ``lstm_memory``."""
+
     def body(carry, x):
         a = _gates_as_one(project(x) + term(carry.h) + bh)
         new_carry, _ = _memory(carry, _gate_blocks(a))
@@ -284,20 +292,24 @@ def fused_unroll(params, carry, xs):
     if not supports(params):
         raise TypeError(f"the fused recurrence computes RNNParams or LSTMParams, got {type(params).__name__}")
     if isinstance(params, LSTMParams) != isinstance(carry, LSTMCarry):
-        raise TypeError(f"carry {type(carry).__name__} does not match {type(params).__name__} "
-                        "(see jaxrnn.initial_carry)")
+        raise TypeError(
+            f"carry {type(carry).__name__} does not match {type(params).__name__} (see jaxrnn.initial_carry)"
+        )
     xs = jnp.asarray(xs)
     ids = jnp.issubdtype(xs.dtype, jnp.integer)
     if not ids and (xs.ndim == 0 or xs.shape[-1] != params.Wxh.shape[1]):
-        raise ValueError(f"inputs have shape {xs.shape}; expected (T, ..., {params.Wxh.shape[1]}) to match Wxh "
-                         f"{params.Wxh.shape} (or integer token ids)")
+        raise ValueError(
+            f"inputs have shape {xs.shape}; expected (T, ..., {params.Wxh.shape[1]}) to match Wxh "
+            f"{params.Wxh.shape} (or integer token ids)"
+        )
     batch = xs.shape[1:] if ids else xs.shape[1:-1]
     dtype = jnp.result_type(params.Whh.dtype) if ids else jnp.result_type(xs.dtype, params.Wxh.dtype)
     H = params.Whh.shape[1]
     for leaf in jax.tree.leaves(carry):
         if leaf.shape != (*batch, H) or leaf.dtype != dtype:
-            raise ValueError(f"carry has shape {leaf.shape} {leaf.dtype}; expected {(*batch, H)} {dtype} for "
-                             "these inputs")
+            raise ValueError(
+                f"carry has shape {leaf.shape} {leaf.dtype}; expected {(*batch, H)} {dtype} for these inputs"
+            )
     if ids:
         return recurrence_ids(params.Wxh, params.Whh, params.bh, carry, xs)
     return recurrence(params.Whh, params.bh, carry, xs @ params.Wxh.T)

@@ -7,6 +7,7 @@ Written apart from the JAX code on purpose (loops, dictionaries and all, in the 
 GRU: ``3H`` rows, gates r, z, n, and ``bhn (H,)``).
 Inputs are token ids (one-hot vectors of size ``D``); targets are ids in ``0..V-1``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,7 +76,7 @@ def lstm_loss_fun(inputs, targets, hprev, cprev, params):
     for t in range(len(inputs)):
         xs[t] = _one_hot(inputs[t], Wxh.shape[1])
         z = Wxh @ xs[t] + Whh @ hs[t - 1] + bh
-        i, f, o, g = _sigmoid(z[:H]), _sigmoid(z[H:2 * H]), _sigmoid(z[2 * H:3 * H]), np.tanh(z[3 * H:])
+        i, f, o, g = _sigmoid(z[:H]), _sigmoid(z[H : 2 * H]), _sigmoid(z[2 * H : 3 * H]), np.tanh(z[3 * H :])
         gates[t] = (i, f, o, g)
         cs[t] = f * cs[t - 1] + i * g
         hs[t] = o * np.tanh(cs[t])
@@ -128,9 +129,9 @@ def gru_loss_fun(inputs, targets, hprev, params):
         a = Wxh @ xs[t] + bh  # input side, biases included
         b = Whh @ hs[t - 1]  # recurrent side
         r = _sigmoid(a[:H] + b[:H])
-        z = _sigmoid(a[H:2 * H] + b[H:2 * H])
-        hn = b[2 * H:] + bhn
-        n = np.tanh(a[2 * H:] + r * hn)
+        z = _sigmoid(a[H : 2 * H] + b[H : 2 * H])
+        hn = b[2 * H :] + bhn
+        n = np.tanh(a[2 * H :] + r * hn)
         gates[t] = (r, z, n, hn)
         hs[t] = (1 - z) * n + z * hs[t - 1]
         ps[t] = _softmax(Why @ hs[t] + by)
@@ -175,8 +176,7 @@ def relative_error(a, b, tiny: float = 1e-300):
     return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), tiny)
 
 
-def gradient_check(loss, params, grads, *, num_checks: int = 10, delta: float = 1e-5, order: int = 2,
-                   seed: int = 0):
+def gradient_check(loss, params, grads, *, num_checks: int = 10, delta: float = 1e-5, order: int = 2, seed: int = 0):
     """Compare analytic ``grads`` with central differences at random entries.
 
     ``order=2`` is the classic ``(L(p + d) - L(p - d)) / 2d`` (error ``O(d^2)``); ``order=4`` is the central

@@ -21,9 +21,11 @@ A cell of your own plugs in with one explicit call (nothing registers itself at 
 after which ``jaxrnn.unroll(jaxrnn.step_for(p), p, ...)``, ``init_stack(..., cell="leaky")`` (when ``init`` is
 given) and the trainers take ``MyParams`` like a built-in cell.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 from jaxrnn import cells, stack
 
@@ -85,8 +87,10 @@ def cell_type(params_or_name: Any) -> CellType:
     try:
         return _by_type[type(params_or_name)]
     except KeyError:
-        raise TypeError(f"no cell type registered for {type(params_or_name).__name__}; register it with "
-                        "jaxrnn.register_cell or pass step= explicitly") from None
+        raise TypeError(
+            f"no cell type registered for {type(params_or_name).__name__}; register it with "
+            "jaxrnn.register_cell or pass step= explicitly"
+        ) from None
 
 
 def step_for(params) -> Callable:

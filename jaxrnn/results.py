@@ -3,6 +3,7 @@
 A result is written to a temporary file beside its final path and renamed into place, so a run that fails or
 is killed never leaves half a file and never replaces a good result with a broken one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,10 +21,20 @@ def environment() -> dict:
     import jax
     import optax
 
-    return {"device": str(jax.devices()[0]), "backend": jax.default_backend(), "device_count": jax.device_count(),
-            "jax": jax.__version__, "jaxlib": _version("jaxlib"), "optax": optax.__version__,
-            "flax": _version("flax"), "numpy": np.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": _cpu_model()}
+    return {
+        "device": str(jax.devices()[0]),
+        "backend": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+        "jaxlib": _version("jaxlib"),
+        "optax": optax.__version__,
+        "flax": _version("flax"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": _cpu_model(),
+    }
 
 
 def _version(package: str) -> str | None:
@@ -86,6 +97,7 @@ def write_atomic(path: str | os.PathLike, write) -> str:
 
 def write_json(path: str | os.PathLike, obj) -> str:
     """``obj`` (through ``to_jsonable``) as indented JSON at ``path``, atomically."""
+
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(to_jsonable(obj), f, indent=1)

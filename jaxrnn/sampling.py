@@ -2,6 +2,7 @@
 
 Shapes: ``x (...)`` integer ids (one per stream), carry with the same batch shape; output ids ``(N, ...)``.
 """
+
 from __future__ import annotations
 
 import functools

@@ -13,9 +13,11 @@ own readout is empty (``Why (0, H_l)``, ``by (0,)``): the stack has one readout,
 take a stack unchanged. ``unroll_layers`` runs the same model layer after layer over a whole sequence, which is
 what dropout between layers and the fused recurrence need; a test pins the two orders equal.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +38,17 @@ class StackParams(NamedTuple):
     embedding: Array | None = None
 
 
-def init_stack(key, input_size: int, hidden_sizes, output_size: int, *, cell="lstm", init: str = "default",
-               embed_size: int = 0, dtype=jnp.float32) -> StackParams:
+def init_stack(
+    key,
+    input_size: int,
+    hidden_sizes,
+    output_size: int,
+    *,
+    cell="lstm",
+    init: str = "default",
+    embed_size: int = 0,
+    dtype=jnp.float32,
+) -> StackParams:
     """A stack of ``len(hidden_sizes)`` layers.
 
     Args:
@@ -53,8 +64,10 @@ def init_stack(key, input_size: int, hidden_sizes, output_size: int, *, cell="ls
         raise ValueError("init_stack: hidden_sizes must name at least one layer")
     kinds = (cell,) * len(hidden_sizes) if isinstance(cell, str) else tuple(cell)
     if len(kinds) != len(hidden_sizes) or not all(isinstance(k, str) for k in kinds):
-        raise ValueError(f"init_stack: cell must be one of {registry.CELL_NAMES} or one per layer "
-                         f"({len(hidden_sizes)}), got {cell!r}")
+        raise ValueError(
+            f"init_stack: cell must be one of {registry.CELL_NAMES} or one per layer "
+            f"({len(hidden_sizes)}), got {cell!r}"
+        )
     inits = [registry.cell_type(k).init for k in kinds]
     if None in inits:
         raise ValueError(f"init_stack: cell must be one of {registry.CELL_NAMES} or one per layer, got {cell!r}")
@@ -100,8 +113,10 @@ def stack_step(params: StackParams, carry: tuple, x) -> tuple[tuple, Array]:
 
 def _check_carry(params: StackParams, carry) -> None:
     if not isinstance(carry, tuple) or isinstance(carry, cells.LSTMCarry) or len(carry) != len(params.layers):
-        raise TypeError(f"stack_step: carry must be a tuple of {len(params.layers)} per-layer carries "
-                        "(see jaxrnn.initial_carry(params, batch_shape))")
+        raise TypeError(
+            f"stack_step: carry must be a tuple of {len(params.layers)} per-layer carries "
+            "(see jaxrnn.initial_carry(params, batch_shape))"
+        )
 
 
 def stack_initial_carry(params: StackParams, batch_shape: tuple[int, ...] = ()) -> tuple[Any, ...]:
@@ -117,8 +132,9 @@ def dropout(key, rate: float, x: Array) -> Array:
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
-def unroll_layers(params: StackParams, carry: tuple, xs, *, unroll_layer: Callable, key=None,
-                  dropout_rate: float = 0.0) -> tuple[tuple, Array]:
+def unroll_layers(
+    params: StackParams, carry: tuple, xs, *, unroll_layer: Callable, key=None, dropout_rate: float = 0.0
+) -> tuple[tuple, Array]:
     """The stack over a whole sequence, one layer at a time: ``xs (T, ...)`` -> ``(carries, hs_top (T, ..., H))``.
 
     ``unroll_layer(layer_params, carry, xs) -> (carry_T, hs)`` unrolls one layer (``lax.scan`` of its step, or

@@ -10,6 +10,7 @@ stopped: the state a stream ends a chunk with is the right state to start its ne
 ``L // T`` chunks every stream wraps around to its start, and only there is its state reset
 (``reset`` is true for chunk 0 of every epoch). The last ``L mod T`` characters of a stream are not used.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ class Streams:
     seq_length: int
 
     @classmethod
-    def from_ids(cls, ids, batch_size: int, seq_length: int, *, what: str = "the text") -> "Streams":
+    def from_ids(cls, ids, batch_size: int, seq_length: int, *, what: str = "the text") -> Streams:
         """Lay ``ids (N,)`` out as ``batch_size`` streams; ``DataError`` when a stream would be shorter than one
         chunk of ``seq_length`` (plus the one character of look-ahead the targets need)."""
         for name, value in (("batch size", batch_size), ("sequence length", seq_length)):
@@ -40,12 +41,14 @@ class Streams:
         ids = np.asarray(ids, np.int32).reshape(-1)
         needed = batch_size * seq_length + 1
         if len(ids) < needed:
-            raise DataError(f"{what} is too short: {len(ids)} characters, but {batch_size} streams of one "
-                            f"{seq_length}-character chunk need at least {needed}; use a longer text, fewer streams "
-                            "or shorter chunks")
+            raise DataError(
+                f"{what} is too short: {len(ids)} characters, but {batch_size} streams of one "
+                f"{seq_length}-character chunk need at least {needed}; use a longer text, fewer streams "
+                "or shorter chunks"
+            )
         L = (len(ids) - 1) // batch_size
         inputs = ids[: batch_size * L].reshape(batch_size, L)
-        targets = ids[1: batch_size * L + 1].reshape(batch_size, L)
+        targets = ids[1 : batch_size * L + 1].reshape(batch_size, L)
         return cls(inputs, targets, int(seq_length))
 
     @property

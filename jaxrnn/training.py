@@ -3,6 +3,7 @@
 Shapes: ``xs (T, ...)`` inputs or ids, ``targets (T, ...)`` ids, carry with batch shape ``(...)``; with
 ``updates_per_call=K`` every per-update argument gets a leading ``K`` axis (``xs (K, T, ...)``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,10 +26,22 @@ def global_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
 
 
-def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, step=None, reduction: str = "sum",
-                    method: str = "scan", unroll: int = 1, remat: bool = False, segment_length: int | None = None,
-                    dropout: float = 0.0, newton=None, updates_per_call: int = 1, with_grad_norm: bool = False,
-                    donate: bool = False):
+def make_train_step(
+    optimizer: optax.GradientTransformation,
+    *,
+    loss_fn=None,
+    step=None,
+    reduction: str = "sum",
+    method: str = "scan",
+    unroll: int = 1,
+    remat: bool = False,
+    segment_length: int | None = None,
+    dropout: float = 0.0,
+    newton=None,
+    updates_per_call: int = 1,
+    with_grad_norm: bool = False,
+    donate: bool = False,
+):
     """Build ``train_step(params, opt_state, carry, xs, targets, mask=None, *, reset=None, active=None, key=None)
     -> (params, opt_state, carry_T, loss)``, jitted.
 
@@ -56,15 +69,23 @@ def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, st
     """
     K = positive_int("updates_per_call", updates_per_call)
     if loss_fn is None:
-        loss_fn = functools.partial(sequence_loss, step=step, reduction=reduction, method=method, unroll=unroll,
-                                    remat=remat, segment_length=segment_length, dropout=dropout, newton=newton)
+        loss_fn = functools.partial(
+            sequence_loss,
+            step=step,
+            reduction=reduction,
+            method=method,
+            unroll=unroll,
+            remat=remat,
+            segment_length=segment_length,
+            dropout=dropout,
+            newton=newton,
+        )
 
     def update(params, opt_state, carry, xs, targets, mask, reset, key):
         if reset is not None:
             carry = reset_carry(carry, reset)
         kw = {} if key is None else {"key": key}
-        (loss, carry_T), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, carry, xs, targets, mask=mask,
-                                                                             **kw)
+        (loss, carry_T), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, carry, xs, targets, mask=mask, **kw)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         norm = global_norm(grads) if with_grad_norm else None
         return (optax.apply_updates(params, updates), opt_state, carry_T), (loss, norm)
@@ -98,5 +119,7 @@ def make_train_step(optimizer: optax.GradientTransformation, *, loss_fn=None, st
 def _check_leading(K: int, trees) -> None:
     for leaf in jax.tree.leaves(trees):
         if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != K:
-            raise ValueError(f"train_step: with updates_per_call={K} every per-update argument needs a leading "
-                             f"axis of {K} (xs (K, T, ...)); got an array of shape {jnp.shape(leaf)}")
+            raise ValueError(
+                f"train_step: with updates_per_call={K} every per-update argument needs a leading "
+                f"axis of {K} (xs (K, T, ...)); got an array of shape {jnp.shape(leaf)}"
+            )

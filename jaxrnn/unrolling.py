@@ -9,6 +9,7 @@ end; with left padding it stays at the initial carry until the sequence starts. 
 direction, the final carry is each sequence's own last state and the gradients are those of running each
 sequence alone.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,10 @@ def _leading_length(xs) -> int:
         raise ValueError("unroll: xs is empty; expected at least one array with a leading time axis (T, ...)")
     lengths = {getattr(leaf, "shape", (None,))[:1] for leaf in leaves}
     if len(lengths) != 1 or () in lengths:
-        raise ValueError(f"unroll: every leaf of xs needs the same leading time axis, got shapes "
-                         f"{[getattr(leaf, 'shape', None) for leaf in leaves]}")
+        raise ValueError(
+            f"unroll: every leaf of xs needs the same leading time axis, got shapes "
+            f"{[getattr(leaf, 'shape', None) for leaf in leaves]}"
+        )
     return lengths.pop()[0]
 
 
@@ -41,14 +44,30 @@ def _check_carry_kept(f, carry, x0) -> None:
     carry_out, _ = jax.eval_shape(f, carry, x0)
     shape = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype).name), tree)
     if jax.tree.structure(carry_out) != jax.tree.structure(carry) or shape(carry_out) != shape(carry):
-        raise ValueError(f"unroll: the step turns carry {shape(carry)} into {shape(carry_out)}; the initial "
-                         "carry must already have the batch shape and dtype of the inputs "
-                         "(see jaxrnn.initial_carry(params, batch_shape))")
+        raise ValueError(
+            f"unroll: the step turns carry {shape(carry)} into {shape(carry_out)}; the initial "
+            "carry must already have the batch shape and dtype of the inputs "
+            "(see jaxrnn.initial_carry(params, batch_shape))"
+        )
 
 
-def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, remat: bool = False,
-           reverse: bool = False, mask=None, lengths=None, padding: str = "right", key=None,
-           dropout: float = 0.0, newton=None):
+def unroll(
+    step,
+    params,
+    carry,
+    xs,
+    *,
+    method: str = "scan",
+    unroll: int = 1,
+    remat: bool = False,
+    reverse: bool = False,
+    mask=None,
+    lengths=None,
+    padding: str = "right",
+    key=None,
+    dropout: float = 0.0,
+    newton=None,
+):
     """Apply ``step(params, carry, x_t) -> (carry, h_t)`` for t = 0..T-1.
 
     Args:
@@ -89,8 +108,9 @@ def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, re
         raise ValueError(f"unroll: newton= gives the options of method='newton', not of {method!r}")
     is_stack = isinstance(params, stack.StackParams)
     if dropout > 0 and not is_stack:
-        raise ValueError(f"unroll: dropout acts between the layers of a StackParams model, not on "
-                         f"{type(params).__name__}")
+        raise ValueError(
+            f"unroll: dropout acts between the layers of a StackParams model, not on {type(params).__name__}"
+        )
     options = dict(method=method, unroll=unroll, remat=remat, reverse=reverse, newton=newton)
     if mask is not None or lengths is not None:
         if dropout > 0:
@@ -101,8 +121,10 @@ def unroll(step, params, carry, xs, *, method: str = "scan", unroll: int = 1, re
         return _unroll_step(mask_step(step), params, carry, (xs, mask), **options)
     if method == "fused" or (is_stack and dropout > 0):
         if step is not registry.step_for(params):
-            raise ValueError("unroll: method='fused' and dropout run the registered step of the parameters "
-                             "(jaxrnn.step_for(params)); use method='scan' without dropout for another step")
+            raise ValueError(
+                "unroll: method='fused' and dropout run the registered step of the parameters "
+                "(jaxrnn.step_for(params)); use method='scan' without dropout for another step"
+            )
         if is_stack:
             layer = lambda p, c, x: _unroll_step(registry.step_for(p), p, c, x, **options)
             return stack.unroll_layers(params, carry, xs, unroll_layer=layer, key=key, dropout_rate=dropout)
@@ -130,7 +152,7 @@ def _unroll_step(step, params, carry, xs, *, method, unroll, remat, reverse, new
     if method != "loop":
         return jax.lax.scan(f, carry, xs, unroll=unroll, reverse=reverse)
     outs = [None] * T
-    for t in (reversed(range(T)) if reverse else range(T)):
+    for t in reversed(range(T)) if reverse else range(T):
         carry, outs[t] = f(carry, jax.tree.map(lambda x: x[t], xs))
     if T == 0:
         _, out_shape = jax.eval_shape(f, carry, x0)
@@ -149,8 +171,10 @@ def _newton(step, params, carry, xs, solver):
         m = ok.reshape((1,) * leading + ok.shape + (1,) * (a.ndim - leading - ok.ndim))
         return jnp.where(m, a, jnp.nan)
 
-    return (jax.tree.map(lambda a: where_converged(a, 0), result.carry),
-            jax.tree.map(lambda a: where_converged(a, 1), result.hs))
+    return (
+        jax.tree.map(lambda a: where_converged(a, 0), result.carry),
+        jax.tree.map(lambda a: where_converged(a, 1), result.hs),
+    )
 
 
 _unroll = unroll  # callable where a keyword argument named ``unroll`` hides the function
@@ -164,8 +188,9 @@ def length_mask(lengths, T: int, *, padding: str = "right"):
     if not isinstance(lengths, jax.core.Tracer):  # known values (also when closed over under jit): check them
         known = np.asarray(lengths)
         if known.size and np.issubdtype(known.dtype, np.integer) and (known.min() < 0 or known.max() > T):
-            raise ValueError(f"lengths must lie in 0..{T} (the number of time steps), got {int(known.min())}.."
-                             f"{int(known.max())}")
+            raise ValueError(
+                f"lengths must lie in 0..{T} (the number of time steps), got {int(known.min())}..{int(known.max())}"
+            )
     lengths = jnp.asarray(lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
@@ -188,8 +213,10 @@ def _check_mask_fits(mask, carry) -> None:
     batch = tuple(mask.shape[1:])
     for leaf in jax.tree.leaves(carry):
         if tuple(leaf.shape[:-1]) != batch:
-            raise ValueError(f"unroll: mask/lengths give batch shape {batch} but the carry has a leaf of shape "
-                             f"{tuple(leaf.shape)}; expected ({', '.join(map(str, batch + ('H',)))})")
+            raise ValueError(
+                f"unroll: mask/lengths give batch shape {batch} but the carry has a leaf of shape "
+                f"{tuple(leaf.shape)}; expected ({', '.join(map(str, batch + ('H',)))})"
+            )
 
 
 def _where(m, new, old):
@@ -218,8 +245,19 @@ def mask_step(step):
     return masked
 
 
-def unroll_bidirectional(step, params, carry, xs, *, mask=None, lengths=None, padding: str = "right",
-                         method: str = "scan", unroll: int = 1, remat: bool = False):
+def unroll_bidirectional(
+    step,
+    params,
+    carry,
+    xs,
+    *,
+    mask=None,
+    lengths=None,
+    padding: str = "right",
+    method: str = "scan",
+    unroll: int = 1,
+    remat: bool = False,
+):
     """A forward and a backward unroll over the same ``xs``, outputs concatenated on the last axis.
 
     Args:
@@ -231,10 +269,14 @@ def unroll_bidirectional(step, params, carry, xs, *, mask=None, lengths=None, pa
       the state after reading ``x_0``.
     """
     steps = tuple(step) if isinstance(step, (tuple, list)) else (step, step)
-    if len(steps) != 2 or not (isinstance(params, (tuple, list)) and len(params) == 2) or not (
-            isinstance(carry, (tuple, list)) and len(carry) == 2):
-        raise ValueError("unroll_bidirectional: params and carry (and step, if a sequence) must be pairs "
-                         "(forward, backward)")
+    if (
+        len(steps) != 2
+        or not (isinstance(params, (tuple, list)) and len(params) == 2)
+        or not (isinstance(carry, (tuple, list)) and len(carry) == 2)
+    ):
+        raise ValueError(
+            "unroll_bidirectional: params and carry (and step, if a sequence) must be pairs (forward, backward)"
+        )
     kw = dict(mask=mask, lengths=lengths, padding=padding, method=method, unroll=unroll, remat=remat)
     carry_f, hs_f = _unroll(steps[0], params[0], carry[0], xs, **kw)
     carry_b, hs_b = _unroll(steps[1], params[1], carry[1], xs, reverse=True, **kw)

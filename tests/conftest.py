@@ -1,4 +1,5 @@
 """Shared set-up: float64 scoped to a test (library code never flips the global flag), and cheap compilation."""
+
 import os
 
 # The tests compile hundreds of small programs and run each a few times: LLVM's expensive passes cost more

@@ -5,6 +5,7 @@
 Prints the losses of 6 updates of an LSTM (global batch 8 split over every process's devices) as JSON on the
 last line of stdout (process 0 only).
 """
+
 import json
 import os
 import sys

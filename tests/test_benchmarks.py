@@ -1,5 +1,6 @@
 """The benchmark suite: each script's core function at tiny sizes, in process (agreement of the implementations,
 ratios computed from the right timings); the scripts themselves, end to end in subprocesses, are marked slow."""
+
 import dataclasses
 import json
 import subprocess
@@ -45,8 +46,13 @@ def test_minchar_quick_agrees_with_numpy_and_its_ratios_are_its_own_timings():
     config = minchar.PRESETS["quick"]
     rows = {row["impl"]: row for row in minchar.main(config)["rows"]}  # raises if jaxrnn and NumPy disagree
     k = config.updates_per_call[0]
-    assert list(rows) == ["numpy reference", "jaxrnn scan, 1 update/call", "jaxrnn fused, 1 update/call",
-                          f"jaxrnn scan, {k} updates/call", f"jaxrnn fused, {k} updates/call"]
+    assert list(rows) == [
+        "numpy reference",
+        "jaxrnn scan, 1 update/call",
+        "jaxrnn fused, 1 update/call",
+        f"jaxrnn scan, {k} updates/call",
+        f"jaxrnn fused, {k} updates/call",
+    ]
     numpy_its = rows["numpy reference"]["iterations_per_s"]
     for name, row in rows.items():
         updates = k if name.endswith(f"{k} updates/call") else config.numpy_iterations
@@ -77,10 +83,15 @@ def test_step_layout_marks_the_single_row_variant_the_library_takes_at_each_hidd
     import step_layout
 
     variants = {case: list(v) for case, v in step_layout.cases(2, 8, 4, 11, (6, 8)).items()}
-    marked = {case.split(":")[0]: next(n for n in v if n.endswith("(jaxrnn)"))
-              for case, v in variants.items() if "two products" in case}
-    assert marked == {"batch 1, LSTM H 6": "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T (jaxrnn)",
-                      "batch 1, LSTM H 8": "Whh @ h^T, dz @ Whh (as batched) (jaxrnn)"}
+    marked = {
+        case.split(":")[0]: next(n for n in v if n.endswith("(jaxrnn)"))
+        for case, v in variants.items()
+        if "two products" in case
+    }
+    assert marked == {
+        "batch 1, LSTM H 6": "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T (jaxrnn)",
+        "batch 1, LSTM H 8": "Whh @ h^T, dz @ Whh (as batched) (jaxrnn)",
+    }
 
 
 @pytest.mark.slow
@@ -98,9 +109,19 @@ def test_smoke_quick_suite_sampling_minchar_and_step_layout(tmp_path):
 def test_smoke_quick_suite_all(tmp_path):
     _run_all(tmp_path)
     written = {p.name for p in tmp_path.iterdir()}
-    assert written >= {"scan_vs_loop.json", "scan_vs_loop.png", "minchar.json", "lstm_peers.json", "memory.json",
-                       "memory.png", "sampling.json", "data_parallel.json",
-                       "parallel_in_time.json", "parallel_in_time.png", "startup.json"}
+    assert written >= {
+        "scan_vs_loop.json",
+        "scan_vs_loop.png",
+        "minchar.json",
+        "lstm_peers.json",
+        "memory.json",
+        "memory.png",
+        "sampling.json",
+        "data_parallel.json",
+        "parallel_in_time.json",
+        "parallel_in_time.png",
+        "startup.json",
+    }
     assert not written & {f"{p.stem}.json" for p in INVESTIGATIONS.glob("*.py")}  # investigations run on their own
 
 
@@ -109,9 +130,18 @@ def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_p
     _run_investigation(tmp_path, "step_parts")
     result = json.loads((tmp_path / "step_parts.json").read_text())
     assert {(r["impl"], r["T"], r["part"]) for r in result["rows"]} == {
-        (impl, T, part) for impl in ("jaxrnn fused", "flax linen nn.RNN(OptimizedLSTMCell)") for T in (5, 10)
-        for part in ("forward (loss)", "loss and gradient", "optimizer update", "training step",
-                     "training step, donated", "training step, in a loop (per step)")}
+        (impl, T, part)
+        for impl in ("jaxrnn fused", "flax linen nn.RNN(OptimizedLSTMCell)")
+        for T in (5, 10)
+        for part in (
+            "forward (loss)",
+            "loss and gradient",
+            "optimizer update",
+            "training step",
+            "training step, donated",
+            "training step, in a loop (per step)",
+        )
+    }
     for T, (jaxrnn_loss, flax_loss) in result["first_loss"].items():  # same weights, same data: same loss
         assert abs(jaxrnn_loss - flax_loss) < 1e-4 and jaxrnn_loss > 0, T
     ms = {(r["impl"], r["T"], r["part"]): r["median_ms"] for r in result["rows"]}
@@ -141,10 +171,10 @@ def test_memory_finds_the_longest_length_within_the_budget(monkeypatch):
     import memory
 
     monkeypatch.setattr(memory, "peak_bytes", lambda config, method, T: {"peak_bytes": 1000 * T})
-    config = dataclasses.replace(memory.PRESETS["quick"], budget_bytes=1000 * 3000, search_max_T=2 ** 20)
+    config = dataclasses.replace(memory.PRESETS["quick"], budget_bytes=1000 * 3000, search_max_T=2**20)
     longest = memory.longest_fitting(config, "full")
     assert 3000 * (1 - 1 / 64) <= longest <= 3000  # T fits, within the bisection's tolerance of the true limit
-    assert memory.longest_fitting(config, "segmented") == 54 ** 2  # the largest square of a T that fits
+    assert memory.longest_fitting(config, "segmented") == 54**2  # the largest square of a T that fits
     assert memory.longest_fitting(dataclasses.replace(config, search_max_T=1000), "full") == -1  # fits throughout
 
 
@@ -175,7 +205,7 @@ def test_interleaved_times_shuffles_the_order_of_each_round():
     calls = {name: (lambda name=name: log.append(name) or np.zeros(1)) for name in "abcd"}
     timings = common.interleaved_times(calls, min_rounds=40, min_seconds=0.0, warmup=0, timed_per_round=2)
     assert list(timings) == list("abcd")
-    rounds = [log[i:i + 12] for i in range(0, len(log), 12)]  # 4 implementations x (1 untimed + 2 timed)
+    rounds = [log[i : i + 12] for i in range(0, len(log), 12)]  # 4 implementations x (1 untimed + 2 timed)
     assert len(rounds) == 40 and all(sorted(r) == sorted("abcd" * 3) for r in rounds)
     orders = [tuple(r[::3]) for r in rounds]
     assert all(r == [o for o in order for _ in range(3)] for r, order in zip(rounds, orders))  # a name's 3 in a row
@@ -218,13 +248,25 @@ def test_smoke_profile_step_names_ops_of_the_compiled_step(tmp_path):
 
 
 def test_unknown_preset_exits_2_with_one_line(tmp_path):
-    cmd = [sys.executable, str(BENCH / "scan_vs_loop.py"), "--preset", "nope", "--device", "cpu",
-           "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(BENCH / "scan_vs_loop.py"),
+        "--preset",
+        "nope",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "full, quick, scan" in proc.stderr and not list(tmp_path.iterdir())
-    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--preset", "scan", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)  # checked before anything runs
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--preset", "scan", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # checked before anything runs
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "minchar" in proc.stderr
     assert not list(tmp_path.iterdir())
 
@@ -238,8 +280,12 @@ def tiny_peers():
     """``lstm_peers``' implementations on ``_tiny_problem``, built once: each test's calls reuse the compilations."""
     p, carry, xs, ys, (V, E, H) = _tiny_problem()
     optimizer = optax.adam(1e-3)
-    return dict(problem=(p, carry, xs, ys, (V, E, H)), optimizer=optimizer,
-                steps=lstm_peers.jaxrnn_impls(None, optimizer), flax=lstm_peers.flax_linen_impl(p, V, E, H, optimizer))
+    return dict(
+        problem=(p, carry, xs, ys, (V, E, H)),
+        optimizer=optimizer,
+        steps=lstm_peers.jaxrnn_impls(None, optimizer),
+        flax=lstm_peers.flax_linen_impl(p, V, E, H, optimizer),
+    )
 
 
 @pytest.mark.slow
@@ -278,8 +324,11 @@ def test_update_loops_run_the_steps_of_each_library_and_refuse_a_loop_that_diffe
     steps = {name: tiny_peers["steps"][name] for name in lstm_peers.jaxrnn_fused_losses()}
     variables, flax_step, _ = tiny_peers["flax"]
     loops = lstm_peers.update_loops(k, p, carry, chunks, steps, flax_step, variables, optimizer)
-    assert list(loops) == [f"jaxrnn fused, {k} updates/call", f"jaxrnn fused, folded, {k} updates/call",
-                           f"flax linen nn.RNN(OptimizedLSTMCell), {k} updates/call"]
+    assert list(loops) == [
+        f"jaxrnn fused, {k} updates/call",
+        f"jaxrnn fused, folded, {k} updates/call",
+        f"flax linen nn.RNN(OptimizedLSTMCell), {k} updates/call",
+    ]
     first = float(steps["jaxrnn fused"](p, optimizer.init(p), carry, xs, ys)[3])
     for name, (call, _, loss) in loops.items():
         assert loss == pytest.approx(first, rel=1e-5), name
@@ -293,12 +342,16 @@ def test_update_loops_run_the_steps_of_each_library_and_refuse_a_loop_that_diffe
         return params, opt_state, jax.tree.map(jnp.zeros_like, carry), loss
 
     with pytest.raises(AssertionError, match="jaxrnn fused, 3 updates/call: its 3 losses against 3 calls"):
-        lstm_peers.update_loops(k, p, carry, chunks, steps | {"jaxrnn fused": reset_step}, flax_step, variables,
-                                optimizer)
+        lstm_peers.update_loops(
+            k, p, carry, chunks, steps | {"jaxrnn fused": reset_step}, flax_step, variables, optimizer
+        )
 
 
-OLD_NAMES = {"jaxrnn scan": "jaxrnn make_train_step (plain)", "jaxrnn fused": "jaxrnn fast",
-             "jaxrnn fused, 8 updates/call": "jaxrnn fast, 8 updates/call"}  # labels before the 0.2 API
+OLD_NAMES = {
+    "jaxrnn scan": "jaxrnn make_train_step (plain)",
+    "jaxrnn fused": "jaxrnn fast",
+    "jaxrnn fused, 8 updates/call": "jaxrnn fast, 8 updates/call",
+}  # labels before the 0.2 API
 
 
 @pytest.mark.parametrize("labels", ["current", "before the 0.2 API"])
@@ -307,16 +360,33 @@ def test_per_update_times_and_the_report_compares_a_loop_with_a_loop(tmp_path, l
 
     timing = {"median_s": 8.0, "min_s": 4.0, "repeats": 6, "round_s": [8.0, 16.0]}
     assert lstm_peers.per_update(timing, 4) == {"median_s": 2.0, "min_s": 1.0, "repeats": 6, "round_s": [2.0, 4.0]}
-    names = ["jaxrnn scan", "jaxrnn fused", "flax linen nn.RNN(OptimizedLSTMCell)",
-             "pytorch nn.LSTM (2 threads)", "jaxrnn fused, 8 updates/call",
-             "flax linen nn.RNN(OptimizedLSTMCell), 8 updates/call"]
+    names = [
+        "jaxrnn scan",
+        "jaxrnn fused",
+        "flax linen nn.RNN(OptimizedLSTMCell)",
+        "pytorch nn.LSTM (2 threads)",
+        "jaxrnn fused, 8 updates/call",
+        "flax linen nn.RNN(OptimizedLSTMCell), 8 updates/call",
+    ]
     seconds = dict(zip(names, (6.0, 4.0, 5.0, 4.4, 3.0, 4.5)))
     if labels != "current":
         seconds = {OLD_NAMES.get(n, n): s for n, s in seconds.items()}
-    rows = [dict(B=1, T=2, H=3, impl=n, tokens_per_s=2 / s, gflops=1.0, fraction_of_matmul_peak=0.5, compile_s=1.0,
-                 matmul_peak_gflops=2.0, speedup_vs={o: t / s for o, t in seconds.items() if o != n},
-                 paired_speedup_vs={o: {"median": t / s, "q25": t / s, "q75": t / s}
-                                    for o, t in seconds.items() if o != n}) for n, s in seconds.items()]
+    rows = [
+        dict(
+            B=1,
+            T=2,
+            H=3,
+            impl=n,
+            tokens_per_s=2 / s,
+            gflops=1.0,
+            fraction_of_matmul_peak=0.5,
+            compile_s=1.0,
+            matmul_peak_gflops=2.0,
+            speedup_vs={o: t / s for o, t in seconds.items() if o != n},
+            paired_speedup_vs={o: {"median": t / s, "q25": t / s, "q75": t / s} for o, t in seconds.items() if o != n},
+        )
+        for n, s in seconds.items()
+    ]
     versions = dict.fromkeys(("jax", "flax", "optax", "numpy", "torch"), "0")
     environment = {"command": "c", "device": "cpu", "nproc": 2, "cpu_model": "m", "date": "d", "versions": versions}
     (tmp_path / "lstm_peers.json").write_text(json.dumps({"rows": rows, "environment": environment}))
@@ -334,16 +404,24 @@ def test_per_update_times_and_the_report_compares_a_loop_with_a_loop(tmp_path, l
 def test_report_reads_the_labels_of_results_from_before_the_0_2_api(tmp_path):
     import report
 
-    assert (report.current_label("jaxrnn fast, folded embedding, 8 updates/call")
-            == "jaxrnn fused, folded, 8 updates/call")
+    assert (
+        report.current_label("jaxrnn fast, folded embedding, 8 updates/call") == "jaxrnn fused, folded, 8 updates/call"
+    )
     assert report.current_label("jaxrnn plain, 100 updates/call (scan)") == "jaxrnn scan, 100 updates/call"
     assert report.current_label("jaxrnn fast, 1 update/call") == "jaxrnn fused, 1 update/call"
     assert report.current_label("flax linen nn.RNN(OptimizedLSTMCell)") == "flax linen nn.RNN(OptimizedLSTMCell)"
-    environment = {"command": "c", "device": "cpu", "nproc": 2, "cpu_model": "m", "date": "d",
-                   "versions": dict.fromkeys(("jax", "flax", "optax", "numpy", "torch"), "0")}
-    rows = [{"T": 4, "method": m, "peak_bytes": b * 2 ** 20} for m, b in (("full", 2), ("fast", 1))]
-    (tmp_path / "memory.json").write_text(json.dumps({"rows": rows, "environment": environment,
-                                                      "longest_T_within_budget": {"full": 8, "fast": 16}}))
+    environment = {
+        "command": "c",
+        "device": "cpu",
+        "nproc": 2,
+        "cpu_model": "m",
+        "date": "d",
+        "versions": dict.fromkeys(("jax", "flax", "optax", "numpy", "torch"), "0"),
+    }
+    rows = [{"T": 4, "method": m, "peak_bytes": b * 2**20} for m, b in (("full", 2), ("fast", 1))]
+    (tmp_path / "memory.json").write_text(
+        json.dumps({"rows": rows, "environment": environment, "longest_T_within_budget": {"full": 8, "fast": 16}})
+    )
     table = report.memory(report.load(tmp_path, "memory"))
     assert "| T | full BPTT, scan MiB | full BPTT, fused MiB |" in table and "| 4 | 2.0 | 1.0 |" in table
     assert table.endswith("full 8, fused 16")
@@ -356,14 +434,36 @@ def test_written_results_carry_the_library_environment_and_the_report_tables_par
     from jaxrnn import results as results_io
 
     where = dict(cell="gru", batch=2, H=8, T=100)
-    rows = [dict(where, method="scan", median_s=0.002),
-            dict(where, method="newton_full", median_s=0.008, speedup_vs_scan=0.25, iterations=4, converged=True,
-                 iteration_over_scan=1.5, setup_over_scan=2.0),
-            dict(where, method="newton_diagonal", median_s=0.02, speedup_vs_scan=0.1, iterations=50,
-                 converged=False, iteration_over_scan=0.4, setup_over_scan=1.0)]
+    rows = [
+        dict(where, method="scan", median_s=0.002),
+        dict(
+            where,
+            method="newton_full",
+            median_s=0.008,
+            speedup_vs_scan=0.25,
+            iterations=4,
+            converged=True,
+            iteration_over_scan=1.5,
+            setup_over_scan=2.0,
+        ),
+        dict(
+            where,
+            method="newton_diagonal",
+            median_s=0.02,
+            speedup_vs_scan=0.1,
+            iterations=50,
+            converged=False,
+            iteration_over_scan=0.4,
+            setup_over_scan=1.0,
+        ),
+    ]
     skipped = [dict(where, T=10**6, method="scan", reason="scan flops 1e+11 > max_scan_flops")]
-    path = common.write_json(tmp_path, "parallel_in_time", dataclasses.make_dataclass("C", [("n", int)])(3),
-                             {"rows": rows, "skipped": skipped, "nan": float("nan")})
+    path = common.write_json(
+        tmp_path,
+        "parallel_in_time",
+        dataclasses.make_dataclass("C", [("n", int)])(3),
+        {"rows": rows, "skipped": skipped, "nan": float("nan")},
+    )
     result = json.loads(path.read_text())
     assert result["config"] == {"n": 3} and result["nan"] == "nan"
     assert result["environment"].items() >= results_io.environment().items()
@@ -421,8 +521,10 @@ def test_ab_recurrence_builds_the_same_loss_from_fused_unroll_or_from_recurrence
     p, carry, xs, ys, _ = _tiny_problem()
     bare = types.SimpleNamespace(recurrence=recurrence.recurrence, recurrence_ids=recurrence.recurrence_ids)
     for unfolded in (False, True):
-        losses = [ab_recurrence.version_loss(ab_recurrence.version_unroll(m), unfolded=unfolded)(p, carry, xs, ys)[0]
-                  for m in (recurrence, bare)]
+        losses = [
+            ab_recurrence.version_loss(ab_recurrence.version_unroll(m), unfolded=unfolded)(p, carry, xs, ys)[0]
+            for m in (recurrence, bare)
+        ]
         fused = lstm_peers.jaxrnn_fused_losses()[lstm_peers.FUSED if unfolded else lstm_peers.FOLDED]
         np.testing.assert_allclose(losses, float(fused(p, carry, xs, ys)[0]), rtol=1e-6)
 
@@ -432,8 +534,17 @@ def test_ab_recurrence_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_
     recurrence = BENCH.parent / "jaxrnn" / "recurrence.py"
     wrong = tmp_path / "recurrence_wrong.py"
     wrong.write_text(WRONG_RECURRENCE)
-    cmd = [sys.executable, str(INVESTIGATIONS / "ab_recurrence.py"), "2", "5", "8", "--device", "cpu",
-           "--min-seconds", "0.01"]
+    cmd = [
+        sys.executable,
+        str(INVESTIGATIONS / "ab_recurrence.py"),
+        "2",
+        "5",
+        "8",
+        "--device",
+        "cpu",
+        "--min-seconds",
+        "0.01",
+    ]
     ok = subprocess.run(cmd + [str(recurrence), str(recurrence)], capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.count("speed-up over 0") == 2
@@ -469,8 +580,12 @@ def test_huge_pages_adds_the_tunable_to_the_callers_and_checks_the_c_library(mon
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")
     assert huge_pages.worker_env("hugetlb")["GLIBC_TUNABLES"] == "glibc.malloc.trim_threshold=1:glibc.malloc.hugetlb=1"
     assert huge_pages.worker_env("default")["GLIBC_TUNABLES"] == "glibc.malloc.trim_threshold=1"
-    for libc, expected in (("glibc 2.36", None), ("glibc 2.35", None), ("glibc 2.31", "older than 2.35"),
-                           ("musl libc 1.2", "not glibc")):
+    for libc, expected in (
+        ("glibc 2.36", None),
+        ("glibc 2.35", None),
+        ("glibc 2.31", "older than 2.35"),
+        ("musl libc 1.2", "not glibc"),
+    ):
         monkeypatch.setattr(huge_pages.os, "confstr", lambda name, libc=libc: libc)
         reason = huge_pages.unsupported()
         assert reason is None if expected is None else expected in reason
@@ -494,8 +609,16 @@ def test_huge_pages_refuses_settings_that_change_the_arithmetic():
     import huge_pages
 
     def run(loss):
-        return {name: {"loss_before": loss, "loss_after_one_step": 1.0, "median_s": 0.1, "faults_per_call": 0,
-                       "temp_bytes": 8} for name in (huge_pages.JAXRNN, huge_pages.FLAX)}
+        return {
+            name: {
+                "loss_before": loss,
+                "loss_after_one_step": 1.0,
+                "median_s": 0.1,
+                "faults_per_call": 0,
+                "temp_bytes": 8,
+            }
+            for name in (huge_pages.JAXRNN, huge_pages.FLAX)
+        }
 
     rows = huge_pages.summarise((1, 2, 3), {"default": [run(2.0)], "hugetlb": [run(2.0)]})
     assert [row["speedup"] for row in rows] == [1.0, 1.0]

@@ -1,4 +1,5 @@
 """Checkpoints: exact round trip, keep-last-N-and-best, unreadable and unwritable directories."""
+
 import os
 
 import jax

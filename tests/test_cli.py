@@ -1,5 +1,6 @@
 """The command line: exact resume, bad input with one-line errors and exit status 2, Ctrl-C, `--help`,
 `python -m jaxrnn`, checkpoints of jaxrnn 0.1. Tiny models: each training run is seconds."""
+
 import json
 import os
 import signal
@@ -17,8 +18,21 @@ from jaxrnn.lm import load_model
 
 LEGACY_RUN = os.path.join(os.path.dirname(__file__), "data", "jaxrnn_0_1_run")
 
-TINY = ["--hidden", "8", "--batch-size", "2", "--seq-length", "4", "--steps-per-call", "2", "--eval-every", "4",
-        "--no-progress", "--sample-length", "0"]
+TINY = [
+    "--hidden",
+    "8",
+    "--batch-size",
+    "2",
+    "--seq-length",
+    "4",
+    "--steps-per-call",
+    "2",
+    "--eval-every",
+    "4",
+    "--no-progress",
+    "--sample-length",
+    "0",
+]
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
 
 
@@ -58,8 +72,12 @@ def test_resume_is_exact(tmp_path, text_file, capsys):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     assert run_main(["train", "--out", one, "--steps", "10", *flags], capsys)[0] == 0
     assert run_main(["train", "--out", two, "--steps", "5", *flags], capsys)[0] == 0
-    assert run_main(["train", "--out", two, "--steps", "10", "--resume", "--no-progress", "--sample-length", "0"],
-                    capsys)[0] == 0
+    assert (
+        run_main(["train", "--out", two, "--steps", "10", "--resume", "--no-progress", "--sample-length", "0"], capsys)[
+            0
+        ]
+        == 0
+    )
     p_one, _, meta_one = load_model(one)
     p_two, _, meta_two = load_model(two)
     assert meta_one["step"] == meta_two["step"] == 10
@@ -96,12 +114,10 @@ def _bad_inputs(tmp_path, text_file, trained):
     blocker.write_text("x")
     train = lambda *a: ["train", "--data", text_file, *TINY, *a]
     return {
-        "missing file": (["train", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")],
-                         "no such file"),
+        "missing file": (["train", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")], "no such file"),
         "directory": (["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")], "is a directory"),
         "empty file": (["train", "--data", str(empty), "--out", str(tmp_path / "o")], "is empty"),
-        "too short": (["train", "--data", str(short), "--out", str(tmp_path / "o"), "--batch-size", "8"],
-                      "too short"),
+        "too short": (["train", "--data", str(short), "--out", str(tmp_path / "o"), "--batch-size", "8"], "too short"),
         "not utf-8": (["train", "--data", str(latin1), "--out", str(tmp_path / "o")], "not UTF-8"),
         "zero hidden": (train("--out", str(tmp_path / "o"), "--hidden", "0"), "--hidden must be a positive"),
         "negative batch": (train("--out", str(tmp_path / "o"), "--batch-size", "-3"), "--batch-size must be"),
@@ -110,8 +126,10 @@ def _bad_inputs(tmp_path, text_file, trained):
         "unknown cell": (train("--out", str(tmp_path / "o"), "--cell", "tanh"), "invalid choice"),
         "not writable": (train("--out", str(blocker / "out")), "blocker"),
         "existing run": (train("--out", trained), "already holds checkpoints"),
-        "other vocabulary": (["train", "--data", str(other), "--out", trained, "--resume", "--no-progress"],
-                             "vocabulary"),
+        "other vocabulary": (
+            ["train", "--data", str(other), "--out", trained, "--resume", "--no-progress"],
+            "vocabulary",
+        ),
         "other shape": (["train", "--out", trained, "--resume", "--hidden", "16"], "--hidden 16 differs"),
         "nothing to resume": (train("--out", str(tmp_path / "fresh"), "--resume"), "nothing to resume"),
         "bad temperature": (["sample", "--out", trained, "--temperature", "-1"], "--temperature must be"),
@@ -151,9 +169,29 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file, 
     """SGD at learning rate 1e38 without clipping: step 1's loss is finite (it is computed before the update),
     a later one is not. Training stops with exit status 2 and the checkpoints hold finite parameters."""
     out = str(tmp_path / "out")
-    rc, lines = run_main(["train", "--data", text_file, "--out", out, *TINY, "--optimizer", "sgd", "--clip", "0",
-                          "--learning-rate", "1e38", "--steps", "12", "--steps-per-call", "1", "--eval-every", "1"],
-                         capsys)
+    rc, lines = run_main(
+        [
+            "train",
+            "--data",
+            text_file,
+            "--out",
+            out,
+            *TINY,
+            "--optimizer",
+            "sgd",
+            "--clip",
+            "0",
+            "--learning-rate",
+            "1e38",
+            "--steps",
+            "12",
+            "--steps-per-call",
+            "1",
+            "--eval-every",
+            "1",
+        ],
+        capsys,
+    )
     assert rc == 2 and any("loss became" in line and "Last good checkpoint" in line for line in lines), lines
     params, _, meta = load_model(out)
     assert 1 <= meta["step"] < 12
@@ -168,16 +206,46 @@ def test_help_documents_every_flag_with_its_default():
             if action.option_strings and action.dest != "help":
                 assert "default" in (action.help or ""), (name, action.option_strings)
     train_flags = {s for a in subparsers["train"]._actions for s in a.option_strings}
-    assert {"--data", "--corpus", "--out", "--steps", "--resume", "--cell", "--hidden", "--layers", "--seq-length",
-            "--batch-size", "--seed", "--optimizer", "--dropout", "--embed-size", "--clip", "--clip-mode",
-            "--lr-schedule", "--learning-rate"} <= train_flags
+    assert {
+        "--data",
+        "--corpus",
+        "--out",
+        "--steps",
+        "--resume",
+        "--cell",
+        "--hidden",
+        "--layers",
+        "--seq-length",
+        "--batch-size",
+        "--seed",
+        "--optimizer",
+        "--dropout",
+        "--embed-size",
+        "--clip",
+        "--clip-mode",
+        "--lr-schedule",
+        "--learning-rate",
+    } <= train_flags
     sample_flags = {s for a in subparsers["sample"]._actions for s in a.option_strings}
     assert {"--out", "--length", "--temperature", "--prime", "--seed", "--top-k"} <= sample_flags
 
 
 def test_python_dash_m_bad_input_exits_2_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "jaxrnn", "train", "--data", str(tmp_path / "missing.txt"),
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jaxrnn",
+            "train",
+            "--data",
+            str(tmp_path / "missing.txt"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"jaxrnn train: error: no such file: {tmp_path / 'missing.txt'}"]
 
@@ -185,10 +253,29 @@ def test_python_dash_m_bad_input_exits_2_without_traceback(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, text_file):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "jaxrnn", "train", "--data", text_file, "--out", str(out),
-                             "--steps", "1000000", *TINY[:-5], "--eval-every", "100000", "--no-progress",
-                             "--sample-length", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jaxrnn",
+            "train",
+            "--data",
+            text_file,
+            "--out",
+            str(out),
+            "--steps",
+            "1000000",
+            *TINY[:-5],
+            "--eval-every",
+            "100000",
+            "--no-progress",
+            "--sample-length",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics, deadline = out / "metrics.jsonl", time.time() + 180
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
         assert proc.poll() is None
@@ -217,8 +304,9 @@ def test_both_cells_default_to_adam_and_adagrad_keeps_the_lecture_clipping():
 
 def test_a_gru_stack_trains_from_the_command_line(tmp_path, text_file, capsys):
     out = str(tmp_path / "gru")
-    rc, _ = run_main(["train", "--data", text_file, "--out", out, "--steps", "4", "--cell", "gru", "--layers", "2",
-                      *TINY], capsys)
+    rc, _ = run_main(
+        ["train", "--data", text_file, "--out", out, "--steps", "4", "--cell", "gru", "--layers", "2", *TINY], capsys
+    )
     params, _, meta = load_model(out)
     assert rc == 0 and meta["config"]["cell"] == "gru"
     assert [type(layer).__name__ for layer in params.layers] == ["GRUParams", "GRUParams"]
@@ -250,8 +338,27 @@ def test_a_diverging_loss_stops_and_sample_reads_the_best_checkpoint(tmp_path, t
     evaluations in a row above 2 ln V stop the run with exit status 2; ``jaxrnn sample`` then reads the checkpoint
     of lowest validation loss by default and says which step it is."""
     out = str(tmp_path / "out")
-    rc, lines = run_main(["train", "--data", text_file, "--out", out, *TINY, "--optimizer", "sgd", "--clip", "0",
-                          "--learning-rate", "1e12", "--steps", "40", "--eval-every", "2"], capsys)
+    rc, lines = run_main(
+        [
+            "train",
+            "--data",
+            text_file,
+            "--out",
+            out,
+            *TINY,
+            "--optimizer",
+            "sgd",
+            "--clip",
+            "0",
+            "--learning-rate",
+            "1e12",
+            "--steps",
+            "40",
+            "--eval-every",
+            "2",
+        ],
+        capsys,
+    )
     assert rc == 2 and len(lines) == 2 and "worse than guessing) for 3 evaluations; stopped" in lines[1], lines
     store = CheckpointStore(os.path.join(out, "checkpoints"), create=False)
     assert store.steps() == [2, 4, 6]  # diverged from the first evaluation on: stopped at the third
@@ -268,11 +375,17 @@ def test_a_diverging_loss_stops_and_sample_reads_the_best_checkpoint(tmp_path, t
 def test_the_command_line_keeps_compiled_programs_unless_told_not_to(tmp_path, trained):
     """A second ``jaxrnn sample`` reads its programs from the compilation cache in JAXRNN_CACHE_DIR (the same
     text comes out); ``--no-compile-cache`` writes none; a cache that cannot be written is turned off in one line."""
+
     def sample(cache, *flags):
         env = {k: v for k, v in os.environ.items() if k != "JAXRNN_NO_COMPILE_CACHE"}
         env["JAXRNN_CACHE_DIR"] = str(cache)
-        proc = subprocess.run([sys.executable, "-m", "jaxrnn", "sample", "--out", trained, "--length", "20", *flags],
-                              env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "jaxrnn", "sample", "--out", trained, "--length", "20", *flags],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
@@ -285,12 +398,17 @@ def test_the_command_line_keeps_compiled_programs_unless_told_not_to(tmp_path, t
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     env = {k: v for k, v in os.environ.items() if k != "JAXRNN_NO_COMPILE_CACHE"}
-    proc = subprocess.run([sys.executable, "-m", "jaxrnn", "sample", "--out", trained, "--length", "20"],
-                          env={**env, "JAXRNN_CACHE_DIR": str(blocker / "cache")}, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxrnn", "sample", "--out", trained, "--length", "20"],
+        env={**env, "JAXRNN_CACHE_DIR": str(blocker / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and proc.stdout == first  # an unwritable cache is one line, not a failure
     assert [line for line in proc.stderr.splitlines() if "cache" in line] == [
-        f"jaxrnn: compilation cache off: cannot write {blocker / 'cache'} (set JAXRNN_CACHE_DIR)"]
+        f"jaxrnn: compilation cache off: cannot write {blocker / 'cache'} (set JAXRNN_CACHE_DIR)"
+    ]
 
 
 def test_a_time_budget_ends_the_run_and_the_cosine_follows_it(tmp_path, text_file, capsys, monkeypatch):
@@ -306,8 +424,9 @@ def test_a_time_budget_ends_the_run_and_the_cosine_follows_it(tmp_path, text_fil
 
     monkeypatch.setattr(loop, "time", Clock())
     out = str(tmp_path / "run")
-    rc, err = run_main(["train", "--data", text_file, "--out", out, "--time-budget", "0.1", "--lr-schedule", "cosine",
-                        *TINY], capsys)
+    rc, err = run_main(
+        ["train", "--data", text_file, "--out", out, "--time-budget", "0.1", "--lr-schedule", "cosine", *TINY], capsys
+    )
     assert rc == 0, err
     records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     trained = [r for r in records if "learning_rate" in r]
@@ -319,8 +438,10 @@ def test_a_time_budget_ends_the_run_and_the_cosine_follows_it(tmp_path, text_fil
     assert final["step"] == trained[-1]["step"]  # and evaluated and saved where it stopped
     config = RunConfig(lr_schedule="cosine").resolved()
     spent = [r["elapsed_seconds"] for r in trained]  # each call's rate was set a few clock readings before its record
-    assert all(config.learning_rate_at(t / 6.0) <= lr <= config.learning_rate_at((t - 2.0) / 6.0)
-               for t, lr in zip(spent, rates))
+    assert all(
+        config.learning_rate_at(t / 6.0) <= lr <= config.learning_rate_at((t - 2.0) / 6.0)
+        for t, lr in zip(spent, rates)
+    )
     assert CheckpointStore(os.path.join(out, "checkpoints"), create=False).latest_step() == records[-1]["step"]
 
 
@@ -352,8 +473,10 @@ def test_resuming_may_change_the_budget_but_not_what_a_cosine_follows():
         resume_config(RunConfig(time_budget=5), {"time_budget"}, step_run)
     constant = dataclasses.asdict(RunConfig(time_budget=10, lr_schedule="constant").resolved())  # no clock: either way
     assert resume_config(RunConfig(steps=5000), {"steps"}, constant).time_budget is None
-    assert resume_config(RunConfig(time_budget=3), {"time_budget"},
-                         dataclasses.asdict(RunConfig().resolved())).time_budget == 3
+    assert (
+        resume_config(RunConfig(time_budget=3), {"time_budget"}, dataclasses.asdict(RunConfig().resolved())).time_budget
+        == 3
+    )
 
 
 def test_a_time_budget_brings_its_own_defaults_and_the_user_s_settings_win():

@@ -1,5 +1,6 @@
 """Converters: round trips to and from Flax's and PyTorch's layouts, and PyTorch's documented equations,
 written here in NumPy against its state-dict layout, agreeing with jaxrnn's steps after conversion."""
+
 import importlib.util
 
 import jax
@@ -45,8 +46,12 @@ def _torch_step(kind, sd, h, c, x):
 def test_torch_documented_equations_agree_after_conversion(x64, kind):
     rng = np.random.default_rng(0)
     rows = {"rnn": H, "lstm": 4 * H, "gru": 3 * H}[kind]
-    sd = {"weight_ih_l0": rng.normal(size=(rows, D)), "weight_hh_l0": rng.normal(size=(rows, H)) / 2,
-          "bias_ih_l0": rng.normal(size=rows), "bias_hh_l0": rng.normal(size=rows)}
+    sd = {
+        "weight_ih_l0": rng.normal(size=(rows, D)),
+        "weight_hh_l0": rng.normal(size=(rows, H)) / 2,
+        "bias_ih_l0": rng.normal(size=rows),
+        "bias_hh_l0": rng.normal(size=rows),
+    }
     Why, by = rng.normal(size=(V, H)), rng.normal(size=V)
     params = from_torch(sd, Why=Why, by=by)
     assert isinstance(params, {"rnn": cells.RNNParams, "lstm": cells.LSTMParams, "gru": cells.GRUParams}[kind])
@@ -65,17 +70,20 @@ def test_torch_documented_equations_agree_after_conversion(x64, kind):
     back = to_torch(params)
     for k in ("weight_ih_l0", "weight_hh_l0"):
         np.testing.assert_array_equal(back[k], sd[k])
-    np.testing.assert_allclose(back["bias_ih_l0"] + back["bias_hh_l0"], sd["bias_ih_l0"] + sd["bias_hh_l0"],
-                               rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(
+        back["bias_ih_l0"] + back["bias_hh_l0"], sd["bias_ih_l0"] + sd["bias_hh_l0"], rtol=1e-15, atol=1e-15
+    )
     if kind == "gru":  # ... and the GRU's b_hn, which sits inside r * (...), kept on its own
-        np.testing.assert_array_equal(back["bias_hh_l0"][2 * H:], sd["bias_hh_l0"][2 * H:])
+        np.testing.assert_array_equal(back["bias_hh_l0"][2 * H :], sd["bias_hh_l0"][2 * H :])
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_round_trips_through_flax_and_torch_are_exact(kind):
     p = _params(kind)
-    for there_and_back in (lambda q: from_flax(to_flax(q), Why=q.Why, by=q.by),
-                           lambda q: from_torch(to_torch(q, layer=2), layer=2, Why=q.Why, by=q.by)):
+    for there_and_back in (
+        lambda q: from_flax(to_flax(q), Why=q.Why, by=q.by),
+        lambda q: from_torch(to_torch(q, layer=2), layer=2, Why=q.Why, by=q.by),
+    ):
         q = there_and_back(p)
         assert type(q) is type(p)
         for a, b in zip(p, q):
@@ -95,8 +103,8 @@ def test_lstm_layouts_name_the_gates():
     fl, th = to_flax(p), to_torch(p)
     for k, gate in enumerate("ifgo"):
         np.testing.assert_array_equal(fl[f"i{gate}"]["kernel"], blocks[gate].T)
-        np.testing.assert_array_equal(th["weight_ih_l0"][k * H:(k + 1) * H], blocks[gate])
-    np.testing.assert_array_equal(fl["hf"]["bias"], np.asarray(p.bh)[H:2 * H])
+        np.testing.assert_array_equal(th["weight_ih_l0"][k * H : (k + 1) * H], blocks[gate])
+    np.testing.assert_array_equal(fl["hf"]["bias"], np.asarray(p.bh)[H : 2 * H])
 
 
 def test_bad_inputs_fail_with_one_clear_line():
@@ -116,6 +124,7 @@ def test_bad_inputs_fail_with_one_clear_line():
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_against_torch_itself(kind):
     import torch
+
     torch.manual_seed(0)
     module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](D, H).double()
     xs = np.random.default_rng(0).normal(size=(5, B, D))
@@ -123,6 +132,5 @@ def test_against_torch_itself(kind):
     with jax.enable_x64(True):
         params = from_torch(module.state_dict())
         assert params.Wxh.dtype == jnp.float64
-        _, hs = jaxrnn.unroll(jaxrnn.step_for(params), params, jaxrnn.initial_carry(params, (B,)),
-                              jnp.asarray(xs))
+        _, hs = jaxrnn.unroll(jaxrnn.step_for(params), params, jaxrnn.initial_carry(params, (B,)), jnp.asarray(xs))
         np.testing.assert_allclose(hs, ys_torch, rtol=1e-10, atol=1e-12)

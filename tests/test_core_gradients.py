@@ -1,4 +1,5 @@
 """jax.grad of the JAX loss against the float64 NumPy manual BPTT, and the reference against finite differences."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +15,13 @@ def _problem(kind, seed):
     """Random weights with std 0.5 (tanh/sigmoid saturate somewhat), random ids, a non-zero initial state."""
     rng = np.random.default_rng(seed)
     rows = H if kind == "rnn" else 4 * H
-    params = [rng.normal(0, 0.5, (rows, V)), rng.normal(0, 0.5, (rows, H)), rng.normal(0, 0.5, (V, H)),
-              rng.normal(0, 0.5, rows), rng.normal(0, 0.5, V)]
+    params = [
+        rng.normal(0, 0.5, (rows, V)),
+        rng.normal(0, 0.5, (rows, H)),
+        rng.normal(0, 0.5, (V, H)),
+        rng.normal(0, 0.5, rows),
+        rng.normal(0, 0.5, V),
+    ]
     inputs, targets = rng.integers(V, size=T), rng.integers(V, size=T)
     h0, c0 = rng.normal(0, 0.5, H), rng.normal(0, 0.5, H)
     return params, inputs, targets, h0, c0
@@ -38,10 +44,11 @@ def test_jax_grad_equals_manual_bptt_float64(x64, kind, seed):
     p = Params(*map(jnp.asarray, params))
     carry = jnp.asarray(h0) if kind == "rnn" else jaxrnn.LSTMCarry(jnp.asarray(h0), jnp.asarray(c0))
     (loss, carry_T), grads = jax.value_and_grad(jaxrnn.sequence_loss, has_aux=True)(
-        p, carry, jnp.asarray(inputs), jnp.asarray(targets))
+        p, carry, jnp.asarray(inputs), jnp.asarray(targets)
+    )
     assert grads.Wxh.dtype == jnp.float64
     # the weights are large enough to saturate: some tanh argument beyond 1.5 (tanh' < 0.19) along the way
-    keep_carry = lambda step: (lambda p, c, x: (step(p, c, x)[0],) * 2)
+    keep_carry = lambda step: lambda p, c, x: (step(p, c, x)[0],) * 2
     _, states = jaxrnn.unroll(keep_carry(jaxrnn.step_for(p)), p, carry, jnp.asarray(inputs))
     tanh_in = np.arctanh(np.asarray(states)) if kind == "rnn" else np.asarray(states.c)
     assert np.abs(tanh_in).max() > 1.5

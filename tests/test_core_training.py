@@ -1,4 +1,5 @@
 """The jitted min-char-rnn update against the NumPy one, the lecture optimiser, tracing once, the "hello" toy."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,13 @@ def test_jitted_update_follows_numpy_min_char_rnn_for_300_iterations(x64):
     vocab = Vocabulary.from_text(text)
     data, V, H, T = vocab.encode(text), vocab.size, 100, 25
     rng = np.random.default_rng(0)
-    params = [rng.standard_normal((H, V)) * 0.01, rng.standard_normal((H, H)) * 0.01,
-              rng.standard_normal((V, H)) * 0.01, np.zeros(H), np.zeros(V)]
+    params = [
+        rng.standard_normal((H, V)) * 0.01,
+        rng.standard_normal((H, H)) * 0.01,
+        rng.standard_normal((V, H)) * 0.01,
+        np.zeros(H),
+        np.zeros(V),
+    ]
     mem = [np.zeros_like(p) for p in params]
     optimizer = jaxrnn.lecture_optimizer(0.1, 5.0)
     train_step = jaxrnn.make_train_step(optimizer)
@@ -30,7 +36,7 @@ def test_jitted_update_follows_numpy_min_char_rnn_for_300_iterations(x64):
     for n in range(300):
         if p + T + 1 >= len(data) or n == 0:
             hprev, p, resets = np.zeros(H), 0, resets + 1
-        inputs, targets = data[p:p + T], data[p + 1:p + T + 1]
+        inputs, targets = data[p : p + T], data[p + 1 : p + T + 1]
         j_params = jaxrnn.RNNParams(*map(jnp.asarray, params))
         opt_state = optimizer.init(j_params)
         opt_state = (opt_state[0], LectureAdagradState(jaxrnn.RNNParams(*map(jnp.asarray, mem))), opt_state[2])
@@ -64,7 +70,8 @@ def test_lecture_optimizer_is_min_char_rnn_adagrad_not_optax_defaults(x64):
     np.testing.assert_allclose(params["w"][0], 1 + 0.1 * (1 + 1 / np.sqrt(2) + 1 / np.sqrt(3)), rtol=1e-9)
     # optax's own adagrad starts its accumulator at 0.1 and differs from the lecture's first step
     optax_updates, _ = optax.chain(optax.clip(5.0), optax.adagrad(0.1)).update(
-        grads, optax.chain(optax.clip(5.0), optax.adagrad(0.1)).init(params), params)
+        grads, optax.chain(optax.clip(5.0), optax.adagrad(0.1)).init(params), params
+    )
     assert abs(float(optax_updates["w"][1]) - (-0.1)) > 1e-2
 
 
@@ -82,8 +89,12 @@ def test_global_norm_variant_keeps_direction_and_bounds_norm():
         jaxrnn.make_optimizer("adamw", 1e-3)
     # One step of each, clipped to global norm 1: g = (0.6, -0.8). Adam and the lecture's Adagrad move by
     # lr * sign(g) on step one, RMSprop (decay 0.9, accumulator from 0) by lr * sign(g) / sqrt(0.1), SGD by lr * g.
-    expected = {"adam": [-1e-3, 1e-3], "adagrad": [-1e-3, 1e-3], "rmsprop": [-1e-3 / 0.1 ** 0.5, 1e-3 / 0.1 ** 0.5],
-                "sgd": [-6e-4, 8e-4]}
+    expected = {
+        "adam": [-1e-3, 1e-3],
+        "adagrad": [-1e-3, 1e-3],
+        "rmsprop": [-1e-3 / 0.1**0.5, 1e-3 / 0.1**0.5],
+        "sgd": [-6e-4, 8e-4],
+    }
     for name, step_one in expected.items():
         opt = jaxrnn.make_optimizer(name, 1e-3, clip=1.0)
         updates, _ = opt.update(grads, opt.init(grads), grads)

@@ -1,4 +1,5 @@
 """Scan and Python-loop unrolls agree; steps take batches; the embedding equals a one-hot product; bad input."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,9 +33,11 @@ def test_scan_and_loop_agree(kind):
     results = {}
     for method, unroll in [("scan", 1), ("scan", 4), ("loop", 1)]:
         carry_T, hs = jax.jit(lambda p, c, x: jaxrnn.unroll(step, p, c, x, method=method, unroll=unroll))(
-            params, carry, xs)
-        (loss, _), grads = jax.value_and_grad(_loss, has_aux=True)(params, carry, xs, targets, method=method,
-                                                                    unroll=unroll)
+            params, carry, xs
+        )
+        (loss, _), grads = jax.value_and_grad(_loss, has_aux=True)(
+            params, carry, xs, targets, method=method, unroll=unroll
+        )
         results[method, unroll] = (carry_T, hs, loss, grads)
     base = results["scan", 1]
     assert base[1].shape == (T, B, H)
@@ -80,7 +83,7 @@ def test_lstm_gate_order_is_i_f_o_g():
     assert jaxrnn.LSTM_GATE_ORDER == ("i", "f", "o", "g")
     params = jaxrnn.init_lstm(jax.random.PRNGKey(0), D, H, V, forget_bias=50.0)
     params = params._replace(Wxh=0 * params.Wxh, Whh=0 * params.Whh)
-    assert np.all(params.bh[H:2 * H] == 50.0) and np.all(params.bh[:H] == 0) and np.all(params.bh[2 * H:] == 0)
+    assert np.all(params.bh[H : 2 * H] == 50.0) and np.all(params.bh[:H] == 0) and np.all(params.bh[2 * H :] == 0)
     c0 = jnp.linspace(-2, 2, H)
     carry, h = jaxrnn.lstm_step(params, jaxrnn.LSTMCarry(jnp.zeros(H), c0), jnp.ones(D))
     np.testing.assert_allclose(carry.c, c0, rtol=1e-6)  # f = 1, g = tanh(0) = 0

@@ -1,4 +1,5 @@
 """Splitting, the second built-in corpus, and the layout of parallel streams for truncated BPTT."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """Several processes on one machine: jax.distributed over gloo on 127.0.0.1, two processes with two CPU devices
 each against one process with four, for the core training step and for ``jaxrnn train``; a killed process."""
+
 import json
 import os
 import signal
@@ -15,8 +16,22 @@ from jaxrnn import distributed
 from jaxrnn.cli import EXIT_BAD_INPUT, EXIT_PEER_LOST, main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TRAIN = ["--hidden", "32", "--batch-size", "8", "--seq-length", "16", "--eval-every", "10", "--steps-per-call", "5",
-         "--no-progress", "--sample-length", "0", "--no-compile-cache"]
+TRAIN = [
+    "--hidden",
+    "32",
+    "--batch-size",
+    "8",
+    "--seq-length",
+    "16",
+    "--eval-every",
+    "10",
+    "--steps-per-call",
+    "5",
+    "--no-progress",
+    "--sample-length",
+    "0",
+    "--no-compile-cache",
+]
 
 
 def free_port() -> int:
@@ -26,14 +41,20 @@ def free_port() -> int:
 
 
 def env(devices: int) -> dict:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-            "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def launch(args_of, n: int, devices: int, **kw):
     """Start ``n`` processes, ``args_of(i)`` the command line of process ``i``."""
-    return [subprocess.Popen(args_of(i), env=env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             **kw) for i in range(n)]
+    return [
+        subprocess.Popen(args_of(i), env=env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+        for i in range(n)
+    ]
 
 
 def finish(procs, timeout=240):
@@ -42,29 +63,44 @@ def finish(procs, timeout=240):
 
 
 def jaxrnn_train(out, port, i, n, *extra):
-    return [sys.executable, "-m", "jaxrnn", "train", "--out", str(out), *TRAIN, *extra,
-            *(["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(i)] if n > 1 else
-              ["--data-parallel"])]
+    return [
+        sys.executable,
+        "-m",
+        "jaxrnn",
+        "train",
+        "--out",
+        str(out),
+        *TRAIN,
+        *extra,
+        *(
+            ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(i)]
+            if n > 1
+            else ["--data-parallel"]
+        ),
+    ]
 
 
 def metrics(out):
     return [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "--coordinator"),
-    (["--coordinator", "127.0.0.1:99999", "--num-processes", "2", "--process-id", "0"], "--coordinator"),
-    (["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "2"], "--process-id"),
-    (["--coordinator", "127.0.0.1:1234", "--num-processes", "0", "--process-id", "0"], "--num-processes"),
-    (["--coordinator", "127.0.0.1:1234"], "--num-processes"),
-    (["--distributed", "--heartbeat-timeout", "0"], "--heartbeat-timeout"),
-    (["--distributed"], "--coordinator"),  # no cluster in this environment to read the settings from
-    (["--time-budget", "0"], "--time-budget"),
-    (["--time-budget", "-2"], "--time-budget"),
-    (["--time-budget", "nan"], "--time-budget"),
-    (["--time-budget", "5", "--steps", "10"], "--steps"),
-    (["--time-budget", "5", "--decay-steps", "10"], "--decay-steps"),
-])
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "--coordinator"),
+        (["--coordinator", "127.0.0.1:99999", "--num-processes", "2", "--process-id", "0"], "--coordinator"),
+        (["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "2"], "--process-id"),
+        (["--coordinator", "127.0.0.1:1234", "--num-processes", "0", "--process-id", "0"], "--num-processes"),
+        (["--coordinator", "127.0.0.1:1234"], "--num-processes"),
+        (["--distributed", "--heartbeat-timeout", "0"], "--heartbeat-timeout"),
+        (["--distributed"], "--coordinator"),  # no cluster in this environment to read the settings from
+        (["--time-budget", "0"], "--time-budget"),
+        (["--time-budget", "-2"], "--time-budget"),
+        (["--time-budget", "nan"], "--time-budget"),
+        (["--time-budget", "5", "--steps", "10"], "--steps"),
+        (["--time-budget", "5", "--decay-steps", "10"], "--decay-steps"),
+    ],
+)
 def test_impossible_settings_are_refused_in_one_line(tmp_path, capsys, argv, flag):
     try:
         code = main(["train", "--out", str(tmp_path / "run"), *argv])
@@ -115,8 +151,9 @@ def test_jaxrnn_train_on_two_processes_equals_one_process_and_resumes(tmp_path):
         a = [r[key] for r in two if key in r]
         assert a and np.allclose(a, [r[key] for r in one if key in r], rtol=1e-5, atol=0), key
     port = free_port()  # both processes continue the run from the checkpoints they wrote together
-    codes, outs = finish(launch(lambda i: jaxrnn_train(tmp_path / "two", port, i, 2, "--steps", "30", "--resume"),
-                                2, 2))
+    codes, outs = finish(
+        launch(lambda i: jaxrnn_train(tmp_path / "two", port, i, 2, "--steps", "30", "--resume"), 2, 2)
+    )
     assert codes == [0, 0], outs
     assert [r["step"] for r in metrics(tmp_path / "two") if "val_loss" in r] == [10, 20, 30]
 
@@ -126,8 +163,9 @@ def test_jaxrnn_train_on_two_processes_equals_one_process_and_resumes(tmp_path):
 def test_a_killed_process_stops_the_other_in_one_line_and_the_run_resumes(tmp_path, killed):
     port, out = free_port(), tmp_path / "run"
     timeout = 10
-    procs = launch(lambda i: jaxrnn_train(out, port, i, 2, "--steps", "100000", "--heartbeat-timeout",
-                                          str(timeout)), 2, 2)
+    procs = launch(
+        lambda i: jaxrnn_train(out, port, i, 2, "--steps", "100000", "--heartbeat-timeout", str(timeout)), 2, 2
+    )
     deadline = time.monotonic() + 180
     while not (out / "checkpoints" / "20").exists():
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint written"

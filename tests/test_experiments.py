@@ -1,4 +1,5 @@
 """The experiments' tiny presets: theory asserted exactly where it gives a number, better-than-baseline elsewhere."""
+
 import math
 
 import jax
@@ -80,7 +81,9 @@ def test_long_range_tiny_preset_tunes_on_validation_and_beats_the_baseline():
         assert len(grid) == len(cfg.learning_rates) * len(cfg.hidden_sizes)
         best = min(grid, key=lambda r: r["validation_loss"])
         assert (s[f"adding_{kind}_chosen_learning_rate"], s[f"adding_{kind}_chosen_hidden_size"]) == (
-            best["learning_rate"], best["hidden_size"])
+            best["learning_rate"],
+            best["hidden_size"],
+        )
     for r in results["runs"]:  # the reported test loss is read where the validation loss was lowest
         assert r["test_loss"] == r["test"][int(np.argmin(r["validation"]))]
         assert r["validation_loss"] == min(r["validation"])
@@ -97,11 +100,23 @@ def test_long_range_validation_and_test_sets_are_disjoint():
 
 def test_long_range_aggregate_marks_failure_above_a_tenth_of_the_baseline():
     cfg = long_range.PRESETS["tiny"]
-    run = lambda kind, seed, loss: {"task": "adding", "model": kind, "T": 10, "hidden_size": 16,
-                                     "learning_rate": 1e-2, "seed": seed, "baseline": 1 / 6, "test_loss": loss,
-                                     "steps_run": 100}
-    rows = {r["model"]: r for r in long_range.aggregate(
-        [run("lstm", 0, 0.001), run("lstm", 1, 0.003), run("rnn", 0, 0.02), run("rnn", 1, 0.1)], cfg)}
+    run = lambda kind, seed, loss: {
+        "task": "adding",
+        "model": kind,
+        "T": 10,
+        "hidden_size": 16,
+        "learning_rate": 1e-2,
+        "seed": seed,
+        "baseline": 1 / 6,
+        "test_loss": loss,
+        "steps_run": 100,
+    }
+    rows = {
+        r["model"]: r
+        for r in long_range.aggregate(
+            [run("lstm", 0, 0.001), run("lstm", 1, 0.003), run("rnn", 0, 0.02), run("rnn", 1, 0.1)], cfg
+        )
+    }
     assert rows["lstm"]["test_loss"]["mean"] == pytest.approx(0.002) and rows["lstm"]["fails"] is False
     assert rows["rnn"]["test_loss"]["mean"] == pytest.approx(0.06) and rows["rnn"]["fails"] is True
     assert common.verdict(rows["lstm"]["test_loss"], rows["rnn"]["test_loss"], ("lstm", "rnn")) == "lstm better"
@@ -118,7 +133,7 @@ def test_copy_baseline_is_the_memoryless_loss(x64):
     assert xs.shape == targets.shape == (T + 20, 5)
     np.testing.assert_array_equal(xs[:10], targets[-10:])
     V = common.COPY_SYMBOLS + 1
-    blank = jnp.where(jnp.arange(V) == common.COPY_BLANK, 0.0, -jnp.inf)   # certain of the blank
+    blank = jnp.where(jnp.arange(V) == common.COPY_BLANK, 0.0, -jnp.inf)  # certain of the blank
     uniform = jnp.where(jnp.arange(V) < common.COPY_SYMBOLS, 0.0, -jnp.inf)  # uniform over the symbols
     ys = jnp.concatenate([jnp.broadcast_to(blank, (T + 10, 5, V)), jnp.broadcast_to(uniform, (10, 5, V))])
     loss = jaxrnn.softmax_cross_entropy(ys, targets, reduction="mean")
@@ -131,15 +146,29 @@ def test_command_line_rejects_a_bad_preset_and_a_bad_folder(tmp_path, capsys):
     assert "unknown preset 'huge'" in capsys.readouterr().err
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("keep me")
-    assert common.cli("x", {"tiny": None}, lambda c: {}, lambda r: None, ["--preset", "tiny", "--out",
-                                                                         str(not_a_folder)]) == 2
+    assert (
+        common.cli("x", {"tiny": None}, lambda c: {}, lambda r: None, ["--preset", "tiny", "--out", str(not_a_folder)])
+        == 2
+    )
     assert not_a_folder.read_text() == "keep me"
 
 
 def test_save_writes_json_atomically(tmp_path):
     paths = common.save(str(tmp_path), "demo", {"a": np.float32(1.5), "b": float("nan"), "c": jnp.arange(3)})
-    assert open(paths["json"]).read().split() == ['{', '"a":', '1.5,', '"b":', '"nan",', '"c":', '[', '0,', '1,',
-                                                  '2', ']', '}']
+    assert open(paths["json"]).read().split() == [
+        "{",
+        '"a":',
+        "1.5,",
+        '"b":',
+        '"nan",',
+        '"c":',
+        "[",
+        "0,",
+        "1,",
+        "2",
+        "]",
+        "}",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json"]
 
 

@@ -1,5 +1,6 @@
 """The lecture's character-level experiments: min-char-rnn, hello, two runs that part, truncated BPTT, gradient flow
 during training, interpretable cells."""
+
 import math
 
 import jax
@@ -69,7 +70,7 @@ def test_truncated_gradient_is_the_sum_of_chunk_gradients_and_full_bptt_when_k_i
     loss, grads = truncated_bptt.truncated_gradient(params, carry, xs, ys, 12)
     assert float(loss) == pytest.approx(float(full_loss), rel=1e-14)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), grads, full)
-    (l1, c1), g1 = grad(params, carry, xs[:4], ys[:4])   # by hand: three chunks of 4, state carried
+    (l1, c1), g1 = grad(params, carry, xs[:4], ys[:4])  # by hand: three chunks of 4, state carried
     (l2, c2), g2 = grad(params, c1, xs[4:8], ys[4:8])
     (l3, _), g3 = grad(params, c2, xs[8:], ys[8:])
     loss, grads = truncated_bptt.truncated_gradient(params, carry, xs, ys, 4)
@@ -93,14 +94,14 @@ def test_truncated_bptt_tiny_preset_learns_and_only_truncation_keeps_memory_flat
     run = next(r for r in results["sweep"] if r["k"] == k_long)  # at equal updates, the most characters
     assert run["equal_updates"]["characters"] == cfg.updates * cfg.batch * k_long
     assert run["equal_characters"]["characters"] <= cfg.characters
-    first = spreads[f"adding first k{cfg.adding_T // 4}"]            # the first marker never in the window
+    first = spreads[f"adding first k{cfg.adding_T // 4}"]  # the first marker never in the window
     assert abs(first["mean"] - truncated_bptt.FIRST_BASELINE_MSE) < 0.02
     assert spreads[f"adding first k{cfg.adding_T}"]["max"] < 0.5 * first["min"]  # full BPTT learns it
     T0, T1 = cfg.memory_lengths[0], cfg.memory_lengths[-1]
     growth = T1 / T0
-    assert s[f"full_growth_T{T0}_to_T{T1}"] > 0.6 * growth         # O(T)
+    assert s[f"full_growth_T{T0}_to_T{T1}"] > 0.6 * growth  # O(T)
     assert s[f"remat_growth_T{T0}_to_T{T1}"] > 0.6 * growth
-    assert s[f"truncated_growth_T{T0}_to_T{T1}"] < 1.1              # O(k): only the ids grow
+    assert s[f"truncated_growth_T{T0}_to_T{T1}"] < 1.1  # O(k): only the ids grow
     assert s[f"remat_MiB_T{T1}"] < s[f"full_MiB_T{T1}"]
 
 
@@ -114,13 +115,15 @@ def test_truncated_adding_loss_equals_full_bptt_at_k_T_and_drops_the_gradient_be
     xs, ys = xs.astype(jnp.float64), ys.astype(jnp.float64)
     full = lambda p: jnp.mean((common.final_readout(p, xs)[:, 0] - ys) ** 2)
     assert float(truncated_bptt.truncated_adding_loss(params, (xs, ys), T, "sum")) == pytest.approx(
-        float(full(params)), rel=1e-14)
+        float(full(params)), rel=1e-14
+    )
     assert float(truncated_bptt.truncated_adding_loss(params, (xs, ys), k, "sum")) == pytest.approx(
-        float(full(params)), rel=1e-14)                            # the forward pass is whole
+        float(full(params)), rel=1e-14
+    )  # the forward pass is whole
     dx = jax.grad(lambda x: truncated_bptt.truncated_adding_loss(params, (x, ys), k, "sum"))(xs)
-    assert float(jnp.abs(dx[:T - k]).max()) == 0.0 and float(jnp.abs(dx[T - k:]).max()) > 1e-6
-    first = truncated_bptt.adding_target(xs, ys, "first")           # one marker in each half
-    np.testing.assert_allclose(first + jnp.sum(xs[T // 2:, :, 0] * xs[T // 2:, :, 1], axis=0), ys, rtol=1e-14)
+    assert float(jnp.abs(dx[: T - k]).max()) == 0.0 and float(jnp.abs(dx[T - k :]).max()) > 1e-6
+    first = truncated_bptt.adding_target(xs, ys, "first")  # one marker in each half
+    np.testing.assert_allclose(first + jnp.sum(xs[T // 2 :, :, 0] * xs[T // 2 :, :, 1], axis=0), ys, rtol=1e-14)
 
 
 @pytest.mark.slow
@@ -151,7 +154,7 @@ def test_gradient_flow_heatmap_shape_and_the_rnn_loses_the_long_lag_that_the_lst
     long_lag = lambda kind: runs[kind]["median_norm_by_lag"][-1][cfg.lag - 1]
     assert long_lag("rnn") < 0.2 * long_lag("lstm")
     rnn = np.asarray(runs["rnn"]["median_norm_by_lag"][-1])
-    assert rnn[cfg.lag - 1] < 0.1 * rnn[0]                          # vanishing with the lag
+    assert rnn[cfg.lag - 1] < 0.1 * rnn[0]  # vanishing with the lag
 
 
 @pytest.mark.slow
@@ -160,8 +163,16 @@ def test_gradient_flow_tiny_preset_writes_a_heatmap_per_model_and_task(tmp_path)
 
     from experiments import gradient_flow
 
-    assert gradient_flow.common.cli("gradient_flow", gradient_flow.PRESETS, gradient_flow.main,
-                                    gradient_flow.make_figure, ["--preset", "tiny", "--out", str(tmp_path)]) == 0
+    assert (
+        gradient_flow.common.cli(
+            "gradient_flow",
+            gradient_flow.PRESETS,
+            gradient_flow.main,
+            gradient_flow.make_figure,
+            ["--preset", "tiny", "--out", str(tmp_path)],
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "gradient_flow.json").read_text())
     cfg = gradient_flow.PRESETS["tiny"]
     assert len(result["runs"]) == len(gradient_flow.TASKS) * len(gradient_flow.MODELS) * len(cfg.seeds)
@@ -185,21 +196,21 @@ def test_text_features_on_handmade_python():
     f = text_features("f(a[1])")
     assert f["bracket_depth"].tolist() == [0, 1, 1, 2, 2, 1, 0]
     assert f["line_position"].tolist() == [1, 2, 3, 4, 5, 6, 7]
-    text = 'x = "a(b" # c(\n  if y:\n    s = \'\'\'q\n)\'\'\' + z\\\n'
+    text = "x = \"a(b\" # c(\n  if y:\n    s = '''q\n)''' + z\\\n"
     f = text_features(text)
     at = lambda name, i: float(f[name][i])
     q = text.index('"')
     assert [at("in_string", i) for i in range(q, q + 5)] == [1, 1, 1, 1, 0]  # opening quote in, closing out
-    assert at("bracket_depth", text.index("(")) == 0                  # a bracket inside a string does not count
+    assert at("bracket_depth", text.index("(")) == 0  # a bracket inside a string does not count
     hash_ = text.index("#")
     assert at("in_comment", hash_ - 1) == 0 and at("in_comment", hash_) == 1 and at("in_comment", hash_ + 3) == 1
     assert at("bracket_depth", hash_ + 3) == 0 and at("in_comment", text.index("\n")) == 0
     assert at("indentation", text.index("if")) == 2 and at("indentation", text.index("s =")) == 4
-    assert at("indentation", text.index("s =") - 3) == 2               # the second of the leading spaces
-    triple = text.index("\'\'\'")
+    assert at("indentation", text.index("s =") - 3) == 2  # the second of the leading spaces
+    triple = text.index("'''")
     assert at("in_string", triple) == 1 and at("in_string", triple + 3) == 1  # q
     close = text.index(")")
-    assert at("in_string", close) == 1 and at("bracket_depth", close) == 0    # ) inside the triple-quoted string
+    assert at("in_string", close) == 1 and at("bracket_depth", close) == 0  # ) inside the triple-quoted string
     assert at("in_string", close + 1) == 0 and at("in_string", close + 3) == 0  # the closing triple is out
     assert at("line_position", text.index("if")) == 3 and at("line_position", text.index("\n")) == 0
 
@@ -211,7 +222,7 @@ def test_best_unit_finds_the_unit_that_tracks_the_feature():
     feature = (rng.random(2000) > 0.5).astype(float)
     units = rng.normal(size=(2000, 6))
     units[:, 4] = -3.0 * feature + 0.1 * rng.normal(size=2000)
-    units[:, 2] = 5.0                                                 # constant: r = 0, not NaN
+    units[:, 2] = 5.0  # constant: r = 0, not NaN
     best = best_units(units, feature)
     assert best["unit"] == 4 and best["r"] < -0.99 and best["abs_r"] == -best["r"]
     np.testing.assert_allclose(best["r"], np.corrcoef(units[:, 4], feature)[0, 1], rtol=1e-12)

@@ -1,5 +1,6 @@
 """The sequence-to-sequence, captioning and bracket experiments: data golden values, then tiny presets
 that must beat a baseline."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,8 +28,9 @@ def test_seq2seq_training_never_sees_a_held_out_problem_and_stays_in_range():
     assert bool(seq2seq.is_held_out(a, b)[:2].all()) and not bool(seq2seq.is_held_out(a, b)[2:].any())
     assert seq2seq.training_operand(a, b, 3).tolist() == [1, 998, 998, 4]
     for digits in (2, 3):
-        q, lengths, inputs, targets, mask = seq2seq.training_batch(jax.random.PRNGKey(digits), digits, 1_000,
-                                                                   reverse=False)
+        q, lengths, inputs, targets, mask = seq2seq.training_batch(
+            jax.random.PRNGKey(digits), digits, 1_000, reverse=False
+        )
         assert int(lengths.max()) <= 2 * digits + 2 and int(q.max()) < seq2seq.VOCAB
         q, targets = np.asarray(q).T, np.asarray(targets).T
         problems = [seq2seq.to_text(row).split("=")[0].split("+") for row in q]
@@ -72,8 +74,9 @@ def test_seq2seq_tiny_preset_learns_addition_beyond_the_blind_baseline():
 
 @pytest.fixture(scope="module")
 def captioning():
-    pytest.importorskip("sklearn", reason="the captioning experiment needs scikit-learn's 8x8 digits "
-                                          "(pip install scikit-learn)")
+    pytest.importorskip(
+        "sklearn", reason="the captioning experiment needs scikit-learn's 8x8 digits (pip install scikit-learn)"
+    )
     from experiments import captioning
 
     return captioning
@@ -89,7 +92,7 @@ def test_captioning_composes_images_and_captions_that_agree(captioning):
         words = captioning.caption_text(targets[:, j]).split()
         assert len(words) == int(n[j])
         for k, w in enumerate(words):  # each tile is a scan of the digit its word names
-            tile = np.asarray(picture[j, :, 8 * k: 8 * k + 8])
+            tile = np.asarray(picture[j, :, 8 * k : 8 * k + 8])
             assert labels[np.all(images == tile, axis=(1, 2))].tolist()[0] == captioning.WORDS.index(w)
         if n[j] == 2:
             assert float(jnp.abs(picture[j, :, 16:]).max()) == 0.0
@@ -128,8 +131,12 @@ def test_captioning_baseline_captions_are_the_tiles_words_up_to_the_first_blank(
     assert np.asarray(ids).tolist() == [[3, 1, 7, END], [END, 4, 2, END], [END, END, 6, END], [END] * 4]
     # scored like a decoder's ids: a caption "five two" read from tiles (5, 2, blank) is right in full
     targets = jnp.array([[5], [2], [END], [END]])
-    s = captioning.scores(captioning.tiles_to_caption(jnp.array([[5], [2], [END]])), targets,
-                          jnp.array([[1], [1], [1], [0]], bool), jnp.array([2]))
+    s = captioning.scores(
+        captioning.tiles_to_caption(jnp.array([[5], [2], [END]])),
+        targets,
+        jnp.array([[1], [1], [1], [0]], bool),
+        jnp.array([2]),
+    )
     assert float(s["exact_match"]) == 1.0 and float(s["word_accuracy"]) == 1.0
 
 
@@ -139,7 +146,7 @@ def test_captioning_baseline_classifies_each_tile_on_its_own(captioning):
     logits = captioning.tile_logits(p, images)
     assert logits.shape == (3, 5, captioning.END + 1)
     for j in range(3):
-        x = images[:, :, 8 * j: 8 * j + 8].reshape(5, 64)
+        x = images[:, :, 8 * j : 8 * j + 8].reshape(5, 64)
         np.testing.assert_allclose(logits[j], jax.nn.relu(x @ p.W1.T + p.b1) @ p.Wy.T + p.by, rtol=1e-5, atol=1e-6)
 
 
@@ -149,7 +156,7 @@ def test_captioning_tiny_preset_beats_chance_in_both_modes_and_the_tiles_beat_bo
     for mode in captioning.MODES:
         assert s[f"{mode}_greedy_word_accuracy"]["n"] == 2
         assert s[f"{mode}_greedy_word_accuracy"]["min"] > 0.4  # chance: 0.1 per word
-        assert s[f"{mode}_greedy_exact_match"]["min"] > 0.15   # chance: about 1/1000
+        assert s[f"{mode}_greedy_exact_match"]["min"] > 0.15  # chance: about 1/1000
         assert s[f"{mode}_sampled_word_accuracy"]["min"] > 0.25
     # at 300 steps a per-tile classifier is far ahead of either decoder
     assert s["tiles_greedy_exact_match"]["min"] > 0.85

@@ -1,5 +1,6 @@
 """Flax parity: Flax's own cells and jaxrnn's steps with converted weights give the same outputs and gradients;
 jaxrnn's cells wrapped as linen and nnx modules give the same numbers again."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,13 +37,13 @@ def test_flax_cell_and_jaxrnn_step_agree_in_values_and_gradients(x64, kind, Flax
     def flax_loss(fp):
         carry_T, ys = nn.RNN(cell).apply({"params": {"cell": fp}}, xs, initial_carry=flax_carry, return_carry=True)
         h_T = carry_T[1] if kind == "lstm" else carry_T
-        return jnp.sum(ys * w) + jnp.sum(h_T ** 2), ys
+        return jnp.sum(ys * w) + jnp.sum(h_T**2), ys
 
     def our_loss(p):
         carry_T, hs = jaxrnn.unroll(jaxrnn.step_for(p), p, our_carry, jnp.swapaxes(xs, 0, 1))
         ys = jnp.swapaxes(hs, 0, 1)
         h_T = carry_T.h if kind == "lstm" else carry_T
-        return jnp.sum(ys * w) + jnp.sum(h_T ** 2), ys
+        return jnp.sum(ys * w) + jnp.sum(h_T**2), ys
 
     params = from_flax(fparams)
     assert type(params).__name__ == {"rnn": "RNNParams", "lstm": "LSTMParams", "gru": "GRUParams"}[kind]
@@ -58,7 +59,8 @@ def test_flax_cell_and_jaxrnn_step_agree_in_values_and_gradients(x64, kind, Flax
 
     # jaxrnn's cell as a linen module under Flax's own nn.RNN, with the same weights
     ys_linen = nn.RNN(LinenCell(H, cell=kind, param_dtype=jnp.float64)).apply(
-        {"params": {"cell": linen_variables(params)["params"]}}, xs, initial_carry=our_carry)
+        {"params": {"cell": linen_variables(params)["params"]}}, xs, initial_carry=our_carry
+    )
     np.testing.assert_allclose(ys_linen, ys_f, rtol=1e-12, atol=1e-14)
     # ... and as an nnx module, stepped by hand
     module, carry, ys_nnx = NnxCell.from_params(params), our_carry, []
@@ -97,7 +99,10 @@ def test_linen_cell_init_is_flax_init_and_draws_jaxrnn_weights(kind):
     assert params["Whh"].shape == ({"rnn": 1, "lstm": 4, "gru": 3}[kind] * H, H)
     assert 0.002 < float(jnp.std(params["Whh"])) < 0.02  # "lecture": randn * 0.01
     carry, h = cell.apply(variables, cell.initialize_carry(None, (B, D)), x)
-    step = jaxrnn.step_for(NnxCell.from_params(jaxrnn.cell_type(kind).params_type(
-        Why=jnp.zeros((0, H)), by=jnp.zeros((0,)), **params)).cell_params())
+    step = jaxrnn.step_for(
+        NnxCell.from_params(
+            jaxrnn.cell_type(kind).params_type(Why=jnp.zeros((0, H)), by=jnp.zeros((0,)), **params)
+        ).cell_params()
+    )
     assert step is jaxrnn.cell_type(kind).step
     np.testing.assert_allclose(h, jax.tree.leaves(carry)[0], rtol=0, atol=0)

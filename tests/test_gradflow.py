@@ -1,4 +1,5 @@
 """jaxrnn.gradflow: the lecture's gradient-flow claims as exact numbers (float64)."""
+
 import math
 
 import jax
@@ -32,7 +33,7 @@ def test_linear_rnn_log_norm_slope_is_ln_s(x64, s):
     lags = np.arange(1, T + 1)
     for n in np.asarray(norms):
         assert abs(float(gradflow.log_norm_slope(lags, n)) - math.log(s)) < 1e-6
-        np.testing.assert_allclose(n, s ** lags, rtol=1e-9)  # not just the slope: the norm is s^(T-t)
+        np.testing.assert_allclose(n, s**lags, rtol=1e-9)  # not just the slope: the norm is s^(T-t)
 
 
 @pytest.mark.parametrize("s", [0.5, 0.9])
@@ -60,7 +61,7 @@ def test_jacobian_equals_the_product_of_step_jacobians(x64):
 def test_state_gradients_at_time_zero_equal_grad_of_initial_state(x64):
     p, h0, xs = _rnn(1.0)
     h0 = h0 + 0.1
-    loss = lambda hs, hT: jnp.sum(jnp.sin(hs)) + jnp.sum(hT ** 2)
+    loss = lambda hs, hT: jnp.sum(jnp.sin(hs)) + jnp.sum(hT**2)
     g = gradflow.state_gradients(jaxrnn.rnn_step, p, h0, xs, loss)
     direct = jax.grad(lambda h: loss(*reversed(jaxrnn.unroll(jaxrnn.rnn_step, p, h, xs))))(h0)
     assert g.shape == (T, B, H)
@@ -81,9 +82,12 @@ def _lstm(forget_bias, zero_recurrence=False):
 def test_cell_path_jacobian_is_the_product_of_forget_gates(x64, forget_bias):
     p, carry, xs = _lstm(forget_bias)
     P = np.asarray(gradflow.forget_gate_products(gradflow.forget_gates(p, carry, xs)))  # (T, B, H)
-    jac = jax.jit(jax.vmap(lambda c, x: gradflow.final_state_jacobians(gradflow.lstm_cell_path_step, p, c, x,
-                                                                       part="c"), in_axes=(0, 1)))
-    J = np.asarray(jac(carry, xs))                                                        # (B, T, H, H)
+    jac = jax.jit(
+        jax.vmap(
+            lambda c, x: gradflow.final_state_jacobians(gradflow.lstm_cell_path_step, p, c, x, part="c"), in_axes=(0, 1)
+        )
+    )
+    J = np.asarray(jac(carry, xs))  # (B, T, H, H)
     np.testing.assert_allclose(np.diagonal(J, axis1=2, axis2=3), P.swapaxes(0, 1), rtol=1e-14, atol=0)
     assert np.all(J * (1 - np.eye(H)) == 0)
 

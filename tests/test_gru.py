@@ -1,4 +1,5 @@
 """The GRU step: jax.grad against the float64 NumPy manual BPTT, the reference against finite differences."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -14,8 +15,14 @@ V, H, T = 11, 16, 20
 def _problem(seed):
     """Random weights with std 0.5 (gates saturate somewhat), random ids, a non-zero initial state."""
     rng = np.random.default_rng(seed)
-    params = [rng.normal(0, 0.5, (3 * H, V)), rng.normal(0, 0.5, (3 * H, H)), rng.normal(0, 0.5, (V, H)),
-              rng.normal(0, 0.5, 3 * H), rng.normal(0, 0.5, V), rng.normal(0, 0.5, H)]
+    params = [
+        rng.normal(0, 0.5, (3 * H, V)),
+        rng.normal(0, 0.5, (3 * H, H)),
+        rng.normal(0, 0.5, (V, H)),
+        rng.normal(0, 0.5, 3 * H),
+        rng.normal(0, 0.5, V),
+        rng.normal(0, 0.5, H),
+    ]
     return params, rng.integers(V, size=T), rng.integers(V, size=T), rng.normal(0, 0.5, H)
 
 
@@ -25,7 +32,8 @@ def test_gru_jax_grad_equals_manual_bptt_float64(x64, seed):
     loss_ref, *grads_ref, h_ref = reference.gru_loss_fun(inputs, targets, h0, params)
     p = cells.GRUParams(*map(jnp.asarray, params))
     (loss, h_T), grads = jax.value_and_grad(jaxrnn.sequence_loss, has_aux=True)(
-        p, jnp.asarray(h0), jnp.asarray(inputs), jnp.asarray(targets))
+        p, jnp.asarray(h0), jnp.asarray(inputs), jnp.asarray(targets)
+    )
     assert grads.Wxh.dtype == jnp.float64
     assert reference.relative_error(loss, loss_ref) <= 1e-13
     for name in reference.GRU_PARAM_NAMES:
@@ -71,7 +79,7 @@ def test_gru_is_registered_and_has_a_zero_carry():
     assert p.Wxh.shape == (21, 5) and p.Whh.shape == (21, 7) and p.bh.shape == (21,) and p.bhn.shape == (7,)
     # default init: each H x H block of Whh is orthogonal
     for k in range(3):
-        block = p.Whh[k * 7:(k + 1) * 7]
+        block = p.Whh[k * 7 : (k + 1) * 7]
         np.testing.assert_allclose(block @ block.T, np.eye(7), atol=1e-5)
 
 

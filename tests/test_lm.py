@@ -1,5 +1,6 @@
 """The character model: the fused unroll equals the core steps, truncated BPTT carries state but not gradients,
 K updates in one call equal K single updates, evaluation, and sampling."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,8 +9,17 @@ import pytest
 
 import jaxrnn
 from jaxrnn.data import DataError, Vocabulary
-from jaxrnn.lm import (ConfigError, ModelConfig, evaluate, generate_text, init_model, init_train_state,
-                       make_train_chunks, place_batch, warm_up)
+from jaxrnn.lm import (
+    ConfigError,
+    ModelConfig,
+    evaluate,
+    generate_text,
+    init_model,
+    init_train_state,
+    make_train_chunks,
+    place_batch,
+    warm_up,
+)
 from jaxrnn.lm import loss as char_lm_loss
 from jaxrnn.losses import sequence_loss
 from jaxrnn.sampling import sample
@@ -32,14 +42,19 @@ def _rel(a, b):
     return float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(a)) + jnp.max(jnp.abs(b))), 1e-30))
 
 
-@pytest.mark.parametrize("cell,layers,embed", [("lstm", 2, 4), ("rnn", 2, 0),
-                                               pytest.param("lstm", 1, 0, marks=pytest.mark.slow), ("gru", 2, 3)])
+@pytest.mark.parametrize(
+    "cell,layers,embed",
+    [("lstm", 2, 4), ("rnn", 2, 0), pytest.param("lstm", 1, 0, marks=pytest.mark.slow), ("gru", 2, 3)],
+)
 def test_fused_layers_equal_core_steps(x64, cell, layers, embed):
     """The model's loss (layer by layer, method="fused": jaxrnn.recurrence, or recurrence_ids for one-hot ids at
     embed 0; lax.scan for the GRU) == stack_step (the core steps, one time step at a time), values and
     gradients, in float64."""
-    params = init_char_lm(jax.random.PRNGKey(0), ModelConfig(V, cell=cell, hidden_size=6, layers=layers,
-                                                             embed_size=embed), dtype=jnp.float64)
+    params = init_char_lm(
+        jax.random.PRNGKey(0),
+        ModelConfig(V, cell=cell, hidden_size=6, layers=layers, embed_size=embed),
+        dtype=jnp.float64,
+    )
     carry = jax.tree.map(lambda z: z + 0.1, char_lm_initial_carry(params, (B,)))
     xs, ys = _ids(1, (T, B)), _ids(2, (T, B))
     fast = lambda p: char_lm_loss(p, carry, xs, ys)
@@ -102,7 +117,7 @@ def test_k_updates_in_one_call_equal_k_single_updates_and_inactive_steps_are_ski
     update = make_train_chunks(opt, 1, dropout=0.25)
     single = state
     for k in range(3):
-        single, _ = update(single, xs[k:k + 1], ys[k:k + 1], reset[k:k + 1], jnp.ones((1,), bool))
+        single, _ = update(single, xs[k : k + 1], ys[k : k + 1], reset[k : k + 1], jnp.ones((1,), bool))
     train_chunks = make_train_chunks(opt, K, dropout=0.25)
     many, losses = train_chunks(state, xs, ys, reset, jnp.array([True, True, True, False]))
     assert int(many.step) == 3 and float(losses[3]) == 0.0

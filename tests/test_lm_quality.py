@@ -1,5 +1,6 @@
 """The quality script: its n-gram baselines against hand-computed values; the tiny preset is `slow`, the full run
 `long`."""
+
 import math
 import os
 import sys
@@ -38,8 +39,9 @@ def test_tiny_preset_aggregates_seeds_and_samples_at_three_temperatures():
     texts = res["samples"]["by_temperature"]
     assert sorted(texts, key=float) == [f"{t:g}" for t in cfg.temperatures]
     assert all(len(t) == cfg.sample_length for t in texts.values())
-    assert set(res["verdicts"].values()) <= {"no difference"} | {f"{label} better" for label in
-                                                                 [*res["models"], "Witten-Bell 3-gram"]}
+    assert set(res["verdicts"].values()) <= {"no difference"} | {
+        f"{label} better" for label in [*res["models"], "Witten-Bell 3-gram"]
+    }
 
 
 @pytest.mark.long

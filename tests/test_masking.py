@@ -1,5 +1,6 @@
 """Variable-length unrolls: a masked batch equals running each sequence alone (values, final carries, gradients),
 with right or left padding, forwards, backwards and both ways."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,8 +21,7 @@ def _problem(kind, seed=0):
     # non-zero biases and initial carry, so that "kept at the initial carry" is visible
     params = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(k_h, a.shape, a.dtype), params)
     B = len(LENGTHS)
-    carry = jax.tree.map(lambda z: 0.5 * jax.random.normal(k_h, z.shape, z.dtype),
-                         jaxrnn.initial_carry(params, (B,)))
+    carry = jax.tree.map(lambda z: 0.5 * jax.random.normal(k_h, z.shape, z.dtype), jaxrnn.initial_carry(params, (B,)))
     xs = jax.random.randint(k_x, (T, B), 0, V)
     targets = jax.random.randint(k_y, (T, B), 0, V)
     return params, carry, xs, targets
@@ -47,10 +47,17 @@ def _per_sequence(kind, params, carry, xs, targets, padding, reverse):
 
 # the default run covers each cell, each padding and each direction once; -m slow runs the whole matrix
 DEFAULT_CASES = {("lstm", "right", False), ("gru", "left", True), ("rnn", "left", False), ("lstm", "right", True)}
-VALUE_CASES = [pytest.param(k, p, r, marks=() if (k, p, r) in DEFAULT_CASES else pytest.mark.slow)
-               for k in ("rnn", "lstm", "gru") for p in ("right", "left") for r in (False, True)]
-GRADIENT_CASES = [pytest.param(k, p, marks=() if (k, p) in {("lstm", "left"), ("gru", "right")} else pytest.mark.slow)
-                  for k in ("rnn", "lstm", "gru") for p in ("right", "left")]
+VALUE_CASES = [
+    pytest.param(k, p, r, marks=() if (k, p, r) in DEFAULT_CASES else pytest.mark.slow)
+    for k in ("rnn", "lstm", "gru")
+    for p in ("right", "left")
+    for r in (False, True)
+]
+GRADIENT_CASES = [
+    pytest.param(k, p, marks=() if (k, p) in {("lstm", "left"), ("gru", "right")} else pytest.mark.slow)
+    for k in ("rnn", "lstm", "gru")
+    for p in ("right", "left")
+]
 
 
 @pytest.mark.parametrize("kind, padding, reverse", VALUE_CASES)
@@ -76,11 +83,11 @@ def test_masked_loss_gradients_equal_per_sequence_gradients(x64, kind, padding):
 
     def batched(params, carry):
         loss, carry_T = jaxrnn.sequence_loss(params, carry, (xs, mask), targets, step=step, mask=mask)
-        return loss + 0.1 * sum(jnp.sum(c ** 2) for c in jax.tree.leaves(carry_T))
+        return loss + 0.1 * sum(jnp.sum(c**2) for c in jax.tree.leaves(carry_T))
 
     def alone(params, carry):
         _, carry_T, loss = _per_sequence(kind, params, carry, xs, targets, padding, reverse=False)
-        return loss + 0.1 * sum(jnp.sum(c ** 2) for c in jax.tree.leaves(carry_T))
+        return loss + 0.1 * sum(jnp.sum(c**2) for c in jax.tree.leaves(carry_T))
 
     (l1, g1), (l2, g2) = (jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(params, carry) for f in (batched, alone))
     assert abs(float(l1 - l2)) <= 1e-12 * abs(float(l2))
@@ -113,8 +120,9 @@ def test_full_lengths_change_nothing():
 def test_bidirectional_equals_forward_and_flipped_forward(x64, padding):
     pf, carry, xs, _ = _problem("lstm", seed=4)
     pb, hb, _, _ = _problem("gru", seed=5)
-    (cf, cb), hs = unroll_bidirectional((cells.lstm_step, cells.gru_step), (pf, pb), (carry, hb), xs,
-                                        lengths=jnp.asarray(LENGTHS), padding=padding)
+    (cf, cb), hs = unroll_bidirectional(
+        (cells.lstm_step, cells.gru_step), (pf, pb), (carry, hb), xs, lengths=jnp.asarray(LENGTHS), padding=padding
+    )
     assert hs.shape == (T, len(LENGTHS), 2 * H)
     for b, L in enumerate(LENGTHS):
         sl = _valid(padding, int(L))

@@ -1,4 +1,5 @@
 """Newton's method over time (DEER / quasi-DEER): states and implicit gradients equal the scan's."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -10,17 +11,22 @@ from jaxrnn.gradflow import scaled_orthogonal
 from jaxrnn.newton import NewtonSolver, default_tolerance, linear_recurrence, newton_unroll
 
 # jitted (eager dispatch of the while loop, vmaps and custom VJP costs seconds per call): step and options static
-_newton = jax.jit(newton_unroll, static_argnums=0,
-                  static_argnames=("jacobian", "damping", "tol", "max_iter", "adjoint", "batch_ndim"))
+_newton = jax.jit(
+    newton_unroll, static_argnums=0, static_argnames=("jacobian", "damping", "tol", "max_iter", "adjoint", "batch_ndim")
+)
 INITS = {"rnn": jaxrnn.init_rnn, "gru": jaxrnn.init_gru, "lstm": jaxrnn.init_lstm}
 D, H = 3, 6
 
 
 def _rel(a, b) -> float:
     """Largest relative difference over the leaves: ``max|a - b| / max|a|``."""
-    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))
-                     / max(float(np.max(np.abs(np.asarray(x, np.float64)))), 1e-30))
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(
+        float(
+            np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))
+            / max(float(np.max(np.abs(np.asarray(x, np.float64)))), 1e-30)
+        )
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def _problem(kind, T, batch, dtype):
@@ -59,11 +65,17 @@ def _compare(step, params, carry, xs, argnums=(0, 1, 2), scan=None, **options):
 
 
 slow = pytest.mark.slow
-CASES = [("rnn", 1, (), "full"), pytest.param("rnn", 64, (3,), "diagonal", marks=slow),
-         pytest.param("rnn", 7, (2,), "full", marks=slow), pytest.param("gru", 7, (3,), "full", marks=slow),
-         ("gru", 64, (), "diagonal"), pytest.param("gru", 1, (2,), "diagonal", marks=slow),
-         ("lstm", 7, (), "diagonal"), ("lstm", 64, (2,), "full"),
-         pytest.param("lstm", 64, (), "diagonal", marks=slow)]
+CASES = [
+    ("rnn", 1, (), "full"),
+    pytest.param("rnn", 64, (3,), "diagonal", marks=slow),
+    pytest.param("rnn", 7, (2,), "full", marks=slow),
+    pytest.param("gru", 7, (3,), "full", marks=slow),
+    ("gru", 64, (), "diagonal"),
+    pytest.param("gru", 1, (2,), "diagonal", marks=slow),
+    ("lstm", 7, (), "diagonal"),
+    ("lstm", 64, (2,), "full"),
+    pytest.param("lstm", 64, (), "diagonal", marks=slow),
+]
 
 
 @pytest.mark.parametrize("kind,T,batch,jacobian", CASES)
@@ -77,8 +89,15 @@ def test_states_and_gradients_equal_the_scan_float32(kind, T, batch, jacobian):
         assert _rel(g_ref, g) <= 1e-5
 
 
-@pytest.mark.parametrize("kind,jacobian", [("rnn", "full"), pytest.param("gru", "diagonal", marks=slow),
-                                           pytest.param("lstm", "full", marks=slow), ("lstm", "diagonal")])
+@pytest.mark.parametrize(
+    "kind,jacobian",
+    [
+        ("rnn", "full"),
+        pytest.param("gru", "diagonal", marks=slow),
+        pytest.param("lstm", "full", marks=slow),
+        ("lstm", "diagonal"),
+    ],
+)
 def test_states_and_gradients_equal_the_scan_float64(x64, kind, jacobian):
     step, params, carry, xs = _problem(kind, 64, (2,), jnp.float64)
     ref, ref_grads, result, grads = _compare(step, params, carry, xs, jacobian=jacobian)
@@ -103,10 +122,14 @@ def test_token_ids_and_the_sequential_adjoint(x64):
     xs = jax.random.randint(jax.random.PRNGKey(2), (20, 3), 0, 11)
     carry = jaxrnn.initial_carry(params, (3,))
     step = jaxrnn.gru_step
-    loss = lambda fn: (lambda p: jnp.sum(jnp.tanh(fn(p)[1])))
+    loss = lambda fn: lambda p: jnp.sum(jnp.tanh(fn(p)[1]))
     ref = jax.jit(jax.grad(loss(lambda p: jaxrnn.unroll(step, p, carry, xs))))(params)
-    grads = jax.jit(lambda p: [jax.grad(loss(lambda p: newton_unroll(step, p, carry, xs, adjoint=adjoint)[:2]))(p)
-                               for adjoint in ("parallel", "sequential")])(params)
+    grads = jax.jit(
+        lambda p: [
+            jax.grad(loss(lambda p: newton_unroll(step, p, carry, xs, adjoint=adjoint)[:2]))(p)
+            for adjoint in ("parallel", "sequential")
+        ]
+    )(params)
     for g in grads:
         assert _rel(ref, g) <= 1e-10
 
@@ -120,9 +143,11 @@ def test_a_user_defined_cell_with_a_dict_carry(x64):
         return {"a": a, "b": b}, jnp.concatenate([a, b]).sum(keepdims=True)
 
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
-    p = {"A": 0.5 * jax.random.normal(keys[0], (2, 2), jnp.float64),
-         "B": 0.5 * jax.random.normal(keys[1], (2, 3), jnp.float64),
-         "C": 0.5 * jax.random.normal(keys[2], (3, 2), jnp.float64)}
+    p = {
+        "A": 0.5 * jax.random.normal(keys[0], (2, 2), jnp.float64),
+        "B": 0.5 * jax.random.normal(keys[1], (2, 3), jnp.float64),
+        "C": 0.5 * jax.random.normal(keys[2], (3, 2), jnp.float64),
+    }
     xs = jax.random.normal(keys[3], (30, 2), jnp.float64)
     carry = {"a": jnp.zeros(2, jnp.float64), "b": jnp.ones(3, jnp.float64)}
     ref, g_ref, result, g = _compare(step, p, carry, xs)
@@ -207,8 +232,13 @@ def test_linear_recurrence_matches_a_loop_both_ways():
         d = A[t] @ d + b[t]
         backward[t] = d
     assert _rel(np.array(forward), linear_recurrence(jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32))) <= 1e-5
-    assert _rel(np.array(backward), linear_recurrence(jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32),
-                                                      reverse=True)) <= 1e-5
+    assert (
+        _rel(
+            np.array(backward),
+            linear_recurrence(jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32), reverse=True),
+        )
+        <= 1e-5
+    )
     diag = linear_recurrence(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
     d = np.zeros(3)
     for t in range(9):
@@ -244,12 +274,12 @@ def test_variable_lengths_through_mask_step():
     lengths = jnp.array([12, 5, 0, 9])
     mask, carry = jaxrnn.length_mask(lengths, 12), jaxrnn.initial_carry(params, (4,))
     scan = lambda p, c, x: jaxrnn.unroll(jaxrnn.lstm_step, p, c, x[0], lengths=lengths)
-    ref, ref_grads, result, grads = _compare(jaxrnn.mask_step(jaxrnn.lstm_step), params, carry, (xs, mask),
-                                             argnums=(0, 1), scan=scan)
+    ref, ref_grads, result, grads = _compare(
+        jaxrnn.mask_step(jaxrnn.lstm_step), params, carry, (xs, mask), argnums=(0, 1), scan=scan
+    )
     assert int(result.iterations[2]) == 0  # an empty sequence keeps its zero state: solved by the initial guess
     assert _rel(ref, (result.carry, result.hs)) <= 1e-5
     assert _rel(ref_grads, grads) <= 1e-5
-
 
 
 def test_method_newton_of_sequence_loss_equals_scan_and_flags_no_convergence_with_nan(x64):
@@ -265,8 +295,7 @@ def test_method_newton_of_sequence_loss_equals_scan_and_flags_no_convergence_wit
     assert abs(float(l_newton - l_scan)) <= 1e-10 * abs(float(l_scan))
     for a, b in zip(jax.tree.leaves((c_newton, g_newton)), jax.tree.leaves((c_scan, g_scan))):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    carry_T, hs = jaxrnn.unroll(jaxrnn.gru_step, params, carry, xs, method="newton",
-                                newton=NewtonSolver(max_iter=2))
+    carry_T, hs = jaxrnn.unroll(jaxrnn.gru_step, params, carry, xs, method="newton", newton=NewtonSolver(max_iter=2))
     assert bool(jnp.isnan(hs).all()) and bool(jnp.isnan(carry_T).all())
     with pytest.raises(ValueError, match="remat does not apply"):
         jaxrnn.unroll(jaxrnn.gru_step, params, carry, xs, method="newton", remat=True)

@@ -1,6 +1,7 @@
 """Data parallelism: on 4 (fake CPU) devices, the same seed and global batch give the same loss trajectory
 and parameters as on one device (in float64, to rounding). Runs in a subprocess because the device count is
 fixed at JAX start-up."""
+
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from jaxrnn import parallel
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json
     import jax, jax.numpy as jnp, numpy as np
     import jaxrnn
@@ -62,7 +63,7 @@ SCRIPT = textwrap.dedent('''
         "loss_devices": len(p4.Whh.sharding.device_set),
         "param_diff": rel(p1, p4), "carry_diff": rel(c1, c4),
     }))
-''')
+""")
 
 
 def test_four_devices_follow_the_one_device_loss_trajectory():
@@ -90,7 +91,7 @@ def test_uneven_batch_is_one_clear_error():
         parallel.make_mesh([])
 
 
-CLI_SCRIPT = textwrap.dedent('''
+CLI_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     from jaxrnn.cli import main
@@ -106,7 +107,7 @@ CLI_SCRIPT = textwrap.dedent('''
     rc_bad = main(["train", "--out", out + "/bad", "--data-parallel", *odd_batch])
     print(json.dumps({"one": read_metrics(out + "/one/metrics.jsonl"),
                       "four": read_metrics(out + "/four/metrics.jsonl"), "rc_bad": rc_bad}))
-''')
+""")
 
 
 @pytest.mark.slow
@@ -116,8 +117,13 @@ def test_cli_data_parallel_matches_one_device(tmp_path):
     text_file = tmp_path / "text.txt"
     text_file.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60)))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", CLI_SCRIPT, str(text_file), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI_SCRIPT, str(text_file), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["rc_bad"] == 2 and "multiple of the 4 devices" in proc.stderr

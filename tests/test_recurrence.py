@@ -1,4 +1,5 @@
 """The fused recurrence (hoisted projection, manual-BPTT custom VJP) equals the plain step: values and gradients."""
+
 import functools
 
 import chex
@@ -23,11 +24,11 @@ def _problem(kind, batch, dtype, ids=True, seed=0):
     init = jaxrnn.init_rnn if kind == "rnn" else jaxrnn.init_lstm
     D = V if ids else 4
     params = init(k[0], D, H, V, dtype=dtype)
-    params = jax.tree.map(lambda a, kk: a + 0.5 * jax.random.normal(kk, a.shape, dtype), params,
-                          type(params)(*jax.random.split(k[1], 5)))
+    params = jax.tree.map(
+        lambda a, kk: a + 0.5 * jax.random.normal(kk, a.shape, dtype), params, type(params)(*jax.random.split(k[1], 5))
+    )
     carry = jax.tree.map(lambda a: a + 0.3, jaxrnn.initial_carry(params, batch))
-    xs = (jax.random.randint(k[2], (T, *batch), 0, V) if ids
-          else jax.random.normal(k[2], (T, *batch, D), dtype))
+    xs = jax.random.randint(k[2], (T, *batch), 0, V) if ids else jax.random.normal(k[2], (T, *batch, D), dtype)
     ys = jax.random.randint(k[3], (T, *batch), 0, V)
     return params, carry, xs, ys
 
@@ -35,9 +36,11 @@ def _problem(kind, batch, dtype, ids=True, seed=0):
 def _value_and_grads(loss_fn, params, carry, xs, ys, **kw):
     """Loss, carry_T and gradients with respect to params and the initial carry, with a cotangent on carry_T
     too (as the next chunk would send), so every output of the custom VJP is exercised."""
+
     def f(p, c):
         loss, carry_T = loss_fn(p, c, xs, ys, **kw)
         return loss + 0.7 * sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(carry_T)), (loss, carry_T)
+
     (_, aux), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, carry)
     return aux, grads
 
@@ -49,9 +52,16 @@ def _max_rel(a, b):
 SLOW = pytest.mark.slow  # repeated compilations of a path another case already covers: run by CI's -m slow
 
 
-@pytest.mark.parametrize("kind, batch, ids, reduction", [
-    ("rnn", (), True, "sum"), ("rnn", (3,), False, "mean"), pytest.param("lstm", (), False, "sum", marks=SLOW),
-    pytest.param("lstm", (3,), True, "mean", marks=SLOW), ("lstm", (2, 3), True, "sum")])
+@pytest.mark.parametrize(
+    "kind, batch, ids, reduction",
+    [
+        ("rnn", (), True, "sum"),
+        ("rnn", (3,), False, "mean"),
+        pytest.param("lstm", (), False, "sum", marks=SLOW),
+        pytest.param("lstm", (3,), True, "mean", marks=SLOW),
+        ("lstm", (2, 3), True, "sum"),
+    ],
+)
 def test_fast_loss_equals_plain_float64(x64, kind, batch, ids, reduction):
     params, carry, xs, ys = _problem(kind, batch, jnp.float64, ids)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, reduction=reduction)
@@ -64,8 +74,9 @@ def test_fast_loss_equals_plain_float64(x64, kind, batch, ids, reduction):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("kind, batch", [pytest.param("rnn", (4,), marks=SLOW), ("lstm", (4,)),
-                                         pytest.param("lstm", (1,), marks=SLOW)])
+@pytest.mark.parametrize(
+    "kind, batch", [pytest.param("rnn", (4,), marks=SLOW), ("lstm", (4,)), pytest.param("lstm", (1,), marks=SLOW)]
+)
 def test_fast_loss_equals_plain_float32(kind, batch):
     params, carry, xs, ys = _problem(kind, batch, jnp.float32, seed=1)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys)
@@ -84,8 +95,9 @@ def test_fast_gradients_equal_manual_bptt_reference(x64, kind):
     if kind == "rnn":
         loss_ref, *grads_ref, _ = reference.rnn_loss_fun(np.asarray(xs), np.asarray(ys), np.asarray(carry), np_params)
     else:
-        loss_ref, *grads_ref, _, _ = reference.lstm_loss_fun(np.asarray(xs), np.asarray(ys), np.asarray(carry.h),
-                                                           np.asarray(carry.c), np_params)
+        loss_ref, *grads_ref, _, _ = reference.lstm_loss_fun(
+            np.asarray(xs), np.asarray(ys), np.asarray(carry.h), np.asarray(carry.c), np_params
+        )
     assert reference.relative_error(loss, loss_ref) <= 1e-13
     for name, g, g_ref in zip(reference.PARAM_NAMES, grads, grads_ref):
         assert np.abs(g_ref).max() > 1e-3, name
@@ -115,8 +127,10 @@ def test_gates_as_one_equal_lstm_gates(x64):
         np.testing.assert_allclose(block, gate, rtol=1e-6, atol=2e-7)
 
 
-@pytest.mark.parametrize("hidden, batch, transposed", [(6, (), True), pytest.param(6, (1,), True, marks=SLOW),
-                                                      pytest.param(8, (), False, marks=SLOW), (6, (2,), False)])
+@pytest.mark.parametrize(
+    "hidden, batch, transposed",
+    [(6, (), True), pytest.param(6, (1,), True, marks=SLOW), pytest.param(8, (), False, marks=SLOW), (6, (2,), False)],
+)
 @pytest.mark.parametrize("layout", ["xla_cpu", "portable"])
 def test_each_layout_equals_the_plain_lstm(x64, hidden, batch, transposed, layout):
     """Both layouts (what a CPU compiles, what every other backend compiles) give the plain path's loss and
@@ -169,14 +183,17 @@ def test_updates_per_call_equal_repeated_steps(x64):
     for n in range(3):
         *state, loss = step(*state, xs[n], ys[n])
         losses.append(loss)
-    out = jaxrnn.make_train_step(optimizer, method="fused", updates_per_call=3)(params, optimizer.init(params),
-                                                                              carry, xs, ys)
+    out = jaxrnn.make_train_step(optimizer, method="fused", updates_per_call=3)(
+        params, optimizer.init(params), carry, xs, ys
+    )
     assert _max_rel(out[0], state[0]) <= 1e-12
     np.testing.assert_allclose(out[3], losses, rtol=1e-12)
 
 
-@pytest.mark.parametrize("method, updates_per_call", [pytest.param("scan", 1, marks=SLOW),
-                                                      pytest.param("fused", 1, marks=SLOW), ("fused", 2)])
+@pytest.mark.parametrize(
+    "method, updates_per_call",
+    [pytest.param("scan", 1, marks=SLOW), pytest.param("fused", 1, marks=SLOW), ("fused", 2)],
+)
 def test_donated_step_gives_the_same_numbers_and_consumes_only_params_and_opt_state(method, updates_per_call):
     params, carry, xs, ys = _problem("lstm", (2,), jnp.float32)
     if updates_per_call == 2:
@@ -193,13 +210,16 @@ def test_donated_step_gives_the_same_numbers_and_consumes_only_params_and_opt_st
     assert not any(leaf.is_deleted() for leaf in jax.tree.leaves((params, carry, xs, ys)))
 
 
-@pytest.mark.parametrize("reduction, method", [pytest.param("sum", "scan", marks=SLOW),
-                                               pytest.param("mean", "scan", marks=SLOW), ("mean", "fused")])
+@pytest.mark.parametrize(
+    "reduction, method",
+    [pytest.param("sum", "scan", marks=SLOW), pytest.param("mean", "scan", marks=SLOW), ("mean", "fused")],
+)
 def test_segmented_loss_equals_plain(x64, reduction, method):
     params, carry, xs, ys = _problem("lstm", (3,), jnp.float64)
     plain = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, reduction=reduction)
-    seg = _value_and_grads(jaxrnn.sequence_loss, params, carry, xs, ys, segment_length=4, reduction=reduction,
-                           method=method)
+    seg = _value_and_grads(
+        jaxrnn.sequence_loss, params, carry, xs, ys, segment_length=4, reduction=reduction, method=method
+    )
     for a, b in zip(jax.tree.leaves(seg), jax.tree.leaves(plain)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
@@ -231,8 +251,9 @@ def test_out_of_range_ids_give_nan_on_every_path():
         for loss_fn in (jaxrnn.sequence_loss, fused_loss):
             assert bool(jnp.isnan(loss_fn(params, carry, xs_bad, ys)[0])), (loss_fn.__name__, bad)
     xs_wrapped = xs.at[4, 1].set(xs[4, 1] - V)  # the same id, counted from the end
-    np.testing.assert_allclose(fused_loss(params, carry, xs_wrapped, ys)[0],
-                               fused_loss(params, carry, xs, ys)[0], rtol=1e-6)
+    np.testing.assert_allclose(
+        fused_loss(params, carry, xs_wrapped, ys)[0], fused_loss(params, carry, xs, ys)[0], rtol=1e-6
+    )
     grad = jax.grad(lambda p, x: fused_loss(p, carry, x, ys)[0])  # the backward's scatter wraps alike
     for a, b in zip(jax.tree.leaves(grad(params, xs_wrapped)), jax.tree.leaves(grad(params, xs))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -1,4 +1,5 @@
 """The one table from parameter type to step, zero state and name; a cell of one's own plugs in with one call."""
+
 from typing import NamedTuple
 
 import jax

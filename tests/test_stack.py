@@ -1,4 +1,5 @@
 """Stacks: one stack step equals the layers unrolled one after another; the core helpers take a stack as is."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -33,10 +34,12 @@ def test_stack_equals_layer_by_layer_values_and_gradients(x64):
     params = jax.tree.map(lambda a: a + 0.1, params)  # non-zero biases
     carry = jax.tree.map(lambda z: z + 0.2, jaxrnn.initial_carry(params, (B,)))
     xs, targets = _data()
-    (l1, c1), g1 = jax.jit(jax.value_and_grad(jaxrnn.sequence_loss, argnums=(0, 1), has_aux=True))(params, carry, xs,
-                                                                                          targets)
-    (l2, c2), g2 = jax.jit(jax.value_and_grad(_layer_by_layer_loss, argnums=(0, 1), has_aux=True))(params, carry, xs,
-                                                                                         targets)
+    (l1, c1), g1 = jax.jit(jax.value_and_grad(jaxrnn.sequence_loss, argnums=(0, 1), has_aux=True))(
+        params, carry, xs, targets
+    )
+    (l2, c2), g2 = jax.jit(jax.value_and_grad(_layer_by_layer_loss, argnums=(0, 1), has_aux=True))(
+        params, carry, xs, targets
+    )
     assert abs(float(l1 - l2)) <= 1e-13 * abs(float(l2))
     for a, b in zip(jax.tree.leaves((c1, g1)), jax.tree.leaves((c2, g2))):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

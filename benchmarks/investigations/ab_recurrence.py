@@ -14,6 +14,7 @@ swap. Printed: each version's median time, its speed-up over version 0 as a rati
 (``memory_analysis().temp_size_in_bytes``). The versions of ``jaxrnn/fast.py`` before the 0.2 API need the library
 of their time: run ``ab_fast.py`` from a worktree of that revision.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,19 +84,27 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("shape", nargs=3, type=int, metavar=("B", "T", "H"))
     p.add_argument("versions", nargs="+", type=Path, metavar="RECURRENCE.py")
-    p.add_argument("--unfolded", action="store_true",
-                   help="embedding then Wxh for all T (lstm_peers' 'jaxrnn fused'); default: the folded table")
+    p.add_argument(
+        "--unfolded",
+        action="store_true",
+        help="embedding then Wxh for all T (lstm_peers' 'jaxrnn fused'); default: the folded table",
+    )
     p.add_argument("--flax", action="store_true", help="also time Flax linen nn.RNN(OptimizedLSTMCell)")
     p.add_argument("--torch", action="store_true", help="also time PyTorch nn.LSTM")
-    p.add_argument("--flatten-adam", action="store_true",
-                   help="also time each version (and Flax) with optax.flatten(optax.adam): Adam on one flat vector")
+    p.add_argument(
+        "--flatten-adam",
+        action="store_true",
+        help="also time each version (and Flax) with optax.flatten(optax.adam): Adam on one flat vector",
+    )
     p.add_argument("--min-seconds", type=float, default=3.0, help="time budget per implementation")
     p.add_argument("--device", choices=sorted(common.DEVICES), default="auto", help="JAX platform (default: auto)")
     args = p.parse_args(argv)
     missing = [str(v) for v in args.versions if not v.is_file()]
     if missing or min(args.shape) < 1:
-        print(f"error: {'no such file: ' + ', '.join(missing) if missing else 'B, T, H must be positive'}",
-              file=sys.stderr)
+        print(
+            f"error: {'no such file: ' + ', '.join(missing) if missing else 'B, T, H must be positive'}",
+            file=sys.stderr,
+        )
         return 2
     common.select_device(args.device)
     import jax
@@ -104,30 +113,37 @@ def main(argv=None) -> int:
     import jaxrnn
 
     (B, T, H), E, V = args.shape, 64, 100
-    optimizers = {"": optax.adam(1e-3)} | ({", flatten(adam)": optax.flatten(optax.adam(1e-3))}
-                                           if args.flatten_adam else {})
+    optimizers = {"": optax.adam(1e-3)} | (
+        {", flatten(adam)": optax.flatten(optax.adam(1e-3))} if args.flatten_adam else {}
+    )
     params, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
     unrolls = {}
     for i, path in enumerate(args.versions):
         try:
             unrolls[f"{i}: {path}"] = version_unroll(load(path))
         except Exception as e:  # a broken version file: one line, not a traceback from its import
-            print(f"error: cannot load {path} as a version of jaxrnn/recurrence.py: {type(e).__name__}: {e}",
-                  file=sys.stderr)
+            print(
+                f"error: cannot load {path} as a version of jaxrnn/recurrence.py: {type(e).__name__}: {e}",
+                file=sys.stderr,
+            )
             return 2
     calls, scratch = {}, {}  # scratch: XLA's temporaries per call, one block (huge_pages.py)
     reference = lstm_peers.SCAN  # checked against, not timed
-    loss_fns = {reference: functools.partial(jaxrnn.sequence_loss, step=lstm_peers.embedded_step,
-                                             reduction="mean")}
+    loss_fns = {reference: functools.partial(jaxrnn.sequence_loss, step=lstm_peers.embedded_step, reduction="mean")}
     loss_fns |= {name: version_loss(unroll, unfolded=args.unfolded) for name, unroll in unrolls.items()}
     try:  # the gradient first: a wrong version is refused before its training step is compiled
-        check_versions({name: jax.jit(jax.grad(lambda q, f=f: f(q, carry, xs, ys)[0]))(params)
-                        for name, f in loss_fns.items()}, "gradient", reference, 1e-4)
+        check_versions(
+            {name: jax.jit(jax.grad(lambda q, f=f: f(q, carry, xs, ys)[0]))(params) for name, f in loss_fns.items()},
+            "gradient",
+            reference,
+            1e-4,
+        )
         for suffix, optimizer in optimizers.items():
             opt0, losses = optimizer.init(params), {}
             for name, loss_fn in loss_fns.items():
-                compiled, _, _ = common.compile_timed(jaxrnn.make_train_step(optimizer, loss_fn=loss_fn),
-                                                      params, opt0, carry, xs, ys)
+                compiled, _, _ = common.compile_timed(
+                    jaxrnn.make_train_step(optimizer, loss_fn=loss_fn), params, opt0, carry, xs, ys
+                )
                 p1 = compiled(params, opt0, carry, xs, ys)[0]
                 losses[name] = compiled(p1, opt0, carry, xs, ys)[3]
                 if name != reference:
@@ -150,11 +166,17 @@ def main(argv=None) -> int:
     timings = common.interleaved_times(calls, min_seconds=args.min_seconds)
     base = timings[first]["median_s"]
     for name, t in timings.items():
-        by_round = "" if name == first else "  by round {median:.3f} [{q25:.3f}-{q75:.3f}]".format(
-            **common.paired_speedups(timings, name)[first])
-        memory = f", scratch {scratch[name] / 2 ** 20:.1f} MiB" if name in scratch else ""
-        print(f"{name:40s} {t['median_s'] * 1e3:9.3f} ms (fastest {t['min_s'] * 1e3:9.3f})  "
-              f"speed-up over 0: {base / t['median_s']:.3f}{by_round}  ({t['repeats']} calls{memory})", flush=True)
+        by_round = (
+            ""
+            if name == first
+            else "  by round {median:.3f} [{q25:.3f}-{q75:.3f}]".format(**common.paired_speedups(timings, name)[first])
+        )
+        memory = f", scratch {scratch[name] / 2**20:.1f} MiB" if name in scratch else ""
+        print(
+            f"{name:40s} {t['median_s'] * 1e3:9.3f} ms (fastest {t['min_s'] * 1e3:9.3f})  "
+            f"speed-up over 0: {base / t['median_s']:.3f}{by_round}  ({t['repeats']} calls{memory})",
+            flush=True,
+        )
     return 0
 
 

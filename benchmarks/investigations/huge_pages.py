@@ -16,6 +16,7 @@ after one step, times them in turn (``common.interleaved_times``) and counts the
 (``getrusage``). Reported per shape and implementation: the median time with each setting, the speed-up (ratio
 of medians, and the median [range] of each pair's ratio), page faults per call, the scratch block's size.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,10 @@ class Config:
     fault_calls: int = 5  # calls of each implementation whose page faults are counted
 
 
-PRESETS = {"full": Config(), "quick": Config(shapes=((2, 5, 8),), embedding=4, vocab=11, rounds=1,
-                                              min_seconds=0.01, fault_calls=2)}
+PRESETS = {
+    "full": Config(),
+    "quick": Config(shapes=((2, 5, 8),), embedding=4, vocab=11, rounds=1, min_seconds=0.01, fault_calls=2),
+}
 
 
 def unsupported() -> str | None:
@@ -76,15 +79,20 @@ def measure(config: Config, shape: tuple) -> dict:
     fused_step = lstm_peers.jaxrnn_impls(config, optimizer)[JAXRNN]
     variables, flax_step, _ = lstm_peers.flax_linen_impl(p, V, E, H, optimizer)
     vopt = optimizer.init(variables)
-    compiled = {JAXRNN: (common.compile_timed(fused_step, p, opt0, carry, xs, ys)[0], (p, opt0, carry, xs, ys), 3),
-                FLAX: (common.compile_timed(flax_step, variables, vopt, xs, ys)[0], (variables, vopt, xs, ys), 2)}
+    compiled = {
+        JAXRNN: (common.compile_timed(fused_step, p, opt0, carry, xs, ys)[0], (p, opt0, carry, xs, ys), 3),
+        FLAX: (common.compile_timed(flax_step, variables, vopt, xs, ys)[0], (variables, vopt, xs, ys), 2),
+    }
     out = {}
     for name, (step, args, loss_at) in compiled.items():
         state1 = step(*args)
         loss0 = float(state1[loss_at])
         loss1 = float(step(*state1[:2], *args[2:])[loss_at])
-        out[name] = {"loss_before": loss0, "loss_after_one_step": loss1,
-                     "temp_bytes": int(step.memory_analysis().temp_size_in_bytes)}
+        out[name] = {
+            "loss_before": loss0,
+            "loss_after_one_step": loss1,
+            "temp_bytes": int(step.memory_analysis().temp_size_in_bytes),
+        }
     for key in ("loss_before", "loss_after_one_step"):
         common.check_close(f"B{B} T{T} H{H} {key}, Flax against jaxrnn", out[JAXRNN][key], out[FLAX][key], 2e-4)
     calls = {name: (lambda step=step, args=args: step(*args)) for name, (step, args, _) in compiled.items()}
@@ -129,13 +137,21 @@ def summarise(shape: tuple, runs: dict) -> list:
                     raise AssertionError(f"B{B} T{T} H{H} {name}: {key} differs between the settings")
         median = {s: statistics.median(r["median_s"] for r in per[s]) for s in SETTINGS}
         paired = [d["median_s"] / h["median_s"] for d, h in zip(per["default"], per["hugetlb"])]
-        rows.append(dict(B=B, T=T, H=H, impl=name, temp_bytes=per["default"][0]["temp_bytes"],
-                         **{f"median_s_{s}": median[s] for s in SETTINGS},
-                         **{f"tokens_per_s_{s}": B * T / median[s] for s in SETTINGS},
-                         **{f"faults_per_call_{s}": statistics.median(r["faults_per_call"] for r in per[s])
-                            for s in SETTINGS},
-                         speedup=median["default"] / median["hugetlb"], paired_speedups=paired,
-                         loss_before=per["default"][0]["loss_before"]))
+        rows.append(
+            dict(
+                B=B,
+                T=T,
+                H=H,
+                impl=name,
+                temp_bytes=per["default"][0]["temp_bytes"],
+                **{f"median_s_{s}": median[s] for s in SETTINGS},
+                **{f"tokens_per_s_{s}": B * T / median[s] for s in SETTINGS},
+                **{f"faults_per_call_{s}": statistics.median(r["faults_per_call"] for r in per[s]) for s in SETTINGS},
+                speedup=median["default"] / median["hugetlb"],
+                paired_speedups=paired,
+                loss_before=per["default"][0]["loss_before"],
+            )
+        )
     for s in SETTINGS:  # Flax's time over jaxrnn's under each setting, from the same processes
         ratio = rows[1][f"median_s_{s}"] / rows[0][f"median_s_{s}"]
         rows[0][f"flax_over_jaxrnn_{s}"] = rows[1][f"flax_over_jaxrnn_{s}"] = ratio
@@ -158,16 +174,19 @@ def main(config: Config, device: str = "auto") -> dict:
     for shape in config.shapes:
         runs = {s: [] for s in SETTINGS}
         for r in range(config.rounds):
-            for setting in (SETTINGS if r % 2 == 0 else SETTINGS[::-1]):  # alternate which setting runs first
+            for setting in SETTINGS if r % 2 == 0 else SETTINGS[::-1]:  # alternate which setting runs first
                 runs[setting].append(run_worker(config, shape, setting, device))
         for row in summarise(shape, runs):
             rows.append(row)
-            print(f"B{row['B']:<3d} T{row['T']:<4d} H{row['H']:<4d} {row['impl']:38s} "
-                  f"{row['median_s_default'] * 1e3:9.2f} ms -> {row['median_s_hugetlb'] * 1e3:9.2f} ms "
-                  f"({row['speedup']:.2f}x; pairs {min(row['paired_speedups']):.2f}-"
-                  f"{max(row['paired_speedups']):.2f}x), page faults per call "
-                  f"{row['faults_per_call_default']:.0f} -> {row['faults_per_call_hugetlb']:.0f}, scratch "
-                  f"{row['temp_bytes'] / 2 ** 20:.1f} MiB", flush=True)
+            print(
+                f"B{row['B']:<3d} T{row['T']:<4d} H{row['H']:<4d} {row['impl']:38s} "
+                f"{row['median_s_default'] * 1e3:9.2f} ms -> {row['median_s_hugetlb'] * 1e3:9.2f} ms "
+                f"({row['speedup']:.2f}x; pairs {min(row['paired_speedups']):.2f}-"
+                f"{max(row['paired_speedups']):.2f}x), page faults per call "
+                f"{row['faults_per_call_default']:.0f} -> {row['faults_per_call_hugetlb']:.0f}, scratch "
+                f"{row['temp_bytes'] / 2**20:.1f} MiB",
+                flush=True,
+            )
     return {"transparent_hugepage": thp, "tunable": HUGETLB, "rows": rows}
 
 

@@ -7,6 +7,7 @@ batch 1) at (1, 25, 100) with ``--preset small``, over ``repeats`` calls after w
 Prints and writes the ops that take the most time, milliseconds per training step, and how many times each
 runs per step (``T`` or ``2T`` for the ops inside the time loops).
 """
+
 from __future__ import annotations
 
 import collections
@@ -34,9 +35,12 @@ class Config:
     top: int = 25
 
 
-PRESETS = {"full": Config(), "large": Config(shape=(64, 128, 512)),
-           "small": Config(shape=(1, 25, 100), impl=lstm_peers.FUSED, repeats=200),  # the fastest path at batch 1
-           "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, repeats=2, top=5)}
+PRESETS = {
+    "full": Config(),
+    "large": Config(shape=(64, 128, 512)),
+    "small": Config(shape=(1, 25, 100), impl=lstm_peers.FUSED, repeats=200),  # the fastest path at batch 1
+    "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, repeats=2, top=5),
+}
 
 
 def main(config: Config) -> dict:
@@ -48,8 +52,9 @@ def main(config: Config) -> dict:
     optimizer = optax.adam(1e-3)
     p, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
     opt0 = optimizer.init(p)
-    compiled, _, _ = common.compile_timed(lstm_peers.jaxrnn_impls(config, optimizer)[config.impl],
-                                          p, opt0, carry, xs, ys)
+    compiled, _, _ = common.compile_timed(
+        lstm_peers.jaxrnn_impls(config, optimizer)[config.impl], p, opt0, carry, xs, ys
+    )
     hlo = compiled.as_text()
     for _ in range(3):
         common.block(compiled(p, opt0, carry, xs, ys))
@@ -74,16 +79,28 @@ def main(config: Config) -> dict:
             ops_ms += us / config.repeats / 1e3
             op_calls += count[name] // config.repeats
         if len(rows) < config.top:
-            rows.append(dict(op=name, ms_per_step=us / config.repeats / 1e3,
-                             calls_per_step=count[name] // config.repeats, shape=match.group(1),
-                             source=match.group(3), container=container))
-    print(f"{config.impl}, B {B} T {T} H {H}: {step_ms:.3f} ms per step under the profiler, {ops_ms:.3f} ms of it "
-          f"summed over the program's {op_calls} op calls per step (independent ops may overlap on the cores)",
-          flush=True)
+            rows.append(
+                dict(
+                    op=name,
+                    ms_per_step=us / config.repeats / 1e3,
+                    calls_per_step=count[name] // config.repeats,
+                    shape=match.group(1),
+                    source=match.group(3),
+                    container=container,
+                )
+            )
+    print(
+        f"{config.impl}, B {B} T {T} H {H}: {step_ms:.3f} ms per step under the profiler, {ops_ms:.3f} ms of it "
+        f"summed over the program's {op_calls} op calls per step (independent ops may overlap on the cores)",
+        flush=True,
+    )
     for row in rows:
-        print(f"{row['ms_per_step'] * 1e3:9.1f} us  x{row['calls_per_step']:<4d} {row['op']:36s} "
-              f"{row['shape'][:26]:26s} {row['source'][-50:]}" + ("  (a loop, all its steps)" if row["container"]
-                                                                   else ""), flush=True)
+        print(
+            f"{row['ms_per_step'] * 1e3:9.1f} us  x{row['calls_per_step']:<4d} {row['op']:36s} "
+            f"{row['shape'][:26]:26s} {row['source'][-50:]}"
+            + ("  (a loop, all its steps)" if row["container"] else ""),
+            flush=True,
+        )
     return {"step_ms_under_profiler": step_ms, "ops_ms": ops_ms, "op_calls_per_step": op_calls, "rows": rows}
 
 

@@ -10,6 +10,7 @@ variant's speed-up over the case's first variant. The findings are XLA:CPU's; on
 (the library takes these layouts, ``recurrence._XLA_CPU``, only when compiled for the CPU). The variants call the
 module's internals with a layout chosen here, whatever the backend.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,10 @@ class Config:
     min_seconds: float = 2.0
 
 
-PRESETS = {"full": Config(), "quick": Config(batch=2, hidden=8, steps=4, vocab=11, single_row_hidden=(6, 8),
-                                              min_seconds=0.01)}
+PRESETS = {
+    "full": Config(),
+    "quick": Config(batch=2, hidden=8, steps=4, vocab=11, single_row_hidden=(6, 8), min_seconds=0.01),
+}
 
 
 def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict:
@@ -60,40 +63,50 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
     def product_of(split):  # tanh(z_i * z_g): two blocks of one buffer, or the same numbers in two buffers
         if split:
             return lambda a, b: scan(lambda acc, x: (acc + jnp.tanh(x[0] * x[1]), None), jnp.zeros((B, H)), (a, b))[0]
-        return lambda zs, _: scan(lambda acc, z: (acc + jnp.tanh(z[:, :H] * z[:, 3 * H:]), None),
-                                  jnp.zeros((B, H)), zs)[0]
+        return lambda zs, _: scan(
+            lambda acc, z: (acc + jnp.tanh(z[:, :H] * z[:, 3 * H :]), None), jnp.zeros((B, H)), zs
+        )[0]
 
     def matmul_loop(term):
         def run(Whh, h0):
             return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(term(Whh, h)[:, :H]), h0)
+
         return run
 
     def lookup_loop(make_lookup):  # sum of the looked-up columns Wxh[:, id_t] over the steps
         def run(Wxh, ids):
             lookup = make_lookup(Wxh)
             return scan(lambda acc, i: (acc + lookup(i), None), jnp.zeros((B, 4 * H)), ids)[0]
+
         return run
 
     def both_matmuls_loop(matmuls):  # each step: z = h Whh^T, then h = tanh(tanh(z) Whh)
         def run(Whh, h0):
             term, back = matmuls(Whh)
             return jax.lax.fori_loop(0, T, lambda _, h: jnp.tanh(back(jnp.tanh(term(h)))), h0)
+
         return run
 
     def single_row_matmuls(transposed):  # the (term, back) pair for one row, from a copy of Whh^T or not
         # vector_lanes = G: the rule "H off the lane width, G on it" then holds, or (0) never, at any H
         return lambda Whh: recurrence._recurrent_matmuls(
-            cpu._replace(vector_lanes=Whh.shape[0] if transposed else 0), Whh, 1)
+            cpu._replace(vector_lanes=Whh.shape[0] if transposed else 0), Whh, 1
+        )
 
     def single_row_case(H1):
         W1 = jax.random.normal(k[2], (4 * H1, H1)) / jnp.sqrt(H1)
         h1 = jnp.tanh(jax.random.normal(k[1], (1, H1)))
         transposed = recurrence._reads_transposed(cpu, 4 * H1, H1, 1)
         return {
-            "Whh @ h^T, dz @ Whh (as batched)" + ("" if transposed else " (jaxrnn)"):
-                (both_matmuls_loop(single_row_matmuls(False)), (W1, h1)),
-            "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T" + (" (jaxrnn)" if transposed else ""):
-                (both_matmuls_loop(single_row_matmuls(True)), (W1, h1))}
+            "Whh @ h^T, dz @ Whh (as batched)" + ("" if transposed else " (jaxrnn)"): (
+                both_matmuls_loop(single_row_matmuls(False)),
+                (W1, h1),
+            ),
+            "copy of Whh^T: h @ Whh^T, Whh^T @ dz^T" + (" (jaxrnn)" if transposed else ""): (
+                both_matmuls_loop(single_row_matmuls(True)),
+                (W1, h1),
+            ),
+        }
 
     def forward_case(H1):
         W1 = jax.random.normal(k[2], (4 * H1, H1)) / jnp.sqrt(H1)
@@ -103,8 +116,11 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
         def loop(single_row_kernels):  # the forward loop over precomputed projections (Wxh None)
             layout = cpu._replace(single_row_kernels=single_row_kernels)
             return lambda Whh, carry, zxs: recurrence._forward(layout, Whh, jnp.zeros(4 * H1), carry, zxs, None)
-        return {"four gate arrays; h and c kept": (loop(False), (W1, carry1, zxs1)),
-                "one gate array; c kept (jaxrnn)": (loop(True), (W1, carry1, zxs1))}
+
+        return {
+            "four gate arrays; h and c kept": (loop(False), (W1, carry1, zxs1)),
+            "one gate array; c kept (jaxrnn)": (loop(True), (W1, carry1, zxs1)),
+        }
 
     def recurrent_term(Whh, h):  # the forward loop's h Whh^T for B rows, as the XLA:CPU layout computes it
         return recurrence._recurrent_matmuls(cpu, Whh, B)[0](h)
@@ -112,26 +128,39 @@ def cases(B: int, H: int, T: int, V: int, single_row_hidden: tuple = ()) -> dict
     def weight_grad(h_rows, dz_rows):  # dWhh = dz^T h as the end of recurrence._backward computes it
         return recurrence._copy(cpu, recurrence._copy(cpu, h_rows.T) @ dz_rows).T
 
-    zi, zg = zs[..., :H], zs[..., 3 * H:]
+    zi, zg = zs[..., :H], zs[..., 3 * H :]
     dz_rows = zs.reshape(T * B, 4 * H)  # stand-ins for dz_t and h_{t-1}, all T B rows
-    h_rows = jnp.tanh(zs[..., H:2 * H]).reshape(T * B, H)
-    return {
-        "a fusion reading two slices of one buffer vs one slice of each of two buffers": {
-            "two slices of one (T, B, 4H) buffer": (product_of(False), (zs, None)),
-            "two (T, B, H) buffers (jaxrnn)": (product_of(True), (zi, zg))},
-        "recurrent matmul h @ Whh^T vs Whh @ h^T transposed back": {
-            "h @ Whh.T": (matmul_loop(lambda W, h: h @ W.T), (Whh, h0)),
-            "Whh @ h^T (jaxrnn)": (matmul_loop(recurrent_term), (Whh, h0))},
-        "per-step lookup of token ids: columns of Wxh vs rows of Wxh^T copied before the loop": {
-            "embed(Wxh, ids_t) in the loop": (lookup_loop(lambda W: functools.partial(embed, W)), (Wxh, ids)),
-            "rows of Wxh^T (jaxrnn)": (lookup_loop(lambda W: recurrence._projector(cpu, W)), (Wxh, ids))},
-        "dWhh over all T B rows: dz^T @ h vs (h^T @ dz)^T with h^T copied first": {
-            "dz_rows.T @ h_rows": (lambda h, dz: dz.T @ h, (h_rows, dz_rows)),
-            "copy of h^T @ dz, .T (jaxrnn)": (weight_grad, (h_rows, dz_rows))},
-    } | {f"batch 1, LSTM H {H1}: the time loops' two products with Whh, as batched vs from a copy of Whh^T":
-         single_row_case(H1) for H1 in single_row_hidden} | {
-        f"batch 1, LSTM H {H1}: the forward loop, four gate arrays vs one (at H 100, 16 vs 8 kernels per step)":
-        forward_case(H1) for H1 in single_row_hidden}
+    h_rows = jnp.tanh(zs[..., H : 2 * H]).reshape(T * B, H)
+    return (
+        {
+            "a fusion reading two slices of one buffer vs one slice of each of two buffers": {
+                "two slices of one (T, B, 4H) buffer": (product_of(False), (zs, None)),
+                "two (T, B, H) buffers (jaxrnn)": (product_of(True), (zi, zg)),
+            },
+            "recurrent matmul h @ Whh^T vs Whh @ h^T transposed back": {
+                "h @ Whh.T": (matmul_loop(lambda W, h: h @ W.T), (Whh, h0)),
+                "Whh @ h^T (jaxrnn)": (matmul_loop(recurrent_term), (Whh, h0)),
+            },
+            "per-step lookup of token ids: columns of Wxh vs rows of Wxh^T copied before the loop": {
+                "embed(Wxh, ids_t) in the loop": (lookup_loop(lambda W: functools.partial(embed, W)), (Wxh, ids)),
+                "rows of Wxh^T (jaxrnn)": (lookup_loop(lambda W: recurrence._projector(cpu, W)), (Wxh, ids)),
+            },
+            "dWhh over all T B rows: dz^T @ h vs (h^T @ dz)^T with h^T copied first": {
+                "dz_rows.T @ h_rows": (lambda h, dz: dz.T @ h, (h_rows, dz_rows)),
+                "copy of h^T @ dz, .T (jaxrnn)": (weight_grad, (h_rows, dz_rows)),
+            },
+        }
+        | {
+            f"batch 1, LSTM H {H1}: the time loops' two products with Whh, "
+            "as batched vs from a copy of Whh^T": single_row_case(H1)
+            for H1 in single_row_hidden
+        }
+        | {
+            f"batch 1, LSTM H {H1}: the forward loop, four gate arrays vs one "
+            "(at H 100, 16 vs 8 kernels per step)": forward_case(H1)
+            for H1 in single_row_hidden
+        }
+    )
 
 
 def main(config: Config) -> dict:
@@ -149,10 +178,19 @@ def main(config: Config) -> dict:
         timings = common.interleaved_times(calls, min_seconds=config.min_seconds)
         base = next(iter(timings.values()))["median_s"]
         for name, t in timings.items():
-            rows.append(dict(case=case, variant=name, us_per_step=t["median_s"] / T * 1e6,
-                             speedup_vs_first=base / t["median_s"], **t))
-            print(f"{case[:60]:60s} | {name:38s} {t['median_s'] / T * 1e6:8.1f} us/step "
-                  f"x{base / t['median_s']:.2f}", flush=True)
+            rows.append(
+                dict(
+                    case=case,
+                    variant=name,
+                    us_per_step=t["median_s"] / T * 1e6,
+                    speedup_vs_first=base / t["median_s"],
+                    **t,
+                )
+            )
+            print(
+                f"{case[:60]:60s} | {name:38s} {t['median_s'] / T * 1e6:8.1f} us/step x{base / t['median_s']:.2f}",
+                flush=True,
+            )
     return {"rows": rows}
 
 

@@ -1,4 +1,5 @@
 """The settings of a language-model training run, their defaults, and what a resumed run may change."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,7 +59,7 @@ class RunConfig:
     keep: int = 3
     sample_length: int = 300
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """The same run with every ``None`` filled in and every value checked (``ConfigError`` names the field)."""
         defaults = STEP_DEFAULTS if self.time_budget is None else BUDGET_DEFAULTS
         layers = defaults["layers"] if self.layers is None else self.layers
@@ -67,36 +68,55 @@ class RunConfig:
             dropout = defaults["dropout"] if isinstance(layers, int) and layers >= 2 else 0.0
         lr_schedule = defaults["lr_schedule"] if self.lr_schedule is None else self.lr_schedule
         self = dataclasses.replace(self, layers=layers, dropout=dropout, lr_schedule=lr_schedule)
-        for name in ("hidden_size", "layers", "seq_length", "batch_size", "steps", "eval_every",
-                     "steps_per_call", "keep"):
+        for name in (
+            "hidden_size",
+            "layers",
+            "seq_length",
+            "batch_size",
+            "steps",
+            "eval_every",
+            "steps_per_call",
+            "keep",
+        ):
             positive_int(name, getattr(self, name), error=functools.partial(ConfigError, setting=name))
         for name in ("embed_size", "sample_length", "seed"):
             non_negative_int(name, getattr(self, name), error=functools.partial(ConfigError, setting=name))
         _choice("cell", self.cell, CELLS)
         optimizer = _choice("optimizer", self.optimizer or "adam", OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        clip_mode = _choice("clip_mode", self.clip_mode or ("value" if optimizer == "adagrad" else "global_norm"),
-                            CLIP_MODES)
+        clip_mode = _choice(
+            "clip_mode", self.clip_mode or ("value" if optimizer == "adagrad" else "global_norm"), CLIP_MODES
+        )
         learning_rate = DEFAULT_LEARNING_RATES[optimizer] if self.learning_rate is None else self.learning_rate
         if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
             raise ConfigError(f"learning_rate must be a positive number, got {learning_rate!r}", "learning_rate")
         if not (math.isfinite(self.clip) and self.clip >= 0):
             raise ConfigError(f"clip must be >= 0 (0: no clipping), got {self.clip!r}", "clip")
-        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float))
-                                                 and math.isfinite(self.time_budget) and self.time_budget > 0):
-            raise ConfigError(f"time_budget must be a positive number of minutes, got {self.time_budget!r}",
-                              "time_budget")
+        if self.time_budget is not None and not (
+            isinstance(self.time_budget, (int, float)) and math.isfinite(self.time_budget) and self.time_budget > 0
+        ):
+            raise ConfigError(
+                f"time_budget must be a positive number of minutes, got {self.time_budget!r}", "time_budget"
+            )
         if self.time_budget is not None and self.decay_steps is not None:
-            raise ConfigError("decay_steps sets a step-count schedule; with a time budget the schedule follows the "
-                              "budget", "decay_steps")
-        decay_steps = self.steps if self.decay_steps is None else positive_int(
-            "decay_steps", self.decay_steps, error=functools.partial(ConfigError, setting="decay_steps"))
+            raise ConfigError(
+                "decay_steps sets a step-count schedule; with a time budget the schedule follows the budget",
+                "decay_steps",
+            )
+        decay_steps = (
+            self.steps
+            if self.decay_steps is None
+            else positive_int(
+                "decay_steps", self.decay_steps, error=functools.partial(ConfigError, setting="decay_steps")
+            )
+        )
         if self.time_budget is not None:
             decay_steps = None
         if self.data is None and self.corpus not in CORPORA:
             raise DataError(f"unknown corpus {self.corpus!r}; choose one of: {', '.join(sorted(CORPORA))}")
-        out = dataclasses.replace(self, optimizer=optimizer, clip_mode=clip_mode, learning_rate=float(learning_rate),
-                                  decay_steps=decay_steps)
+        out = dataclasses.replace(
+            self, optimizer=optimizer, clip_mode=clip_mode, learning_rate=float(learning_rate), decay_steps=decay_steps
+        )
         out.model(1)  # checks cell, dropout and sizes
         return out
 
@@ -104,8 +124,14 @@ class RunConfig:
         """The model's shape for a vocabulary of ``vocab_size`` (defaults filled in as by ``resolved``)."""
         if self.layers is None or self.dropout is None:
             return self.resolved().model(vocab_size)
-        return ModelConfig(vocab_size, cell=self.cell, hidden_size=self.hidden_size, layers=self.layers,
-                           embed_size=self.embed_size, dropout=self.dropout)
+        return ModelConfig(
+            vocab_size,
+            cell=self.cell,
+            hidden_size=self.hidden_size,
+            layers=self.layers,
+            embed_size=self.embed_size,
+            dropout=self.dropout,
+        )
 
     @property
     def follows_budget(self) -> bool:
@@ -130,15 +156,15 @@ class RunConfig:
 
         if self.follows_budget:
             return optax.inject_hyperparams(make_optimizer, static_args=("name", "clip", "clip_mode"))(
-                name=self.optimizer, learning_rate=self.learning_rate, clip=self.clip or None,
-                clip_mode=self.clip_mode)
+                name=self.optimizer, learning_rate=self.learning_rate, clip=self.clip or None, clip_mode=self.clip_mode
+            )
         lr = self.learning_rate
         if self.lr_schedule == "cosine":
             lr = optax.cosine_decay_schedule(self.learning_rate, self.decay_steps, alpha=COSINE_FLOOR)
         return make_optimizer(self.optimizer, lr, clip=self.clip or None, clip_mode=self.clip_mode)
 
     @classmethod
-    def from_saved(cls, saved: dict) -> "RunConfig":
+    def from_saved(cls, saved: dict) -> RunConfig:
         """The configuration stored in a checkpoint (fields this version does not know are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in fields}).resolved()
@@ -150,8 +176,7 @@ def _choice(setting: str, value, choices) -> str:
     return value
 
 
-RESUME_MAY_CHANGE = ("corpus", "data", "steps", "time_budget", "eval_every", "steps_per_call", "keep",
-                     "sample_length")
+RESUME_MAY_CHANGE = ("corpus", "data", "steps", "time_budget", "eval_every", "steps_per_call", "keep", "sample_length")
 """Settings a resumed run may change; all others (model shape, batching, optimiser, seed) must match."""
 
 
@@ -162,8 +187,11 @@ def resume_config(config: RunConfig, explicit: set[str], saved: dict) -> RunConf
     for name in explicit - set(RESUME_MAY_CHANGE):
         value = getattr(config, name)
         if name in saved and value is not None and value != saved[name]:
-            raise ConfigError(f"{name} {value} differs from the checkpoint's {saved[name]}; a resumed run keeps "
-                              "the model shape, batching, optimiser and seed", name)
+            raise ConfigError(
+                f"{name} {value} differs from the checkpoint's {saved[name]}; a resumed run keeps "
+                "the model shape, batching, optimiser and seed",
+                name,
+            )
     changes = {name: getattr(config, name) for name in RESUME_MAY_CHANGE if name in explicit}
     if "data" in changes and "corpus" not in changes:
         changes["corpus"] = DEFAULT_CORPUS
@@ -176,11 +204,16 @@ def resume_config(config: RunConfig, explicit: set[str], saved: dict) -> RunConf
         out = dataclasses.replace(out, decay_steps=None)
     schedule = saved.get("lr_schedule", "constant")
     if schedule != "constant" and (saved.get("time_budget") is None) != (out.time_budget is None):
-        was, now = (("a time budget", "a step count") if saved.get("time_budget") is not None
-                    else ("a step count", "a time budget"))
+        was, now = (
+            ("a time budget", "a step count")
+            if saved.get("time_budget") is not None
+            else ("a step count", "a time budget")
+        )
         setting = "steps" if "steps" in explicit and "time_budget" not in explicit else "time_budget"
-        raise ConfigError(f"{setting}: the checkpoint's {schedule} schedule follows {was}; a resumed run cannot "
-                          f"switch it to {now}", setting)
+        raise ConfigError(
+            f"{setting}: the checkpoint's {schedule} schedule follows {was}; a resumed run cannot switch it to {now}",
+            setting,
+        )
     return out.resolved()
 
 

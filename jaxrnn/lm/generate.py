@@ -1,4 +1,5 @@
 """Text from a trained language model: loading a checkpoint's parameters, and sampling characters from them."""
+
 from __future__ import annotations
 
 import math
@@ -33,15 +34,17 @@ def load_model(out: str, which: str = "latest"):
             try:
                 step = int(which)
             except ValueError:
-                raise ConfigError(f"checkpoint must be latest, best or a step number, got {which!r}",
-                                  "checkpoint") from None
+                raise ConfigError(
+                    f"checkpoint must be latest, best or a step number, got {which!r}", "checkpoint"
+                ) from None
             if step not in steps:
                 raise DataError(f"no checkpoint for step {step}; available: {', '.join(map(str, steps))}")
         meta = store.read_meta(step)
         config = RunConfig.from_saved(meta["config"])
         vocab = Vocabulary(tuple(meta["vocabulary"]))
-        make_state = lambda: init_train_state(jax.random.PRNGKey(0), config.model(vocab.size),
-                                              config.make_optimizer(), config.batch_size)
+        make_state = lambda: init_train_state(
+            jax.random.PRNGKey(0), config.model(vocab.size), config.make_optimizer(), config.batch_size
+        )
         if meta["format"] == FORMAT:
             params = store.restore(step, jax.eval_shape(make_state)).params
         else:
@@ -67,18 +70,29 @@ def _from_format_1(store, step: int, template, optimizer):
     from jaxrnn.lm.model import TrainState
 
     p = template.params
-    old_params = _CharLMParamsV1(p.embedding, tuple(layer._replace(Why=None, by=None) for layer in p.layers),
-                                 p.Why, p.by)
-    old = TrainState(old_params, jax.eval_shape(optimizer.init, old_params), template.carry, template.key,
-                     template.step)
+    old_params = _CharLMParamsV1(
+        p.embedding, tuple(layer._replace(Why=None, by=None) for layer in p.layers), p.Why, p.by
+    )
+    old = TrainState(
+        old_params, jax.eval_shape(optimizer.init, old_params), template.carry, template.key, template.step
+    )
     restored = store.restore(step, old).params
     empty = lambda s: np.zeros(s.shape, s.dtype)  # a stack layer's readout is (0, H)
     layers = tuple(layer._replace(Why=empty(t.Why), by=empty(t.by)) for layer, t in zip(restored.layers, p.layers))
     return p._replace(layers=layers, Why=restored.Why, by=restored.by, embedding=restored.embedding)
 
 
-def generate_text(params, vocab: Vocabulary, *, length: int, prime: str = "", temperature: float = 1.0,
-                  top_k: int | None = None, seed: int = 0, block: int = 16):
+def generate_text(
+    params,
+    vocab: Vocabulary,
+    *,
+    length: int,
+    prime: str = "",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    block: int = 16,
+):
     """Yield the sampled text in pieces of ``block`` characters (the priming text is not repeated).
 
     The priming text warms the state up (``jaxrnn.lm.warm_up``); with none, sampling starts after a newline
@@ -93,8 +107,9 @@ def generate_text(params, vocab: Vocabulary, *, length: int, prime: str = "", te
     if not isinstance(length, int) or length < 0:
         raise ConfigError(f"length must be a non-negative integer, got {length!r}", "length")
     if not (math.isfinite(temperature) and temperature >= 0):
-        raise ConfigError(f"temperature must be >= 0 (0: always the most likely character), got {temperature!r}",
-                          "temperature")
+        raise ConfigError(
+            f"temperature must be >= 0 (0: always the most likely character), got {temperature!r}", "temperature"
+        )
     if top_k is not None and not 1 <= top_k <= vocab.size:
         raise ConfigError(f"top_k must be between 1 and the vocabulary size {vocab.size}, got {top_k}", "top_k")
     if not prime:
@@ -103,8 +118,7 @@ def generate_text(params, vocab: Vocabulary, *, length: int, prime: str = "", te
     key = jax.random.PRNGKey(seed)
     done = 0
     for b in range(-(-length // block)):
-        ids, carry = sample(jax.random.fold_in(key, b), params, carry, x, block, temperature=temperature,
-                            top_k=top_k)
+        ids, carry = sample(jax.random.fold_in(key, b), params, carry, x, block, temperature=temperature, top_k=top_k)
         x = ids[-1]
         piece = vocab.decode(np.asarray(ids)[: length - done])
         done += len(piece)

@@ -5,6 +5,7 @@
 ``DataError``/``ConfigError``/``CheckpointError`` for bad input before any file is changed; Ctrl-C saves a
 checkpoint and stops; a non-finite loss stops with the last good checkpoint kept.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,17 @@ def metrics_path_of(out: str) -> str:
     return os.path.join(out, "metrics.jsonl")
 
 
-def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit: set[str] | None = None,
-                 progress: bool = True, log=None, mesh=None, max_seconds: float | None = None) -> dict:
+def run_training(
+    config: RunConfig,
+    out: str,
+    *,
+    resume: bool = False,
+    explicit: set[str] | None = None,
+    progress: bool = True,
+    log=None,
+    mesh=None,
+    max_seconds: float | None = None,
+) -> dict:
     """Train (or continue training) the character model and write checkpoints, metrics and curves to ``out``.
 
     Args:
@@ -93,19 +103,25 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
             raise DataError(f"nothing to resume: no checkpoint in {store.directory}")
         meta = store.read_meta(latest)
         if meta.get("format") != CHECKPOINT_FORMAT:
-            raise DataError(f"cannot resume from {store.path(latest)}: it was written by jaxrnn 0.1 (checkpoint "
-                            f"format {meta.get('format')}), whose model layout this version reads for sampling "
-                            "only; start a new run")
+            raise DataError(
+                f"cannot resume from {store.path(latest)}: it was written by jaxrnn 0.1 (checkpoint "
+                f"format {meta.get('format')}), whose model layout this version reads for sampling "
+                "only; start a new run"
+            )
         config = resume_config(config, explicit, meta["config"])
         store.close()
         store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
         text, source = load_training_text(config)
         if "".join(Vocabulary.from_text(text).chars) != meta["vocabulary"]:
-            raise DataError(f"cannot resume: the vocabulary of {source} ({len(set(text))} characters) differs from "
-                            f"the checkpoint's ({len(meta['vocabulary'])} characters)")
+            raise DataError(
+                f"cannot resume: the vocabulary of {source} ({len(set(text))} characters) differs from "
+                f"the checkpoint's ({len(meta['vocabulary'])} characters)"
+            )
     elif latest is not None:
-        raise DataError(f"{store.directory} already holds checkpoints (latest step {latest}); resume that run, "
-                        "or choose another output directory")
+        raise DataError(
+            f"{store.directory} already holds checkpoints (latest step {latest}); resume that run, "
+            "or choose another output directory"
+        )
     vocab = Vocabulary.from_text(text)
 
     model_config = config.model(vocab.size)
@@ -135,17 +151,27 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
 
     def save(state, val_loss):
         nonlocal saved_step
-        store.save(int(state.step), state, {**run_meta, "train_seconds": train_seconds,
-                                            "elapsed_seconds": elapsed()}, val_loss=val_loss)
+        store.save(
+            int(state.step),
+            state,
+            {**run_meta, "train_seconds": train_seconds, "elapsed_seconds": elapsed()},
+            val_loss=val_loss,
+        )
         saved_step = int(state.step)
 
     interrupt = _Interrupt()
     previous_handler = signal.signal(signal.SIGINT, interrupt) if _main_thread() else None
     status, val_loss, above = "done", None, 0
-    log(f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}) on {source}: "
+    log(
+        f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}) on {source}: "
         f"{len(train_ids)} training characters, vocabulary {vocab.size}, {B} streams x {T} characters, "
-        f"{train.chunks_per_epoch} chunks per epoch; " + (f"step {step} of {config.steps}" if budget is None else
-        f"{elapsed() / 60:.1f} of {config.time_budget:g} minutes spent at step {step}"))
+        f"{train.chunks_per_epoch} chunks per epoch; "
+        + (
+            f"step {step} of {config.steps}"
+            if budget is None
+            else f"{elapsed() / 60:.1f} of {config.time_budget:g} minutes spent at step {step}"
+        )
+    )
     bar = _progress_bar(progress and main, config.steps if budget is None else None, step)
     stop_requested = False
     try:
@@ -171,12 +197,19 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
                 if saved_step is None or saved_step < step:
                     save(state, float(evaluate(state.params, val_xs, val_ys)))
                 status = "nan"
-                log(f"loss became {losses[~np.isfinite(losses)][0]} at step {bad}; stopped. Last good checkpoint: "
-                    f"{store.path(saved_step)} (try a smaller learning rate or clipping threshold)")
+                log(
+                    f"loss became {losses[~np.isfinite(losses)][0]} at step {bad}; stopped. Last good checkpoint: "
+                    f"{store.path(saved_step)} (try a smaller learning rate or clipping threshold)"
+                )
                 break
             state, step, train_seconds = new_state, step + n, train_seconds + dt
-            record = {"step": step, "train_loss": float(np.mean(losses)), "chars_per_sec": n * B * T / dt,
-                      "train_seconds": train_seconds, "elapsed_seconds": elapsed()}
+            record = {
+                "step": step,
+                "train_loss": float(np.mean(losses)),
+                "chars_per_sec": n * B * T / dt,
+                "train_seconds": train_seconds,
+                "elapsed_seconds": elapsed(),
+            }
             if config.follows_budget:
                 record["learning_rate"] = learning_rate
             if step % config.eval_every == 0 or (budget is None and step == config.steps):
@@ -187,24 +220,38 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
             write_metrics(record)
             if above >= DIVERGED_EVALUATIONS:
                 status, best = "diverged", store.best_step()
-                log(f"validation loss {val_loss:.4g} nats/char has been above {DIVERGED_FACTOR:g} x ln V = "
+                log(
+                    f"validation loss {val_loss:.4g} nats/char has been above {DIVERGED_FACTOR:g} x ln V = "
                     f"{DIVERGED_FACTOR * math.log(vocab.size):.3f} (worse than guessing) for {above} evaluations; "
-                    f"stopped. Best checkpoint: {store.path(best)} (try a smaller learning rate or clipping threshold)")
+                    f"stopped. Best checkpoint: {store.path(best)} (try a smaller learning rate or clipping threshold)"
+                )
                 break
             if bar is None and progress and "val_loss" in record:  # no tqdm: one line per evaluation
-                log(f"step {step}: train {record['train_loss']:.3f}, validation {val_loss:.3f} nats/char, "
-                    f"{record['chars_per_sec']:.0f} chars/s")
+                log(
+                    f"step {step}: train {record['train_loss']:.3f}, validation {val_loss:.3f} nats/char, "
+                    f"{record['chars_per_sec']:.0f} chars/s"
+                )
             if bar is not None:
-                bar.set_postfix(loss=f"{record['train_loss']:.3f}",
-                                val="-" if val_loss is None else f"{val_loss:.3f}",
-                                chars_s=f"{record['chars_per_sec']:.0f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{record['train_loss']:.3f}",
+                    val="-" if val_loss is None else f"{val_loss:.3f}",
+                    chars_s=f"{record['chars_per_sec']:.0f}",
+                    refresh=False,
+                )
                 bar.update(n)
         if status == "done" and (saved_step != step or val_loss is None):
             val_loss = float(evaluate(state.params, val_xs, val_ys))
             if saved_step != step:
                 save(state, val_loss)
-                write_metrics({"step": step, "val_loss": val_loss, "val_bpc": val_loss / math.log(2),
-                               "train_seconds": train_seconds, "elapsed_seconds": elapsed()})
+                write_metrics(
+                    {
+                        "step": step,
+                        "val_loss": val_loss,
+                        "val_bpc": val_loss / math.log(2),
+                        "train_seconds": train_seconds,
+                        "elapsed_seconds": elapsed(),
+                    }
+                )
         if stop_requested:
             status = "interrupted"
     finally:
@@ -214,9 +261,17 @@ def run_training(config: RunConfig, out: str, *, resume: bool = False, explicit:
             signal.signal(signal.SIGINT, previous_handler)
         store.close()
     records = _safe_plot(plot_curves, metrics_path, os.path.join(out, "curves.png"), source) if main else []
-    summary = {"status": status, "step": int(state.step), "saved_step": saved_step, "out": out,
-               "train_seconds": train_seconds, "elapsed_seconds": elapsed(), "vocab_size": vocab.size,
-               "val_loss": None if status == "nan" else val_loss, "records": records}
+    summary = {
+        "status": status,
+        "step": int(state.step),
+        "saved_step": saved_step,
+        "out": out,
+        "train_seconds": train_seconds,
+        "elapsed_seconds": elapsed(),
+        "vocab_size": vocab.size,
+        "val_loss": None if status == "nan" else val_loss,
+        "records": records,
+    }
     if status == "done":
         test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh)))
         summary.update(test_loss=test_loss, test_bpc=test_loss / math.log(2))
@@ -252,8 +307,15 @@ def _train_chunks(optimizer_settings: tuple, updates_per_call: int, dropout: flo
     from jaxrnn.lm.model import make_train_chunks
 
     name, learning_rate, schedule, decay, budget, clip, clip_mode = optimizer_settings
-    config = RunConfig(optimizer=name, learning_rate=learning_rate, lr_schedule=schedule, decay_steps=decay,
-                       time_budget=budget, clip=clip, clip_mode=clip_mode)
+    config = RunConfig(
+        optimizer=name,
+        learning_rate=learning_rate,
+        lr_schedule=schedule,
+        decay_steps=decay,
+        time_budget=budget,
+        clip=clip,
+        clip_mode=clip_mode,
+    )
     return make_train_chunks(config.resolved().make_optimizer(), updates_per_call, dropout=dropout)
 
 

@@ -17,6 +17,7 @@ Truncated BPTT: ``TrainState.carry`` holds every stream's state; an update start
 ``reset`` says a stream wrapped around), runs one chunk, and keeps the final state for the next chunk. The
 carry enters the update as data, not as a function of the parameters, so no gradient reaches earlier chunks.
 """
+
 from __future__ import annotations
 
 import functools
@@ -83,8 +84,9 @@ def init_model(key, config: ModelConfig, *, dtype=jnp.float32) -> StackParams:
     ``Wxh / sqrt(E)``.
     """
     V = config.vocab_size
-    params = init_stack(key, V, (config.hidden_size,) * config.layers, V, cell=config.cell,
-                        embed_size=config.embed_size, dtype=dtype)
+    params = init_stack(
+        key, V, (config.hidden_size,) * config.layers, V, cell=config.cell, embed_size=config.embed_size, dtype=dtype
+    )
     if config.embed_size:
         return params
     first = params.layers[0]
@@ -92,14 +94,16 @@ def init_model(key, config: ModelConfig, *, dtype=jnp.float32) -> StackParams:
     return params._replace(layers=(first, *params.layers[1:]))
 
 
-def loss(params: StackParams, carry: tuple, xs: Array, targets: Array, *, mask=None, key=None,
-         dropout: float = 0.0) -> tuple[Array, tuple]:
+def loss(
+    params: StackParams, carry: tuple, xs: Array, targets: Array, *, mask=None, key=None, dropout: float = 0.0
+) -> tuple[Array, tuple]:
     """Mean cross-entropy in nats per character over the chunk, and the carry after it.
 
     Args: ``xs (T, B)`` and ``targets (T, B)`` ids; ``carry`` from ``jaxrnn.initial_carry(params, (B,))``.
     """
-    return sequence_loss(params, carry, xs, targets, mask=mask, reduction="mean", method=METHOD, key=key,
-                         dropout=dropout)
+    return sequence_loss(
+        params, carry, xs, targets, mask=mask, reduction="mean", method=METHOD, key=key, dropout=dropout
+    )
 
 
 class TrainState(NamedTuple):
@@ -114,13 +118,17 @@ class TrainState(NamedTuple):
     step: Array
 
 
-def init_train_state(key, config: ModelConfig, optimizer: optax.GradientTransformation,
-                     batch_size: int) -> TrainState:
+def init_train_state(key, config: ModelConfig, optimizer: optax.GradientTransformation, batch_size: int) -> TrainState:
     """Fresh parameters from ``key``, zero carries for ``batch_size`` streams, step 0."""
     k_params, k_dropout = jax.random.split(key)
     params = init_model(k_params, config)
-    return TrainState(params, optimizer.init(params), registry.initial_carry(params, (batch_size,)), k_dropout,
-                      jnp.asarray(0, jnp.int32))
+    return TrainState(
+        params,
+        optimizer.init(params),
+        registry.initial_carry(params, (batch_size,)),
+        k_dropout,
+        jnp.asarray(0, jnp.int32),
+    )
 
 
 def make_train_chunks(optimizer: optax.GradientTransformation, updates_per_call: int, *, dropout: float = 0.0):
@@ -130,8 +138,9 @@ def make_train_chunks(optimizer: optax.GradientTransformation, updates_per_call:
     skipped (its loss reads 0), so one compiled function serves every call, including a short last one, and an
     update computes the same numbers whichever call it falls in: this is what makes resuming exact.
     """
-    train_step = make_train_step(optimizer, loss_fn=functools.partial(loss, dropout=dropout),
-                                 updates_per_call=updates_per_call)
+    train_step = make_train_step(
+        optimizer, loss_fn=functools.partial(loss, dropout=dropout), updates_per_call=updates_per_call
+    )
 
     @jax.jit
     def train_chunks(state: TrainState, xs, targets, reset, active):
@@ -141,8 +150,9 @@ def make_train_chunks(optimizer: optax.GradientTransformation, updates_per_call:
         if updates_per_call == 1:  # the step takes one update's arguments, without the leading K axis
             args = jax.tree.map(lambda a: a[0], args)
         xs_, targets_, reset_, active_, keys_ = args
-        params, opt_state, carry, losses = train_step(state.params, state.opt_state, state.carry, xs_, targets_,
-                                                      reset=reset_, active=active_, key=keys_)
+        params, opt_state, carry, losses = train_step(
+            state.params, state.opt_state, state.carry, xs_, targets_, reset=reset_, active=active_, key=keys_
+        )
         losses = jnp.reshape(losses, (-1,))
         step = state.step + jnp.sum(active).astype(state.step.dtype)
         return TrainState(params, opt_state, carry, state.key, step), losses
