@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._checks import positive_int
+from jaxrnn.typing import Array
 
-Array = jax.Array
 
 LSTM_GATE_ORDER = ("i", "f", "o", "g")
 """Row-block order of the LSTM's stacked gate weights: input, forget, output, candidate (``g``)."""

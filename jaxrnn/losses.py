@@ -10,10 +10,9 @@ import jax.numpy as jnp
 
 from jaxrnn.cells import readout
 from jaxrnn.registry import step_for
+from jaxrnn.typing import REDUCTIONS
 from jaxrnn.unrolling import length_mask
 from jaxrnn.unrolling import unroll as _unroll
-
-REDUCTIONS = ("sum", "mean")
 
 
 def softmax_cross_entropy(ys, targets, mask=None, *, reduction: str = "sum"):

@@ -62,8 +62,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jaxrnn.typing import Array
 
-Array = jax.Array
 
 JACOBIANS = ("full", "diagonal")
 ADJOINTS = ("parallel", "sequential")

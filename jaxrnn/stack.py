@@ -24,8 +24,7 @@ import jax.numpy as jnp
 
 from jaxrnn import cells, registry
 from jaxrnn._checks import non_negative_int
-
-Array = jax.Array
+from jaxrnn.typing import Array
 
 
 class StackParams(NamedTuple):

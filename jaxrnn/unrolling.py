@@ -20,10 +20,7 @@ import numpy as np
 
 from jaxrnn import recurrence, registry, stack
 from jaxrnn._checks import positive_int
-
-METHODS = ("scan", "loop", "fused", "newton")
-"""How ``unroll`` runs the time loop; each gives the same numbers (tests pin them equal)."""
-PADDINGS = ("right", "left")
+from jaxrnn.typing import METHODS, PADDINGS
 
 
 def _leading_length(xs) -> int:

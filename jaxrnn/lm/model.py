@@ -34,8 +34,8 @@ from jaxrnn._checks import non_negative_int, positive_int
 from jaxrnn.losses import sequence_loss
 from jaxrnn.stack import StackParams, init_stack
 from jaxrnn.training import make_train_step
+from jaxrnn.typing import Array
 
-Array = jax.Array
 
 CELLS = registry.CELL_NAMES
 METHOD = "fused"

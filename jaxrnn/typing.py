@@ -1,0 +1,48 @@
+"""The type names of jaxrnn's public API, defined once for the package and for type checkers.
+
+Shapes in docstrings use one notation throughout the package: ``T`` time steps, ``B`` batch (written ``...``:
+any number of leading axes), ``D`` input size, ``H`` hidden size, ``V`` vocabulary (readout) size.
+
+Inputs are **time-major** by default: ``xs (T, ..., D)`` for float features, ``xs (T, ...)`` for integer token
+ids. Integer inputs are always token ids (looked up, never multiplied); float inputs are always features.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias, get_args
+
+import jax
+
+Array: TypeAlias = jax.Array
+"""A JAX array (what every function returns)."""
+
+ArrayLike: TypeAlias = jax.typing.ArrayLike
+"""Anything ``jnp.asarray`` takes: a JAX or NumPy array, a Python scalar."""
+
+DTypeLike: TypeAlias = jax.typing.DTypeLike
+
+PRNGKey: TypeAlias = jax.Array
+"""A key from ``jax.random.key`` or ``jax.random.PRNGKey``."""
+
+PyTree: TypeAlias = Any
+"""A nested structure of arrays (tuples, NamedTuples, dicts, ``None``)."""
+
+Params: TypeAlias = Any
+"""A cell's or a stack's parameter pytree: ``RNNParams``, ``LSTMParams``, ``GRUParams``, ``StackParams``, or a
+registered cell of your own."""
+
+Carry: TypeAlias = Any
+"""A recurrent state: ``h (..., H)``, ``LSTMCarry(h, c)``, or a tuple of one per stack layer."""
+
+Method = Literal["scan", "loop", "fused", "newton"]
+"""How ``unroll`` runs the time loop (see ``jaxrnn.unroll``)."""
+
+Reduction = Literal["sum", "mean"]
+"""How a loss adds up its targets: summed (the lecture's) or averaged per counted target."""
+
+Padding = Literal["right", "left"]
+"""Where the padding of a variable-length batch is: valid steps first (``"right"``) or last (``"left"``)."""
+
+METHODS: tuple[str, ...] = get_args(Method)
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+PADDINGS: tuple[str, ...] = get_args(Padding)
