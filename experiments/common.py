@@ -14,6 +14,7 @@ import time
 import warnings
 
 import jax
+import optax
 import jax.numpy as jnp
 import numpy as np
 
@@ -88,7 +89,7 @@ def thin(values, points: int = 200):
     return values[:: max(len(values) // points, 1)]
 
 
-global_norm = jaxrnn.training.global_norm
+global_norm = optax.global_norm
 
 
 def make_trainer(loss_fn, optimizer, make_batch, chunk: int):

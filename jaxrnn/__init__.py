@@ -6,7 +6,6 @@ the command line is ``jaxrnn.lm``; ``jaxrnn.convert``, ``jaxrnn.flax_modules`` a
 imported on their own.
 """
 
-# The registry comes before the stack: it imports the stack module, whose functions look cells up in it.
 from jaxrnn import registry
 
 # Cells: parameters, initialisers and step functions

@@ -1,6 +1,11 @@
-"""Argument checks shared by the library: one wording for every "must be a positive integer"."""
+"""Argument checks shared by the library: one wording for each check, and token ids that cannot pass unnoticed."""
 
 from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
 
 
 def positive_int(name: str, value, *, error: type[Exception] = ValueError) -> int:
@@ -18,6 +23,57 @@ def non_negative_int(name: str, value, *, error: type[Exception] = ValueError) -
 
 
 def _is_int(value) -> bool:
-    import numpy as np
-
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_concrete(x: object) -> bool:
+    """Whether ``x`` holds known values (not a tracer of ``jit``, ``grad``, ``vmap`` or ``scan``)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def is_token_ids(x: object) -> bool:
+    """Whether ``x`` is an integer array: jaxrnn reads integer inputs as token ids, float inputs as features."""
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.integer)
+
+
+def token_ids_out_of_range(name: str, ids, V: int):
+    """Check that every id of ``ids`` lies in ``[0, V)``.
+
+    With known values: raises ``ValueError`` naming ``name``, the range found and ``V``; returns ``None``.
+    Traced (under ``jit``): returns a traced boolean, true when an id is out of range, for the caller to turn its
+    results into NaN; under ``jax.experimental.checkify.checkify`` the same condition is an error.
+    """
+    if is_concrete(ids):
+        known = np.asarray(ids)
+        if known.size and (known.min() < 0 or known.max() >= V):
+            raise ValueError(
+                f"{name}: token ids must lie in [0, {V}) (V = {V}), found {int(known.min())}..{int(known.max())}"
+            )
+        return None
+    bad = jnp.any((ids < 0) | (ids >= V))
+    checkify.debug_check(~bad, f"{name}: token ids must lie in [0, {V}) (V = {V})")
+    return bad
+
+
+def nan_if(bad, tree):
+    """``tree`` with every float leaf multiplied by NaN where the traced boolean ``bad`` is true (by 1 elsewhere).
+
+    A product, not a ``where``: its derivative is NaN too, so every gradient that flows through ``tree`` is NaN
+    when ``bad``, in reverse and forward mode. ``bad is None`` (checked already) returns ``tree`` unchanged.
+    """
+    if bad is None:
+        return tree
+    scale = jnp.where(bad, jnp.nan, 1.0)
+    floating = lambda a: hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.inexact)
+    return jax.tree.map(lambda a: a * scale.astype(a.dtype) if floating(a) else a, tree)
+
+
+def any_of(*flags):
+    """The logical or of the traced booleans among ``flags`` (``None`` where none is traced)."""
+    flags = [f for f in flags if f is not None]
+    if not flags:
+        return None
+    out = flags[0]
+    for f in flags[1:]:
+        out = jnp.logical_or(out, f)
+    return out

@@ -37,8 +37,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._checks import positive_int
-from jaxrnn.typing import Array
+from jaxrnn._checks import positive_int, token_ids_out_of_range
+from jaxrnn.typing import Array, ArrayLike
 
 
 LSTM_GATE_ORDER = ("i", "f", "o", "g")
@@ -188,34 +188,53 @@ def lstm_initial_carry(params: LSTMParams, batch_shape: tuple[int, ...] = ()) ->
     return LSTMCarry(zeros, zeros)
 
 
-def embed(W: Array, ids: Array) -> Array:
-    """Embedding lookup ``W[:, ids]`` moved to the last axis: ``W (E, V)``, ``ids (...)`` -> ``(..., E)``.
+def embed(W: Array, ids: ArrayLike) -> Array:
+    """Embedding lookup ``W[:, ids]`` moved to the last axis: ``W (E, V)``, ``ids (...)`` in ``[0, V)`` ->
+    ``(..., E)``.
 
-    Equals ``one_hot(ids, V) @ W.T`` (that is ``W @ x`` for one-hot ``x``) without building the one-hot.
+    Equals ``one_hot(ids, V) @ W.T`` (that is ``W @ x`` for one-hot ``x``) without building the one-hot. An id
+    outside ``[0, V)`` is a ``ValueError`` when its value is known; under ``jit`` its row is NaN (never another
+    id's row: negative ids do not count from the end).
     """
     ids = jnp.asarray(ids)
     if not jnp.issubdtype(ids.dtype, jnp.integer):
         raise TypeError(f"embed: ids must be integers, got dtype {ids.dtype}")
-    return jnp.take(W.T, ids, axis=0)
+    V = W.shape[-1]
+    token_ids_out_of_range("embed: ids", ids, V)
+    # out-of-range ids (negative ones moved past the end) read the fill value
+    return jnp.take(W.T, jnp.where(ids < 0, V, ids), axis=0, mode="fill", fill_value=jnp.nan)
 
 
-def input_projection(Wxh: Array, x: Array) -> Array:
-    """``Wxh x`` for a batch: float ``x (..., D)`` is multiplied, integer ``x (...)`` is looked up."""
+def input_projection(Wxh: Array, x: ArrayLike) -> Array:
+    """``Wxh x`` for a batch: float ``x (..., D)`` is multiplied (cast to ``Wxh``'s dtype first), integer
+    ``x (...)`` is looked up as token ids."""
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.integer):
         return embed(Wxh, x)
     if x.ndim == 0 or x.shape[-1] != Wxh.shape[1]:
         raise ValueError(
-            f"input x has shape {x.shape}; expected (..., {Wxh.shape[1]}) to match Wxh {Wxh.shape}"
-            " (or integer token ids)"
+            f"input x has shape {x.shape}; expected (..., {Wxh.shape[1]}) float features to match Wxh "
+            f"{Wxh.shape}, or integer token ids (...)"
         )
-    return x @ Wxh.T
+    return x.astype(Wxh.dtype) @ Wxh.T
 
 
 def _check_state(name: str, state: Array, params) -> None:
     H = hidden_size(params)
     if not hasattr(state, "shape") or state.ndim == 0 or state.shape[-1] != H:
         raise ValueError(f"{name} has shape {getattr(state, 'shape', type(state).__name__)}; expected (..., {H})")
+
+
+def _check_input(name: str, x: ArrayLike, h: Array, params) -> None:
+    """The input's batch shape must be the carry's: ids ``(...)`` or features ``(..., D)`` for ``h (..., H)``."""
+    shape, batch = jnp.shape(x), tuple(h.shape[:-1])
+    ids = jnp.issubdtype(jnp.result_type(x), jnp.integer)
+    if (shape if ids else shape[:-1]) != batch:
+        D = params.Wxh.shape[1]
+        raise ValueError(
+            f"{name}: input x {shape} {jnp.result_type(x)} does not fit the carry's batch shape {batch}: integer "
+            f"inputs are token ids {batch}, float inputs are features {(*batch, D)}"
+        )
 
 
 def rnn_cell(params: RNNParams, h: Array, xproj: Array) -> Array:
@@ -229,7 +248,11 @@ def rnn_cell(params: RNNParams, h: Array, xproj: Array) -> Array:
 def rnn_step(params: RNNParams, h: Array, x: Array) -> tuple[Array, Array]:
     """One vanilla RNN step ``h_t = tanh(Wxh x_t + Whh h_{t-1} + bh)``.
 
-    Args: ``h (..., H)``; ``x (..., D)`` floats or ``x (...)`` integer token ids.
+    Args:
+      params: ``RNNParams``.
+      h: the carry ``h_{t-1} (..., H)``.
+      x: float features ``(..., D)`` (cast to the parameters' dtype) or integer token ids ``(...)`` in
+        ``[0, D)``: integer inputs are always token ids, float inputs always features.
     Returns: ``(h_t, h_t)``, the carry and the output, as ``jax.lax.scan`` wants.
     """
     if not isinstance(params, RNNParams):
@@ -237,6 +260,7 @@ def rnn_step(params: RNNParams, h: Array, x: Array) -> tuple[Array, Array]:
     if isinstance(h, tuple):
         raise TypeError(f"rnn_step: carry must be an array h (..., H), got {type(h).__name__}")
     _check_state("rnn_step: carry h", h, params)
+    _check_input("rnn_step", x, h, params)
     h = rnn_cell(params, h, input_projection(params.Wxh, x))
     return h, h
 
@@ -264,9 +288,17 @@ def lstm_memory(c_prev: Array, gates: tuple[Array, Array, Array, Array]) -> tupl
 
 
 def lstm_step(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
-    """One LSTM step.
+    """One LSTM step::
 
-    Args: ``carry = LSTMCarry(h (..., H), c (..., H))``; ``x (..., D)`` floats or ``x (...)`` token ids.
+        z = Wxh x_t + Whh h_{t-1} + bh                  (gates stacked in LSTM_GATE_ORDER = i, f, o, g)
+        i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);   g = tanh(z_g)
+        c_t = f * c_{t-1} + i * g                       h_t = o * tanh(c_t)
+
+    Args:
+      params: ``LSTMParams``.
+      carry: ``LSTMCarry(h (..., H), c (..., H))``.
+      x: float features ``(..., D)`` (cast to the parameters' dtype) or integer token ids ``(...)`` in
+        ``[0, D)``: integer inputs are always token ids, float inputs always features.
     Returns: ``(LSTMCarry(h_t, c_t), h_t)``.
     """
     if not isinstance(params, LSTMParams):
@@ -275,6 +307,7 @@ def lstm_step(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry
         raise TypeError(f"lstm_step: carry must be LSTMCarry(h, c), got {type(carry).__name__}")
     _check_state("lstm_step: carry.h", carry.h, params)
     _check_state("lstm_step: carry.c", carry.c, params)
+    _check_input("lstm_step", x, carry.h, params)
     return lstm_cell(params, carry, input_projection(params.Wxh, x))
 
 
@@ -291,9 +324,17 @@ def gru_cell(params: GRUParams, h: Array, xproj: Array) -> tuple[Array, Array]:
 
 
 def gru_step(params: GRUParams, h: Array, x: Array) -> tuple[Array, Array]:
-    """One GRU step.
+    """One GRU step::
 
-    Args: ``h (..., H)``; ``x (..., D)`` floats or ``x (...)`` integer token ids.
+        r = sigmoid(Wxh_r x_t + Whh_r h_{t-1} + bh_r)        z = sigmoid(Wxh_z x_t + Whh_z h_{t-1} + bh_z)
+        n = tanh(Wxh_n x_t + bh_n + r * (Whh_n h_{t-1} + bhn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    Args:
+      params: ``GRUParams``.
+      h: the carry ``h_{t-1} (..., H)``.
+      x: float features ``(..., D)`` (cast to the parameters' dtype) or integer token ids ``(...)`` in
+        ``[0, D)``: integer inputs are always token ids, float inputs always features.
     Returns: ``(h_t, h_t)``.
     """
     if not isinstance(params, GRUParams):
@@ -301,6 +342,7 @@ def gru_step(params: GRUParams, h: Array, x: Array) -> tuple[Array, Array]:
     if isinstance(h, tuple):
         raise TypeError(f"gru_step: carry must be an array h (..., H), got {type(h).__name__}")
     _check_state("gru_step: carry h", h, params)
+    _check_input("gru_step", x, h, params)
     return gru_cell(params, h, input_projection(params.Wxh, x))
 
 

@@ -303,7 +303,8 @@ def fused_unroll(params, carry, xs):
             f"{params.Wxh.shape} (or integer token ids)"
         )
     batch = xs.shape[1:] if ids else xs.shape[1:-1]
-    dtype = jnp.result_type(params.Whh.dtype) if ids else jnp.result_type(xs.dtype, params.Wxh.dtype)
+    dtype = jnp.result_type(params.Whh.dtype)
+    xs = xs if ids else xs.astype(params.Wxh.dtype)  # features computed in the parameters' dtype, as by the steps
     H = params.Whh.shape[1]
     for leaf in jax.tree.leaves(carry):
         if leaf.shape != (*batch, H) or leaf.dtype != dtype:

@@ -6,15 +6,20 @@ Shapes: ``x (...)`` integer ids (one per stream), carry with the same batch shap
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxrnn._checks import nan_if
 from jaxrnn.cells import readout
 from jaxrnn.registry import step_for
+from jaxrnn.typing import Array, ArrayLike, Carry, Params, PRNGKey
+from jaxrnn.unrolling import check_inputs
 
 
-def next_token(key, y, temperature=1.0, top_k: int | None = None):
+def next_token(key: PRNGKey, y: Array, temperature: ArrayLike = 1.0, top_k: int | None = None) -> Array:
     """Draw an id from ``softmax(y / temperature)`` over the last axis of ``y (..., V)``.
 
     ``temperature == 0`` is greedy ``argmax``; ``top_k`` keeps only the k highest scores.
@@ -29,17 +34,49 @@ def next_token(key, y, temperature=1.0, top_k: int | None = None):
     return jnp.where(greedy, jnp.argmax(y, axis=-1), sampled)
 
 
-@functools.partial(jax.jit, static_argnames=("length", "top_k", "step"))
-def sample(key, params, carry, x, length: int, *, temperature=1.0, top_k: int | None = None, step=None):
-    """Feed ``x``, draw the next id, feed it back, ``length`` times.
+def sample(
+    key: PRNGKey,
+    params: Params,
+    carry: Carry,
+    x: ArrayLike,
+    length: int,
+    *,
+    temperature: ArrayLike = 1.0,
+    top_k: int | None = None,
+    step: Callable[..., Any] | None = None,
+) -> tuple[Array, Carry]:
+    """Feed ``x``, draw the next id, feed it back, ``length`` times (one compiled ``lax.scan``).
 
     Args:
-      key: PRNG key; carry: state after the context so far; x: ids ``(...)`` to feed first.
+      key: PRNG key; carry: state after the context so far; x: token ids ``(...)`` in ``[0, V)`` to feed first,
+        with the carry's batch shape.
       temperature: scalar ``>= 0`` (0 is greedy); may be traced, so changing it does not recompile.
+      top_k: draw only among the ``k`` highest scores.
     Returns: ``(ids (length, ...), carry)``; ``ids[0]`` is the token drawn after ``x``.
+
+    Raises:
+      ValueError: ``length`` is not a non-negative integer, or ``x`` holds an id outside ``[0, V)`` (under
+        ``jit`` the returned carry is NaN instead).
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> params = jaxrnn.init_lstm(jax.random.key(0), input_size=5, hidden_size=8, output_size=5)
+      >>> ids, carry = jaxrnn.sample(jax.random.key(1), params, jaxrnn.initial_carry(params), 0, 20)
+      >>> ids.shape
+      (20,)
     """
-    if not isinstance(length, int) or length < 0:
+    if not isinstance(length, int) or isinstance(length, bool) or length < 0:
         raise ValueError(f"sample: length must be a non-negative integer, got {length!r}")
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"sample: x must be integer token ids, got dtype {x.dtype}")
+    bad = check_inputs("sample", params, carry, x[None])
+    ids, carry = _sample(key, params, carry, x, length, temperature=temperature, top_k=top_k, step=step)
+    return ids, nan_if(bad, carry)
+
+
+@functools.partial(jax.jit, static_argnames=("length", "top_k", "step"))
+def _sample(key, params, carry, x, length, *, temperature, top_k, step):
     step = step_for(params) if step is None else step
 
     def body(state, key_t):
@@ -48,5 +85,5 @@ def sample(key, params, carry, x, length: int, *, temperature=1.0, top_k: int | 
         x = next_token(key_t, readout(params, h), temperature, top_k).astype(x.dtype)
         return (carry, x), x
 
-    (carry, _), ids = jax.lax.scan(body, (carry, jnp.asarray(x)), jax.random.split(key, length))
+    (carry, _), ids = jax.lax.scan(body, (carry, x), jax.random.split(key, length))
     return ids, carry

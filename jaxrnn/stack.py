@@ -62,14 +62,12 @@ def init_stack(
     if not hidden_sizes:
         raise ValueError("init_stack: hidden_sizes must name at least one layer")
     kinds = (cell,) * len(hidden_sizes) if isinstance(cell, str) else tuple(cell)
-    if len(kinds) != len(hidden_sizes) or not all(isinstance(k, str) for k in kinds):
+    if len(kinds) != len(hidden_sizes):
         raise ValueError(
-            f"init_stack: cell must be one of {registry.CELL_NAMES} or one per layer "
+            f"init_stack: cell must be one of {registry.CELL_NAMES} (or registered) or one per layer "
             f"({len(hidden_sizes)}), got {cell!r}"
         )
-    inits = [registry.cell_type(k).init for k in kinds]
-    if None in inits:
-        raise ValueError(f"init_stack: cell must be one of {registry.CELL_NAMES} or one per layer, got {cell!r}")
+    inits = [registry.layer_cell(k, caller="init_stack").init for k in kinds]
     embed_size = non_negative_int("init_stack: embed_size", embed_size)
     keys = jax.random.split(key, len(hidden_sizes))
     layers, below = [], embed_size or input_size
@@ -138,10 +136,13 @@ def unroll_layers(
 
     ``unroll_layer(layer_params, carry, xs) -> (carry_T, hs)`` unrolls one layer (``lax.scan`` of its step, or
     the fused recurrence). With ``key`` and ``dropout_rate > 0``, layer ``l > 0`` reads its input through
-    ``dropout(fold_in(key, l), dropout_rate, .)``. Without dropout this equals unrolling ``stack_step``.
+    ``dropout(fold_in(key, l), dropout_rate, .)`` (``key`` is required then). Without dropout this equals
+    unrolling ``stack_step``.
     """
     _check(params)
     _check_carry(params, carry)
+    if dropout_rate > 0 and key is None:
+        raise ValueError(f"unroll_layers: dropout_rate={dropout_rate} needs key= (the PRNG key of the dropout masks)")
     inputs = layer_input(params, xs)
     new_carry = []
     for l, (layer, c) in enumerate(zip(params.layers, carry)):
@@ -150,3 +151,6 @@ def unroll_layers(
         c, inputs = unroll_layer(layer, c, inputs)
         new_carry.append(c)
     return tuple(new_carry), inputs
+
+
+registry.add_built_in(registry.CellType("stack", StackParams, stack_step, stack_initial_carry))

@@ -7,41 +7,48 @@ Shapes: ``xs (T, ...)`` inputs or ids, ``targets (T, ...)`` ids, carry with batc
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrnn._checks import positive_int
+from jaxrnn import registry
+from jaxrnn._checks import is_concrete, is_token_ids, positive_int, token_ids_out_of_range
 from jaxrnn.losses import sequence_loss
+from jaxrnn.typing import REDUCTIONS, Array, Carry, Method, Params, Reduction
+from jaxrnn.unrolling import _check_options
+
+if TYPE_CHECKING:
+    from jaxrnn.newton import NewtonSolver
+
+TrainStep = Callable[..., tuple[Any, ...]]
+"""``train_step(params, opt_state, carry, xs, targets, mask=None, *, reset=None, active=None, key=None)
+-> (params, opt_state, carry_T, loss[, grad_norm])``."""
 
 
-def reset_carry(carry, reset):
+def reset_carry(carry: Carry, reset: Array) -> Carry:
     """Zero the state of the streams where ``reset (...)`` is true; keep the others (leaves ``(..., H)``)."""
     return jax.tree.map(lambda s: jnp.where(reset[..., None], jnp.zeros_like(s), s), carry)
-
-
-def global_norm(tree):
-    """``sqrt(sum of squares)`` over every leaf of ``tree``."""
-    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
 
 
 def make_train_step(
     optimizer: optax.GradientTransformation,
     *,
-    loss_fn=None,
-    step=None,
-    reduction: str = "sum",
-    method: str = "scan",
+    loss_fn: Callable[..., tuple[Array, Carry]] | None = None,
+    step: Callable[..., Any] | None = None,
+    reduction: Reduction = "sum",
+    method: Method = "scan",
     unroll: int = 1,
     remat: bool = False,
     segment_length: int | None = None,
     dropout: float = 0.0,
-    newton=None,
+    newton: NewtonSolver | None = None,
     updates_per_call: int = 1,
     with_grad_norm: bool = False,
     donate: bool = False,
-):
+) -> TrainStep:
     """Build ``train_step(params, opt_state, carry, xs, targets, mask=None, *, reset=None, active=None, key=None)
     -> (params, opt_state, carry_T, loss)``, jitted.
 
@@ -65,9 +72,37 @@ def make_train_step(
     The step's keyword arguments: ``reset (...)`` (``(K, ...)``) zeroes the carry of the streams where it is
     true before the chunk (a stream that starts over); ``active`` (a boolean, ``(K,)``) skips an update where
     false (its loss reads 0), so that one compiled call serves a short last call too; ``key`` is the update's PRNG
-    key (for dropout; ``(K, ...)``: one per update). The function is traced once per input shape.
+    key (for dropout; ``(K, ...)``: one per update; required when ``dropout > 0``). The function is traced once
+    per input shape.
+
+    Every option is checked here, when the step is built. Called with known token ids (outside ``jit``), the step
+    raises ``ValueError`` for an id outside ``[0, V)`` in ``xs`` or ``targets``; under ``jit`` such an id makes
+    the loss and the update NaN.
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> params = jaxrnn.init_rnn(jax.random.key(0), input_size=5, hidden_size=8, output_size=5)
+      >>> optimizer = jaxrnn.lecture_optimizer(0.1)
+      >>> train_step = jaxrnn.make_train_step(optimizer, method="fused")
+      >>> ids = jax.random.randint(jax.random.key(1), (11, 2), 0, 5)  # T + 1 = 11 steps of 2 streams
+      >>> params, opt_state, carry, loss = train_step(
+      ...     params, optimizer.init(params), jaxrnn.initial_carry(params, (2,)), ids[:-1], ids[1:])
+      >>> loss.shape
+      ()
     """
-    K = positive_int("updates_per_call", updates_per_call)
+    K = positive_int("make_train_step: updates_per_call", updates_per_call)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"make_train_step: optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
+        )
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"make_train_step: unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
+    _check_options("make_train_step", method=method, unroll=unroll, remat=remat, dropout=dropout, newton=newton)
+    if segment_length is not None:
+        positive_int("make_train_step: segment_length", segment_length)
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"make_train_step: loss_fn must be callable, got {type(loss_fn).__name__}")
+    checks_ids = loss_fn is None
     if loss_fn is None:
         loss_fn = functools.partial(
             sequence_loss,
@@ -87,7 +122,7 @@ def make_train_step(
         kw = {} if key is None else {"key": key}
         (loss, carry_T), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, carry, xs, targets, mask=mask, **kw)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        norm = global_norm(grads) if with_grad_norm else None
+        norm = optax.global_norm(grads) if with_grad_norm else None
         return (optax.apply_updates(params, updates), opt_state, carry_T), (loss, norm)
 
     def finish(params, opt_state, carry, loss, norm):
@@ -101,6 +136,8 @@ def make_train_step(
         return jax.lax.cond(active, run, lambda s: (s, skipped), state)
 
     def train_step(params, opt_state, carry, xs, targets, mask=None, *, reset=None, active=None, key=None):
+        if dropout > 0 and key is None:
+            raise ValueError(f"train_step: dropout={dropout} needs key= (the PRNG key of each update's dropout)")
         if K == 1:
             state, (loss, norm) = one((params, opt_state, carry), xs, targets, mask, reset, active, key)
             return finish(*state, loss, norm)
@@ -113,7 +150,25 @@ def make_train_step(
         (params, opt_state, carry), (losses, norms) = jax.lax.scan(body, (params, opt_state, carry), batches)
         return finish(params, opt_state, carry, losses, norms)
 
-    return jax.jit(train_step, donate_argnums=(0, 1) if donate else ())
+    jitted = jax.jit(train_step, donate_argnums=(0, 1) if donate else ())
+
+    @functools.wraps(train_step)
+    def checked(params, opt_state, carry, xs, targets, *args, **kwargs):
+        if checks_ids:
+            _check_known_ids(params, xs, targets)
+        return jitted(params, opt_state, carry, xs, targets, *args, **kwargs)
+
+    checked.lower = jitted.lower  # type: ignore[attr-defined]  # ahead-of-time compilation, as for any jitted function
+    return checked
+
+
+def _check_known_ids(params: Params, xs, targets) -> None:
+    """``ValueError`` for a token id out of range among known (not traced) ``xs`` and ``targets``."""
+    V_in, Why = registry.token_vocabulary(params), getattr(params, "Why", None)
+    if V_in is not None and is_token_ids(xs) and is_concrete(xs):
+        token_ids_out_of_range("train_step: xs", xs, V_in)
+    if Why is not None and is_token_ids(targets) and is_concrete(targets):
+        token_ids_out_of_range("train_step: targets", targets, Why.shape[0])
 
 
 def _check_leading(K: int, trees) -> None:

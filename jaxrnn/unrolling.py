@@ -13,14 +13,19 @@ sequence alone.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import recurrence, registry, stack
-from jaxrnn._checks import positive_int
-from jaxrnn.typing import METHODS, PADDINGS
+from jaxrnn._checks import is_token_ids, nan_if, positive_int, token_ids_out_of_range
+from jaxrnn.typing import METHODS, PADDINGS, Array, ArrayLike, Carry, Method, Padding, Params, PRNGKey, PyTree
+
+if TYPE_CHECKING:
+    from jaxrnn.newton import NewtonSolver
 
 
 def _leading_length(xs) -> int:
@@ -41,6 +46,16 @@ def _check_carry_kept(f, carry, x0) -> None:
     carry_out, _ = jax.eval_shape(f, carry, x0)
     shape = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype).name), tree)
     if jax.tree.structure(carry_out) != jax.tree.structure(carry) or shape(carry_out) != shape(carry):
+        dtypes = lambda tree: {jnp.dtype(a.dtype).name for a in jax.tree.leaves(tree)}
+        same_shapes = jax.tree.structure(carry_out) == jax.tree.structure(carry) and [
+            a.shape for a in jax.tree.leaves(carry_out)
+        ] == [a.shape for a in jax.tree.leaves(carry)]
+        if same_shapes:  # only the dtype changes: the carry's dtype is not the one the step computes in
+            raise ValueError(
+                f"unroll: the carry is {'/'.join(sorted(dtypes(carry)))} but the step computes in "
+                f"{'/'.join(sorted(dtypes(carry_out)))} (the parameters' dtype); make the carry with "
+                "jaxrnn.initial_carry(params, batch_shape) or cast it to that dtype"
+            )
         raise ValueError(
             f"unroll: the step turns carry {shape(carry)} into {shape(carry_out)}; the initial "
             "carry must already have the batch shape and dtype of the inputs "
@@ -49,28 +64,32 @@ def _check_carry_kept(f, carry, x0) -> None:
 
 
 def unroll(
-    step,
-    params,
-    carry,
-    xs,
+    step: Callable[..., Any],
+    params: Params,
+    carry: Carry,
+    xs: PyTree,
     *,
-    method: str = "scan",
+    method: Method = "scan",
     unroll: int = 1,
     remat: bool = False,
     reverse: bool = False,
-    mask=None,
-    lengths=None,
-    padding: str = "right",
-    key=None,
+    mask: ArrayLike | None = None,
+    lengths: ArrayLike | None = None,
+    padding: Padding = "right",
+    key: PRNGKey | None = None,
     dropout: float = 0.0,
-    newton=None,
-):
+    newton: NewtonSolver | None = None,
+    time_major: bool = True,
+) -> tuple[Carry, Array]:
     """Apply ``step(params, carry, x_t) -> (carry, h_t)`` for t = 0..T-1.
 
     Args:
       step: e.g. ``rnn_step``, ``lstm_step`` or ``stack_step`` (``jaxrnn.step_for(params)``).
-      carry: initial state (``h (..., H)`` or ``LSTMCarry``), already with the batch shape of ``xs[0]``.
-      xs: inputs ``(T, ..., D)`` or token ids ``(T, ...)``.
+      carry: initial state (``h (..., H)`` or ``LSTMCarry``) with the batch shape ``(...)`` of the inputs and the
+        parameters' dtype (``jaxrnn.initial_carry(params, batch_shape)``).
+      xs: time-major inputs: float features ``(T, ..., D)`` or integer token ids ``(T, ...)`` in ``[0, V)``
+        (integer inputs are always token ids, float inputs always features; floats of another dtype than the
+        parameters are cast to it).
       method: ``"scan"`` runs ``jax.lax.scan`` (one compiled loop body whatever T is); ``"loop"`` runs the
         same step in a Python loop (T copies of the body when traced under ``jit``: compile time grows with T);
         ``"fused"`` runs RNN and LSTM layers by ``jaxrnn.recurrence`` (input projection hoisted out of the
@@ -78,7 +97,9 @@ def unroll(
         ``params`` and takes no ``mask``, ``lengths`` or ``remat``. ``"newton"`` solves for all ``T`` states at
         once by Newton's method, each iteration parallel over time (``jaxrnn.newton``), with the options of
         ``newton`` (a ``jaxrnn.newton.NewtonSolver``; default ``NewtonSolver()``): the carries and outputs of an
-        example whose solve did not converge are NaN, so that it cannot pass unnoticed.
+        example whose solve did not converge are NaN, so that it cannot pass unnoticed. ``"fused"`` and
+        ``"newton"`` define their derivatives in reverse mode only (``jax.custom_vjp``): ``jax.grad`` and
+        ``jax.vjp`` work, ``jax.jvp`` and ``jax.jacfwd`` raise; use ``"scan"`` for forward mode.
       unroll: how many steps ``scan`` puts in one loop iteration (ignored by the other methods).
       remat: wrap the step in ``jax.checkpoint``: the backward pass recomputes each step's internals instead of
         storing them, trading compute for memory on long sequences.
@@ -87,22 +108,145 @@ def unroll(
       lengths: optional ``(...)`` integers in ``0..T`` instead of ``mask``, turned into one by ``length_mask``
         with ``padding`` (``"right"``: valid steps first; ``"left"``: valid steps last).
       key, dropout: for a ``StackParams`` model, inverted dropout of rate ``dropout`` on the input of every
-        layer above the first, drawn from ``key`` (the stack then runs layer after layer; see
-        ``jaxrnn.stack.unroll_layers``).
+        layer above the first, drawn from ``key`` (required when ``dropout > 0``; the stack then runs layer
+        after layer; see ``jaxrnn.stack.unroll_layers``).
+      time_major: ``False`` reads batch-major inputs, ``xs (..., T, D)`` or ids ``(..., T)`` (and ``mask
+        (..., T)``), as Flax's ``nn.RNN`` does by default, and returns ``hs (..., T, H)``.
 
-    Returns: ``(carry_T, hs)`` with ``hs (T, ..., H)``.
+    Returns: ``(carry_T, hs)`` with ``hs (T, ..., H)`` (``(..., T, H)`` when not ``time_major``).
+
+    Raises:
+      ValueError: an unknown option; ``dropout > 0`` without ``key``; inputs whose batch shape is not the
+        carry's; token ids outside ``[0, V)`` (known values only: under ``jit`` the carry and outputs, and
+        every gradient through them, are NaN instead, and ``jax.experimental.checkify.checkify`` reports it).
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> params = jaxrnn.init_lstm(jax.random.key(0), input_size=5, hidden_size=8, output_size=5)
+      >>> ids = jax.numpy.zeros((10, 3), int)  # T = 10 steps of B = 3 streams
+      >>> carry_T, hs = jaxrnn.unroll(jaxrnn.lstm_step, params, jaxrnn.initial_carry(params, (3,)), ids)
+      >>> hs.shape
+      (10, 3, 8)
     """
+    _check_options("unroll", method=method, unroll=unroll, remat=remat, dropout=dropout, newton=newton, padding=padding)
+    if dropout > 0 and key is None:
+        raise ValueError(f"unroll: dropout={dropout} needs key= (the PRNG key of the dropout masks)")
+    if not time_major:
+        xs, mask = to_time_major(carry, xs), (None if mask is None else to_time_major(carry, mask))
+    bad = check_inputs("unroll", params, carry, xs)
+    carry_T, hs = _unroll(
+        step,
+        _poison_lookup(params, bad),
+        carry,
+        xs,
+        method=method,
+        unroll=unroll,
+        remat=remat,
+        reverse=reverse,
+        mask=mask,
+        lengths=lengths,
+        padding=padding,
+        key=key,
+        dropout=dropout,
+        newton=newton,
+    )
+    if not time_major:
+        hs = from_time_major(carry, hs)
+    return nan_if(bad, (carry_T, hs))
+
+
+def _check_options(caller: str, *, method, unroll, remat, dropout, newton, padding="right") -> None:
+    """Every option of ``unroll`` checked where it is given (``unroll``, ``sequence_loss``, ``make_train_step``)."""
     if method not in METHODS:
-        raise ValueError(f"unroll: unknown method {method!r}; expected one of {METHODS}")
-    positive_int("unroll: unroll", unroll)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"unroll: dropout must be in [0, 1), got {dropout!r}")
-    if method == "fused" and (mask is not None or lengths is not None or remat):
-        raise ValueError("unroll: method='fused' takes no mask, lengths or remat; use method='scan' for those")
+        raise ValueError(f"{caller}: unknown method {method!r}; expected one of {METHODS}")
+    positive_int(f"{caller}: unroll", unroll)
+    if not isinstance(remat, bool):
+        raise TypeError(f"{caller}: remat must be True or False, got {remat!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{caller}: dropout must be in [0, 1), got {dropout!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"{caller}: unknown padding {padding!r}; expected one of {PADDINGS}")
+    if method == "fused" and remat:
+        raise ValueError(f"{caller}: method='fused' takes no mask, lengths or remat; use method='scan' for those")
     if method == "newton" and remat:
-        raise ValueError("unroll: method='newton' keeps no per-step internals; remat does not apply")
+        raise ValueError(f"{caller}: method='newton' keeps no per-step internals; remat does not apply")
     if newton is not None and method != "newton":
-        raise ValueError(f"unroll: newton= gives the options of method='newton', not of {method!r}")
+        raise ValueError(f"{caller}: newton= gives the options of method='newton', not of {method!r}")
+
+
+def carry_batch_shape(carry: Carry) -> tuple[int, ...]:
+    """The batch shape ``(...)`` of a carry whose leaves are ``(..., H)``."""
+    leaves = jax.tree.leaves(carry)
+    if not leaves or not hasattr(leaves[0], "shape") or jnp.ndim(leaves[0]) == 0:
+        return ()
+    return tuple(leaves[0].shape[:-1])
+
+
+def to_time_major(carry: Carry, tree: PyTree) -> PyTree:
+    """Batch-major ``(..., T, ...)`` leaves moved to time-major ``(T, ..., ...)``; ``...`` is the carry's batch."""
+    n = len(carry_batch_shape(carry))
+    return jax.tree.map(lambda a: jnp.moveaxis(jnp.asarray(a), n, 0), tree)
+
+
+def from_time_major(carry: Carry, tree: PyTree) -> PyTree:
+    """The inverse of ``to_time_major``: ``(T, ..., ...)`` leaves moved to ``(..., T, ...)``."""
+    n = len(carry_batch_shape(carry))
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, n), tree)
+
+
+def check_inputs(caller: str, params: Params, carry: Carry, xs: PyTree):
+    """Check time-major inputs against the carry's batch shape, and token ids against the vocabulary.
+
+    Returns ``None``, or (under ``jit``) a traced boolean that is true when a token id is out of range.
+    """
+    batch = carry_batch_shape(carry)
+    leaves = jax.tree.leaves(xs)
+    for leaf in leaves:
+        shape = tuple(jnp.shape(leaf))
+        single = len(leaves) == 1  # one array: ids (T, ...) or features (T, ..., D); a pytree: leaves (T, ..., *)
+        if single:
+            fits = shape[1:] == batch if is_token_ids(leaf) else shape[1:-1] == batch and len(shape) >= 2
+        else:
+            fits = shape[1 : 1 + len(batch)] == batch and len(shape) > len(batch)
+        if not fits:
+            raise ValueError(
+                f"{caller}: inputs xs {shape} {jnp.result_type(leaf)} do not fit the carry's batch shape {batch}: "
+                f"inputs are time-major, float features (T, {', '.join(map(str, batch + ('D',)))}) or integer "
+                f"token ids (T, {', '.join(map(str, batch))}); pass time_major=False for batch-major inputs "
+                "(..., T, D), and make the carry with jaxrnn.initial_carry(params, batch_shape)"
+            )
+    _check_carry_dtype(caller, params, carry)
+    V = registry.token_vocabulary(params)
+    if len(leaves) != 1 or not is_token_ids(leaves[0]) or V is None:
+        return None
+    return token_ids_out_of_range(f"{caller}: xs", leaves[0], V)
+
+
+def _check_carry_dtype(caller: str, params: Params, carry: Carry) -> None:
+    """A registered cell computes in its parameters' dtype: a carry of another float dtype is named as the cause."""
+    if type(params) not in registry._by_type:
+        return
+    floats = lambda tree: [a for a in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+    dtypes = {jnp.result_type(a) for a in floats(params)}
+    if len(dtypes) != 1:
+        return
+    (dtype,) = dtypes
+    for leaf in floats(carry):
+        if jnp.result_type(leaf) != dtype:
+            raise ValueError(
+                f"{caller}: the carry is {jnp.result_type(leaf)} but the step computes in {dtype} (the parameters' "
+                "dtype); make the carry with jaxrnn.initial_carry(params, batch_shape) or cast it to that dtype"
+            )
+
+
+def _poison_lookup(params: Params, bad) -> Params:
+    """``params`` with the table that token ids look up (embedding or ``Wxh``) NaN when ``bad``: with the NaN
+    outputs, every entry of every gradient is then NaN, also the columns of ids that never occur."""
+    return params if bad is None else registry.map_token_table(params, lambda W: nan_if(bad, W))
+
+
+def _unroll(step, params, carry, xs, *, method, unroll, remat, reverse, mask, lengths, padding, key, dropout, newton):
+    """``unroll`` of time-major inputs, checked already."""
     is_stack = isinstance(params, stack.StackParams)
     if dropout > 0 and not is_stack:
         raise ValueError(
@@ -110,6 +254,8 @@ def unroll(
         )
     options = dict(method=method, unroll=unroll, remat=remat, reverse=reverse, newton=newton)
     if mask is not None or lengths is not None:
+        if method == "fused":
+            raise ValueError("unroll: method='fused' takes no mask, lengths or remat; use method='scan' for those")
         if dropout > 0:
             raise ValueError("unroll: dropout and mask/lengths cannot be combined")
         T = _leading_length(xs)
@@ -174,7 +320,7 @@ def _newton(step, params, carry, xs, solver):
     )
 
 
-_unroll = unroll  # callable where a keyword argument named ``unroll`` hides the function
+unroll_fn = unroll  # callable where a keyword argument named ``unroll`` hides the function
 
 
 def length_mask(lengths, T: int, *, padding: str = "right"):
@@ -275,6 +421,6 @@ def unroll_bidirectional(
             "unroll_bidirectional: params and carry (and step, if a sequence) must be pairs (forward, backward)"
         )
     kw = dict(mask=mask, lengths=lengths, padding=padding, method=method, unroll=unroll, remat=remat)
-    carry_f, hs_f = _unroll(steps[0], params[0], carry[0], xs, **kw)
-    carry_b, hs_b = _unroll(steps[1], params[1], carry[1], xs, reverse=True, **kw)
+    carry_f, hs_f = unroll_fn(steps[0], params[0], carry[0], xs, **kw)
+    carry_b, hs_b = unroll_fn(steps[1], params[1], carry[1], xs, reverse=True, **kw)
     return (carry_f, carry_b), jnp.concatenate([hs_f, hs_b], axis=-1)
