@@ -15,7 +15,7 @@ Going to PyTorch, jaxrnn's ``bh`` becomes ``bias_ih`` and ``bias_hh`` is zero (`
 trip jaxrnn -> PyTorch -> jaxrnn is exact and PyTorch -> jaxrnn -> PyTorch keeps the weights and the sums of the
 biases (the same function). The cells have no readout in Flax or PyTorch: ``from_*`` take ``Why (V, H)`` and
 ``by (V,)`` (a ``torch.nn.Linear``'s ``weight`` and ``bias``; a Flax ``Dense``'s ``kernel.T`` and ``bias``), or
-leave them empty (``V = 0``).
+leave them out: ``Why = by = None``, no readout, as a stack layer has.
 
 Flax parameters are the cell's own dict (``variables["params"]`` of a ``flax.linen`` ``SimpleCell``,
 ``LSTMCell``, ``OptimizedLSTMCell`` or ``GRUCell``). PyTorch parameters are a ``state_dict``-like mapping with
@@ -46,8 +46,16 @@ def _stack(blocks, order):
 
 
 def _readout(Why, by, H, dtype):
-    Why = jnp.zeros((0, H), dtype) if Why is None else jnp.asarray(Why, dtype)
+    """``(Why, by)`` as arrays of ``dtype``, or ``(None, None)`` for no readout."""
+    if Why is None:
+        if by is not None:
+            raise ValueError(
+                f"readout by {np.shape(by)} given without Why; expected both (V, {H}) and (V,), or neither"
+            )
+        return None, None
+    Why = jnp.asarray(Why, dtype)
     by = jnp.zeros((Why.shape[0],), dtype) if by is None else jnp.asarray(by, dtype)
+
     if Why.shape[1:] != (H,) or by.shape != Why.shape[:1]:
         raise ValueError(
             f"readout Why {Why.shape} and by {by.shape} do not fit hidden size {H}; expected (V, {H}) and (V,)"
@@ -93,7 +101,7 @@ def _flax_kind(cell_params) -> str:
 
 def from_flax(cell_params, *, Why=None, by=None, dtype=None):
     """jaxrnn parameters (``RNNParams``, ``LSTMParams`` or ``GRUParams``, told apart by the dict's keys) from a
-    Flax cell's parameter dict; ``Why (V, H)``, ``by (V,)`` optional (empty readout otherwise)."""
+    Flax cell's parameter dict; ``Why (V, H)``, ``by (V,)`` optional (no readout otherwise)."""
     kind = _flax_kind(cell_params)
     k = lambda name: np.asarray(cell_params[name]["kernel"])
     if kind == "rnn":

@@ -3,8 +3,9 @@
 The modules hold only the recurrent weights, in jaxrnn's layout and names (``Wxh (rows, D)``, ``Whh (rows, H)``,
 ``bh (rows,)``, the GRU's ``bhn (H,)``; ``rows`` = H, 4H or 3H) and call the same step functions as the rest
 of the package; the carry is jaxrnn's (``h`` or ``LSTMCarry(h, c)``, not Flax's ``(c, h)``). The readout is a
-separate layer in a Flax model, so ``cell_params`` returns the cell with an empty one (``Why (0, H)``).
-Inputs are float vectors ``x (..., D)``. To load weights from a Flax cell, use ``jaxrnn.convert.from_flax``.
+separate layer in a Flax model, so ``cell_params`` returns the cell with none (``Why = by = None``, as a stack
+layer has). Inputs are float vectors ``x (..., D)``. To load weights from a Flax cell, use
+``jaxrnn.convert.from_flax``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ def _field_names(cell: str) -> tuple[str, ...]:
 
 
 def _assemble(cell: str, weights: dict):
-    """The cell's NamedTuple from its recurrent weights, with an empty readout."""
-    H, dtype = weights["Whh"].shape[1], weights["Whh"].dtype
-    return registry.cell_type(cell).params_type(Why=jnp.zeros((0, H), dtype), by=jnp.zeros((0,), dtype), **weights)
+    """The cell's NamedTuple from its recurrent weights, without a readout."""
+    return registry.cell_type(cell).params_type(Why=None, by=None, **weights)
 
 
 def _zero_carry(cell: str, batch_shape, features: int, dtype):
@@ -118,7 +118,7 @@ class NnxCell(nnx.Module):
         return module
 
     def cell_params(self):
-        """The weights as jaxrnn's NamedTuple (empty readout), for ``jaxrnn.unroll`` and friends."""
+        """The weights as jaxrnn's NamedTuple (``Why = by = None``), for ``jaxrnn.unroll`` and friends."""
         return _assemble(self.cell, {name: getattr(self, name)[...] for name in _field_names(self.cell)})
 
     def __call__(self, carry, inputs):

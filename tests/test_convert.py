@@ -118,6 +118,18 @@ def test_bad_inputs_fail_with_one_clear_line():
         from_flax(to_flax(_params("gru")), Why=np.zeros((V, H + 1)))
     with pytest.raises(TypeError, match="GRUParams"):
         to_flax((1, 2, 3))
+    with pytest.raises(ValueError, match="by .* given without Why"):
+        from_torch(to_torch(_params("rnn")), by=np.zeros(V))
+
+
+def test_without_a_readout_the_cell_has_none():
+    """No ``Why``/``by`` given: ``Why = by = None`` (no readout, as a stack layer), and reading out refuses."""
+    for q in (from_torch(to_torch(_params("lstm"))), from_flax(to_flax(_params("gru")))):
+        assert q.Why is None and q.by is None
+        with pytest.raises(ValueError, match="no readout"):
+            cells.readout(q, jnp.zeros(H))
+    with_Why = from_torch(to_torch(_params("rnn")), Why=np.ones((V, H)))
+    np.testing.assert_array_equal(with_Why.by, np.zeros(V))  # by defaults to zero when Why is given
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
