@@ -1,15 +1,18 @@
-"""Weight converters between jaxrnn's layout and Flax's and PyTorch's.
+"""Weight converters between jaxrnn's layout and Flax's (``linen`` and ``nnx``) and PyTorch's.
 
 Three things differ between the libraries, and each is stated once here:
 
-* orientation: jaxrnn multiplies ``W @ x`` (``Wxh (rows, D)``); a Flax ``Dense`` computes ``x @ kernel``
-  (``kernel (D, H)``, the transpose); PyTorch stores ``weight_ih (rows, D)`` like jaxrnn.
+* orientation: jaxrnn multiplies ``W @ x`` (``Wxh (rows, D)``); a Flax ``Dense``/``Linear`` computes
+  ``x @ kernel`` (``kernel (D, H)``, the transpose); PyTorch stores ``weight_ih (rows, D)`` like jaxrnn.
 * gate order: jaxrnn's LSTM stacks ``LSTM_GATE_ORDER = (i, f, o, g)``; Flax names its per-gate dense layers
-  ``i, f, g, o`` and PyTorch stacks ``TORCH_LSTM_GATE_ORDER = (i, f, g, o)``. The GRU is ``r, z, n`` everywhere.
+  ``i, f, g, o`` and stacks the columns of nnx's fused ``OptimizedLSTMCell`` kernels in ``FLAX_LSTM_GATE_ORDER =
+  (i, f, g, o)``; PyTorch stacks ``TORCH_LSTM_GATE_ORDER = (i, f, g, o)``. The GRU is ``r, z, n`` everywhere.
 * biases: jaxrnn has one bias per gate row (``bh``), plus the GRU's ``bhn``; PyTorch has two (``bias_ih`` and
   ``bias_hh``), whose sum is all that matters except in the GRU's candidate, where ``b_hn`` sits inside
   ``r * (W_hn h + b_hn)``; Flax puts the LSTM's bias on the recurrent side (``h*``), the simple cell's and the
-  GRU's on the input side (``i*``) plus the GRU's ``hn`` bias.
+  GRU's on the input side (``i*``), plus, in linen's GRU only, the ``hn`` bias: **nnx's ``GRUCell`` has no
+  ``b_hn``** (its ``dense_h`` has no bias), so it converts to ``bhn = 0``, and only a GRU with ``bhn = 0`` converts
+  to it.
 
 Going to PyTorch, jaxrnn's ``bh`` becomes ``bias_ih`` and ``bias_hh`` is zero (``bhn`` for the GRU), so a round
 trip jaxrnn -> PyTorch -> jaxrnn is exact and PyTorch -> jaxrnn -> PyTorch keeps the weights and the sums of the
@@ -17,21 +20,37 @@ biases (the same function). The cells have no readout in Flax or PyTorch: ``from
 ``by (V,)`` (a ``torch.nn.Linear``'s ``weight`` and ``bias``; a Flax ``Dense``'s ``kernel.T`` and ``bias``), or
 leave them out: ``Why = by = None``, no readout, as a stack layer has.
 
-Flax parameters are the cell's own dict (``variables["params"]`` of a ``flax.linen`` ``SimpleCell``,
-``LSTMCell``, ``OptimizedLSTMCell`` or ``GRUCell``). PyTorch parameters are a ``state_dict``-like mapping with
-keys ``weight_ih_l{layer}`` ...; values may be tensors (on the CPU) or NumPy arrays.
+**Flax.** ``from_flax`` takes any of these, told apart by their keys and shapes:
+
+* linen: the cell's own dict, ``variables["params"]`` of a ``SimpleCell``, ``LSTMCell``, ``OptimizedLSTMCell``
+  or ``GRUCell`` (``{"ii": {"kernel": ...}, ...}``; under ``nn.RNN`` it is ``variables["params"]["cell"]``).
+  ``to_flax(params)`` makes it.
+* nnx: the cell itself (``nnx.SimpleCell``, ``LSTMCell``, ``OptimizedLSTMCell``, ``GRUCell``), its
+  ``nnx.state(cell, nnx.Param)`` or that state's ``nnx.to_pure_dict`` (``LSTMCell``: ``ii, if_, ig, io, hi, ...``;
+  the others: ``dense_i``, ``dense_h`` with fused ``(D, kH)`` kernels). ``to_nnx(params, cell)`` makes the pure
+  dict for that cell (or cell class); ``nnx.update(cell, to_nnx(params, cell))`` loads it. Flax's default
+  activations are assumed, and the simple cell without ``residual``.
+
+**PyTorch.** A ``state_dict``-like mapping with keys ``weight_ih_l{layer}`` ...; values may be tensors (on the
+CPU) or NumPy arrays.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
+from typing import Any
+
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn import registry
 from jaxrnn.cells import GRU_GATE_ORDER, LSTM_GATE_ORDER
+from jaxrnn.typing import ArrayLike, DTypeLike, Params
 
 FLAX_LSTM_GATE_ORDER = ("i", "f", "g", "o")
-"""Flax's LSTM dense layers ``ii, if, ig, io`` / ``hi, hf, hg, ho`` (names, not an order in memory)."""
+"""Flax's LSTM gates: the names of linen's dense layers ``ii, if, ig, io`` / ``hi, hf, hg, ho`` (nnx's ``LSTMCell``
+spells ``if`` as ``if_``), and the column-block order of nnx's ``OptimizedLSTMCell`` kernels ``(D, 4H)``."""
 TORCH_LSTM_GATE_ORDER = ("i", "f", "g", "o")
 """Row-block order of ``torch.nn.LSTM``'s ``weight_ih_l*`` (4H, D), ``weight_hh_l*``, ``bias_*``."""
 
@@ -55,7 +74,6 @@ def _readout(Why, by, H, dtype):
         return None, None
     Why = jnp.asarray(Why, dtype)
     by = jnp.zeros((Why.shape[0],), dtype) if by is None else jnp.asarray(by, dtype)
-
     if Why.shape[1:] != (H,) or by.shape != Why.shape[:1]:
         raise ValueError(
             f"readout Why {Why.shape} and by {by.shape} do not fit hidden size {H}; expected (V, {H}) and (V,)"
@@ -66,9 +84,10 @@ def _readout(Why, by, H, dtype):
 # ----------------------------------------------------------------------------------------------------- Flax
 
 
-def to_flax(params) -> dict:
-    """The cell's parameter dict for Flax's ``SimpleCell``, ``LSTMCell``/``OptimizedLSTMCell`` or ``GRUCell``
-    (kernels ``(D, H)`` and ``(H, H)``, i.e. ``Wxh.T`` blocks); ``Why``/``by`` are not part of a Flax cell."""
+def to_flax(params: Params) -> dict:
+    """The cell's parameter dict for linen's ``SimpleCell``, ``LSTMCell``/``OptimizedLSTMCell`` or ``GRUCell``
+    (kernels ``(D, H)`` and ``(H, H)``, i.e. ``Wxh.T`` blocks), as NumPy arrays; ``Why``/``by`` are not part of a
+    Flax cell. For an nnx cell, see ``to_nnx``."""
     kind = registry.builtin_cell_name(params)
     Wxh, Whh, bh = (np.asarray(a) for a in (params.Wxh, params.Whh, params.bh))
     if kind == "rnn":
@@ -85,6 +104,155 @@ def to_flax(params) -> dict:
     return out
 
 
+def _nnx_cell_kinds() -> tuple[tuple[type, str], ...]:
+    """nnx's cell classes with the jaxrnn cell each converts to and from."""
+    from flax import nnx
+
+    return ((nnx.SimpleCell, "rnn"), (nnx.LSTMCell, "lstm"), (nnx.OptimizedLSTMCell, "lstm"), (nnx.GRUCell, "gru"))
+
+
+def _nnx_class(cell: Any, argument: str) -> type:
+    """The nnx cell class of ``cell`` (a class or an instance); ``TypeError`` naming ``argument`` otherwise."""
+    cls = cell if isinstance(cell, type) else type(cell)
+    for known, _ in _nnx_cell_kinds():
+        if issubclass(cls, known):
+            return known
+    names = ", ".join(f"nnx.{c.__name__}" for c, _ in _nnx_cell_kinds())
+    raise TypeError(f"{argument} must be one of {names} (a class or a module), got {cls.__name__}")
+
+
+def _check_not_residual(cell: Any, where: str) -> None:
+    if getattr(cell, "residual", False):
+        raise ValueError(f"{where}: nnx.SimpleCell(residual=True) adds h to its update, which jaxrnn's RNN does not")
+
+
+def _split_columns(kernel, order) -> dict:
+    """``{gate: kernel block}`` from a fused ``(in, k H)`` kernel whose column blocks are gates in ``order``."""
+    return dict(zip(order, np.split(np.asarray(kernel), len(order), axis=-1)))
+
+
+def _fuse_columns(blocks: dict, order) -> np.ndarray:
+    return np.concatenate([blocks[g] for g in order], axis=-1)
+
+
+def to_nnx(params: Params, cell: Any) -> dict:
+    """The parameters of an nnx ``SimpleCell``, ``LSTMCell``, ``OptimizedLSTMCell`` or ``GRUCell`` from jaxrnn's,
+    as the pure dict of NumPy arrays that ``nnx.to_pure_dict(nnx.state(cell, nnx.Param))`` would be.
+
+    ``cell``: the nnx cell (then the shapes are checked against its own) or its class. Load the weights with
+    ``nnx.update(cell, to_nnx(params, cell))``. nnx's ``GRUCell`` has no ``b_hn``: a GRU converts only with
+    ``bhn = 0`` (``ValueError`` otherwise).
+    """
+    from flax import nnx
+
+    cls = _nnx_class(cell, "to_nnx: cell")
+    kind = registry.builtin_cell_name(params)
+    wanted = dict(_nnx_cell_kinds())[cls]
+    if kind != wanted:
+        raise ValueError(
+            f"to_nnx: params are {type(params).__name__} but cell is nnx.{cls.__name__}, which holds "
+            f"{registry.cell_type(wanted).params_type.__name__}"
+        )
+    if not isinstance(cell, type):
+        _check_not_residual(cell, "to_nnx")
+    linen = to_flax(params)
+    if cls is nnx.SimpleCell:
+        out = {"dense_i": linen["i"], "dense_h": linen["h"]}
+    elif cls is nnx.LSTMCell:
+        out = {("if_" if name == "if" else name): dense for name, dense in linen.items()}
+    elif cls is nnx.OptimizedLSTMCell:
+        order = FLAX_LSTM_GATE_ORDER
+        fuse = lambda side, part: _fuse_columns({g: linen[f"{side}{g}"][part] for g in order}, order)
+        out = {
+            "dense_i": {"kernel": fuse("i", "kernel")},
+            "dense_h": {"kernel": fuse("h", "kernel"), "bias": fuse("h", "bias")},
+        }
+    else:
+        if np.any(np.asarray(params.bhn) != 0):
+            raise ValueError(
+                "to_nnx: nnx.GRUCell has no recurrent candidate bias b_hn, but params.bhn is not zero; use linen's "
+                "GRUCell (to_flax) or jaxrnn.flax_modules.NnxCell, which keep it"
+            )
+        order = GRU_GATE_ORDER
+        fuse = lambda side, part: _fuse_columns({g: linen[f"{side}{g}"][part] for g in order}, order)
+        out = {
+            "dense_i": {"kernel": fuse("i", "kernel"), "bias": fuse("i", "bias")},
+            "dense_h": {"kernel": fuse("h", "kernel")},
+        }
+    if not isinstance(cell, type):
+        _check_shapes_like(out, cell)
+    return out
+
+
+def _check_shapes_like(out: dict, cell: Any) -> None:
+    from flax import nnx
+
+    theirs = _pure_dict(nnx.state(cell, nnx.Param))
+    shapes = lambda tree: jax.tree_util.tree_map(np.shape, tree)
+    if shapes(out) != shapes(theirs):
+        raise ValueError(
+            f"to_nnx: the parameters have shapes {shapes(out)} but the nnx.{type(cell).__name__} given has "
+            f"{shapes(theirs)}; build the cell with the same in_features and hidden_features"
+        )
+
+
+def _pure_dict(state: Any) -> dict:
+    """``nnx.to_pure_dict(state)``, or the method of the same name of older Flax versions."""
+    from flax import nnx
+
+    return nnx.to_pure_dict(state) if hasattr(nnx, "to_pure_dict") else state.to_pure_dict()
+
+
+def _as_pure_dict(cell_params: Any) -> Mapping:
+    """A plain nested dict of arrays from a linen dict, an nnx cell, its ``nnx.State`` or that state's pure dict."""
+    from flax import nnx
+
+    if isinstance(cell_params, nnx.Module):
+        _nnx_class(cell_params, "from_flax: an nnx cell_params")
+        _check_not_residual(cell_params, "from_flax")
+        return _pure_dict(nnx.state(cell_params, nnx.Param))
+    if isinstance(cell_params, nnx.State):
+        return _pure_dict(nnx.filter_state(cell_params, nnx.Param))
+    if isinstance(cell_params, Mapping):
+        return cell_params
+    raise TypeError(
+        "from_flax: cell_params must be a Flax cell's parameter dict, an nnx cell or its nnx.State, "
+        f"got {type(cell_params).__name__}"
+    )
+
+
+def _from_nnx_layout(p: Mapping) -> dict | None:
+    """nnx's parameter dicts rewritten in linen's per-gate layout; ``None`` if ``p`` is not one of them."""
+    keys = set(p)
+    if keys == {f"{s}{g}" if s + g != "if" else "if_" for s in "ih" for g in FLAX_LSTM_GATE_ORDER}:  # nnx.LSTMCell
+        return {("if" if name == "if_" else name): dense for name, dense in p.items()}
+    if keys != {"dense_i", "dense_h"} or not all(isinstance(p[k], Mapping) and "kernel" in p[k] for k in keys):
+        return None
+    k_i, k_h = np.asarray(p["dense_i"]["kernel"]), np.asarray(p["dense_h"]["kernel"])
+    H = k_h.shape[0]
+    if k_h.ndim != 2 or k_i.ndim != 2 or k_h.shape[1] != k_i.shape[1] or k_h.shape[1] % max(H, 1):
+        return None
+    bias = lambda side: p[f"dense_{side}"].get("bias")
+    fused = {1: "rnn", 4: "lstm", 3: "gru"}.get(k_h.shape[1] // H)
+    if fused == "rnn" and bias("i") is not None and bias("h") is None:  # nnx.SimpleCell
+        return {"i": {"kernel": k_i, "bias": np.asarray(bias("i"))}, "h": {"kernel": k_h}}
+    if fused == "lstm" and bias("h") is not None and bias("i") is None:  # nnx.OptimizedLSTMCell
+        ki, kh, b = (_split_columns(a, FLAX_LSTM_GATE_ORDER) for a in (k_i, k_h, bias("h")))
+        return {
+            **{f"i{g}": {"kernel": ki[g]} for g in FLAX_LSTM_GATE_ORDER},
+            **{f"h{g}": {"kernel": kh[g], "bias": b[g]} for g in FLAX_LSTM_GATE_ORDER},
+        }
+    if fused == "gru" and bias("i") is not None and bias("h") is None:  # nnx.GRUCell: no b_hn
+        ki, kh, b = (_split_columns(a, GRU_GATE_ORDER) for a in (k_i, k_h, bias("i")))
+        out = {
+            **{f"i{g}": {"kernel": ki[g], "bias": b[g]} for g in GRU_GATE_ORDER},
+            **{f"h{g}": {"kernel": kh[g]} for g in GRU_GATE_ORDER},
+        }
+        out["hn"]["bias"] = np.zeros(H, k_h.dtype)
+        return out
+    return None
+
+
 def _flax_kind(cell_params) -> str:
     keys = set(cell_params)
     if keys == {"i", "h"}:
@@ -94,14 +262,20 @@ def _flax_kind(cell_params) -> str:
     if keys == {f"{s}{g}" for s in "ih" for g in GRU_GATE_ORDER}:
         return "gru"
     raise ValueError(
-        f"not the parameters of a Flax SimpleCell, LSTMCell or GRUCell: keys {sorted(keys)} "
-        "(pass variables['params'] of the cell itself)"
+        f"from_flax: not the parameters of a Flax SimpleCell, LSTMCell, OptimizedLSTMCell or GRUCell: keys "
+        f"{sorted(keys)} (pass linen's variables['params'] of the cell itself, or the nnx cell or its "
+        "nnx.state(cell, nnx.Param))"
     )
 
 
-def from_flax(cell_params, *, Why=None, by=None, dtype=None):
-    """jaxrnn parameters (``RNNParams``, ``LSTMParams`` or ``GRUParams``, told apart by the dict's keys) from a
-    Flax cell's parameter dict; ``Why (V, H)``, ``by (V,)`` optional (no readout otherwise)."""
+def from_flax(
+    cell_params: Any, *, Why: ArrayLike | None = None, by: ArrayLike | None = None, dtype: DTypeLike | None = None
+) -> Params:
+    """jaxrnn parameters (``RNNParams``, ``LSTMParams`` or ``GRUParams``) from a Flax cell's: a linen cell's
+    parameter dict, an nnx cell, its ``nnx.State`` or that state's pure dict (see the module docstring); told
+    apart by keys and shapes. ``Why (V, H)``, ``by (V,)`` optional (no readout otherwise)."""
+    cell_params = _as_pure_dict(cell_params)
+    cell_params = _from_nnx_layout(cell_params) or cell_params
     kind = _flax_kind(cell_params)
     k = lambda name: np.asarray(cell_params[name]["kernel"])
     if kind == "rnn":

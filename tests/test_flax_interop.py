@@ -1,14 +1,16 @@
 """Flax parity: Flax's own cells and jaxrnn's steps with converted weights give the same outputs and gradients;
-jaxrnn's cells wrapped as linen and nnx modules give the same numbers again."""
+jaxrnn's cells wrapped as linen and nnx modules give the same numbers again, and nnx cells' parameters convert
+both ways."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
+from flax import nnx
 
 import jaxrnn
-from jaxrnn.convert import from_flax, to_flax
+from jaxrnn.convert import from_flax, to_flax, to_nnx
 from jaxrnn.flax_modules import LinenCell, NnxCell, linen_variables
 
 D, H, T, B = 4, 5, 6, 3
@@ -104,3 +106,76 @@ def test_linen_cell_init_is_flax_init_and_draws_jaxrnn_weights(kind):
     )
     assert step is jaxrnn.cell_type(kind).step
     np.testing.assert_allclose(h, jax.tree.leaves(carry)[0], rtol=0, atol=0)
+
+
+# --- nnx cells' parameters -------------------------------
+
+NNX_CELLS = [("rnn", nnx.SimpleCell), ("lstm", nnx.LSTMCell), ("lstm", nnx.OptimizedLSTMCell), ("gru", nnx.GRUCell)]
+NNX_IDS = [c.__name__ for _, c in NNX_CELLS]
+
+
+def _nnx_cell(FlaxCell, seed):
+    """An nnx cell with every parameter shifted off Flax's initialisation (biases start at zero there)."""
+    cell = FlaxCell(D, H, rngs=nnx.Rngs(seed))
+    state = nnx.to_pure_dict(nnx.state(cell, nnx.Param))
+    keys = iter(jax.random.split(jax.random.key(seed + 100), len(jax.tree.leaves(state))))
+    nnx.update(cell, jax.tree.map(lambda a: a + 0.3 * jax.random.normal(next(keys), a.shape), state))
+    return cell
+
+
+@pytest.mark.parametrize("kind, FlaxCell", NNX_CELLS, ids=NNX_IDS)
+def test_nnx_parameters_round_trip_exactly(kind, FlaxCell):
+    """nnx cell -> jaxrnn -> ``to_nnx`` gives the cell's own state back, bit for bit, from the cell, its
+    ``nnx.State`` or that state's pure dict; and jaxrnn -> nnx -> jaxrnn is exact (for the GRU, with bhn = 0)."""
+    cell = _nnx_cell(FlaxCell, 9)
+    state = nnx.to_pure_dict(nnx.state(cell, nnx.Param))
+    for form in (cell, nnx.state(cell), state):
+        params = from_flax(form)
+        assert type(params).__name__ == {"rnn": "RNNParams", "lstm": "LSTMParams", "gru": "GRUParams"}[kind]
+        assert params.Why is None and params.by is None
+        back = to_nnx(params, cell)
+        assert jax.tree.structure(back) == jax.tree.structure(state)
+        for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
+            np.testing.assert_array_equal(a, b)
+    if kind == "gru":
+        np.testing.assert_array_equal(params.bhn, np.zeros(H))  # nnx's GRUCell has no b_hn
+
+    p = {"rnn": jaxrnn.init_rnn, "lstm": jaxrnn.init_lstm, "gru": jaxrnn.init_gru}[kind](jax.random.key(10), D, H, 2)
+    p = jax.tree.map(lambda a: a + 0.1, p)._replace(Why=None, by=None)
+    if kind == "gru":
+        p = p._replace(bhn=jnp.zeros(H))
+    again = from_flax(to_nnx(p, FlaxCell))  # the class is enough to choose the layout
+    for name in p._fields:
+        np.testing.assert_array_equal(getattr(again, name), getattr(p, name))
+
+    # loaded with nnx.update, the nnx cell computes jaxrnn's step
+    fresh = FlaxCell(D, H, rngs=nnx.Rngs(11))
+    nnx.update(fresh, to_nnx(p, fresh))
+    xs = jax.random.normal(jax.random.key(12), (B, T, D))
+    _, hs = jaxrnn.unroll(jaxrnn.step_for(p), p, jaxrnn.initial_carry(p, (B,)), jnp.swapaxes(xs, 0, 1))
+    np.testing.assert_allclose(nnx.RNN(fresh)(xs), jnp.swapaxes(hs, 0, 1), rtol=0, atol=1e-6)
+
+
+def test_nnx_conversions_refuse_what_they_cannot_hold():
+    gru = jax.tree.map(lambda a: a + 0.1, jaxrnn.init_gru(jax.random.key(0), D, H, 2))
+    with pytest.raises(ValueError, match="nnx.GRUCell has no recurrent candidate bias b_hn"):
+        to_nnx(gru, nnx.GRUCell)
+    np.testing.assert_array_equal(to_flax(gru)["hn"]["bias"], gru.bhn)  # linen's GRUCell keeps it
+    with pytest.raises(ValueError, match="params are GRUParams but cell is nnx.LSTMCell"):
+        to_nnx(gru, nnx.LSTMCell)
+    with pytest.raises(TypeError, match="to_nnx: cell must be one of nnx.SimpleCell"):
+        to_nnx(gru, nnx.Linear)
+    rnn = jaxrnn.init_rnn(jax.random.key(0), D, H, 2)
+    residual = nnx.SimpleCell(D, H, residual=True, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="residual=True"):
+        to_nnx(rnn, residual)
+    with pytest.raises(ValueError, match="residual=True"):
+        from_flax(residual)
+    with pytest.raises(ValueError, match="build the cell with the same in_features"):
+        to_nnx(rnn, nnx.SimpleCell(D + 1, H, rngs=nnx.Rngs(0)))
+    with pytest.raises(TypeError, match="cell_params must be a Flax cell's parameter dict"):
+        from_flax([1, 2])
+    with pytest.raises(TypeError, match="an nnx cell_params must be one of nnx.SimpleCell"):
+        from_flax(nnx.Linear(D, H, rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match="not the parameters of a Flax"):
+        from_flax({"dense_i": {"kernel": np.zeros((D, 2 * H))}, "dense_h": {"kernel": np.zeros((H, 2 * H))}})
