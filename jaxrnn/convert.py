@@ -32,13 +32,18 @@ leave them out: ``Why = by = None``, no readout, as a stack layer has.
   activations are assumed, and the simple cell without ``residual``.
 
 **PyTorch.** A ``state_dict``-like mapping with keys ``weight_ih_l{layer}`` ...; values may be tensors (on the
-CPU) or NumPy arrays.
+CPU) or NumPy arrays. The keys may carry one module prefix (``lstm.weight_ih_l0`` in the state dict of a model
+that holds its ``nn.LSTM`` as ``self.lstm``), found when there is only one, or named by ``prefix=``.
+``from_torch(state_dict, layer=l)`` converts one layer (one direction of a bidirectional module, with
+``direction=``); ``stack_from_torch(state_dict)`` converts every layer of a multi-layer ``nn.RNN``/``LSTM``/``GRU``
+into a ``StackParams``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +51,7 @@ import numpy as np
 
 from jaxrnn import registry
 from jaxrnn.cells import GRU_GATE_ORDER, LSTM_GATE_ORDER
+from jaxrnn.stack import StackParams
 from jaxrnn.typing import ArrayLike, DTypeLike, Params
 
 FLAX_LSTM_GATE_ORDER = ("i", "f", "g", "o")
@@ -303,7 +309,7 @@ def _build(kind, Wxh, Whh, bh, bhn, Why, by, dtype):
 # -------------------------------------------------------------------------------------------------- PyTorch
 
 
-def to_torch(params, *, layer: int = 0) -> dict:
+def to_torch(params: Params, *, layer: int = 0) -> dict:
     """``torch.nn.RNN``/``LSTM``/``GRU`` state-dict entries of one layer, as NumPy arrays (use
     ``{k: torch.from_numpy(v) for ...}`` and ``load_state_dict(..., strict=False)`` for further layers)."""
     kind = registry.builtin_cell_name(params)
@@ -323,15 +329,80 @@ def to_torch(params, *, layer: int = 0) -> dict:
     }
 
 
-def from_torch(state_dict, *, layer: int = 0, Why=None, by=None, dtype=None):
-    """jaxrnn parameters from one layer of a ``torch.nn.RNN`` (tanh), ``LSTM`` or ``GRU`` state dict (the
-    cell is told apart by ``weight_ih`` having ``H``, ``4H`` or ``3H`` rows); biases default to zero when the
-    module was built with ``bias=False``."""
-    names = [f"{w}_l{layer}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+_TORCH_WEIGHT = re.compile(r"^(?P<prefix>.*?)weight_ih_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
+
+
+def _torch_module(state_dict: Mapping, prefix: str | None, where: str) -> tuple[str, list[int], bool]:
+    """The key prefix, layer numbers and bidirectionality of the one recurrent module in ``state_dict``."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"{where}: state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    layers: dict[str, set[int]] = {}
+    bidirectional: set[str] = set()
+    for key in state_dict:
+        found = _TORCH_WEIGHT.match(str(key))
+        if found:
+            layers.setdefault(found["prefix"], set()).add(int(found["layer"]))
+            if found["reverse"]:
+                bidirectional.add(found["prefix"])
+    if prefix is not None:
+        prefix = prefix.rstrip(".") + "." if prefix else ""
+        if prefix not in layers:
+            raise KeyError(f"{where}: no {prefix}weight_ih_l0 in the state dict (keys: {sorted(state_dict)})")
+    elif len(layers) > 1:
+        raise ValueError(
+            f"{where}: the state dict holds {len(layers)} recurrent modules (key prefixes {sorted(layers)}); "
+            "pass prefix= to choose one"
+        )
+    elif not layers:
+        raise KeyError(f"{where}: no weight_ih_l0/weight_hh_l0 in the state dict (keys: {sorted(state_dict)})")
+    else:
+        (prefix,) = layers
+    if f"{prefix}weight_hr_l0" in state_dict:
+        raise ValueError(f"{where}: {prefix}weight_hr_l0 is an LSTM with proj_size > 0, which jaxrnn's LSTM has not")
+    return prefix, sorted(layers[prefix]), prefix in bidirectional
+
+
+def _as_numpy(value) -> np.ndarray:
+    return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+
+
+def from_torch(
+    state_dict: Mapping,
+    *,
+    layer: int = 0,
+    prefix: str | None = None,
+    direction: Literal["forward", "reverse"] | None = None,
+    Why: ArrayLike | None = None,
+    by: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+) -> Params:
+    """jaxrnn parameters from one layer of a ``torch.nn.RNN`` (tanh), ``LSTM`` or ``GRU`` state dict.
+
+    The cell is told apart by ``weight_ih`` having ``H``, ``4H`` or ``3H`` rows; biases default to zero when the
+    module was built with ``bias=False``.
+
+    Args:
+      state_dict: the module's ``state_dict()``, or a model's whose keys carry the module's name as a prefix.
+      layer: which layer (``..._l{layer}`` keys); ``stack_from_torch`` takes them all.
+      prefix: the module's key prefix (``"lstm."`` or ``"lstm"``); found by itself when the state dict holds one
+        recurrent module.
+      direction: of a bidirectional module (``..._reverse`` keys), which one: ``"forward"`` or ``"reverse"``
+        (run both with ``jaxrnn.unroll_bidirectional``); must be left out for a unidirectional one.
+      Why, by: the readout ``(V, H)``, ``(V,)`` (a ``torch.nn.Linear``'s ``weight`` and ``bias``), or none.
+    """
+    prefix, _, bidirectional = _torch_module(state_dict, prefix, "from_torch")
+    if bidirectional and direction not in ("forward", "reverse"):
+        raise ValueError(
+            f"from_torch: {prefix}weight_ih_l{layer}_reverse: the module is bidirectional; pass direction='forward' "
+            f"or 'reverse' (got {direction!r}) and run both with jaxrnn.unroll_bidirectional"
+        )
+    if not bidirectional and direction is not None:
+        raise ValueError(f"from_torch: direction={direction!r} is for a bidirectional module; this one is not")
+    suffix = f"_l{layer}" + ("_reverse" if direction == "reverse" else "")
+    names = [f"{prefix}{w}{suffix}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     if names[0] not in state_dict or names[1] not in state_dict:
         raise KeyError(f"from_torch: no {names[0]}/{names[1]} in the state dict (keys: {sorted(state_dict)})")
-    arr = lambda v: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-    W_ih, W_hh = arr(state_dict[names[0]]), arr(state_dict[names[1]])
+    W_ih, W_hh = _as_numpy(state_dict[names[0]]), _as_numpy(state_dict[names[1]])
     H = W_hh.shape[1]
     rows = W_ih.shape[0]
     kinds = {H: "rnn", 3 * H: "gru", 4 * H: "lstm"}
@@ -341,8 +412,8 @@ def from_torch(state_dict, *, layer: int = 0, Why=None, by=None, dtype=None):
             "RNN, GRU or LSTM layer (rows H, 3H or 4H)"
         )
     kind = kinds[rows]
-    b_ih = arr(state_dict[names[2]]) if names[2] in state_dict else np.zeros(rows, W_ih.dtype)
-    b_hh = arr(state_dict[names[3]]) if names[3] in state_dict else np.zeros(rows, W_ih.dtype)
+    b_ih = _as_numpy(state_dict[names[2]]) if names[2] in state_dict else np.zeros(rows, W_ih.dtype)
+    b_hh = _as_numpy(state_dict[names[3]]) if names[3] in state_dict else np.zeros(rows, W_ih.dtype)
     if kind == "lstm":
         W_ih, W_hh, bh = (_stack(_blocks(a, TORCH_LSTM_GATE_ORDER), LSTM_GATE_ORDER) for a in (W_ih, W_hh, b_ih + b_hh))
         return _build(kind, W_ih, W_hh, bh, None, Why, by, dtype)
@@ -351,3 +422,48 @@ def from_torch(state_dict, *, layer: int = 0, Why=None, by=None, dtype=None):
         bh[: 2 * H] += b_hh[: 2 * H]  # r and z: the two biases are simply summed
         return _build(kind, W_ih, W_hh, bh, b_hh[2 * H :], Why, by, dtype)
     return _build(kind, W_ih, W_hh, b_ih + b_hh, None, Why, by, dtype)
+
+
+def stack_from_torch(
+    state_dict: Mapping,
+    *,
+    prefix: str | None = None,
+    Why: ArrayLike | None = None,
+    by: ArrayLike | None = None,
+    embedding: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+) -> StackParams:
+    """A ``StackParams`` with one layer per layer of a (multi-layer) ``torch.nn.RNN``, ``LSTM`` or ``GRU``.
+
+    Run it with ``jaxrnn.unroll(jaxrnn.step_for(stack), stack, jaxrnn.initial_carry(stack, (B,)), xs)``; torch's
+    ``dropout`` between layers is a training option, not a weight (``jaxrnn.unroll(..., dropout=)``).
+
+    Args:
+      state_dict, prefix: as for ``from_torch``. A bidirectional module is refused (``ValueError``): its upper
+        layers read both directions, which a stack of one-direction layers cannot.
+      Why, by: the readout ``(V, H_top)``, ``(V,)`` (a ``torch.nn.Linear``'s ``weight`` and ``bias``), or none
+        (``StackParams.Why = by = None``: ``jaxrnn.unroll`` runs it, a loss needs a readout).
+      embedding: an ``nn.Embedding``'s ``weight (V_in, E)`` for token ids, stored transposed as jaxrnn's
+        ``(E, V_in)``; ``E`` must be layer 0's input size.
+    """
+    prefix, numbers, bidirectional = _torch_module(state_dict, prefix, "stack_from_torch")
+    if bidirectional:
+        raise ValueError(
+            f"stack_from_torch: {prefix}weight_ih_l0_reverse: a bidirectional module's upper layers read both "
+            "directions, which a StackParams cannot hold; convert a one-layer module with from_torch(direction=...)"
+        )
+    if numbers != list(range(len(numbers))):
+        raise ValueError(f"stack_from_torch: the layers are numbered {numbers}; expected 0 to {len(numbers) - 1}")
+    layers = tuple(from_torch(state_dict, layer=l, prefix=prefix, dtype=dtype) for l in numbers)
+    layer_dtype = layers[0].Whh.dtype
+    Why, by = _readout(Why, by, layers[-1].Whh.shape[1], layer_dtype)
+    if embedding is not None:
+        table = _as_numpy(embedding)
+        D = layers[0].Wxh.shape[1]
+        if table.ndim != 2 or table.shape[1] != D:
+            raise ValueError(
+                f"stack_from_torch: embedding has shape {table.shape}; expected an nn.Embedding weight (V_in, {D}) "
+                f"whose width is layer 0's input size {D}"
+            )
+        embedding = jnp.asarray(table.T, layer_dtype)
+    return StackParams(layers, Why, by, embedding)
