@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._checks import positive_int, token_ids_out_of_range
-from jaxrnn.typing import Array, ArrayLike
+from jaxrnn.typing import Array, ArrayLike, Params
 
 
 LSTM_GATE_ORDER = ("i", "f", "o", "g")
@@ -346,6 +346,14 @@ def gru_step(params: GRUParams, h: Array, x: Array) -> tuple[Array, Array]:
     return gru_cell(params, h, input_projection(params.Wxh, x))
 
 
-def readout(params, h: Array) -> Array:
-    """Scores ``y = Why h + by``: ``h (..., H)`` -> ``y (..., V)`` (any number of leading axes, e.g. ``hs``)."""
+def readout(params: Params, h: Array) -> Array:
+    """Scores ``y = Why h + by``: ``h (..., H)`` -> ``y (..., V)`` (any number of leading axes, e.g. ``hs``).
+
+    A stack layer has no readout (``Why = by = None``; its stack reads out): ``ValueError``.
+    """
+    if params.Why is None or params.by is None:
+        raise ValueError(
+            f"readout: these {type(params).__name__} have no readout (Why is None): a stack layer's output is read "
+            "out by its stack (StackParams.Why, by)"
+        )
     return h @ params.Why.T + params.by

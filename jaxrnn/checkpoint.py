@@ -20,7 +20,9 @@ from jaxrnn.data import DataError
 
 FORMAT = 2
 """Format of the checkpoints this version writes: 2 since jaxrnn 0.2 (the model is a ``StackParams``); format 1
-(jaxrnn 0.1) is still read by ``jaxrnn.lm.load_model``."""
+(jaxrnn 0.1) is still read by ``jaxrnn.lm.load_model``. A stack layer's missing readout is stored as ``None``, as
+it is held in memory; jaxrnn 0.2 and 0.3 held it as zero-size arrays and stripped them when saving, which wrote the
+same files."""
 READABLE_FORMATS = (1, 2)
 
 
@@ -129,13 +131,16 @@ class CheckpointStore:
 
 
 def _without_empty(tree):
-    """``tree`` with every zero-size array (a stack layer's empty readout) replaced by ``None``: orbax refuses to
-    save arrays of size zero, and their contents are known from the shape alone."""
+    """``tree`` with every zero-size array replaced by ``None``: orbax refuses to save arrays of size zero, and
+    their contents are known from the shape alone. jaxrnn's own pytrees hold none (a stack layer's missing
+    readout is ``None``), but parameters in jaxrnn 0.3's spelling (``Why (0, H)``, ``by (0,)``) still save, to
+    the same files as 0.3 wrote."""
     return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
 
 
 def _with_empty(restored, template):
-    """``restored`` (read with ``_without_empty(template)``) with the zero-size arrays of ``template`` put back."""
+    """``restored`` (read with ``_without_empty(template)``) with the zero-size arrays of ``template`` put back,
+    so that a template in 0.3's spelling gets its own structure back."""
     by_path = dict(jax.tree_util.tree_flatten_with_path(restored)[0])
     return jax.tree_util.tree_map_with_path(
         lambda path, t: np.zeros(t.shape, t.dtype) if t.size == 0 else by_path[path], template

@@ -7,8 +7,9 @@ time step; the readout reads the top layer::
     x_t = embedding[:, id_t]  (optional)
     h^0_t = cell_0(h^0_{t-1}, x_t)     h^l_t = cell_l(h^l_{t-1}, dropout(h^{l-1}_t))     y_t = Why h^top_t + by
 
-Each layer is an ordinary ``RNNParams``, ``LSTMParams`` or ``GRUParams`` (or a registered cell of your own) whose
-own readout is empty (``Why (0, H_l)``, ``by (0,)``): the stack has one readout, ``StackParams.Why (V, H_top)``.
+Each layer is an ordinary ``RNNParams``, ``LSTMParams`` or ``GRUParams`` (or a registered cell of your own) with
+no readout of its own (``Why = by = None``): the stack has one readout, ``StackParams.Why (V, H_top)``. ``None``
+is an empty pytree node, so ``jax.tree.map``, ``jax.jit``, optax and orbax pass over it.
 ``stack_step`` is a step like any other, so ``unroll``, ``sequence_loss``, ``make_train_step`` and ``sample``
 take a stack unchanged. ``unroll_layers`` runs the same model layer after layer over a whole sequence, which is
 what dropout between layers and the fused recurrence need; a test pins the two orders equal.
@@ -17,36 +18,37 @@ what dropout between layers and the fused recurrence need; a test pins the two o
 from __future__ import annotations
 
 from typing import Any, NamedTuple
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from jaxrnn import cells, registry
 from jaxrnn._checks import non_negative_int
-from jaxrnn.typing import Array
+from jaxrnn.typing import Array, DTypeLike, Params, PRNGKey
 
 
 class StackParams(NamedTuple):
-    """``layers``: a tuple of cell parameters, bottom first; ``Why (V, H_top)``, ``by (V,)``: the readout;
-    ``embedding (E, V_in)`` or ``None``: looked up for token ids before layer 0."""
+    """``layers``: a tuple of cell parameters, bottom first, each with ``Why = by = None`` (the stack reads out);
+    ``Why (V, H_top)``, ``by (V,)``: the readout; ``embedding (E, V_in)`` or ``None``: looked up for token ids
+    before layer 0."""
 
-    layers: tuple
+    layers: tuple[Params, ...]
     Why: Array
     by: Array
     embedding: Array | None = None
 
 
 def init_stack(
-    key,
+    key: PRNGKey,
     input_size: int,
-    hidden_sizes,
+    hidden_sizes: Sequence[int],
     output_size: int,
     *,
-    cell="lstm",
+    cell: str | Sequence[str] = "lstm",
     init: str = "default",
     embed_size: int = 0,
-    dtype=jnp.float32,
+    dtype: DTypeLike = jnp.float32,
 ) -> StackParams:
     """A stack of ``len(hidden_sizes)`` layers.
 
@@ -73,7 +75,7 @@ def init_stack(
     layers, below = [], embed_size or input_size
     for k, make, H in zip(keys, inits, hidden_sizes):
         p = make(k, below, H, output_size, init=init, dtype=dtype)
-        layers.append(p._replace(Why=jnp.zeros((0, H), dtype), by=jnp.zeros((0,), dtype)))
+        layers.append(p._replace(Why=None, by=None))  # the stack reads out: with the top layer's drawn readout
         last = p
         below = H
     embedding = None

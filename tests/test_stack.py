@@ -91,3 +91,38 @@ def test_bad_stacks_fail_with_one_clear_line():
         stack_step(params, jnp.zeros((B, 4)), jnp.zeros(B, jnp.int32))
     with pytest.raises(TypeError, match="StackParams"):
         stack_step(params.layers[0], (), jnp.zeros(B, jnp.int32))
+
+
+def test_a_stack_layer_has_no_readout_and_every_transformation_passes_over_it():
+    """A layer's ``Why``/``by`` are ``None`` (empty pytree nodes): ``jax.tree.map``, ``jit``, ``grad`` and optax
+    keep them ``None``, and reading a layer out is a one-line error."""
+    params = init_stack(jax.random.key(4), V, (5, 6), V, cell=("gru", "lstm"), embed_size=3)
+    assert all(layer.Why is None and layer.by is None for layer in params.layers)
+    assert params.Why.shape == (V, 6) and params.by.shape == (V,)
+    n_leaves = 4 + 3 + 2  # GRU: Wxh, Whh, bh, bhn; LSTM: Wxh, Whh, bh; the readout
+    assert len(jax.tree.leaves(params)) == n_leaves + 1  # and the embedding
+    doubled = jax.jit(lambda p: jax.tree.map(lambda a: 2 * a, p))(params)
+    assert doubled.layers[1].Why is None
+    np.testing.assert_array_equal(doubled.layers[1].Whh, 2 * params.layers[1].Whh)
+    xs, targets = _data(4)
+    grads = jax.grad(lambda p: jaxrnn.sequence_loss(p, jaxrnn.initial_carry(p, (B,)), xs, targets)[0])(params)
+    assert grads.layers[0].Why is None and float(jnp.abs(grads.layers[0].Whh).max()) > 0
+    optimizer = optax.adamw(1e-2)
+    state = optimizer.init(params)
+    updates, _ = optimizer.update(grads, state, params)
+    assert state[0].mu.layers[0].by is None and updates.layers[1].Why is None
+    with pytest.raises(ValueError, match="have no readout") as e:
+        jaxrnn.cells.readout(params.layers[0], jnp.zeros((B, 5)))
+    assert "\n" not in str(e.value)
+
+
+def test_a_stack_s_layers_are_drawn_as_lone_cells():
+    """Layer l is ``init`` of its cell with ``split(key)[l]`` (less its readout); the stack's readout is the top
+    layer's."""
+    key = jax.random.key(5)
+    params = init_stack(key, V, (4, 3), V, cell="rnn", init="lecture")
+    k0, k1 = jax.random.split(key, 2)
+    lone0, lone1 = jaxrnn.init_rnn(k0, V, 4, V, init="lecture"), jaxrnn.init_rnn(k1, 4, 3, V, init="lecture")
+    np.testing.assert_array_equal(params.layers[0].Wxh, lone0.Wxh)
+    np.testing.assert_array_equal(params.layers[1].Whh, lone1.Whh)
+    np.testing.assert_array_equal(params.Why, lone1.Why)

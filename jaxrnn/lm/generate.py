@@ -70,16 +70,12 @@ def _from_format_1(store, step: int, template, optimizer):
     from jaxrnn.lm.model import TrainState
 
     p = template.params
-    old_params = _CharLMParamsV1(
-        p.embedding, tuple(layer._replace(Why=None, by=None) for layer in p.layers), p.Why, p.by
-    )
+    old_params = _CharLMParamsV1(p.embedding, p.layers, p.Why, p.by)  # the layers: Why = by = None then and now
     old = TrainState(
         old_params, jax.eval_shape(optimizer.init, old_params), template.carry, template.key, template.step
     )
     restored = store.restore(step, old).params
-    empty = lambda s: np.zeros(s.shape, s.dtype)  # a stack layer's readout is (0, H)
-    layers = tuple(layer._replace(Why=empty(t.Why), by=empty(t.by)) for layer, t in zip(restored.layers, p.layers))
-    return p._replace(layers=layers, Why=restored.Why, by=restored.by, embedding=restored.embedding)
+    return p._replace(layers=restored.layers, Why=restored.Why, by=restored.by, embedding=restored.embedding)
 
 
 def generate_text(
