@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeGuard
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
 
-def positive_int(name: str, value, *, error: type[Exception] = ValueError) -> int:
+def positive_int(name: str, value: object, *, error: Callable[[str], Exception] = ValueError) -> int:
     """``value`` if it is an ``int`` (not a ``bool``) greater than zero, else ``error`` naming ``name``."""
     if not _is_int(value) or value <= 0:
         raise error(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
-def non_negative_int(name: str, value, *, error: type[Exception] = ValueError) -> int:
+def non_negative_int(name: str, value: object, *, error: Callable[[str], Exception] = ValueError) -> int:
     """``value`` if it is an ``int`` (not a ``bool``) of at least zero, else ``error`` naming ``name``."""
     if not _is_int(value) or value < 0:
         raise error(f"{name} must be a non-negative integer, got {value!r}")
     return int(value)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
@@ -36,7 +39,7 @@ def is_token_ids(x: object) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.integer)
 
 
-def token_ids_out_of_range(name: str, ids, V: int):
+def token_ids_out_of_range(name: str, ids: Any, V: int) -> jax.Array | None:
     """Check that every id of ``ids`` lies in ``[0, V)``.
 
     With known values: raises ``ValueError`` naming ``name``, the range found and ``V``; returns ``None``.
@@ -55,7 +58,7 @@ def token_ids_out_of_range(name: str, ids, V: int):
     return bad
 
 
-def nan_if(bad, tree):
+def nan_if(bad: jax.Array | None, tree: Any) -> Any:
     """``tree`` with every float leaf multiplied by NaN where the traced boolean ``bad`` is true (by 1 elsewhere).
 
     A product, not a ``where``: its derivative is NaN too, so every gradient that flows through ``tree`` is NaN
@@ -68,7 +71,7 @@ def nan_if(bad, tree):
     return jax.tree.map(lambda a: a * scale.astype(a.dtype) if floating(a) else a, tree)
 
 
-def any_of(*flags):
+def any_of(*flags: jax.Array | None) -> jax.Array | None:
     """The logical or of the traced booleans among ``flags`` (``None`` where none is traced)."""
     flags = [f for f in flags if f is not None]
     if not flags:

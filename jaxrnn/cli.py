@@ -13,6 +13,8 @@ import dataclasses
 import itertools
 import os
 import sys
+from collections.abc import Callable, Iterable
+from typing import NoReturn, TypeVar
 
 from jaxrnn.data import CORPORA, DataError
 from jaxrnn.distributed import EXIT_LOST, HEARTBEAT_TIMEOUT, DistributedError
@@ -42,12 +44,15 @@ def _message(error: Exception) -> str:
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump) and exit status 2."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def _number(kind, what):
-    def parse(text):
+_Number = TypeVar("_Number", int, float)
+
+
+def _number(kind: Callable[[str], _Number], what: str) -> Callable[[str], _Number]:
+    def parse(text: str) -> _Number:
         try:
             return kind(text)
         except ValueError:
@@ -241,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_command(args) -> int:
+def _train_command(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     config = RunConfig(**given)
@@ -306,14 +311,14 @@ def _train_command(args) -> int:
     return EXIT_OK
 
 
-def _stream(pieces) -> None:
+def _stream(pieces: Iterable[str]) -> None:
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
 
 
-def _sample_command(args) -> int:
+def _sample_command(args: argparse.Namespace) -> int:
     from jaxrnn.lm.generate import generate_text, load_model
 
     params, vocab, meta = load_model(args.out, args.checkpoint)

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 
 class DataError(ValueError):
@@ -127,7 +128,7 @@ class Vocabulary:
                 + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
             ) from None
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: npt.ArrayLike) -> str:
         """The text for ids ``(N,)``."""
         return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
 
@@ -136,7 +137,9 @@ SPLIT = (0.90, 0.05, 0.05)
 """Train, validation and test fractions of a text, taken as contiguous pieces in that order."""
 
 
-def split_ids(ids, fractions: tuple[float, float, float] = SPLIT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_ids(
+    ids: npt.ArrayLike, fractions: tuple[float, float, float] = SPLIT
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut ids ``(N,)`` into contiguous train, validation and test pieces (no shuffling: the text's order is kept
     inside each piece and no piece sees another's characters)."""
     ids = np.asarray(ids)

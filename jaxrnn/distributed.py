@@ -20,8 +20,12 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import NoReturn
 
 import numpy as np
+import numpy.typing as npt
+
+from jaxrnn.typing import PyTree
 
 HEARTBEAT_TIMEOUT = 100
 """Seconds without a heartbeat after which a process is declared dead (``jax.distributed``'s default)."""
@@ -102,7 +106,7 @@ EXIT_LOST = 3
 """Exit status of a process that stopped because another process (or the coordinator) stopped answering."""
 
 
-def exit_lost(*status) -> None:
+def exit_lost(*status: object) -> NoReturn:
     """Stop this process because a collective lost another process: one line on stderr, exit status
     ``EXIT_LOST``, skipping ``jax.distributed``'s shutdown (which would wait for the lost process and then abort
     with a page of logs)."""
@@ -126,7 +130,7 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-def agree(values) -> np.ndarray:
+def agree(values: npt.ArrayLike) -> np.ndarray:
     """Process 0's ``values`` (a 1-D float64 vector), on every process: the decisions taken from a clock."""
     import jax
 
@@ -138,7 +142,7 @@ def agree(values) -> np.ndarray:
     return np.asarray(multihost_utils.broadcast_one_to_all(values))
 
 
-def to_host(tree):
+def to_host(tree: PyTree) -> PyTree:
     """A tree of replicated arrays as NumPy arrays on this process (each process reads its own copy)."""
     import jax
 

@@ -23,20 +23,24 @@ The lecture's claims, which these functions measure (``experiments/vanishing_gra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
 from jaxrnn.cells import LSTM_GATE_ORDER, LSTMCarry, LSTMParams, RNNParams, input_projection, lstm_step
+from jaxrnn.typing import Array, ArrayLike, Carry, DTypeLike, Method, Params, PRNGKey, PyTree, Step
 from jaxrnn.unrolling import unroll
 
 
-def scaled_orthogonal(key, hidden_size: int, scale: float, dtype=jnp.float32) -> jax.Array:
+def scaled_orthogonal(key: PRNGKey, hidden_size: int, scale: float, dtype: DTypeLike = jnp.float32) -> Array:
     """``Whh = scale * Q`` with ``Q (H, H)`` a random orthogonal matrix: every singular value equals ``scale``."""
     Q = jax.nn.initializers.orthogonal()(key, (hidden_size, hidden_size), dtype)
     return jnp.asarray(scale, dtype) * Q
 
 
-def linear_rnn_step(params: RNNParams, h, x):
+def linear_rnn_step(params: RNNParams, h: Array, x: Array) -> tuple[Array, Array]:
     """The vanilla RNN without its tanh: ``h_t = Wxh x_t + Whh h_{t-1} + bh``; returns ``(h_t, h_t)``.
 
     Takes ``RNNParams``; pass it explicitly as ``step=`` (``step_for`` maps ``RNNParams`` to ``rnn_step``).
@@ -45,7 +49,7 @@ def linear_rnn_step(params: RNNParams, h, x):
     return h, h
 
 
-def lstm_cell_path_step(params: LSTMParams, carry: LSTMCarry, x):
+def lstm_cell_path_step(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
     """``lstm_step`` with the gates blind to gradients through ``h_{t-1}`` (``stop_gradient``): same values.
 
     The only route left from ``c_{t-1}`` to ``c_t`` is ``c_t = f_t * c_{t-1} + i_t * g_t``, so differentiating
@@ -81,7 +85,9 @@ def _perturbed_unroll(step, params, carry, xs, eps, part, method):
     return unroll(perturbed_step, params, carry, (xs, eps), method=method)
 
 
-def final_state_jacobians(step, params, carry, xs, *, part: str | None = None, method: str = "scan"):
+def final_state_jacobians(
+    step: Step, params: Params, carry: Carry, xs: PyTree, *, part: str | None = None, method: Method = "scan"
+) -> Array:
     """``dh_T/dh_t`` for t = 0..T-1 of one sequence, by ``jax.jacrev`` through the unrolled scan.
 
     Args:
@@ -96,7 +102,16 @@ def final_state_jacobians(step, params, carry, xs, *, part: str | None = None, m
     return jnp.moveaxis(jax.jacrev(final)(eps), -2, 0)  # (H, T, H) -> (T, H, H)
 
 
-def state_gradients(step, params, carry, xs, loss_of_outputs, *, part: str | None = None, method: str = "scan"):
+def state_gradients(
+    step: Step,
+    params: Params,
+    carry: Carry,
+    xs: PyTree,
+    loss_of_outputs: Callable[[Any, Carry], Array],
+    *,
+    part: str | None = None,
+    method: Method = "scan",
+) -> PyTree:
     """``dL/dh_t`` for t = 0..T-1 (one ``jax.vjp``), where ``L = loss_of_outputs(hs, carry_T)``.
 
     Works on a batch: carry ``(B, H)``, xs ``(T, B, ...)`` give ``(T, B, H)``; each sample's loss only
@@ -113,12 +128,14 @@ def state_gradients(step, params, carry, xs, loss_of_outputs, *, part: str | Non
     return vjp(jnp.ones_like(value))[0]
 
 
-def by_lag(per_time):
+def by_lag(per_time: Array) -> Array:
     """Reorder ``(..., T)`` values indexed by ``t = 0..T-1`` into lags ``1..T`` (``T - t``), lag on the last axis."""
     return jnp.flip(per_time, axis=-1)
 
 
-def lag_norms(step, params, carry, xs, *, part: str | None = None, method: str = "scan"):
+def lag_norms(
+    step: Step, params: Params, carry: Carry, xs: PyTree, *, part: str | None = None, method: Method = "scan"
+) -> Array:
     """Spectral norms ``||dh_T/dh_{T-k}||_2`` for a batch: carry ``(B, H)``, xs ``(T, B, ...)`` -> ``(B, T)``.
 
     Column ``k - 1`` is lag ``k`` (1..T). The 2-norm is the largest singular value, the quantity bounded by
@@ -129,7 +146,7 @@ def lag_norms(step, params, carry, xs, *, part: str | None = None, method: str =
     return by_lag(jnp.linalg.norm(J, ord=2, axis=(-2, -1)))
 
 
-def forget_gates(params: LSTMParams, carry: LSTMCarry, xs):
+def forget_gates(params: LSTMParams, carry: LSTMCarry, xs: Array) -> Array:
     """The forget gates ``f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f)`` for t = 1..T: ``(T, ..., H)``.
 
     Written from the gate equation (not from a derivative), so it is an independent check of
@@ -143,7 +160,7 @@ def forget_gates(params: LSTMParams, carry: LSTMCarry, xs):
     return jax.nn.sigmoid(z_f)
 
 
-def forget_gate_products(f):
+def forget_gate_products(f: Array) -> Array:
     """``P[t] = f_{t+1} * ... * f_T`` for t = 0..T-1 from ``f (T, ..., H)`` (``f[t]`` is ``f_{t+1}``).
 
     This is the diagonal of the cell-path Jacobian ``dc_T/dc_t``; multiplied from ``f_T`` backwards, the order
@@ -152,7 +169,7 @@ def forget_gate_products(f):
     return jnp.flip(jnp.cumprod(jnp.flip(f, axis=0), axis=0), axis=0)
 
 
-def log_norm_slope(lags, norms):
+def log_norm_slope(lags: ArrayLike, norms: Array) -> Array:
     """Least-squares slope of ``ln(norms)`` against ``lags`` (``ln s`` for the linear RNN with ``Whh = s Q``)."""
     lags = jnp.asarray(lags, jnp.result_type(norms))
     y = jnp.log(norms)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Any
 
 
-def append_metrics(path: str | os.PathLike, record: dict) -> None:
+def append_metrics(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     """Append ``record`` as one JSON line (flushed, so a crash loses at most the line being written)."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every record of a JSONL file; a torn last line (a crash mid-write) is skipped."""
     if not os.path.exists(path):
         return []
@@ -27,7 +28,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def truncate_after(path: str | os.PathLike, step: int) -> None:
+def truncate_after(path: str | os.PathLike[str], step: int) -> None:
     """Drop records of steps after ``step`` (resuming from a checkpoint older than the last log line)."""
     records = [r for r in read_metrics(path) if r.get("step", 0) <= step]
     tmp = f"{path}.tmp"
@@ -36,7 +37,7 @@ def truncate_after(path: str | os.PathLike, step: int) -> None:
     os.replace(tmp, path)
 
 
-def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = "") -> None:
+def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike[str], *, title: str = "") -> None:
     """Train and validation loss (nats per character) against update step, saved as a PNG."""
     import matplotlib
 

@@ -57,16 +57,17 @@ residual and flag (a batched ``while_loop`` runs until the slowest example is do
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jaxrnn.typing import Array
+from jaxrnn.typing import Adjoint, Array, Carry, DTypeLike, Jacobian, Params, PyTree, Step
 
 
-JACOBIANS = ("full", "diagonal")
-ADJOINTS = ("parallel", "sequential")
+JACOBIANS: tuple[Jacobian, ...] = get_args(Jacobian)
+ADJOINTS: tuple[Adjoint, ...] = get_args(Adjoint)
 _DIAGONAL_CHUNK_ENTRIES = 2**24  # Jacobian entries alive at once while "diagonal" reduces n x n blocks
 
 
@@ -82,15 +83,15 @@ class NewtonResult(NamedTuple):
     recurrence's states and may be ``inf``/``nan``; ``residual`` then says how far off they are.
     """
 
-    carry: Any
-    hs: Any
-    states: Any
+    carry: Carry
+    hs: Array
+    states: Carry
     iterations: Array
     residual: Array
     converged: Array
 
 
-def default_tolerance(dtype) -> float:
+def default_tolerance(dtype: DTypeLike) -> float:
     """``8 eps`` of ``dtype``: about ``9.5e-7`` in float32, ``1.8e-15`` in float64 (relative to ``max(1, |s|)``)."""
     return 8 * float(jnp.finfo(dtype).eps)
 
@@ -106,7 +107,10 @@ def _check_options(jacobian, damping, max_iter, adjoint):
         raise ValueError(f"newton_unroll: max_iter must be a non-negative integer, got {max_iter!r}")
 
 
-def _affine_combine(diagonal: bool):
+_Affine = tuple[Array, Array]
+
+
+def _affine_combine(diagonal: bool) -> Callable[[_Affine, _Affine], _Affine]:
     """Compose ``d -> A1 d + b1`` (earlier) with ``d -> A2 d + b2`` (later): ``(A2 A1, A2 b1 + b2)``."""
 
     def combine(earlier, later):
@@ -139,7 +143,13 @@ def _flat_step(step, unravel):
     return f
 
 
-def _values_and_jacobians(f, params, S_prev, xs, diagonal: bool):
+def _values_and_jacobians(
+    f: Callable[[Params, Array, PyTree], tuple[Array, PyTree]],
+    params: Params,
+    S_prev: Array,
+    xs: PyTree,
+    diagonal: bool,
+) -> tuple[Array, Array]:
     """``F_t = f(s_{t-1}, x_t)`` and ``J_t`` (``(T, n, n)``, or its diagonal ``(T, n)``) for all t at once."""
 
     def one(s, x):
@@ -247,18 +257,18 @@ def _make_solver(f, *, diagonal, damping, tol, max_iter, adjoint):
 
 
 def newton_unroll(
-    step,
-    params,
-    carry,
-    xs,
+    step: Step,
+    params: Params,
+    carry: Carry,
+    xs: PyTree,
     *,
-    jacobian: str = "full",
+    jacobian: Jacobian = "full",
     damping: float = 0.0,
-    tol=None,
-    max_iter=None,
-    init=None,
-    adjoint: str = "parallel",
-    batch_ndim=None,
+    tol: float | None = None,
+    max_iter: int | None = None,
+    init: Carry | None = None,
+    adjoint: Adjoint = "parallel",
+    batch_ndim: int | None = None,
 ) -> NewtonResult:
     """``unroll(step, params, carry, xs)`` computed by Newton's method in parallel over time (DEER).
 
@@ -279,7 +289,7 @@ def newton_unroll(
     Returns: a ``NewtonResult``; ``(result.carry, result.hs)`` equals ``unroll(step, params, carry, xs)``.
     """
     _check_options(jacobian, damping, max_iter, adjoint)
-    leaves = jax.tree.leaves(carry)
+    leaves: list[Array] = jax.tree.leaves(carry)
     if not leaves:
         raise ValueError("newton_unroll: the carry has no arrays")
     if batch_ndim is None:
@@ -357,16 +367,18 @@ class NewtonSolver:
     ``xs = (xs, mask)``, as for the scan; ``remat`` and ``unroll`` do not apply.
     """
 
-    jacobian: str = "full"
+    jacobian: Jacobian = "full"
     damping: float = 0.0
     tol: float | None = None
     max_iter: int | None = None
-    adjoint: str = "parallel"
+    adjoint: Adjoint = "parallel"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_options(self.jacobian, self.damping, self.max_iter, self.adjoint)
 
-    def __call__(self, step, params, carry, xs, *, init=None) -> NewtonResult:
+    def __call__(
+        self, step: Step, params: Params, carry: Carry, xs: PyTree, *, init: Carry | None = None
+    ) -> NewtonResult:
         return newton_unroll(
             step,
             params,
@@ -380,7 +392,7 @@ class NewtonSolver:
             adjoint=self.adjoint,
         )
 
-    def unroll(self, step, params, carry, xs):
+    def unroll(self, step: Step, params: Params, carry: Carry, xs: PyTree) -> tuple[Carry, Array]:
         """``(carry_T, hs)``, like ``jaxrnn.unroll(step, params, carry, xs)``."""
         result = self(step, params, carry, xs)
         return result.carry, result.hs

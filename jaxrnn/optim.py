@@ -10,20 +10,22 @@ written out here (``scale_by_lecture_adagrad``) rather than borrowed.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 import optax
 
-CLIP_MODES = ("value", "global_norm")
-OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
+from jaxrnn.typing import ClipMode, OptimizerName, PyTree
+
+CLIP_MODES: tuple[ClipMode, ...] = get_args(ClipMode)
+OPTIMIZERS: tuple[OptimizerName, ...] = get_args(OptimizerName)
 
 
 class LectureAdagradState(NamedTuple):
     """Sum of squared gradients so far, one array per parameter (min-char-rnn's ``mem``)."""
 
-    mem: Any
+    mem: PyTree
 
 
 def scale_by_lecture_adagrad(eps: float = 1e-8) -> optax.GradientTransformation:
@@ -41,7 +43,7 @@ def scale_by_lecture_adagrad(eps: float = 1e-8) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def clipping(clip: float | None, clip_mode: str = "value") -> optax.GradientTransformation:
+def clipping(clip: float | None, clip_mode: ClipMode = "value") -> optax.GradientTransformation:
     """Elementwise clipping to ``[-clip, clip]`` (the lecture) or rescaling to global norm ``<= clip``
     (the direction is kept, only the length shrinks); ``clip=None`` does nothing."""
     if clip_mode not in CLIP_MODES:
@@ -54,7 +56,11 @@ def clipping(clip: float | None, clip_mode: str = "value") -> optax.GradientTran
 
 
 def lecture_optimizer(
-    learning_rate=0.1, clip: float | None = 5.0, *, clip_mode: str = "value", eps: float = 1e-8
+    learning_rate: optax.ScalarOrSchedule = 0.1,
+    clip: float | None = 5.0,
+    *,
+    clip_mode: ClipMode = "value",
+    eps: float = 1e-8,
 ) -> optax.GradientTransformation:
     """min-char-rnn's optimiser: clip (elementwise by default), then Adagrad with ``mem`` from 0.
 
@@ -66,7 +72,11 @@ def lecture_optimizer(
 
 
 def make_optimizer(
-    name: str, learning_rate, *, clip: float | None = None, clip_mode: str = "global_norm"
+    name: OptimizerName,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    clip: float | None = None,
+    clip_mode: ClipMode = "global_norm",
 ) -> optax.GradientTransformation:
     """Clipping chained with one of ``OPTIMIZERS``: ``adagrad`` (the lecture's), ``adam``, ``rmsprop``, ``sgd``."""
     if name not in OPTIMIZERS:

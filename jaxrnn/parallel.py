@@ -13,15 +13,20 @@ On several hosts, call ``jax.distributed.initialize()`` first and build the mesh
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxrnn.typing import Array, ArrayLike, Carry, Params, PyTree
 
 BATCH_AXIS = "batch"
 """The mesh axis name the batch is split over."""
 
 
-def make_mesh(devices=None) -> Mesh:
+def make_mesh(devices: Iterable[Any] | None = None) -> Mesh:
     """A 1-D mesh named ``BATCH_AXIS`` over ``devices`` (default: all local devices, ``jax.local_devices()``)."""
     devices = jax.local_devices() if devices is None else list(devices)
     if not devices:
@@ -39,12 +44,12 @@ def batch_sharded(mesh: Mesh, batch_axis: int) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*(None,) * batch_axis, BATCH_AXIS))
 
 
-def replicate(mesh: Mesh, tree):
+def replicate(mesh: Mesh, tree: PyTree) -> PyTree:
     """``tree`` (parameters, optimiser state) copied to every device of ``mesh``."""
     return jax.device_put(tree, replicated(mesh))
 
 
-def shard_batch(mesh: Mesh, tree, *, batch_axis: int):
+def shard_batch(mesh: Mesh, tree: PyTree, *, batch_axis: int) -> PyTree:
     """Every leaf of ``tree`` split along ``batch_axis`` over ``mesh``; the batch must divide evenly."""
     n = mesh.devices.size
     for leaf in jax.tree.leaves(tree):
@@ -57,7 +62,15 @@ def shard_batch(mesh: Mesh, tree, *, batch_axis: int):
     return jax.device_put(tree, batch_sharded(mesh, batch_axis))
 
 
-def shard_train_inputs(mesh: Mesh, params, opt_state, carry, xs, targets, mask=None):
+def shard_train_inputs(
+    mesh: Mesh,
+    params: Params,
+    opt_state: PyTree,
+    carry: Carry,
+    xs: PyTree,
+    targets: ArrayLike,
+    mask: ArrayLike | None = None,
+) -> tuple[Params, PyTree, Carry, PyTree, Array, Array | None]:
     """The arguments of a ``make_train_step`` step, placed for data parallelism: parameters and optimiser
     state replicated, ``carry`` split on axis 0, ``xs``/``targets``/``mask`` on axis 1 (time-major)."""
     return (

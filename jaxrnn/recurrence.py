@@ -42,12 +42,14 @@ blocks of one buffer ran several times slower on XLA:CPU; four arrays are the pl
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxrnn.cells import LSTM_GATE_ORDER, LSTMCarry, LSTMParams, RNNParams, lstm_gates, lstm_memory
+from jaxrnn.typing import Array, ArrayLike, Carry, Params
 
 
 class _Layout(NamedTuple):
@@ -70,7 +72,7 @@ def _per_platform(fn, *args):
     )
 
 
-def _copy(layout: _Layout, x):
+def _copy(layout: _Layout, x: Array) -> Array:
     """``x`` as an array of its own when the layout copies transposes (the barrier stops XLA reading a view)."""
     return jax.lax.optimization_barrier(x) if layout.copy_transposes else x
 
@@ -99,7 +101,7 @@ def _pre_activation_grad(a, da):
     return da * (1 - a * a)
 
 
-def _memory(carry_prev, a):
+def _memory(carry_prev: Carry, a: Any) -> tuple[Carry, Array]:
     """``(carry_t, h_t)`` from the activations: ``lstm_memory`` for the LSTM, ``h_t = a`` for the RNN."""
     if isinstance(carry_prev, LSTMCarry):
         c, h = lstm_memory(carry_prev.c, a)
@@ -113,7 +115,9 @@ def _reads_transposed(layout: _Layout, G: int, H: int, rows: int) -> bool:
     return bool(lanes) and rows == 1 and H % lanes != 0 and G % lanes == 0
 
 
-def _recurrent_matmuls(layout: _Layout, Whh, rows):
+def _recurrent_matmuls(
+    layout: _Layout, Whh: Array, rows: int
+) -> tuple[Callable[[Array], Array], Callable[[Array], Array]]:
     """``(term, back)``: ``term(h) = h Whh^T (..., G)`` for the forward loop, ``back(dz) = dz Whh (..., H)``
     for the backward loop, for ``rows`` rows of ``h``."""
     G, H = Whh.shape
@@ -125,18 +129,18 @@ def _recurrent_matmuls(layout: _Layout, Whh, rows):
         )
     if layout.transposed_term:
 
-        def term(h):
+        def term(h: Array) -> Array:
             h_rows = h.reshape(-1, H)
             return jax.lax.optimization_barrier(Whh @ h_rows.T).T.reshape(*h.shape[:-1], G)
     else:
 
-        def term(h):
+        def term(h: Array) -> Array:
             return h @ Whh.T
 
     return term, lambda dz: dz @ Whh
 
 
-def _projector(layout: _Layout, Wxh):
+def _projector(layout: _Layout, Wxh: Array | None) -> Callable[[Array], Array]:
     """``x_t -> Wxh x_t`` inside the loop: the identity for precomputed projections (``Wxh is None``), else a
     lookup of row ``id`` of ``Wxh^T (V, G)``, the same ``jnp.take`` as ``embed``."""
     if Wxh is None:
@@ -145,7 +149,9 @@ def _projector(layout: _Layout, Wxh):
     return lambda ids: jnp.take(table, ids, axis=0)
 
 
-def _forward(layout: _Layout, Whh, bh, carry, xs, Wxh):
+def _forward(
+    layout: _Layout, Whh: Array, bh: Array, carry: Carry, xs: Array, Wxh: Array | None
+) -> tuple[Carry, tuple[Any, Carry]]:
     """Scan the recurrence; keep each step's activations and the carry leaving it.
 
     Returns ``(carry_T, (activations, carries))``, each stacked over ``T``: the LSTM's gates ``(i, f, o, g)``
@@ -188,9 +194,10 @@ def _gates_as_one(z):
     return scale * jax.nn.sigmoid(scale * z) - (scale - 1)
 
 
-def _gate_blocks(a):
+def _gate_blocks(a: Array) -> tuple[Array, Array, Array, Array]:
     """``(i, f, o, g)``, each ``(..., H)``, from the gates stacked in one ``(..., 4H)`` array."""
-    return tuple(jnp.split(a, 4, axis=-1))
+    i, f, o, g = jnp.split(a, 4, axis=-1)
+    return i, f, o, g
 
 
 def _shift_in(first, stacked):
@@ -198,7 +205,15 @@ def _shift_in(first, stacked):
     return jax.tree.map(lambda f, s: jnp.concatenate([f[None], s[:-1]]), first, stacked)
 
 
-def _backward(layout: _Layout, Whh, activations, carries_in, cotangents, ids, Wxh):
+def _backward(
+    layout: _Layout,
+    Whh: Array,
+    activations: Any,
+    carries_in: Carry,
+    cotangents: tuple[Carry, Array],
+    ids: Array | None,
+    Wxh: Any,  # an Array exactly when ids is one
+) -> tuple[Array, Array, Carry, Array, Array | None]:
     """Manual BPTT: ``(dWhh, dbh, d_carry_0, dzs, dWxh)`` from the forward's residuals; ``dzs (T, ..., G)`` is
     also the gradient of precomputed projections ``zxs`` (``dWxh`` only for ids).
 
@@ -223,7 +238,11 @@ def _backward(layout: _Layout, Whh, activations, carries_in, cotangents, ids, Wx
             dWxh_T = dWxh_T.at[ids_t.reshape(-1)].add(dz_rows)
         return (d_carry_prev, dbh, dWxh_T), dz
 
-    init = (d_carry_T, jnp.zeros((G,), Whh.dtype), None if ids is None else jnp.zeros_like(Wxh.T))
+    init: tuple[Carry, Array, Any] = (
+        d_carry_T,
+        jnp.zeros((G,), Whh.dtype),
+        None if ids is None else jnp.zeros_like(Wxh.T),
+    )
     (d_carry_0, dbh, dWxh_T), dzs = jax.lax.scan(body, init, (activations, carries_in, dhs, ids), reverse=True)
     # dWhh = sum_n dz_n h_n^T over all T B rows, as (h^T dz)^T: the [M, K] @ [K, N] orientation
     h_cols = _copy(layout, _hidden(carries_in).reshape(-1, H).T)
@@ -231,11 +250,16 @@ def _backward(layout: _Layout, Whh, activations, carries_in, cotangents, ids, Wx
     return dWhh, dbh, d_carry_0, dzs, (None if ids is None else dWxh_T.T)
 
 
-def _make_recurrences(choose):
+def _make_recurrences(
+    choose: Callable[..., Any],
+) -> tuple[
+    Callable[[Array, Array, Carry, Array], tuple[Carry, Array]],
+    Callable[[Array, Array, Array, Carry, Array], tuple[Carry, Array]],
+]:
     """The pair ``(recurrence, recurrence_ids)``, their layout picked by ``choose(fn, *args)``."""
 
     @jax.custom_vjp
-    def recurrence(Whh, bh, carry, zxs):
+    def recurrence(Whh: Array, bh: Array, carry: Carry, zxs: Array) -> tuple[Carry, Array]:
         carry_T, (_, carries) = choose(_forward, Whh, bh, carry, zxs, None)
         return carry_T, _hidden(carries)
 
@@ -249,7 +273,7 @@ def _make_recurrences(choose):
         return dWhh, dbh, d_carry_0, dzs
 
     @jax.custom_vjp
-    def recurrence_ids(Wxh, Whh, bh, carry, ids):
+    def recurrence_ids(Wxh: Array, Whh: Array, bh: Array, carry: Carry, ids: Array) -> tuple[Carry, Array]:
         carry_T, (_, carries) = choose(_forward, Whh, bh, carry, ids, Wxh)
         return carry_T, _hidden(carries)
 
@@ -278,12 +302,12 @@ recurrence_ids.__doc__ = """``recurrence`` for token ids ``(T, ...)``, looking `
 carry``."""
 
 
-def supports(params) -> bool:
+def supports(params: Params) -> bool:
     """Whether ``params`` is a cell the fused recurrence computes (``RNNParams`` or ``LSTMParams``)."""
     return isinstance(params, (RNNParams, LSTMParams))
 
 
-def fused_unroll(params, carry, xs):
+def fused_unroll(params: RNNParams | LSTMParams, carry: Carry, xs: ArrayLike) -> tuple[Carry, Array]:
     """``unroll(step_for(params), params, carry, xs)`` for an RNN or LSTM layer, by the fused recurrence.
 
     Args: ``carry`` with the batch shape ``(...)`` of ``xs (T, ..., D)`` or ids ``(T, ...)``.

@@ -10,9 +10,18 @@ Inputs are token ids (one-hot vectors of size ``D``); targets are ids in ``0..V-
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeAlias, TypeVar
+
 import numpy as np
+import numpy.typing as npt
 
 PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+
+Ids: TypeAlias = Sequence[int] | np.ndarray
+"""A sequence of token ids: a list, or an integer array ``(T,)``."""
+
+_Arrays = TypeVar("_Arrays", bound=Sequence[np.ndarray])
 
 
 def _one_hot(k: int, size: int) -> np.ndarray:
@@ -30,7 +39,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def rnn_loss_fun(inputs, targets, hprev, params):
+def rnn_loss_fun(
+    inputs: Ids, targets: Ids, hprev: npt.ArrayLike, params: Iterable[npt.ArrayLike]
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """min-char-rnn's ``lossFun``: forward over the chunk, then backpropagation through time by hand.
 
     Args: ``inputs``, ``targets``: sequences of T ids; ``hprev (H,)``; ``params``: the five arrays in
@@ -63,7 +74,9 @@ def rnn_loss_fun(inputs, targets, hprev, params):
     return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
 
 
-def lstm_loss_fun(inputs, targets, hprev, cprev, params):
+def lstm_loss_fun(
+    inputs: Ids, targets: Ids, hprev: npt.ArrayLike, cprev: npt.ArrayLike, params: Iterable[npt.ArrayLike]
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The LSTM's forward pass and backpropagation through time by hand.
 
     Returns: ``loss, dWxh, dWhh, dWhy, dbh, dby, h_last, c_last``.
@@ -109,7 +122,9 @@ def lstm_loss_fun(inputs, targets, hprev, cprev, params):
 GRU_PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by", "bhn")
 
 
-def gru_loss_fun(inputs, targets, hprev, params):
+def gru_loss_fun(
+    inputs: Ids, targets: Ids, hprev: npt.ArrayLike, params: Iterable[npt.ArrayLike]
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The GRU's forward pass and backpropagation through time by hand (gates r, z, n; reset after ``Whh``).
 
     ``params``: the six arrays in ``GRU_PARAM_NAMES`` order, ``bhn (H,)`` being the candidate's recurrent bias::
@@ -162,7 +177,14 @@ def gru_loss_fun(inputs, targets, hprev, params):
     return loss, dWxh, dWhh, dWhy, dbh, dby, dbhn, hs[len(inputs) - 1]
 
 
-def adagrad_update(params, grads, mem, learning_rate=0.1, clip=5.0, eps=1e-8):
+def adagrad_update(
+    params: Iterable[np.ndarray],
+    grads: Iterable[np.ndarray],
+    mem: Iterable[np.ndarray],
+    learning_rate: float = 0.1,
+    clip: float = 5.0,
+    eps: float = 1e-8,
+) -> None:
     """min-char-rnn's parameter update, in place: clip, ``mem += g*g``, ``p -= lr * g / sqrt(mem + eps)``."""
     for p, g, m in zip(params, grads, mem):
         np.clip(g, -clip, clip, out=g)
@@ -170,13 +192,22 @@ def adagrad_update(params, grads, mem, learning_rate=0.1, clip=5.0, eps=1e-8):
         p += -learning_rate * g / np.sqrt(m + eps)
 
 
-def relative_error(a, b, tiny: float = 1e-300):
+def relative_error(a: npt.ArrayLike, b: npt.ArrayLike, tiny: float = 1e-300) -> np.ndarray:
     """The course's relative error ``|a - b| / max(|a| + |b|, tiny)``, elementwise."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), tiny)
 
 
-def gradient_check(loss, params, grads, *, num_checks: int = 10, delta: float = 1e-5, order: int = 2, seed: int = 0):
+def gradient_check(
+    loss: Callable[[_Arrays], float],
+    params: _Arrays,
+    grads: Sequence[np.ndarray],
+    *,
+    num_checks: int = 10,
+    delta: float = 1e-5,
+    order: int = 2,
+    seed: int = 0,
+) -> list[np.ndarray]:
     """Compare analytic ``grads`` with central differences at random entries.
 
     ``order=2`` is the classic ``(L(p + d) - L(p - d)) / 2d`` (error ``O(d^2)``); ``order=4`` is the central
@@ -209,7 +240,9 @@ def gradient_check(loss, params, grads, *, num_checks: int = 10, delta: float = 
     return errors
 
 
-def sample(hprev, seed_ix: int, n: int, params, rng: np.random.Generator):
+def sample(
+    hprev: npt.ArrayLike, seed_ix: int, n: int, params: Sequence[np.ndarray], rng: np.random.Generator
+) -> list[int]:
     """min-char-rnn's sampler: feed ``seed_ix``, draw from the softmax, feed the draw back, ``n`` times."""
     Wxh, Whh, Why, bh, by = params
     h, x, ixes = np.array(hprev, np.float64), seed_ix, []

@@ -12,11 +12,16 @@ import math
 import os
 import platform
 import tempfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def environment() -> dict:
+
+def environment() -> dict[str, Any]:
     """Device, CPU count and package versions, recorded beside every result."""
     import jax
     import optax
@@ -57,7 +62,7 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def to_jsonable(x):
+def to_jsonable(x: object) -> Any:
     """``x`` with dataclasses, tuples, NumPy and JAX values turned into JSON types; non-finite floats become
     the strings ``"nan"``, ``"inf"``, ``"-inf"`` (JSON has no such numbers)."""
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
@@ -78,7 +83,7 @@ def to_jsonable(x):
     return x
 
 
-def write_atomic(path: str | os.PathLike, write) -> str:
+def write_atomic(path: str | os.PathLike[str], write: Callable[[str], object]) -> str:
     """Call ``write(tmp_path)`` and rename the file it wrote to ``path`` (made readable by all); returns ``path``."""
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
@@ -95,7 +100,7 @@ def write_atomic(path: str | os.PathLike, write) -> str:
     return path
 
 
-def write_json(path: str | os.PathLike, obj) -> str:
+def write_json(path: str | os.PathLike[str], obj: object) -> str:
     """``obj`` (through ``to_jsonable``) as indented JSON at ``path``, atomically."""
 
     def write(tmp):
@@ -106,7 +111,7 @@ def write_json(path: str | os.PathLike, obj) -> str:
     return write_atomic(path, write)
 
 
-def write_figure(path: str | os.PathLike, figure, *, dpi: int = 120) -> str:
+def write_figure(path: str | os.PathLike[str], figure: Figure, *, dpi: int = 120) -> str:
     """A matplotlib ``figure`` as a PNG at ``path``, atomically; the figure is closed afterwards."""
     import matplotlib.pyplot as plt
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from jaxrnn._checks import positive_int
 from jaxrnn.data import DataError
@@ -33,7 +34,7 @@ class Streams:
     seq_length: int
 
     @classmethod
-    def from_ids(cls, ids, batch_size: int, seq_length: int, *, what: str = "the text") -> Streams:
+    def from_ids(cls, ids: npt.ArrayLike, batch_size: int, seq_length: int, *, what: str = "the text") -> Streams:
         """Lay ``ids (N,)`` out as ``batch_size`` streams; ``DataError`` when a stream would be shorter than one
         chunk of ``seq_length`` (plus the one character of look-ahead the targets need)."""
         for name, value in (("batch size", batch_size), ("sequence length", seq_length)):
@@ -82,7 +83,7 @@ class Streams:
         return xs, targets
 
 
-def evaluation_streams(ids, batch_size: int, seq_length: int, *, what: str) -> Streams:
+def evaluation_streams(ids: npt.ArrayLike, batch_size: int, seq_length: int, *, what: str) -> Streams:
     """Streams for evaluating a held-out piece: as many as ``batch_size`` streams, fewer when the piece is short,
     so that every stream holds at least one chunk; ``DataError`` if not even one stream fits."""
     ids = np.asarray(ids).reshape(-1)

@@ -9,6 +9,7 @@ ids. Integer inputs are always token ids (looked up, never multiplied); float in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, TypeAlias, get_args
 
 import jax
@@ -34,6 +35,9 @@ registered cell of your own."""
 Carry: TypeAlias = Any
 """A recurrent state: ``h (..., H)``, ``LSTMCarry(h, c)``, or a tuple of one per stack layer."""
 
+Step: TypeAlias = Callable[[Params, Carry, Any], tuple[Carry, Any]]
+"""``step(params, carry, x) -> (carry, h)``: ``rnn_step``, ``lstm_step``, ``gru_step``, ``stack_step`` or your own."""
+
 Method = Literal["scan", "loop", "fused", "newton"]
 """How ``unroll`` runs the time loop (see ``jaxrnn.unroll``)."""
 
@@ -42,6 +46,24 @@ Reduction = Literal["sum", "mean"]
 
 Padding = Literal["right", "left"]
 """Where the padding of a variable-length batch is: valid steps first (``"right"``) or last (``"left"``)."""
+
+Jacobian = Literal["full", "diagonal"]
+"""Which Jacobian Newton's method uses (see ``jaxrnn.newton``): exact (DEER) or its diagonal (quasi-DEER)."""
+
+Adjoint = Literal["parallel", "sequential"]
+"""How ``jaxrnn.newton`` solves the adjoint for gradients: an associative scan or a reverse ``lax.scan``."""
+
+ClipMode = Literal["value", "global_norm"]
+"""How an optimiser clips gradients: elementwise (the lecture's) or by rescaling to a global norm."""
+
+OptimizerName = Literal["adagrad", "adam", "rmsprop", "sgd"]
+"""The optimisers of ``jaxrnn.make_optimizer``; ``adagrad`` is the lecture's."""
+
+CellName = Literal["rnn", "lstm", "gru"]
+"""The built-in cells, by the names ``init_stack(cell=...)`` and ``jaxrnn train --cell`` take."""
+
+LRSchedule = Literal["constant", "cosine"]
+"""The learning-rate schedules of a language-model run (``jaxrnn.lm.RunConfig.lr_schedule``)."""
 
 METHODS: tuple[str, ...] = get_args(Method)
 REDUCTIONS: tuple[str, ...] = get_args(Reduction)

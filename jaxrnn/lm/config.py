@@ -7,19 +7,32 @@ import functools
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, get_args
 
 from jaxrnn._checks import non_negative_int, positive_int
 from jaxrnn.data import CORPORA, DEFAULT_CORPUS, DataError, load_corpus, load_text
 from jaxrnn.lm.model import CELLS, ConfigError, ModelConfig
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
+from jaxrnn.typing import CellName, ClipMode, LRSchedule, OptimizerName
 
-SCHEDULES = ("constant", "cosine")
+if TYPE_CHECKING:
+    import optax
+
+SCHEDULES: tuple[LRSchedule, ...] = get_args(LRSchedule)
 COSINE_FLOOR = 0.1
 """A cosine schedule ends at this fraction of the initial learning rate."""
-STEP_DEFAULTS = {"lr_schedule": "constant", "layers": 1, "dropout": 0.0}
-BUDGET_DEFAULTS = {"lr_schedule": "cosine", "layers": 2, "dropout": 0.4}
+
+
+class _Defaults(TypedDict):
+    lr_schedule: LRSchedule
+    layers: int
+    dropout: float
+
+
+STEP_DEFAULTS: _Defaults = {"lr_schedule": "constant", "layers": 1, "dropout": 0.0}
+BUDGET_DEFAULTS: _Defaults = {"lr_schedule": "cosine", "layers": 2, "dropout": 0.4}
 """The defaults of ``RunConfig.lr_schedule``, ``layers`` and ``dropout`` (dropout only with 2 or more layers)."""
-DEFAULT_LEARNING_RATES = {"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
+DEFAULT_LEARNING_RATES: dict[OptimizerName, float] = {"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 
 
 @dataclass(frozen=True)
@@ -38,19 +51,19 @@ class RunConfig:
 
     corpus: str = DEFAULT_CORPUS
     data: str | None = None
-    cell: str = "lstm"
+    cell: CellName = "lstm"
     hidden_size: int = 256
     layers: int | None = None
     embed_size: int = 0
     dropout: float | None = None
     seq_length: int = 64
     batch_size: int = 32
-    optimizer: str | None = None
+    optimizer: OptimizerName | None = None
     learning_rate: float | None = None
-    lr_schedule: str | None = None
+    lr_schedule: LRSchedule | None = None
     decay_steps: int | None = None
     clip: float = 5.0
-    clip_mode: str | None = None
+    clip_mode: ClipMode | None = None
     seed: int = 0
     steps: int = 2000
     time_budget: float | None = None
@@ -82,9 +95,9 @@ class RunConfig:
         for name in ("embed_size", "sample_length", "seed"):
             non_negative_int(name, getattr(self, name), error=functools.partial(ConfigError, setting=name))
         _choice("cell", self.cell, CELLS)
-        optimizer = _choice("optimizer", self.optimizer or "adam", OPTIMIZERS)
+        optimizer: OptimizerName = _choice("optimizer", self.optimizer or "adam", OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        clip_mode = _choice(
+        clip_mode: ClipMode = _choice(
             "clip_mode", self.clip_mode or ("value" if optimizer == "adagrad" else "global_norm"), CLIP_MODES
         )
         learning_rate = DEFAULT_LEARNING_RATES[optimizer] if self.learning_rate is None else self.learning_rate
@@ -103,7 +116,7 @@ class RunConfig:
                 "decay_steps sets a step-count schedule; with a time budget the schedule follows the budget",
                 "decay_steps",
             )
-        decay_steps = (
+        decay_steps: int | None = (
             self.steps
             if self.decay_steps is None
             else positive_int(
@@ -141,12 +154,13 @@ class RunConfig:
     def learning_rate_at(self, progress: float) -> float:
         """The learning rate after ``progress`` (0 to 1) of the run: cosine from ``learning_rate`` down to
         ``COSINE_FLOOR`` times it, or constant."""
+        assert self.learning_rate is not None, "learning_rate_at needs a resolved() config"
         if self.lr_schedule == "constant":
             return self.learning_rate
         p = min(max(progress, 0.0), 1.0)
         return self.learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * p)))
 
-    def make_optimizer(self):
+    def make_optimizer(self) -> optax.GradientTransformation:
         """The optax optimiser. A step-count cosine is an optax schedule over ``decay_steps``; under a time
         budget the learning rate is a hyperparameter (``optax.inject_hyperparams``) that the training loop sets
         from ``learning_rate_at(time spent / budget)`` before each compiled call."""
@@ -154,33 +168,40 @@ class RunConfig:
 
         from jaxrnn.optim import make_optimizer
 
+        assert self.optimizer is not None and self.clip_mode is not None and self.learning_rate is not None, (
+            "make_optimizer needs a resolved() config"
+        )
         if self.follows_budget:
             return optax.inject_hyperparams(make_optimizer, static_args=("name", "clip", "clip_mode"))(
                 name=self.optimizer, learning_rate=self.learning_rate, clip=self.clip or None, clip_mode=self.clip_mode
             )
         lr = self.learning_rate
         if self.lr_schedule == "cosine":
+            assert self.decay_steps is not None  # a step-count run: resolved() set it
             lr = optax.cosine_decay_schedule(self.learning_rate, self.decay_steps, alpha=COSINE_FLOOR)
         return make_optimizer(self.optimizer, lr, clip=self.clip or None, clip_mode=self.clip_mode)
 
     @classmethod
-    def from_saved(cls, saved: dict) -> RunConfig:
+    def from_saved(cls, saved: dict[str, Any]) -> RunConfig:
         """The configuration stored in a checkpoint (fields this version does not know are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in fields}).resolved()
 
 
-def _choice(setting: str, value, choices) -> str:
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _choice(setting: str, value: object, choices: tuple[_Choice, ...]) -> _Choice:
     if value not in choices:
         raise ConfigError(f"{setting}: unknown value {value!r}; choose one of: {', '.join(choices)}", setting)
-    return value
+    return choices[choices.index(value)]  # value itself, typed as one of the choices
 
 
 RESUME_MAY_CHANGE = ("corpus", "data", "steps", "time_budget", "eval_every", "steps_per_call", "keep", "sample_length")
 """Settings a resumed run may change; all others (model shape, batching, optimiser, seed) must match."""
 
 
-def resume_config(config: RunConfig, explicit: set[str], saved: dict) -> RunConfig:
+def resume_config(config: RunConfig, explicit: set[str], saved: dict[str, Any]) -> RunConfig:
     """The configuration of a resumed run: the checkpoint's ``saved`` settings, with the ``RESUME_MAY_CHANGE``
     ones among ``explicit`` (the settings a user gave) taken from ``config``; any other explicit setting that
     contradicts the checkpoint is a ``ConfigError``."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
@@ -12,8 +13,15 @@ from jaxrnn.lm.config import RunConfig
 from jaxrnn.lm.loop import checkpoint_dir
 from jaxrnn.lm.model import ConfigError
 
+if TYPE_CHECKING:
+    import optax
 
-def load_model(out: str, which: str = "latest"):
+    from jaxrnn.checkpoint import CheckpointStore
+    from jaxrnn.lm.model import TrainState
+    from jaxrnn.stack import StackParams
+
+
+def load_model(out: str, which: str = "latest") -> tuple[StackParams, Vocabulary, dict[str, Any]]:
     """The parameters (``StackParams``), vocabulary and metadata of checkpoint ``which`` (``"latest"``, ``"best"``
     or a step number) of the run in ``out``. Checkpoints of jaxrnn 0.1 (format 1) load too."""
     import jax
@@ -63,7 +71,9 @@ class _CharLMParamsV1(NamedTuple):
     by: object
 
 
-def _from_format_1(store, step: int, template, optimizer):
+def _from_format_1(
+    store: CheckpointStore, step: int, template: TrainState, optimizer: optax.GradientTransformation
+) -> StackParams:
     """Parameters of a jaxrnn 0.1 checkpoint, read with 0.1's layout and returned as ``StackParams``."""
     import jax
 
@@ -72,14 +82,19 @@ def _from_format_1(store, step: int, template, optimizer):
     p = template.params
     old_params = _CharLMParamsV1(p.embedding, p.layers, p.Why, p.by)  # the layers: Why = by = None then and now
     old = TrainState(
-        old_params, jax.eval_shape(optimizer.init, old_params), template.carry, template.key, template.step
+        # orbax restores by tree structure: the old layout stands where StackParams is declared
+        cast("StackParams", old_params),
+        jax.eval_shape(optimizer.init, old_params),
+        template.carry,
+        template.key,
+        template.step,
     )
     restored = store.restore(step, old).params
     return p._replace(layers=restored.layers, Why=restored.Why, by=restored.by, embedding=restored.embedding)
 
 
 def generate_text(
-    params,
+    params: StackParams,
     vocab: Vocabulary,
     *,
     length: int,
@@ -88,7 +103,7 @@ def generate_text(
     top_k: int | None = None,
     seed: int = 0,
     block: int = 16,
-):
+) -> Iterator[str]:
     """Yield the sampled text in pieces of ``block`` characters (the priming text is not repeated).
 
     The priming text warms the state up (``jaxrnn.lm.warm_up``); with none, sampling starts after a newline

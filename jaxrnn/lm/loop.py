@@ -15,12 +15,21 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxrnn.data import DataError, Vocabulary, split_ids
 from jaxrnn.lm.config import RunConfig, load_training_text, resume_config
+
+if TYPE_CHECKING:
+    from jax.sharding import Mesh
+
+    from jaxrnn.lm.model import TrainState
+    from jaxrnn.typing import Array
 
 
 DIVERGED_FACTOR, DIVERGED_EVALUATIONS = 2.0, 3
@@ -40,7 +49,7 @@ class _Interrupt:
 
     requested: bool = False
 
-    def __call__(self, signum, frame):
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -58,10 +67,10 @@ def run_training(
     resume: bool = False,
     explicit: set[str] | None = None,
     progress: bool = True,
-    log=None,
-    mesh=None,
+    log: Callable[[str], object] | None = None,
+    mesh: Mesh | None = None,
     max_seconds: float | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Train (or continue training) the character model and write checkpoints, metrics and curves to ``out``.
 
     Args:
@@ -133,13 +142,14 @@ def run_training(
     optimizer = config.make_optimizer()
     state = place_state(init_train_state(jax.random.PRNGKey(config.seed), model_config, optimizer, B), mesh)
     if meta is not None:  # restored into the placed template: each process reads its own shards
+        assert latest is not None  # resuming needs a checkpoint: refused above otherwise
         state = store.restore(latest, state)
     val_xs, val_ys = place_batch(val.epoch(), mesh)
     train_chunks = _train_chunks(_optimizer_settings(config), K, model_config.dropout)
     metrics_path = metrics_path_of(out)
     step = int(state.step)
-    train_seconds = float(meta.get("train_seconds", 0.0)) if resume else 0.0
-    clock -= float(meta.get("elapsed_seconds", train_seconds)) if resume else 0.0  # a budget spans the resumes
+    train_seconds = float(meta.get("train_seconds", 0.0)) if meta is not None else 0.0
+    clock -= float(meta.get("elapsed_seconds", train_seconds)) if meta is not None else 0.0  # a budget spans resumes
     elapsed = lambda: time.perf_counter() - clock
     budget = None if config.time_budget is None else 60.0 * config.time_budget
     if resume and main:
@@ -189,14 +199,15 @@ def run_training(
                 learning_rate = config.learning_rate_at(spent / budget)
                 state = _with_learning_rate(state, learning_rate)
             t0 = time.perf_counter()
-            new_state, losses = train_chunks(state, *batch)
-            losses = np.asarray(losses)[:n]
+            new_state, call_losses = train_chunks(state, *batch)
+            losses = np.asarray(call_losses)[:n]
             dt = time.perf_counter() - t0
             if not np.all(np.isfinite(losses)):
                 bad = step + int(np.argmin(np.isfinite(losses))) + 1
                 if saved_step is None or saved_step < step:
                     save(state, float(evaluate(state.params, val_xs, val_ys)))
                 status = "nan"
+                assert saved_step is not None  # save() just above sets it when there was none
                 log(
                     f"loss became {losses[~np.isfinite(losses)][0]} at step {bad}; stopped. Last good checkpoint: "
                     f"{store.path(saved_step)} (try a smaller learning rate or clipping threshold)"
@@ -220,6 +231,7 @@ def run_training(
             write_metrics(record)
             if above >= DIVERGED_EVALUATIONS:
                 status, best = "diverged", store.best_step()
+                assert best is not None  # every evaluation counted above saved a checkpoint with its loss
                 log(
                     f"validation loss {val_loss:.4g} nats/char has been above {DIVERGED_FACTOR:g} x ln V = "
                     f"{DIVERGED_FACTOR * math.log(vocab.size):.3f} (worse than guessing) for {above} evaluations; "
@@ -282,14 +294,14 @@ def run_training(
     return summary
 
 
-def _optimizer_settings(config: RunConfig) -> tuple:
+def _optimizer_settings(config: RunConfig) -> tuple[Any, ...]:
     """The settings that define the optimiser (the decay length only when the schedule decays)."""
     decay = config.decay_steps if config.lr_schedule != "constant" else None
     budget = 1.0 if config.follows_budget else None  # the budget's length does not enter the compiled step
     return (config.optimizer, config.learning_rate, config.lr_schedule, decay, budget, config.clip, config.clip_mode)
 
 
-def _with_learning_rate(state, learning_rate: float):
+def _with_learning_rate(state: TrainState, learning_rate: float) -> TrainState:
     """``state`` with the learning rate of an ``optax.inject_hyperparams`` optimiser set to ``learning_rate``,
     placed where the old value was (replicated under a mesh)."""
     import jax
@@ -301,7 +313,9 @@ def _with_learning_rate(state, learning_rate: float):
 
 
 @functools.lru_cache(maxsize=8)
-def _train_chunks(optimizer_settings: tuple, updates_per_call: int, dropout: float):
+def _train_chunks(
+    optimizer_settings: tuple[Any, ...], updates_per_call: int, dropout: float
+) -> Callable[[TrainState, Array, Array, Array, Array], tuple[TrainState, Array]]:
     """``make_train_chunks`` for these settings, built once per process, so that runs with the same optimiser
     (a resumed run, the models of an experiment) reuse one compiled function."""
     from jaxrnn.lm.model import make_train_chunks
@@ -325,7 +339,7 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _progress_bar(enabled: bool, total: int, initial: int):
+def _progress_bar(enabled: bool, total: int | None, initial: int) -> Any:
     """A tqdm bar on stderr, or ``None`` when disabled or tqdm (the ``train`` extra) is not installed."""
     if not enabled:
         return None
@@ -336,7 +350,7 @@ def _progress_bar(enabled: bool, total: int, initial: int):
     return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
 
 
-def _safe_plot(plot, metrics_path: str, png: str, title: str) -> list[dict]:
+def _safe_plot(plot: Callable[..., None], metrics_path: str, png: str, title: str) -> list[dict[str, Any]]:
     from jaxrnn.metrics import read_metrics
 
     records = read_metrics(metrics_path)

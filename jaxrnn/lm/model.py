@@ -21,6 +21,7 @@ carry enters the update as data, not as a function of the parameters, so no grad
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -28,13 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from jaxrnn import registry
 from jaxrnn._checks import non_negative_int, positive_int
 from jaxrnn.losses import sequence_loss
 from jaxrnn.stack import StackParams, init_stack
 from jaxrnn.training import make_train_step
-from jaxrnn.typing import Array
+from jaxrnn.typing import Array, ArrayLike, CellName, DTypeLike, PRNGKey, PyTree
 
 
 CELLS = registry.CELL_NAMES
@@ -57,13 +59,13 @@ class ModelConfig:
     lookup of a column of its ``Wxh`` (the lecture's model). ``dropout`` acts between layers."""
 
     vocab_size: int
-    cell: str = "lstm"
+    cell: CellName = "lstm"
     hidden_size: int = 256
     layers: int = 1
     embed_size: int = 0
     dropout: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ConfigError(f"cell: unknown value {self.cell!r}; choose one of: {', '.join(CELLS)}", "cell")
         for name in ("vocab_size", "hidden_size", "layers"):
@@ -75,7 +77,7 @@ class ModelConfig:
             raise ConfigError("dropout acts between recurrent layers; it needs 2 or more layers", "dropout")
 
 
-def init_model(key, config: ModelConfig, *, dtype=jnp.float32) -> StackParams:
+def init_model(key: PRNGKey, config: ModelConfig, *, dtype: DTypeLike = jnp.float32) -> StackParams:
     """Parameters for ``config``: ``init_stack`` (orthogonal ``Whh``, LSTM forget bias 1), ``V`` ids in and out.
 
     With no embedding, layer 1's ``Wxh`` is scaled by ``sqrt(V)``: a one-hot input selects one column, so the
@@ -95,7 +97,14 @@ def init_model(key, config: ModelConfig, *, dtype=jnp.float32) -> StackParams:
 
 
 def loss(
-    params: StackParams, carry: tuple, xs: Array, targets: Array, *, mask=None, key=None, dropout: float = 0.0
+    params: StackParams,
+    carry: tuple,
+    xs: Array,
+    targets: Array,
+    *,
+    mask: ArrayLike | None = None,
+    key: PRNGKey | None = None,
+    dropout: float = 0.0,
 ) -> tuple[Array, tuple]:
     """Mean cross-entropy in nats per character over the chunk, and the carry after it.
 
@@ -118,20 +127,24 @@ class TrainState(NamedTuple):
     step: Array
 
 
-def init_train_state(key, config: ModelConfig, optimizer: optax.GradientTransformation, batch_size: int) -> TrainState:
+def init_train_state(
+    key: PRNGKey, config: ModelConfig, optimizer: optax.GradientTransformation, batch_size: int
+) -> TrainState:
     """Fresh parameters from ``key``, zero carries for ``batch_size`` streams, step 0."""
     k_params, k_dropout = jax.random.split(key)
     params = init_model(k_params, config)
     return TrainState(
         params,
-        optimizer.init(params),
+        optimizer.init(params),  # pyright: ignore[reportArgumentType]  # optax's Params has no None leaf (embedding)
         registry.initial_carry(params, (batch_size,)),
         k_dropout,
         jnp.asarray(0, jnp.int32),
     )
 
 
-def make_train_chunks(optimizer: optax.GradientTransformation, updates_per_call: int, *, dropout: float = 0.0):
+def make_train_chunks(
+    optimizer: optax.GradientTransformation, updates_per_call: int, *, dropout: float = 0.0
+) -> Callable[[TrainState, Array, Array, Array, Array], tuple[TrainState, Array]]:
     """A jitted ``train_chunks(state, xs (K,T,B), targets (K,T,B), reset (K,B), active (K,)) -> (state, losses (K,))``.
 
     ``K`` updates of ``jaxrnn.make_train_step`` in one compiled call. Where ``active[k]`` is false the update is
@@ -143,7 +156,9 @@ def make_train_chunks(optimizer: optax.GradientTransformation, updates_per_call:
     )
 
     @jax.jit
-    def train_chunks(state: TrainState, xs, targets, reset, active):
+    def train_chunks(
+        state: TrainState, xs: Array, targets: Array, reset: Array, active: Array
+    ) -> tuple[TrainState, Array]:
         fold = lambda k: jax.random.fold_in(state.key, state.step + k)
         keys = jax.vmap(fold)(jnp.arange(updates_per_call)) if dropout else None
         args = (xs, targets, reset, active, keys)
@@ -175,7 +190,7 @@ def evaluate(params: StackParams, xs: Array, targets: Array) -> Array:
     return losses.mean()  # every chunk has T * B characters, so the mean of means is the mean
 
 
-def place_batch(batch, mesh=None):
+def place_batch(batch: PyTree, mesh: Mesh | None = None) -> PyTree:
     """Put a batch on the device(s): the one place where training data crosses to the accelerator.
 
     Every array in ``batch`` has the stream axis ``B`` last (``xs (K, T, B)``, ``reset (K, B)``). With ``mesh``
@@ -195,7 +210,7 @@ def place_batch(batch, mesh=None):
     return jax.tree.map(put, batch)
 
 
-def place_state(state: TrainState, mesh=None) -> TrainState:
+def place_state(state: TrainState, mesh: Mesh | None = None) -> TrainState:
     """Put the training state on the device(s): parameters, optimiser state and key replicated, the carried
     states ``(B, H)`` split along ``B`` like the batch. Without ``mesh``: the default device."""
     if mesh is None:
@@ -206,7 +221,7 @@ def place_state(state: TrainState, mesh=None) -> TrainState:
     return parallel.replicate(mesh, state._replace(carry=()))._replace(carry=carry)
 
 
-def warm_up(params: StackParams, ids) -> tuple[tuple, Array]:
+def warm_up(params: StackParams, ids: ArrayLike) -> tuple[tuple, Array]:
     """Feed priming ids ``(N,)`` (N >= 1) from a zero state: returns the carry after ``ids[:-1]`` and the last
     id, ready for ``jaxrnn.sample(key, params, carry, x, length)`` which feeds ``x`` first."""
     ids = jnp.asarray(ids, jnp.int32).reshape(-1)
