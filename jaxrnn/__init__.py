@@ -52,7 +52,7 @@ from jaxrnn.sampling import next_token, sample
 from jaxrnn import gradflow, reference
 from jaxrnn.gradflow import lag_norms, scaled_orthogonal
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "GRU_GATE_ORDER",

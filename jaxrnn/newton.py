@@ -38,7 +38,8 @@ solution (also in ``"diagonal"`` mode), then one batched ``vjp`` of the step ove
 input and initial-carry cotangents. ``adjoint="sequential"`` solves the same adjoint by a reverse ``lax.scan`` of
 ``vjp``s instead (``O(T)`` depth, no ``T n^2`` Jacobians stored). Either way the gradient is the scan's gradient
 at the converged states; at states that have not converged it is the gradient of the sequential recurrence
-linearised at those states, which means little, so check ``converged``.
+linearised at those states, which means little, so check ``converged``. Being a ``custom_vjp``, the solve has
+no forward-mode derivative: ``jax.jvp`` and ``jax.jacfwd`` raise; use ``unroll(..., method="scan")`` for those.
 
 Costs of the Jacobian: JAX's forward mode applied to ``n`` one-hot tangents (``jax.jacfwd``), ``n`` Jacobian-
 vector products batched into one call per time step. For a dense cell (``Whh @ h``) a jvp costs as much as the
@@ -287,6 +288,17 @@ def newton_unroll(
       batch_ndim: number of batch axes; default: the carry leaves' ``ndim - 1``.
 
     Returns: a ``NewtonResult``; ``(result.carry, result.hs)`` equals ``unroll(step, params, carry, xs)``.
+      Differentiable in reverse mode only (``jax.grad``, ``jax.vjp``; the solve is a ``jax.custom_vjp``):
+      ``jax.jvp`` and ``jax.jacfwd`` raise, and ``unroll(..., method="scan")`` serves forward mode.
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> from jaxrnn.newton import newton_unroll
+      >>> params = jaxrnn.init_gru(jax.random.key(0), input_size=3, hidden_size=4, output_size=3)
+      >>> xs = jax.random.normal(jax.random.key(1), (50, 3))  # T = 50 steps of one sequence
+      >>> result = newton_unroll(jaxrnn.gru_step, params, jaxrnn.initial_carry(params), xs)
+      >>> bool(result.converged), result.hs.shape
+      (True, (50, 4))
     """
     _check_options(jacobian, damping, max_iter, adjoint)
     leaves: list[Array] = jax.tree.leaves(carry)

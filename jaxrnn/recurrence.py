@@ -5,7 +5,9 @@ Shapes: ``zxs (T, ..., G)`` input projections ``Wxh x_t`` with ``G = H`` (RNN) o
 
 This is what ``unroll(..., method="fused")`` runs for RNN and LSTM layers. It computes the same sums as
 ``lax.scan`` of ``rnn_step``/``lstm_step`` in another order (``tests/test_recurrence.py`` pins values and
-gradients equal in float64 and float32):
+gradients equal in float64 and float32). Its derivative is defined in reverse mode only (``jax.custom_vjp``):
+``jax.grad`` and ``jax.vjp`` work, ``jax.jvp`` and ``jax.jacfwd`` raise JAX's "can't apply forward-mode autodiff
+(jvp) to a custom_vjp function"; ``method="scan"`` computes the same values in both modes.
 
 1. The input projection ``Wxh x_t`` of float inputs is one matmul over all ``T`` steps before the time loop, so
    the loop body only multiplies by ``Whh``. Token ids are looked up (column ``id_t`` of ``Wxh``) inside the loop
