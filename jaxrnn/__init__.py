@@ -32,6 +32,7 @@ from jaxrnn.cells import (
 )
 
 # Which step and zero state go with which parameters; cells of your own
+from jaxrnn._checks import checkify_token_ids
 from jaxrnn.registry import CellType, cell_type, initial_carry, register_cell, step_for
 
 # The multi-layer model
@@ -78,6 +79,7 @@ __all__ = [
     "cell_type",
     "initial_carry",
     "register_cell",
+    "checkify_token_ids",
     "step_for",
     "StackParams",
     "init_stack",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from typing import Any, TypeGuard
 
 import jax
@@ -44,7 +46,7 @@ def token_ids_out_of_range(name: str, ids: Any, V: int) -> jax.Array | None:
 
     With known values: raises ``ValueError`` naming ``name``, the range found and ``V``; returns ``None``.
     Traced (under ``jit``): returns a traced boolean, true when an id is out of range, for the caller to turn its
-    results into NaN; under ``jax.experimental.checkify.checkify`` the same condition is an error.
+    results into NaN; inside ``checkify_token_ids()`` the condition is also a ``checkify`` check.
     """
     if is_concrete(ids):
         known = np.asarray(ids)
@@ -54,8 +56,31 @@ def token_ids_out_of_range(name: str, ids: Any, V: int) -> jax.Array | None:
             )
         return None
     bad = jnp.any((ids < 0) | (ids >= V))
-    checkify.debug_check(~bad, f"{name}: token ids must lie in [0, {V}) (V = {V})")
+    if _checkify_ids.get():
+        checkify.check(~bad, f"{name}: token ids must lie in [0, {V}) (V = {V})")
     return bad
+
+
+_checkify_ids: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxrnn_checkify_ids", default=False)
+
+
+@contextlib.contextmanager
+def checkify_token_ids() -> Iterator[None]:
+    """Functions traced inside this context also state the token-id check as a ``jax.experimental.checkify``
+    check, so that ``checkify.checkify(f)`` reports an id out of range by name inside ``jit``::
+
+        with jaxrnn.checkify_token_ids():
+            err, loss = checkify.checkify(jax.jit(loss_fn))(params, xs, ys)
+        err.throw()  # ValueError-like JaxRuntimeError: "sequence_loss: xs: token ids must lie in [0, V)"
+
+    Outside it (the default) the check only turns results NaN: a checkify check in a compiled function that is
+    not checkified is an error, and an unchecked one slows every call down.
+    """
+    token = _checkify_ids.set(True)
+    try:
+        yield
+    finally:
+        _checkify_ids.reset(token)
 
 
 def nan_if(bad: jax.Array | None, tree: Any) -> Any:

@@ -103,7 +103,7 @@ def sequence_loss(
       ValueError: an unknown option, ``dropout > 0`` without ``key``, inputs that do not fit the carry, or
         token ids (inputs or targets) outside ``[0, V)``. Under ``jit`` the ids' values are not known: an id out
         of range makes the loss and every gradient NaN instead (and is an error under
-        ``jax.experimental.checkify.checkify``).
+        ``jax.experimental.checkify.checkify`` inside ``jaxrnn.checkify_token_ids()``).
 
     Example:
       >>> import jax, jaxrnn

@@ -118,7 +118,8 @@ def unroll(
     Raises:
       ValueError: an unknown option; ``dropout > 0`` without ``key``; inputs whose batch shape is not the
         carry's; token ids outside ``[0, V)`` (known values only: under ``jit`` the carry and outputs, and
-        every gradient through them, are NaN instead, and ``jax.experimental.checkify.checkify`` reports it).
+        every gradient through them, are NaN instead; ``jaxrnn.checkify_token_ids()`` makes it a ``checkify``
+        check).
 
     Example:
       >>> import jax, jaxrnn

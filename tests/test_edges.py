@@ -92,12 +92,16 @@ def test_checkify_reports_a_bad_id_inside_jit():
     params, ids = _lstm(), _ids((T + 1, B))
     carry = jaxrnn.initial_carry(params, (B,))
     f = checkify.checkify(jax.jit(lambda xs, ys: jaxrnn.sequence_loss(params, carry, xs, ys)[0]))
-    err, _ = f(ids[:-1], ids[1:])
-    assert err.get() is None
-    err, _ = f(ids[:-1].at[2, 0].set(-3), ids[1:])
-    assert "sequence_loss: xs: token ids must lie in [0, 7)" in err.get()
-    err, _ = f(ids[:-1], ids[1:].at[2, 0].set(V))
-    assert "sequence_loss: targets: token ids must lie in [0, 7)" in err.get()
+    with jaxrnn.checkify_token_ids():
+        err, _ = f(ids[:-1], ids[1:])
+        assert err.get() is None
+        err, loss = f(ids[:-1].at[2, 0].set(-3), ids[1:])
+        assert "sequence_loss: xs: token ids must lie in [0, 7)" in err.get() and bool(jnp.isnan(loss))
+        err, _ = f(ids[:-1], ids[1:].at[2, 0].set(V))
+        assert "sequence_loss: targets: token ids must lie in [0, 7)" in err.get()
+    # outside the context the compiled function carries no check (it would slow every call)
+    step = jax.jit(lambda xs, ys: jaxrnn.sequence_loss(params, carry, xs, ys)[0])
+    assert "check" not in str(jax.make_jaxpr(step)(ids[:-1], ids[1:]))
 
 
 def test_a_stack_checks_ids_against_its_embedding():
