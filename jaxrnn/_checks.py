@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeGuard
 
 import jax
+import jax.core  # imported by jax itself; named here so that type checkers see jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
@@ -36,7 +37,7 @@ def is_concrete(x: object) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def is_token_ids(x: object) -> bool:
+def is_token_ids(x: Any) -> bool:
     """Whether ``x`` is an integer array: jaxrnn reads integer inputs as token ids, float inputs as features."""
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.integer)
 
@@ -98,10 +99,10 @@ def nan_if(bad: jax.Array | None, tree: Any) -> Any:
 
 def any_of(*flags: jax.Array | None) -> jax.Array | None:
     """The logical or of the traced booleans among ``flags`` (``None`` where none is traced)."""
-    flags = [f for f in flags if f is not None]
-    if not flags:
+    traced = [f for f in flags if f is not None]
+    if not traced:
         return None
-    out = flags[0]
-    for f in flags[1:]:
+    out = traced[0]
+    for f in traced[1:]:
         out = jnp.logical_or(out, f)
     return out

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._checks import positive_int, token_ids_out_of_range
-from jaxrnn.typing import Array, ArrayLike, Params
+from jaxrnn.typing import Array, ArrayLike, DTypeLike, Params, PRNGKey
 
 
 LSTM_GATE_ORDER = ("i", "f", "o", "g")
@@ -46,6 +46,11 @@ LSTM_GATE_ORDER = ("i", "f", "o", "g")
 
 GRU_GATE_ORDER = ("r", "z", "n")
 """Row-block order of the GRU's stacked weights: reset, update, candidate (``n``); PyTorch's and Flax's order."""
+
+
+# In a stack layer Why and by are None (the stack reads out), yet they are typed Array: optax annotates parameters
+# as trees without None leaves, so with `Array | None` pyright would refuse `optimizer.init(params)` for every
+# cell. readout refuses a layer without a readout by name.
 
 
 class RNNParams(NamedTuple):
@@ -100,7 +105,9 @@ def _check_sizes(**sizes: int) -> None:
         positive_int(name, value)
 
 
-def _init_weights(key, rows: int, input_size: int, hidden_size: int, output_size: int, init: str, dtype):
+def _init_weights(
+    key: PRNGKey, rows: int, input_size: int, hidden_size: int, output_size: int, init: str, dtype: DTypeLike
+) -> tuple[Array, ...]:
     """Shared initialiser: returns ``Wxh (rows, D)``, ``Whh (rows, H)``, ``Why (V, H)``."""
     if init not in INIT_SCHEMES:
         raise ValueError(f"unknown init {init!r}; expected one of {INIT_SCHEMES}")
@@ -111,7 +118,17 @@ def _init_weights(key, rows: int, input_size: int, hidden_size: int, output_size
     return tuple(w.astype(dtype) for w in weights)
 
 
-def _draw_weights(k_xh, k_hh, k_hy, rows, input_size, hidden_size, output_size, init, dtype):
+def _draw_weights(
+    k_xh: PRNGKey,
+    k_hh: PRNGKey,
+    k_hy: PRNGKey,
+    rows: int,
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    init: str,
+    dtype: DTypeLike,
+) -> tuple[Array, Array, Array]:
     if init == "lecture":  # min-char-rnn: randn * 0.01
         normal = lambda k, shape: 0.01 * jax.random.normal(k, shape, dtype)
         return (
@@ -132,7 +149,13 @@ def _draw_weights(k_xh, k_hh, k_hy, rows, input_size, hidden_size, output_size, 
 
 
 def init_rnn(
-    key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default", dtype=jnp.float32
+    key: PRNGKey,
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    *,
+    init: str = "default",
+    dtype: DTypeLike = jnp.float32,
 ) -> RNNParams:
     """Vanilla RNN parameters.
 
@@ -145,14 +168,14 @@ def init_rnn(
 
 
 def init_lstm(
-    key,
+    key: PRNGKey,
     input_size: int,
     hidden_size: int,
     output_size: int,
     *,
     init: str = "default",
     forget_bias: float = 1.0,
-    dtype=jnp.float32,
+    dtype: DTypeLike = jnp.float32,
 ) -> LSTMParams:
     """LSTM parameters; the forget-gate block of ``bh`` starts at ``forget_bias`` so the cell remembers by
     default (``f = sigmoid(1) ~ 0.73``)."""
@@ -163,7 +186,13 @@ def init_lstm(
 
 
 def init_gru(
-    key, input_size: int, hidden_size: int, output_size: int, *, init: str = "default", dtype=jnp.float32
+    key: PRNGKey,
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    *,
+    init: str = "default",
+    dtype: DTypeLike = jnp.float32,
 ) -> GRUParams:
     """GRU parameters with zero biases (``bh`` and ``bhn``); ``init`` as for ``init_rnn``."""
     _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
@@ -172,12 +201,12 @@ def init_gru(
     return GRUParams(Wxh, Whh, Why, zeros(3 * hidden_size), zeros(output_size), zeros(hidden_size))
 
 
-def hidden_size(params) -> int:
+def hidden_size(params: Params) -> int:
     """``H``, read from ``Whh``."""
     return params.Whh.shape[1]
 
 
-def rnn_initial_carry(params, batch_shape: tuple[int, ...] = ()) -> Array:
+def rnn_initial_carry(params: Params, batch_shape: tuple[int, ...] = ()) -> Array:
     """Zero state of the RNN or GRU: ``h (*batch_shape, H)``."""
     return jnp.zeros((*tuple(batch_shape), hidden_size(params)), params.Whh.dtype)
 
@@ -219,13 +248,13 @@ def input_projection(Wxh: Array, x: ArrayLike) -> Array:
     return x.astype(Wxh.dtype) @ Wxh.T
 
 
-def _check_state(name: str, state: Array, params) -> None:
+def _check_state(name: str, state: Array, params: Params) -> None:
     H = hidden_size(params)
     if not hasattr(state, "shape") or state.ndim == 0 or state.shape[-1] != H:
         raise ValueError(f"{name} has shape {getattr(state, 'shape', type(state).__name__)}; expected (..., {H})")
 
 
-def _check_input(name: str, x: ArrayLike, h: Array, params) -> None:
+def _check_input(name: str, x: ArrayLike, h: Array, params: Params) -> None:
     """The input's batch shape must be the carry's: ids ``(...)`` or features ``(..., D)`` for ``h (..., H)``."""
     shape, batch = jnp.shape(x), tuple(h.shape[:-1])
     ids = jnp.issubdtype(jnp.result_type(x), jnp.integer)
@@ -245,7 +274,7 @@ def rnn_cell(params: RNNParams, h: Array, xproj: Array) -> Array:
     return jnp.tanh(xproj + h @ params.Whh.T + params.bh)
 
 
-def rnn_step(params: RNNParams, h: Array, x: Array) -> tuple[Array, Array]:
+def rnn_step(params: RNNParams, h: Array, x: ArrayLike) -> tuple[Array, Array]:
     """One vanilla RNN step ``h_t = tanh(Wxh x_t + Whh h_{t-1} + bh)``.
 
     Args:
@@ -287,7 +316,7 @@ def lstm_memory(c_prev: Array, gates: tuple[Array, Array, Array, Array]) -> tupl
     return c, o * jnp.tanh(c)
 
 
-def lstm_step(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
+def lstm_step(params: LSTMParams, carry: LSTMCarry, x: ArrayLike) -> tuple[LSTMCarry, Array]:
     """One LSTM step::
 
         z = Wxh x_t + Whh h_{t-1} + bh                  (gates stacked in LSTM_GATE_ORDER = i, f, o, g)
@@ -323,7 +352,7 @@ def gru_cell(params: GRUParams, h: Array, xproj: Array) -> tuple[Array, Array]:
     return h, h
 
 
-def gru_step(params: GRUParams, h: Array, x: Array) -> tuple[Array, Array]:
+def gru_step(params: GRUParams, h: Array, x: ArrayLike) -> tuple[Array, Array]:
     """One GRU step::
 
         r = sigmoid(Wxh_r x_t + Whh_r h_{t-1} + bh_r)        z = sigmoid(Wxh_z x_t + Whh_z h_{t-1} + bh_z)

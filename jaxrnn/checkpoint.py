@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from jaxrnn.data import DataError
+from jaxrnn.typing import PyTree
 
 FORMAT = 2
 """Format of the checkpoints this version writes: 2 since jaxrnn 0.2 (the model is a ``StackParams``); format 1
@@ -83,7 +84,7 @@ class CheckpointStore:
     def path(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
 
-    def save(self, step: int, state, meta: dict, *, val_loss: float) -> None:
+    def save(self, step: int, state: PyTree, meta: dict, *, val_loss: float) -> None:
         """Write ``state`` (a pytree of arrays) and ``meta`` (JSON-able) as checkpoint ``step``."""
         ocp = self._ocp
         meta = {"format": FORMAT, "step": int(step), "val_loss": float(val_loss), **meta}
@@ -114,7 +115,7 @@ class CheckpointStore:
             )
         return meta
 
-    def restore(self, step: int, template):
+    def restore(self, step: int, template: PyTree) -> PyTree:
         """The state of checkpoint ``step``, with the structure, shapes and dtypes of ``template``."""
         ocp = self._ocp
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
@@ -130,7 +131,7 @@ class CheckpointStore:
         self._manager.close()
 
 
-def _without_empty(tree):
+def _without_empty(tree: PyTree) -> PyTree:
     """``tree`` with every zero-size array replaced by ``None``: orbax refuses to save arrays of size zero, and
     their contents are known from the shape alone. jaxrnn's own pytrees hold none (a stack layer's missing
     readout is ``None``), but parameters in jaxrnn 0.3's spelling (``Why (0, H)``, ``by (0,)``) still save, to
@@ -138,7 +139,7 @@ def _without_empty(tree):
     return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
 
 
-def _with_empty(restored, template):
+def _with_empty(restored: PyTree, template: PyTree) -> PyTree:
     """``restored`` (read with ``_without_empty(template)``) with the zero-size arrays of ``template`` put back,
     so that a template in 0.3's spelling gets its own structure back."""
     by_path = dict(jax.tree_util.tree_flatten_with_path(restored)[0])

@@ -42,7 +42,7 @@ into a ``StackParams``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import jax
@@ -52,7 +52,7 @@ import numpy as np
 from jaxrnn import registry
 from jaxrnn.cells import GRU_GATE_ORDER, LSTM_GATE_ORDER
 from jaxrnn.stack import StackParams
-from jaxrnn.typing import ArrayLike, DTypeLike, Params
+from jaxrnn.typing import Array, ArrayLike, DTypeLike, Params
 
 FLAX_LSTM_GATE_ORDER = ("i", "f", "g", "o")
 """Flax's LSTM gates: the names of linen's dense layers ``ii, if, ig, io`` / ``hi, hf, hg, ho`` (nnx's ``LSTMCell``
@@ -61,16 +61,18 @@ TORCH_LSTM_GATE_ORDER = ("i", "f", "g", "o")
 """Row-block order of ``torch.nn.LSTM``'s ``weight_ih_l*`` (4H, D), ``weight_hh_l*``, ``bias_*``."""
 
 
-def _blocks(a, order):
+def _blocks(a: ArrayLike, order: Sequence[str]) -> dict[str, np.ndarray]:
     """Split the leading axis of ``a`` into one block per gate: ``{gate: block}``."""
     return dict(zip(order, np.split(np.asarray(a), len(order), axis=0)))
 
 
-def _stack(blocks, order):
+def _stack(blocks: Mapping[str, np.ndarray], order: Sequence[str]) -> np.ndarray:
     return np.concatenate([blocks[g] for g in order], axis=0)
 
 
-def _readout(Why, by, H, dtype):
+def _readout(
+    Why: ArrayLike | None, by: ArrayLike | None, H: int, dtype: DTypeLike
+) -> tuple[Array, Array] | tuple[None, None]:
     """``(Why, by)`` as arrays of ``dtype``, or ``(None, None)`` for no readout."""
     if Why is None:
         if by is not None:
@@ -132,12 +134,12 @@ def _check_not_residual(cell: Any, where: str) -> None:
         raise ValueError(f"{where}: nnx.SimpleCell(residual=True) adds h to its update, which jaxrnn's RNN does not")
 
 
-def _split_columns(kernel, order) -> dict:
+def _split_columns(kernel: ArrayLike, order: Sequence[str]) -> dict[str, np.ndarray]:
     """``{gate: kernel block}`` from a fused ``(in, k H)`` kernel whose column blocks are gates in ``order``."""
     return dict(zip(order, np.split(np.asarray(kernel), len(order), axis=-1)))
 
 
-def _fuse_columns(blocks: dict, order) -> np.ndarray:
+def _fuse_columns(blocks: Mapping[str, np.ndarray], order: Sequence[str]) -> np.ndarray:
     return np.concatenate([blocks[g] for g in order], axis=-1)
 
 
@@ -167,7 +169,7 @@ def to_nnx(params: Params, cell: Any) -> dict:
     elif cls is nnx.LSTMCell:
         out = {("if_" if name == "if" else name): dense for name, dense in linen.items()}
     elif cls is nnx.OptimizedLSTMCell:
-        order = FLAX_LSTM_GATE_ORDER
+        order: tuple[str, ...] = FLAX_LSTM_GATE_ORDER
         fuse = lambda side, part: _fuse_columns({g: linen[f"{side}{g}"][part] for g in order}, order)
         out = {
             "dense_i": {"kernel": fuse("i", "kernel")},
@@ -259,7 +261,7 @@ def _from_nnx_layout(p: Mapping) -> dict | None:
     return None
 
 
-def _flax_kind(cell_params) -> str:
+def _flax_kind(cell_params: Mapping[str, Any]) -> str:
     keys = set(cell_params)
     if keys == {"i", "h"}:
         return "rnn"
@@ -297,7 +299,16 @@ def from_flax(
     return _build(kind, Wxh, Whh, bh, None if kind != "gru" else cell_params["hn"]["bias"], Why, by, dtype)
 
 
-def _build(kind, Wxh, Whh, bh, bhn, Why, by, dtype):
+def _build(
+    kind: str,
+    Wxh: np.ndarray | Array,
+    Whh: np.ndarray | Array,
+    bh: np.ndarray | Array,
+    bhn: ArrayLike | None,
+    Why: ArrayLike | None,
+    by: ArrayLike | None,
+    dtype: DTypeLike | None,
+) -> Params:
     dtype = dtype or jnp.asarray(Wxh).dtype
     H = Whh.shape[1]
     Wxh, Whh, bh = (jnp.asarray(a, dtype) for a in (Wxh, Whh, bh))
@@ -362,7 +373,7 @@ def _torch_module(state_dict: Mapping, prefix: str | None, where: str) -> tuple[
     return prefix, sorted(layers[prefix]), prefix in bidirectional
 
 
-def _as_numpy(value) -> np.ndarray:
+def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
 
 

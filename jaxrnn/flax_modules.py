@@ -60,9 +60,9 @@ class LinenCell(nn.RNNCellBase):
     def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
         _check_cell(self.cell)
         D = inputs.shape[-1]
-        make = lambda key: registry.cell_type(self.cell).init(
-            key, D, self.features, 1, init=self.init_scheme, dtype=self.param_dtype
-        )
+        init_cell = registry.cell_type(self.cell).init
+        assert init_cell is not None  # every built-in cell has one
+        make = lambda key: init_cell(key, D, self.features, 1, init=self.init_scheme, dtype=self.param_dtype)
         # each weight gets its own key; each is drawn exactly as jaxrnn's initialiser draws it
         weights = {
             name: self.param(name, lambda key, n=name: getattr(make(key), n)) for name in _field_names(self.cell)
@@ -107,7 +107,9 @@ class NnxCell(nnx.RNNCellBase):
         rngs: nnx.Rngs,
     ):
         _check_cell(cell)
-        p = registry.cell_type(cell).init(rngs.params(), in_features, hidden_features, 1, init=init_scheme, dtype=dtype)
+        init_cell = registry.cell_type(cell).init
+        assert init_cell is not None  # every built-in cell has one
+        p = init_cell(rngs.params(), in_features, hidden_features, 1, init=init_scheme, dtype=dtype)
         self._set(cell, p)
 
     def _set(self, cell: str, params: Params) -> None:
@@ -142,7 +144,8 @@ class NnxCell(nnx.RNNCellBase):
         """The state for inputs of shape ``(..., D)``: zeros (jaxrnn's ``initial_carry``), or, with
         ``carry_init``, each part drawn from ``carry_init(key, (..., H), dtype)`` with keys from ``rngs``, the
         LSTM's ``c`` before its ``h`` as Flax's own cells draw them (so the same ``rngs`` give the same state)."""
-        batch_shape, dtype = tuple(input_shape[:-1]), self.Whh[...].dtype
+        # by name: _set makes the weights' attributes, which a checker cannot see
+        batch_shape, dtype = tuple(input_shape[:-1]), getattr(self, "Whh")[...].dtype
         if carry_init is None:
             return _zero_carry(self.cell, batch_shape, self.hidden_features, dtype)
         if isinstance(rngs, nnx.Rngs):

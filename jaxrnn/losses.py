@@ -149,8 +149,21 @@ def sequence_loss(
 
 
 def _sequence_loss(
-    params, carry, xs, targets, *, step, mask, lengths, padding, reduction, segment_length, key, dropout, options
-):
+    params: Params,
+    carry: Carry,
+    xs: PyTree,
+    targets: Array,
+    *,
+    step: Callable[..., Any],
+    mask: ArrayLike | None,
+    lengths: ArrayLike | None,
+    padding: Padding,
+    reduction: Reduction,
+    segment_length: int | None,
+    key: PRNGKey | None,
+    dropout: float,
+    options: dict[str, Any],
+) -> tuple[Array, Carry]:
     """``sequence_loss`` of time-major inputs, checked already."""
     if segment_length is not None:
         if lengths is not None:
@@ -191,7 +204,19 @@ def _sequence_loss(
     return loss, carry_T
 
 
-def _segmented_loss(params, carry, xs, targets, mask, reduction, segment_length, key, dropout, step, options):
+def _segmented_loss(
+    params: Params,
+    carry: Carry,
+    xs: PyTree,
+    targets: ArrayLike,
+    mask: ArrayLike | None,
+    reduction: Reduction,
+    segment_length: int,
+    key: PRNGKey | None,
+    dropout: float,
+    step: Callable[..., Any],
+    options: dict[str, Any],
+) -> tuple[Array, Carry]:
     """``sequence_loss`` with ``segment_length``: a scan over segments, each under ``jax.checkpoint``."""
     targets = jnp.asarray(targets)
     T = targets.shape[0] if targets.ndim else 0
@@ -202,7 +227,7 @@ def _segmented_loss(params, carry, xs, targets, mask, reduction, segment_length,
     split = lambda a: a.reshape(segments, segment_length, *a.shape[1:])
 
     @jax.checkpoint
-    def segment(params, carry, chunk):
+    def segment(params: Params, carry: Carry, chunk: tuple[PyTree, Array, Array, Array]) -> tuple[Carry, Array]:
         x, y, m, k = chunk
         loss, carry = _sequence_loss(
             params,

@@ -76,10 +76,20 @@ def sample(
 
 
 @functools.partial(jax.jit, static_argnames=("length", "top_k", "step"))
-def _sample(key, params, carry, x, length, *, temperature, top_k, step):
+def _sample(
+    key: PRNGKey,
+    params: Params,
+    carry: Carry,
+    x: Array,
+    length: int,
+    *,
+    temperature: ArrayLike,
+    top_k: int | None,
+    step: Callable[..., Any] | None,
+) -> tuple[Array, Carry]:
     step = step_for(params) if step is None else step
 
-    def body(state, key_t):
+    def body(state: tuple[Carry, Array], key_t: PRNGKey) -> tuple[tuple[Carry, Array], Array]:
         carry, x = state
         carry, h = step(params, carry, x)
         x = next_token(key_t, readout(params, h), temperature, top_k).astype(x.dtype)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from jaxrnn import cells, registry
 from jaxrnn._checks import non_negative_int
-from jaxrnn.typing import Array, DTypeLike, Params, PRNGKey
+from jaxrnn.typing import Array, ArrayLike, Carry, DTypeLike, Params, PRNGKey
 
 
 class StackParams(NamedTuple):
@@ -34,8 +34,8 @@ class StackParams(NamedTuple):
     before layer 0."""
 
     layers: tuple[Params, ...]
-    Why: Array
-    by: Array
+    Why: Array | None  # None: no readout (stack_from_torch without Why); unroll runs it, a loss needs one
+    by: Array | None
     embedding: Array | None = None
 
 
@@ -74,6 +74,7 @@ def init_stack(
     keys = jax.random.split(key, len(hidden_sizes))
     layers, below = [], embed_size or input_size
     for k, make, H in zip(keys, inits, hidden_sizes):
+        assert make is not None  # layer_cell returns only cells with an init
         p = make(k, below, H, output_size, init=init, dtype=dtype)
         layers.append(p._replace(Why=None, by=None))  # the stack reads out: with the top layer's drawn readout
         last = p
@@ -84,17 +85,17 @@ def init_stack(
     return StackParams(tuple(layers), last.Why, last.by, embedding)
 
 
-def _check(params) -> None:
+def _check(params: object) -> None:
     if not isinstance(params, StackParams):
         raise TypeError(f"stack_step: params must be StackParams, got {type(params).__name__}")
 
 
-def layer_input(params: StackParams, x):
+def layer_input(params: StackParams, x: ArrayLike) -> ArrayLike:
     """What layer 0 reads: ``embed(embedding, x)`` for token ids when the stack has an embedding, else ``x``."""
     return x if params.embedding is None else cells.embed(params.embedding, x)
 
 
-def stack_step(params: StackParams, carry: tuple, x) -> tuple[tuple, Array]:
+def stack_step(params: StackParams, carry: tuple[Carry, ...], x: ArrayLike) -> tuple[tuple[Carry, ...], Array]:
     """One time step through every layer, bottom to top (no dropout).
 
     Args: ``carry``: a tuple with one carry per layer (``h`` or ``LSTMCarry``); ``x (..., D)`` or ids ``(...)``.
@@ -102,15 +103,17 @@ def stack_step(params: StackParams, carry: tuple, x) -> tuple[tuple, Array]:
     """
     _check(params)
     _check_carry(params, carry)
-    x = layer_input(params, x)
+    # layer 0 reads the input (ids or features), each layer above the h of the one below: Any, as a checker cannot
+    # tell which (nor that a stack has at least one layer, so that an h is returned)
+    h: Any = layer_input(params, x)
     new_carry = []
     for layer, c in zip(params.layers, carry):
-        c, x = registry.step_for(layer)(layer, c, x)
+        c, h = registry.step_for(layer)(layer, c, h)
         new_carry.append(c)
-    return tuple(new_carry), x
+    return tuple(new_carry), h
 
 
-def _check_carry(params: StackParams, carry) -> None:
+def _check_carry(params: StackParams, carry: object) -> None:
     if not isinstance(carry, tuple) or isinstance(carry, cells.LSTMCarry) or len(carry) != len(params.layers):
         raise TypeError(
             f"stack_step: carry must be a tuple of {len(params.layers)} per-layer carries "
@@ -124,7 +127,7 @@ def stack_initial_carry(params: StackParams, batch_shape: tuple[int, ...] = ()) 
     return tuple(registry.initial_carry(layer, batch_shape) for layer in params.layers)
 
 
-def dropout(key, rate: float, x: Array) -> Array:
+def dropout(key: PRNGKey, rate: float, x: Array) -> Array:
     """Inverted dropout: each entry of ``x`` zeroed with probability ``rate``, the rest scaled by
     ``1 / (1 - rate)`` so that the expectation is unchanged."""
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
@@ -132,8 +135,14 @@ def dropout(key, rate: float, x: Array) -> Array:
 
 
 def unroll_layers(
-    params: StackParams, carry: tuple, xs, *, unroll_layer: Callable, key=None, dropout_rate: float = 0.0
-) -> tuple[tuple, Array]:
+    params: StackParams,
+    carry: tuple[Carry, ...],
+    xs: ArrayLike,
+    *,
+    unroll_layer: Callable[[Params, Carry, ArrayLike], tuple[Carry, Array]],
+    key: PRNGKey | None = None,
+    dropout_rate: float = 0.0,
+) -> tuple[tuple[Carry, ...], Array]:
     """The stack over a whole sequence, one layer at a time: ``xs (T, ...)`` -> ``(carries, hs_top (T, ..., H))``.
 
     ``unroll_layer(layer_params, carry, xs) -> (carry_T, hs)`` unrolls one layer (``lax.scan`` of its step, or
@@ -145,7 +154,9 @@ def unroll_layers(
     _check_carry(params, carry)
     if dropout_rate > 0 and key is None:
         raise ValueError(f"unroll_layers: dropout_rate={dropout_rate} needs key= (the PRNG key of the dropout masks)")
-    inputs = layer_input(params, xs)
+    # layer 0 reads xs, each layer above (through dropout) the hs of the one below: Any, as a checker cannot tell
+    # which (nor that a stack has at least one layer, so that hs are returned)
+    inputs: Any = layer_input(params, xs)
     new_carry = []
     for l, (layer, c) in enumerate(zip(params.layers, carry)):
         if l > 0 and key is not None and dropout_rate > 0:

@@ -17,7 +17,7 @@ import optax
 from jaxrnn import registry
 from jaxrnn._checks import is_concrete, is_token_ids, positive_int, token_ids_out_of_range
 from jaxrnn.losses import sequence_loss
-from jaxrnn.typing import REDUCTIONS, Array, Carry, Method, Params, Reduction
+from jaxrnn.typing import REDUCTIONS, Array, ArrayLike, Carry, Method, Params, PRNGKey, PyTree, Reduction
 from jaxrnn.unrolling import _check_options
 
 if TYPE_CHECKING:
@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 TrainStep = Callable[..., tuple[Any, ...]]
 """``train_step(params, opt_state, carry, xs, targets, mask=None, *, reset=None, active=None, key=None)
 -> (params, opt_state, carry_T, loss[, grad_norm])``."""
+
+_Model = tuple[Params, PyTree, Carry]
+"""What an update reads and writes: ``(params, opt_state, carry)``."""
+
+_Metrics = tuple[Array, Array | None]
+"""What an update reports: ``(loss, grad_norm)``, the norm ``None`` unless asked for."""
 
 
 def reset_carry(carry: Carry, reset: Array) -> Carry:
@@ -116,7 +122,16 @@ def make_train_step(
             newton=newton,
         )
 
-    def update(params, opt_state, carry, xs, targets, mask, reset, key):
+    def update(
+        params: Params,
+        opt_state: PyTree,
+        carry: Carry,
+        xs: PyTree,
+        targets: ArrayLike,
+        mask: ArrayLike | None,
+        reset: Array | None,
+        key: PRNGKey | None,
+    ) -> tuple[_Model, _Metrics]:
         if reset is not None:
             carry = reset_carry(carry, reset)
         kw = {} if key is None else {"key": key}
@@ -125,24 +140,44 @@ def make_train_step(
         norm = optax.global_norm(grads) if with_grad_norm else None
         return (optax.apply_updates(params, updates), opt_state, carry_T), (loss, norm)
 
-    def finish(params, opt_state, carry, loss, norm):
+    def finish(params: Params, opt_state: PyTree, carry: Carry, loss: Array, norm: Array | None) -> tuple[Any, ...]:
         return (params, opt_state, carry, loss, norm) if with_grad_norm else (params, opt_state, carry, loss)
 
-    def one(state, xs, targets, mask, reset, active, key):
-        run = lambda s: update(*s, xs, targets, mask, reset, key)
+    def one(
+        state: _Model,
+        xs: PyTree,
+        targets: ArrayLike,
+        mask: ArrayLike | None,
+        reset: Array | None,
+        active: Array | None,
+        key: PRNGKey | None,
+    ) -> tuple[_Model, _Metrics]:
+        # typed: an untyped s could fill all of update's parameters, and checkers would call the rest too many
+        run: Callable[[_Model], tuple[_Model, _Metrics]] = lambda s: update(*s, xs, targets, mask, reset, key)
         if active is None:
             return run(state)
         skipped = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(run, state)[1])
         return jax.lax.cond(active, run, lambda s: (s, skipped), state)
 
-    def train_step(params, opt_state, carry, xs, targets, mask=None, *, reset=None, active=None, key=None):
+    def train_step(
+        params: Params,
+        opt_state: PyTree,
+        carry: Carry,
+        xs: PyTree,
+        targets: ArrayLike,
+        mask: ArrayLike | None = None,
+        *,
+        reset: Array | None = None,
+        active: Array | None = None,
+        key: PRNGKey | None = None,
+    ) -> tuple[Any, ...]:
         if dropout > 0 and key is None:
             raise ValueError(f"train_step: dropout={dropout} needs key= (the PRNG key of each update's dropout)")
         if K == 1:
             state, (loss, norm) = one((params, opt_state, carry), xs, targets, mask, reset, active, key)
             return finish(*state, loss, norm)
 
-        def body(state, batch):
+        def body(state: _Model, batch: tuple[Any, ...]) -> tuple[_Model, _Metrics]:
             return one(state, *batch)
 
         batches = (xs, targets, mask, reset, active, key)
@@ -153,7 +188,9 @@ def make_train_step(
     jitted = jax.jit(train_step, donate_argnums=(0, 1) if donate else ())
 
     @functools.wraps(train_step)
-    def checked(params, opt_state, carry, xs, targets, *args, **kwargs):
+    def checked(
+        params: Params, opt_state: PyTree, carry: Carry, xs: PyTree, targets: ArrayLike, *args: Any, **kwargs: Any
+    ) -> tuple[Any, ...]:
         if checks_ids:
             _check_known_ids(params, xs, targets)
         return jitted(params, opt_state, carry, xs, targets, *args, **kwargs)
@@ -162,7 +199,7 @@ def make_train_step(
     return checked
 
 
-def _check_known_ids(params: Params, xs, targets) -> None:
+def _check_known_ids(params: Params, xs: PyTree, targets: ArrayLike) -> None:
     """``ValueError`` for a token id out of range among known (not traced) ``xs`` and ``targets``."""
     V_in, Why = registry.token_vocabulary(params), getattr(params, "Why", None)
     if V_in is not None and is_token_ids(xs) and is_concrete(xs):
@@ -171,7 +208,7 @@ def _check_known_ids(params: Params, xs, targets) -> None:
         token_ids_out_of_range("train_step: targets", targets, Why.shape[0])
 
 
-def _check_leading(K: int, trees) -> None:
+def _check_leading(K: int, trees: PyTree) -> None:
     for leaf in jax.tree.leaves(trees):
         if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != K:
             raise ValueError(

@@ -17,22 +17,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.core  # imported by jax itself; named here so that type checkers see jax.core
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import recurrence, registry, stack
 from jaxrnn._checks import is_token_ids, nan_if, positive_int, token_ids_out_of_range
-from jaxrnn.typing import METHODS, PADDINGS, Array, ArrayLike, Carry, Method, Padding, Params, PRNGKey, PyTree
+from jaxrnn.typing import METHODS, PADDINGS, Array, ArrayLike, Carry, Method, Padding, Params, PRNGKey, PyTree, Step
 
 if TYPE_CHECKING:
     from jaxrnn.newton import NewtonSolver
 
 
-def _leading_length(xs) -> int:
+def _leading_length(xs: PyTree) -> int:
     leaves = jax.tree.leaves(xs)
     if not leaves:
         raise ValueError("unroll: xs is empty; expected at least one array with a leading time axis (T, ...)")
-    lengths = {getattr(leaf, "shape", (None,))[:1] for leaf in leaves}
+    lengths: set[tuple[Any, ...]] = {getattr(leaf, "shape", (None,))[:1] for leaf in leaves}
     if len(lengths) != 1 or () in lengths:
         raise ValueError(
             f"unroll: every leaf of xs needs the same leading time axis, got shapes "
@@ -41,15 +42,18 @@ def _leading_length(xs) -> int:
     return lengths.pop()[0]
 
 
-def _check_carry_kept(f, carry, x0) -> None:
+def _check_carry_kept(f: Callable[[Carry, PyTree], tuple[Carry, PyTree]], carry: Carry, x0: PyTree) -> None:
     """Fail early, naming both shapes, when a step would change the carry's structure or shape."""
     carry_out, _ = jax.eval_shape(f, carry, x0)
     shape = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype).name), tree)
-    if jax.tree.structure(carry_out) != jax.tree.structure(carry) or shape(carry_out) != shape(carry):
+    # as objects: jaxlib ships no type stub for PyTreeDef, and mypy refuses == between two unknown PyTreeDefs
+    structure_out: object = jax.tree.structure(carry_out)
+    structure_in: object = jax.tree.structure(carry)
+    if structure_out != structure_in or shape(carry_out) != shape(carry):
         dtypes = lambda tree: {jnp.dtype(a.dtype).name for a in jax.tree.leaves(tree)}
-        same_shapes = jax.tree.structure(carry_out) == jax.tree.structure(carry) and [
-            a.shape for a in jax.tree.leaves(carry_out)
-        ] == [a.shape for a in jax.tree.leaves(carry)]
+        same_shapes = structure_out == structure_in and [a.shape for a in jax.tree.leaves(carry_out)] == [
+            a.shape for a in jax.tree.leaves(carry)
+        ]
         if same_shapes:  # only the dtype changes: the carry's dtype is not the one the step computes in
             raise ValueError(
                 f"unroll: the carry is {'/'.join(sorted(dtypes(carry)))} but the step computes in "
@@ -156,7 +160,16 @@ def unroll(
     return nan_if(bad, (carry_T, hs))
 
 
-def _check_options(caller: str, *, method, unroll, remat, dropout, newton, padding="right") -> None:
+def _check_options(
+    caller: str,
+    *,
+    method: Method,
+    unroll: int,
+    remat: bool,
+    dropout: float,
+    newton: NewtonSolver | None,
+    padding: Padding = "right",
+) -> None:
     """Every option of ``unroll`` checked where it is given (``unroll``, ``sequence_loss``, ``make_train_step``)."""
     if method not in METHODS:
         raise ValueError(f"{caller}: unknown method {method!r}; expected one of {METHODS}")
@@ -195,7 +208,7 @@ def from_time_major(carry: Carry, tree: PyTree) -> PyTree:
     return jax.tree.map(lambda a: jnp.moveaxis(a, 0, n), tree)
 
 
-def check_inputs(caller: str, params: Params, carry: Carry, xs: PyTree):
+def check_inputs(caller: str, params: Params, carry: Carry, xs: PyTree) -> Array | None:
     """Check time-major inputs against the carry's batch shape, and token ids against the vocabulary.
 
     Returns ``None``, or (under ``jit``) a traced boolean that is true when a token id is out of range.
@@ -240,20 +253,36 @@ def _check_carry_dtype(caller: str, params: Params, carry: Carry) -> None:
             )
 
 
-def _poison_lookup(params: Params, bad) -> Params:
+def _poison_lookup(params: Params, bad: Array | None) -> Params:
     """``params`` with the table that token ids look up (embedding or ``Wxh``) NaN when ``bad``: with the NaN
     outputs, every entry of every gradient is then NaN, also the columns of ids that never occur."""
     return params if bad is None else registry.map_token_table(params, lambda W: nan_if(bad, W))
 
 
-def _unroll(step, params, carry, xs, *, method, unroll, remat, reverse, mask, lengths, padding, key, dropout, newton):
+def _unroll(
+    step: Callable[..., Any],
+    params: Params,
+    carry: Carry,
+    xs: PyTree,
+    *,
+    method: Method,
+    unroll: int,
+    remat: bool,
+    reverse: bool,
+    mask: ArrayLike | None,
+    lengths: ArrayLike | None,
+    padding: Padding,
+    key: PRNGKey | None,
+    dropout: float,
+    newton: NewtonSolver | None,
+) -> tuple[Carry, PyTree]:
     """``unroll`` of time-major inputs, checked already."""
     is_stack = isinstance(params, stack.StackParams)
     if dropout > 0 and not is_stack:
         raise ValueError(
             f"unroll: dropout acts between the layers of a StackParams model, not on {type(params).__name__}"
         )
-    options = dict(method=method, unroll=unroll, remat=remat, reverse=reverse, newton=newton)
+    options: dict[str, Any] = dict(method=method, unroll=unroll, remat=remat, reverse=reverse, newton=newton)
     if mask is not None or lengths is not None:
         if method == "fused":
             raise ValueError("unroll: method='fused' takes no mask, lengths or remat; use method='scan' for those")
@@ -275,7 +304,18 @@ def _unroll(step, params, carry, xs, *, method, unroll, remat, reverse, mask, le
     return _unroll_step(step, params, carry, xs, **options)
 
 
-def _unroll_step(step, params, carry, xs, *, method, unroll, remat, reverse, newton):
+def _unroll_step(
+    step: Callable[..., Any],
+    params: Params,
+    carry: Carry,
+    xs: PyTree,
+    *,
+    method: Method,
+    unroll: int,
+    remat: bool,
+    reverse: bool,
+    newton: NewtonSolver | None,
+) -> tuple[Carry, PyTree]:
     """``unroll`` of one step function without mask or dropout (``method="fused"`` falls back to ``scan`` for a
     cell the fused recurrence does not compute)."""
     if method == "newton":
@@ -304,14 +344,16 @@ def _unroll_step(step, params, carry, xs, *, method, unroll, remat, reverse, new
     return carry, jax.tree.map(lambda *hs: jnp.stack(hs), *outs)
 
 
-def _newton(step, params, carry, xs, solver):
+def _newton(
+    step: Callable[..., Any], params: Params, carry: Carry, xs: PyTree, solver: NewtonSolver | None
+) -> tuple[Carry, PyTree]:
     """The Newton solve, with NaN in the carries and outputs of every example that did not converge."""
     from jaxrnn.newton import NewtonSolver
 
     result = (NewtonSolver() if solver is None else solver)(step, params, carry, xs)
     ok = result.converged
 
-    def where_converged(a, leading):
+    def where_converged(a: Array, leading: int) -> Array:
         m = ok.reshape((1,) * leading + ok.shape + (1,) * (a.ndim - leading - ok.ndim))
         return jnp.where(m, a, jnp.nan)
 
@@ -324,7 +366,7 @@ def _newton(step, params, carry, xs, solver):
 unroll_fn = unroll  # callable where a keyword argument named ``unroll`` hides the function
 
 
-def length_mask(lengths, T: int, *, padding: str = "right"):
+def length_mask(lengths: ArrayLike, T: int, *, padding: Padding = "right") -> Array:
     """``(T, ...)`` booleans from ``lengths (...)``: ``t < length`` (right padding) or ``t >= T - length``
     (left padding)."""
     if padding not in PADDINGS:
@@ -342,7 +384,7 @@ def length_mask(lengths, T: int, *, padding: str = "right"):
     return t < lengths if padding == "right" else t >= T - lengths
 
 
-def _resolve_mask(mask, lengths, padding, T):
+def _resolve_mask(mask: ArrayLike | None, lengths: ArrayLike | None, padding: Padding, T: int) -> Array:
     if mask is not None and lengths is not None:
         raise ValueError("unroll: pass mask or lengths, not both")
     if lengths is not None:
@@ -353,7 +395,7 @@ def _resolve_mask(mask, lengths, padding, T):
     return mask.astype(bool)
 
 
-def _check_mask_fits(mask, carry) -> None:
+def _check_mask_fits(mask: Array, carry: Carry) -> None:
     batch = tuple(mask.shape[1:])
     for leaf in jax.tree.leaves(carry):
         if tuple(leaf.shape[:-1]) != batch:
@@ -363,13 +405,13 @@ def _check_mask_fits(mask, carry) -> None:
             )
 
 
-def _where(m, new, old):
+def _where(m: Array, new: Array, old: Array) -> Array:
     """``where(m, new, old)`` with ``m (...)`` broadcast over the trailing feature axes of ``new (..., F)``."""
     return jnp.where(m.reshape(m.shape + (1,) * (new.ndim - m.ndim)), new, old)
 
 
 @functools.cache
-def mask_step(step):
+def mask_step(step: Step) -> Step:
     """``step`` taking ``(x_t, m_t)``: where ``m_t (...)`` is false the carry is kept and the output is zero.
 
     ``jnp.where`` passes no gradient to the branch it does not take, so a masked step contributes nothing,
@@ -378,7 +420,7 @@ def mask_step(step):
     ``sequence_loss(params, carry, (xs, mask), targets, step=mask_step(step_for(params)), mask=mask)``.
     """
 
-    def masked(params, carry, x_and_mask):
+    def masked(params: Params, carry: Carry, x_and_mask: tuple[PyTree, Array]) -> tuple[Carry, PyTree]:
         x, m = x_and_mask
         new_carry, out = step(params, carry, x)
         new_carry = jax.tree.map(lambda new, old: _where(m, new, old), new_carry, carry)
@@ -390,18 +432,18 @@ def mask_step(step):
 
 
 def unroll_bidirectional(
-    step,
-    params,
-    carry,
-    xs,
+    step: Callable[..., Any] | tuple[Callable[..., Any], Callable[..., Any]],
+    params: tuple[Params, Params],
+    carry: tuple[Carry, Carry],
+    xs: PyTree,
     *,
-    mask=None,
-    lengths=None,
-    padding: str = "right",
-    method: str = "scan",
+    mask: ArrayLike | None = None,
+    lengths: ArrayLike | None = None,
+    padding: Padding = "right",
+    method: Method = "scan",
     unroll: int = 1,
     remat: bool = False,
-):
+) -> tuple[tuple[Carry, Carry], Array]:
     """A forward and a backward unroll over the same ``xs``, outputs concatenated on the last axis.
 
     Args:
@@ -421,7 +463,7 @@ def unroll_bidirectional(
         raise ValueError(
             "unroll_bidirectional: params and carry (and step, if a sequence) must be pairs (forward, backward)"
         )
-    kw = dict(mask=mask, lengths=lengths, padding=padding, method=method, unroll=unroll, remat=remat)
+    kw: dict[str, Any] = dict(mask=mask, lengths=lengths, padding=padding, method=method, unroll=unroll, remat=remat)
     carry_f, hs_f = unroll_fn(steps[0], params[0], carry[0], xs, **kw)
     carry_b, hs_b = unroll_fn(steps[1], params[1], carry[1], xs, reverse=True, **kw)
     return (carry_f, carry_b), jnp.concatenate([hs_f, hs_b], axis=-1)

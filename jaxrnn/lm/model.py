@@ -36,11 +36,11 @@ from jaxrnn._checks import non_negative_int, positive_int
 from jaxrnn.losses import sequence_loss
 from jaxrnn.stack import StackParams, init_stack
 from jaxrnn.training import make_train_step
-from jaxrnn.typing import Array, ArrayLike, CellName, DTypeLike, PRNGKey, PyTree
+from jaxrnn.typing import Array, ArrayLike, Carry, CellName, DTypeLike, Method, PRNGKey, PyTree
 
 
 CELLS = registry.CELL_NAMES
-METHOD = "fused"
+METHOD: Method = "fused"
 """How the model is unrolled for training and evaluation (see ``jaxrnn.unroll``)."""
 
 
@@ -182,7 +182,7 @@ def evaluate(params: StackParams, xs: Array, targets: Array) -> Array:
     Args: ``xs (C, T, B)``, ``targets (C, T, B)`` (``Streams.epoch()``). No dropout.
     """
 
-    def body(carry, chunk):
+    def body(carry: tuple, chunk: tuple[Array, Array]) -> tuple[tuple, Array]:
         chunk_loss, carry = loss(params, carry, *chunk)
         return carry, chunk_loss
 
@@ -202,7 +202,7 @@ def place_batch(batch: PyTree, mesh: Mesh | None = None) -> PyTree:
         return jax.device_put(batch)
     from jaxrnn import parallel
 
-    def put(x):
+    def put(x: ArrayLike) -> Array:
         if np.ndim(x) and np.shape(x)[-1] % mesh.devices.size == 0:
             return parallel.shard_batch(mesh, x, batch_axis=np.ndim(x) - 1)
         return parallel.replicate(mesh, x)
@@ -234,6 +234,6 @@ def warm_up(params: StackParams, ids: ArrayLike) -> tuple[tuple, Array]:
 
 
 @jax.jit
-def _prime(params, carry, ids):
+def _prime(params: StackParams, carry: tuple[Carry, ...], ids: Array) -> tuple[Array, tuple[Carry, ...]]:
     carry, hs = jax.lax.scan(functools.partial(registry.step_for(params), params), carry, ids)
     return hs, carry
