@@ -41,6 +41,8 @@ def test_jitted_update_follows_numpy_min_char_rnn_for_300_iterations(x64):
         opt_state = optimizer.init(j_params)
         opt_state = (opt_state[0], LectureAdagradState(jaxrnn.RNNParams(*map(jnp.asarray, mem))), opt_state[2])
         new_params, _, h_next, loss = train_step(j_params, opt_state, jnp.asarray(hprev), inputs, targets)
+        # the reference updates its NumPy arrays in place: the step must be done reading them first
+        jax.block_until_ready((new_params, h_next, loss))
 
         ref_loss, *grads, ref_h = reference.rnn_loss_fun(inputs, targets, hprev, params)
         reference.adagrad_update(params, grads, mem)  # in place: clip, mem += g*g, p -= lr g / sqrt(mem + 1e-8)
