@@ -50,7 +50,7 @@ from jaxrnn.training import make_train_step
 from jaxrnn.sampling import next_token, sample
 
 # Gradient flow through time, and the independent NumPy reference
-from jaxrnn import gradflow, reference
+from jaxrnn import gradflow, precision, reference
 from jaxrnn.gradflow import lag_norms, scaled_orthogonal
 
 __version__ = "0.4.0"
@@ -98,6 +98,7 @@ __all__ = [
     "sample",
     "gradflow",
     "lag_norms",
+    "precision",
     "reference",
     "registry",
     "scaled_orthogonal",

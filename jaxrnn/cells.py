@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._checks import positive_int, token_ids_out_of_range
+from jaxrnn.precision import accumulation_dtype, matmul
 from jaxrnn.typing import Array, ArrayLike, DTypeLike, Params, PRNGKey
 
 
@@ -207,8 +208,9 @@ def hidden_size(params: Params) -> int:
 
 
 def rnn_initial_carry(params: Params, batch_shape: tuple[int, ...] = ()) -> Array:
-    """Zero state of the RNN or GRU: ``h (*batch_shape, H)``."""
-    return jnp.zeros((*tuple(batch_shape), hidden_size(params)), params.Whh.dtype)
+    """Zero state of the RNN or GRU: ``h (*batch_shape, H)``, in the accumulation dtype of the weights (float32 for
+    bfloat16 weights: the state is never rounded to 8 bits; see ``jaxrnn.precision``)."""
+    return jnp.zeros((*tuple(batch_shape), hidden_size(params)), accumulation_dtype(params.Whh.dtype))
 
 
 def lstm_initial_carry(params: LSTMParams, batch_shape: tuple[int, ...] = ()) -> LSTMCarry:
@@ -239,13 +241,13 @@ def input_projection(Wxh: Array, x: ArrayLike) -> Array:
     ``x (...)`` is looked up as token ids."""
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.integer):
-        return embed(Wxh, x)
+        return embed(Wxh, x).astype(accumulation_dtype(Wxh.dtype))
     if x.ndim == 0 or x.shape[-1] != Wxh.shape[1]:
         raise ValueError(
             f"input x has shape {x.shape}; expected (..., {Wxh.shape[1]}) float features to match Wxh "
             f"{Wxh.shape}, or integer token ids (...)"
         )
-    return x.astype(Wxh.dtype) @ Wxh.T
+    return matmul(x, Wxh.T, Wxh.dtype)
 
 
 def _check_state(name: str, state: Array, params: Params) -> None:
@@ -271,7 +273,7 @@ def rnn_cell(params: RNNParams, h: Array, xproj: Array) -> Array:
 
     ``rnn_step`` and the fast paths (input projection hoisted out of the time loop) both call this.
     """
-    return jnp.tanh(xproj + h @ params.Whh.T + params.bh)
+    return jnp.tanh(xproj + matmul(h, params.Whh.T, params.Whh.dtype) + params.bh)
 
 
 def rnn_step(params: RNNParams, h: Array, x: ArrayLike) -> tuple[Array, Array]:
@@ -297,7 +299,7 @@ def rnn_step(params: RNNParams, h: Array, x: ArrayLike) -> tuple[Array, Array]:
 def lstm_cell(params: LSTMParams, carry: LSTMCarry, zx: Array) -> tuple[LSTMCarry, Array]:
     """The LSTM update given the input projection ``zx = Wxh x (..., 4H)``; see the module docstring."""
     h_prev, c_prev = carry
-    z = zx + h_prev @ params.Whh.T + params.bh
+    z = zx + matmul(h_prev, params.Whh.T, params.Whh.dtype) + params.bh
     c, h = lstm_memory(c_prev, lstm_gates(z))
     return LSTMCarry(h, c), h
 
@@ -343,7 +345,7 @@ def lstm_step(params: LSTMParams, carry: LSTMCarry, x: ArrayLike) -> tuple[LSTMC
 def gru_cell(params: GRUParams, h: Array, xproj: Array) -> tuple[Array, Array]:
     """The GRU update given the input projection ``xproj = Wxh x (..., 3H)``; see the module docstring."""
     zx = xproj + params.bh
-    zh = h @ params.Whh.T
+    zh = matmul(h, params.Whh.T, params.Whh.dtype)
     zx_r, zx_z, zx_n = jnp.split(zx, 3, axis=-1)  # GRU_GATE_ORDER
     zh_r, zh_z, zh_n = jnp.split(zh, 3, axis=-1)
     r, z = jax.nn.sigmoid(zx_r + zh_r), jax.nn.sigmoid(zx_z + zh_z)
@@ -385,4 +387,4 @@ def readout(params: Params, h: Array) -> Array:
             f"readout: these {type(params).__name__} have no readout (Why is None): a stack layer's output is read "
             "out by its stack (StackParams.Why, by)"
         )
-    return h @ params.Why.T + params.by
+    return matmul(h, params.Why.T, params.Why.dtype) + params.by

@@ -13,8 +13,21 @@ from typing import TYPE_CHECKING, Any
 
 from jaxrnn._checks import any_of, nan_if, token_ids_out_of_range
 from jaxrnn.cells import readout
+from jaxrnn.precision import cast_weights, check_compute_dtype
 from jaxrnn.registry import step_for
-from jaxrnn.typing import REDUCTIONS, Array, ArrayLike, Carry, Method, Padding, Params, PRNGKey, PyTree, Reduction
+from jaxrnn.typing import (
+    REDUCTIONS,
+    Array,
+    ArrayLike,
+    Carry,
+    DTypeLike,
+    Method,
+    Padding,
+    Params,
+    PRNGKey,
+    PyTree,
+    Reduction,
+)
 from jaxrnn.unrolling import _check_options, _poison_lookup, _unroll, check_inputs, length_mask, to_time_major
 
 if TYPE_CHECKING:
@@ -73,6 +86,7 @@ def sequence_loss(
     dropout: float = 0.0,
     newton: NewtonSolver | None = None,
     time_major: bool = True,
+    compute_dtype: DTypeLike | None = None,
 ) -> tuple[Array, Carry]:
     """Unroll, read out every ``h_t`` at once, and score the targets.
 
@@ -93,6 +107,9 @@ def sequence_loss(
         keeps only the carries at segment boundaries and the backward pass recomputes one segment at a time;
         ``S ~ sqrt(T)`` makes memory grow like ``sqrt(T)`` for one extra forward pass. Segment ``k`` draws its
         dropout from ``fold_in(key, k)``.
+      compute_dtype: the dtype the weight matrices (recurrence and readout) multiply in, e.g. ``jnp.bfloat16``;
+        state, gates, softmax and loss stay in float32 and gradients reach the parameters in their own dtype
+        (``jaxrnn.precision``). ``None``: the parameters' dtype.
       time_major: ``False`` reads batch-major ``xs (..., T, D)`` (or ids ``(..., T)``), ``targets (..., T)`` and
         ``mask (..., T)``.
 
@@ -118,6 +135,7 @@ def sequence_loss(
     _check_options(
         "sequence_loss", method=method, unroll=unroll, remat=remat, dropout=dropout, newton=newton, padding=padding
     )
+    check_compute_dtype("sequence_loss", compute_dtype)
     if dropout > 0 and key is None:
         raise ValueError(f"sequence_loss: dropout={dropout} needs key= (the PRNG key of the dropout masks)")
     if not time_major:
@@ -131,7 +149,7 @@ def sequence_loss(
     bad_targets = None if Why is None else token_ids_out_of_range("sequence_loss: targets", targets, Why.shape[0])
     bad = any_of(bad_inputs, bad_targets)
     loss, carry_T = _sequence_loss(
-        _poison_lookup(params, bad),
+        cast_weights(_poison_lookup(params, bad), compute_dtype),
         carry,
         xs,
         targets,

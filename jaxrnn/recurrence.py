@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn.cells import LSTM_GATE_ORDER, LSTMCarry, LSTMParams, RNNParams, lstm_gates, lstm_memory
+from jaxrnn.precision import accumulation_dtype, matmul
 from jaxrnn.typing import Array, ArrayLike, Carry, Params
 
 
@@ -121,25 +122,26 @@ def _recurrent_matmuls(
     layout: _Layout, Whh: Array, rows: int
 ) -> tuple[Callable[[Array], Array], Callable[[Array], Array]]:
     """``(term, back)``: ``term(h) = h Whh^T (..., G)`` for the forward loop, ``back(dz) = dz Whh (..., H)``
-    for the backward loop, for ``rows`` rows of ``h``."""
+    for the backward loop, for ``rows`` rows of ``h``; each a product in ``Whh``'s dtype (``jaxrnn.precision``)."""
     G, H = Whh.shape
+    dtype = Whh.dtype
     if _reads_transposed(layout, G, H, rows):
         Whh_T = jax.lax.optimization_barrier(Whh.T)
         return (
-            lambda h: (h.reshape(1, H) @ Whh_T).reshape(*h.shape[:-1], G),
-            lambda dz: (Whh_T @ dz.reshape(G, 1)).reshape(*dz.shape[:-1], H),
+            lambda h: matmul(h.reshape(1, H), Whh_T, dtype).reshape(*h.shape[:-1], G),
+            lambda dz: matmul(Whh_T, dz.reshape(G, 1), dtype).reshape(*dz.shape[:-1], H),
         )
     if layout.transposed_term:
 
         def term(h: Array) -> Array:
             h_rows = h.reshape(-1, H)
-            return jax.lax.optimization_barrier(Whh @ h_rows.T).T.reshape(*h.shape[:-1], G)
+            return jax.lax.optimization_barrier(matmul(Whh, h_rows.T, dtype)).T.reshape(*h.shape[:-1], G)
     else:
 
         def term(h: Array) -> Array:
-            return h @ Whh.T
+            return matmul(h, Whh.T, dtype)
 
-    return term, lambda dz: dz @ Whh
+    return term, lambda dz: matmul(dz, Whh, dtype)
 
 
 def _projector(layout: _Layout, Wxh: Array | None) -> Callable[[Array], Array]:
@@ -148,7 +150,7 @@ def _projector(layout: _Layout, Wxh: Array | None) -> Callable[[Array], Array]:
     if Wxh is None:
         return lambda zx: zx
     table = _copy(layout, Wxh.T)
-    return lambda ids: jnp.take(table, ids, axis=0)
+    return lambda ids: jnp.take(table, ids, axis=0).astype(accumulation_dtype(table.dtype))
 
 
 def _forward(
@@ -240,16 +242,17 @@ def _backward(
             dWxh_T = dWxh_T.at[ids_t.reshape(-1)].add(dz_rows)
         return (d_carry_prev, dbh, dWxh_T), dz
 
+    acc = accumulation_dtype(Whh.dtype)  # sums over steps are kept in float32 also for bfloat16 weights
     init: tuple[Carry, Array, Any] = (
         d_carry_T,
-        jnp.zeros((G,), Whh.dtype),
-        None if ids is None else jnp.zeros_like(Wxh.T),
+        jnp.zeros((G,), acc),
+        None if ids is None else jnp.zeros(Wxh.T.shape, acc),
     )
     (d_carry_0, dbh, dWxh_T), dzs = jax.lax.scan(body, init, (activations, carries_in, dhs, ids), reverse=True)
     # dWhh = sum_n dz_n h_n^T over all T B rows, as (h^T dz)^T: the [M, K] @ [K, N] orientation
     h_cols = _copy(layout, _hidden(carries_in).reshape(-1, H).T)
-    dWhh = _copy(layout, h_cols @ dzs.reshape(-1, G)).T
-    return dWhh, dbh, d_carry_0, dzs, (None if ids is None else dWxh_T.T)
+    dWhh = _copy(layout, matmul(h_cols, dzs.reshape(-1, G), Whh.dtype)).T.astype(Whh.dtype)
+    return dWhh, dbh, d_carry_0, dzs, (None if ids is None else dWxh_T.T.astype(Wxh.dtype))
 
 
 def _make_recurrences(
@@ -267,12 +270,13 @@ def _make_recurrences(
 
     def recurrence_fwd(Whh, bh, carry, zxs):
         carry_T, (activations, carries) = choose(_forward, Whh, bh, carry, zxs, None)
-        return (carry_T, _hidden(carries)), (Whh, activations, _shift_in(carry, carries))
+        dtypes = (jnp.zeros((), bh.dtype), jnp.zeros((), zxs.dtype))  # the cotangents' dtypes, as arrays
+        return (carry_T, _hidden(carries)), (Whh, dtypes, activations, _shift_in(carry, carries))
 
     def recurrence_bwd(residuals, cotangents):
-        Whh, activations, carries_in = residuals
+        Whh, (bh_like, zxs_like), activations, carries_in = residuals
         dWhh, dbh, d_carry_0, dzs, _ = choose(_backward, Whh, activations, carries_in, cotangents, None, None)
-        return dWhh, dbh, d_carry_0, dzs
+        return dWhh, dbh.astype(bh_like.dtype), d_carry_0, dzs.astype(zxs_like.dtype)
 
     @jax.custom_vjp
     def recurrence_ids(Wxh: Array, Whh: Array, bh: Array, carry: Carry, ids: Array) -> tuple[Carry, Array]:
@@ -281,12 +285,13 @@ def _make_recurrences(
 
     def recurrence_ids_fwd(Wxh, Whh, bh, carry, ids):
         carry_T, (activations, carries) = choose(_forward, Whh, bh, carry, ids, Wxh)
-        return (carry_T, _hidden(carries)), (Wxh, ids, Whh, activations, _shift_in(carry, carries))
+        bh_like = jnp.zeros((), bh.dtype)
+        return (carry_T, _hidden(carries)), (Wxh, ids, Whh, bh_like, activations, _shift_in(carry, carries))
 
     def recurrence_ids_bwd(residuals, cotangents):
-        Wxh, ids, Whh, activations, carries_in = residuals
+        Wxh, ids, Whh, bh_like, activations, carries_in = residuals
         dWhh, dbh, d_carry_0, _, dWxh = choose(_backward, Whh, activations, carries_in, cotangents, ids, Wxh)
-        return dWxh, dWhh, dbh, d_carry_0, None
+        return dWxh, dWhh, dbh.astype(bh_like.dtype), d_carry_0, None
 
     recurrence.defvjp(recurrence_fwd, recurrence_bwd)
     recurrence_ids.defvjp(recurrence_ids_fwd, recurrence_ids_bwd)
@@ -329,8 +334,7 @@ def fused_unroll(params: RNNParams | LSTMParams, carry: Carry, xs: ArrayLike) ->
             f"{params.Wxh.shape} (or integer token ids)"
         )
     batch = xs.shape[1:] if ids else xs.shape[1:-1]
-    dtype = jnp.result_type(params.Whh.dtype)
-    xs = xs if ids else xs.astype(params.Wxh.dtype)  # features computed in the parameters' dtype, as by the steps
+    dtype = accumulation_dtype(params.Whh.dtype)  # the state's dtype: float32 also for bfloat16 weights
     H = params.Whh.shape[1]
     for leaf in jax.tree.leaves(carry):
         if leaf.shape != (*batch, H) or leaf.dtype != dtype:
@@ -339,4 +343,4 @@ def fused_unroll(params: RNNParams | LSTMParams, carry: Carry, xs: ArrayLike) ->
             )
     if ids:
         return recurrence_ids(params.Wxh, params.Whh, params.bh, carry, xs)
-    return recurrence(params.Whh, params.bh, carry, xs @ params.Wxh.T)
+    return recurrence(params.Whh, params.bh, carry, matmul(xs, params.Wxh.T, params.Wxh.dtype))

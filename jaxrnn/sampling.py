@@ -14,8 +14,9 @@ import jax.numpy as jnp
 
 from jaxrnn._checks import nan_if
 from jaxrnn.cells import readout
+from jaxrnn.precision import cast_weights, check_compute_dtype
 from jaxrnn.registry import step_for
-from jaxrnn.typing import Array, ArrayLike, Carry, Params, PRNGKey
+from jaxrnn.typing import Array, ArrayLike, Carry, DTypeLike, Params, PRNGKey
 from jaxrnn.unrolling import check_inputs
 
 
@@ -44,6 +45,7 @@ def sample(
     temperature: ArrayLike = 1.0,
     top_k: int | None = None,
     step: Callable[..., Any] | None = None,
+    compute_dtype: DTypeLike | None = None,
 ) -> tuple[Array, Carry]:
     """Feed ``x``, draw the next id, feed it back, ``length`` times (one compiled ``lax.scan``).
 
@@ -52,6 +54,7 @@ def sample(
         with the carry's batch shape.
       temperature: scalar ``>= 0`` (0 is greedy); may be traced, so changing it does not recompile.
       top_k: draw only among the ``k`` highest scores.
+      compute_dtype: the dtype the weight matrices multiply in (``jaxrnn.precision``); ``None``: the parameters'.
     Returns: ``(ids (length, ...), carry)``; ``ids[0]`` is the token drawn after ``x``.
 
     Raises:
@@ -71,11 +74,15 @@ def sample(
     if not jnp.issubdtype(x.dtype, jnp.integer):
         raise TypeError(f"sample: x must be integer token ids, got dtype {x.dtype}")
     bad = check_inputs("sample", params, carry, x[None])
-    ids, carry = _sample(key, params, carry, x, length, temperature=temperature, top_k=top_k, step=step)
+    check_compute_dtype("sample", compute_dtype)
+    dtype = None if compute_dtype is None else jnp.dtype(compute_dtype)
+    ids, carry = _sample(
+        key, params, carry, x, length, temperature=temperature, top_k=top_k, step=step, compute_dtype=dtype
+    )
     return ids, nan_if(bad, carry)
 
 
-@functools.partial(jax.jit, static_argnames=("length", "top_k", "step"))
+@functools.partial(jax.jit, static_argnames=("length", "top_k", "step", "compute_dtype"))
 def _sample(
     key: PRNGKey,
     params: Params,
@@ -86,8 +93,10 @@ def _sample(
     temperature: ArrayLike,
     top_k: int | None,
     step: Callable[..., Any] | None,
+    compute_dtype: jnp.dtype | None,
 ) -> tuple[Array, Carry]:
     step = step_for(params) if step is None else step
+    params = cast_weights(params, compute_dtype)
 
     def body(state: tuple[Carry, Array], key_t: PRNGKey) -> tuple[tuple[Carry, Array], Array]:
         carry, x = state

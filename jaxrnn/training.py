@@ -17,7 +17,8 @@ import optax
 from jaxrnn import registry
 from jaxrnn._checks import is_concrete, is_token_ids, positive_int, token_ids_out_of_range
 from jaxrnn.losses import sequence_loss
-from jaxrnn.typing import REDUCTIONS, Array, ArrayLike, Carry, Method, Params, PRNGKey, PyTree, Reduction
+from jaxrnn.precision import check_compute_dtype
+from jaxrnn.typing import REDUCTIONS, Array, DTypeLike, ArrayLike, Carry, Method, Params, PRNGKey, PyTree, Reduction
 from jaxrnn.unrolling import _check_options
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def make_train_step(
     segment_length: int | None = None,
     dropout: float = 0.0,
     newton: NewtonSolver | None = None,
+    compute_dtype: DTypeLike | None = None,
     updates_per_call: int = 1,
     with_grad_norm: bool = False,
     donate: bool = False,
@@ -65,7 +67,9 @@ def make_train_step(
     Args:
       loss_fn: ``loss_fn(params, carry, xs, targets, *, mask=None[, key]) -> (loss, carry_T)``; by default
         ``sequence_loss`` with ``step``, ``reduction``, ``method``, ``unroll``, ``remat``, ``segment_length``,
-        ``dropout`` (between the layers of a stack) and ``newton`` (the options of ``method="newton"``).
+        ``dropout`` (between the layers of a stack), ``newton`` (the options of ``method="newton"``) and
+        ``compute_dtype`` (the dtype the weight matrices multiply in, e.g. ``jnp.bfloat16``; parameters, optimiser
+        state and gradients keep the parameters' dtype: ``jaxrnn.precision``).
         ``key`` is passed only when the step is called with one.
       updates_per_call: ``K``: the step runs ``K`` updates in one compiled call (a ``lax.scan``), update ``k``
         on chunk ``k`` starting from the carry left by chunk ``k - 1``, exactly as ``K`` calls would, without
@@ -104,6 +108,7 @@ def make_train_step(
     if reduction not in REDUCTIONS:
         raise ValueError(f"make_train_step: unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
     _check_options("make_train_step", method=method, unroll=unroll, remat=remat, dropout=dropout, newton=newton)
+    check_compute_dtype("make_train_step", compute_dtype)
     if segment_length is not None:
         positive_int("make_train_step: segment_length", segment_length)
     if loss_fn is not None and not callable(loss_fn):
@@ -120,6 +125,7 @@ def make_train_step(
             segment_length=segment_length,
             dropout=dropout,
             newton=newton,
+            compute_dtype=compute_dtype,
         )
 
     def update(
@@ -196,6 +202,7 @@ def make_train_step(
         return jitted(params, opt_state, carry, xs, targets, *args, **kwargs)
 
     checked.lower = jitted.lower  # type: ignore[attr-defined]  # ahead-of-time compilation, as for any jitted function
+    checked.jitted = jitted  # type: ignore[attr-defined]  # for jax.export and other whole-function tools
     return checked
 
 

@@ -23,7 +23,21 @@ import numpy as np
 
 from jaxrnn import recurrence, registry, stack
 from jaxrnn._checks import is_token_ids, nan_if, positive_int, token_ids_out_of_range
-from jaxrnn.typing import METHODS, PADDINGS, Array, ArrayLike, Carry, Method, Padding, Params, PRNGKey, PyTree, Step
+from jaxrnn.precision import accumulation_dtype, cast_weights, check_compute_dtype
+from jaxrnn.typing import (
+    METHODS,
+    PADDINGS,
+    Array,
+    ArrayLike,
+    Carry,
+    DTypeLike,
+    Method,
+    Padding,
+    Params,
+    PRNGKey,
+    PyTree,
+    Step,
+)
 
 if TYPE_CHECKING:
     from jaxrnn.newton import NewtonSolver
@@ -84,6 +98,7 @@ def unroll(
     dropout: float = 0.0,
     newton: NewtonSolver | None = None,
     time_major: bool = True,
+    compute_dtype: DTypeLike | None = None,
 ) -> tuple[Carry, Array]:
     """Apply ``step(params, carry, x_t) -> (carry, h_t)`` for t = 0..T-1.
 
@@ -114,6 +129,9 @@ def unroll(
       key, dropout: for a ``StackParams`` model, inverted dropout of rate ``dropout`` on the input of every
         layer above the first, drawn from ``key`` (required when ``dropout > 0``; the stack then runs layer
         after layer; see ``jaxrnn.stack.unroll_layers``).
+      compute_dtype: the dtype the weight matrices multiply in (e.g. ``jnp.bfloat16``); the carry, the gates and
+        the outputs stay in float32, and gradients reach the parameters in their own dtype (``jaxrnn.precision``).
+        ``None``: the parameters' dtype.
       time_major: ``False`` reads batch-major inputs, ``xs (..., T, D)`` or ids ``(..., T)`` (and ``mask
         (..., T)``), as Flax's ``nn.RNN`` does by default, and returns ``hs (..., T, H)``.
 
@@ -134,6 +152,7 @@ def unroll(
       (10, 3, 8)
     """
     _check_options("unroll", method=method, unroll=unroll, remat=remat, dropout=dropout, newton=newton, padding=padding)
+    check_compute_dtype("unroll", compute_dtype)
     if dropout > 0 and key is None:
         raise ValueError(f"unroll: dropout={dropout} needs key= (the PRNG key of the dropout masks)")
     if not time_major:
@@ -141,7 +160,7 @@ def unroll(
     bad = check_inputs("unroll", params, carry, xs)
     carry_T, hs = _unroll(
         step,
-        _poison_lookup(params, bad),
+        cast_weights(_poison_lookup(params, bad), compute_dtype),
         carry,
         xs,
         method=method,
@@ -237,11 +256,12 @@ def check_inputs(caller: str, params: Params, carry: Carry, xs: PyTree) -> Array
 
 
 def _check_carry_dtype(caller: str, params: Params, carry: Carry) -> None:
-    """A registered cell computes in its parameters' dtype: a carry of another float dtype is named as the cause."""
+    """A registered cell keeps its state in the accumulation dtype of its parameters (``jaxrnn.precision``): a
+    carry of another float dtype is named as the cause."""
     if type(params) not in registry._by_type:
         return
     floats = lambda tree: [a for a in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
-    dtypes = {jnp.result_type(a) for a in floats(params)}
+    dtypes = {accumulation_dtype(jnp.result_type(a)) for a in floats(params)}
     if len(dtypes) != 1:
         return
     (dtype,) = dtypes

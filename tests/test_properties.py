@@ -32,7 +32,7 @@ problems = st.fixed_dictionaries(
     }
 )
 
-FEW = settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FEW = settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 MANY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -58,8 +58,7 @@ def _loss_and_grads(p, method):
         return loss + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(carry_T)), loss
 
     (_, loss), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, carry)
-    _, hs = jaxrnn.unroll(jaxrnn.step_for(params), params, carry, xs, method=method, time_major=p["time_major"])
-    return loss, hs, grads
+    return loss, grads  # the outputs hs through the loss and its gradient, carry_T through sin(carry_T)
 
 
 def _methods_agree(p):
