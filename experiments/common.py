@@ -89,7 +89,7 @@ def thin(values, points: int = 200):
     return values[:: max(len(values) // points, 1)]
 
 
-global_norm = optax.global_norm
+global_norm = optax.tree.norm
 
 
 def make_trainer(loss_fn, optimizer, make_batch, chunk: int):

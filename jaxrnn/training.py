@@ -143,7 +143,7 @@ def make_train_step(
         kw = {} if key is None else {"key": key}
         (loss, carry_T), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, carry, xs, targets, mask=mask, **kw)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        norm = optax.global_norm(grads) if with_grad_norm else None
+        norm = optax.tree.norm(grads) if with_grad_norm else None
         return (optax.apply_updates(params, updates), opt_state, carry_T), (loss, norm)
 
     def finish(params: Params, opt_state: PyTree, carry: Carry, loss: Array, norm: Array | None) -> tuple[Any, ...]:
