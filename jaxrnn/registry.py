@@ -178,12 +178,14 @@ def builtin_cell_name(params: Params) -> str:
 
 def token_vocabulary(params: Params) -> int | None:
     """``V_in``: how many token ids the model reads (the columns of its embedding, else of the first cell's
-    ``Wxh``); ``None`` for a cell of your own without ``Wxh``."""
+    ``Wxh``); ``None`` for parameters of a type that is not registered, whose step may read ids its own way."""
     table = _token_table(params)
     return None if table is None else int(table.shape[-1])
 
 
 def _token_table(params: Params) -> Any:
+    if type(params) not in _by_type:
+        return None
     embedding = getattr(params, "embedding", None)
     if embedding is not None:
         return embedding

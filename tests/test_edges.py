@@ -263,3 +263,30 @@ def test_forward_mode_works_through_scan_and_is_refused_by_the_reverse_mode_path
     for method in ("fused", "newton"):
         with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
             jax.jvp(f(method), (params,), (tangent,))
+
+
+class _Embedded(NamedTuple):
+    """A model of one's own: an embedding ``Wemb (E, V)`` before an LSTM whose ``Wxh`` reads E features."""
+
+    Wemb: jax.Array
+    Wxh: jax.Array
+    Whh: jax.Array
+    Why: jax.Array
+    bh: jax.Array
+    by: jax.Array
+
+
+def test_a_model_of_one_s_own_reads_its_ids_its_own_way():
+    lstm = jaxrnn.init_lstm(jax.random.key(0), 4, H, V)  # Wxh reads E = 4 features; the ids go up to V = 7
+    params = _Embedded(jax.random.normal(jax.random.key(1), (4, V)), *lstm)
+    step = lambda p, c, x: jaxrnn.lstm_step(jaxrnn.LSTMParams(*p[1:]), c, jaxrnn.embed(p.Wemb, x))
+    opt = optax.sgd(0.1)
+    ids = _ids((T + 1, B))
+    *_, loss = jaxrnn.make_train_step(opt, step=step)(
+        params, opt.init(params), jaxrnn.initial_carry(lstm, (B,)), ids[:-1], ids[1:]
+    )
+    assert np.isfinite(loss)
+    with pytest.raises(ValueError, match=r"train_step: targets: token ids must lie in \[0, 7\)"):
+        jaxrnn.make_train_step(opt, step=step)(
+            params, opt.init(params), jaxrnn.initial_carry(lstm, (B,)), ids[:-1], ids[1:].at[0, 0].set(V)
+        )
