@@ -19,6 +19,7 @@ from typing import NoReturn, TypeVar
 from jaxrnn.data import CORPORA, DataError
 from jaxrnn.distributed import EXIT_LOST, HEARTBEAT_TIMEOUT, DistributedError
 from jaxrnn.lm.config import BUDGET_DEFAULTS, DEFAULT_LEARNING_RATES, SCHEDULES, STEP_DEFAULTS, RunConfig
+from jaxrnn.precision import COMPUTE_DTYPES
 from jaxrnn.lm.model import CELLS, ConfigError
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
 
@@ -163,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=integer, default=None, help=f"PRNG seed for init and dropout (default: {d.seed})")
     t.add_argument(
+        "--precision",
+        choices=tuple(COMPUTE_DTYPES),
+        default=None,
+        help="bf16: the weight matrices multiply in bfloat16, parameters, state and loss stay float32 (faster "
+        "where the processor multiplies bfloat16 natively: TPUs, recent GPUs); f32 everywhere (default: f32)",
+    )
+    t.add_argument(
         "--eval-every",
         type=integer,
         default=None,
@@ -306,7 +314,13 @@ def _train_command(args: argparse.Namespace) -> int:
         from jaxrnn.lm.generate import generate_text
 
         _stream(
-            generate_text(to_host(summary["params"]), summary["vocab"], length=config.sample_length, temperature=0.8)
+            generate_text(
+                to_host(summary["params"]),
+                summary["vocab"],
+                length=config.sample_length,
+                temperature=0.8,
+                precision=summary["precision"],
+            )
         )
     return EXIT_OK
 
@@ -334,6 +348,7 @@ def _sample_command(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         top_k=args.top_k,
         seed=args.seed,
+        precision=meta.get("config", {}).get("precision", "f32"),
     )
     first = next(pieces, "")  # fail on bad priming text before printing anything
     sys.stdout.write(args.prime)

@@ -20,6 +20,7 @@ from flax import nnx
 
 from jaxrnn import registry
 from jaxrnn.cells import LSTMCarry
+from jaxrnn.precision import accumulation_dtype, cast_weights, check_compute_dtype
 from jaxrnn.typing import Array, Carry, DTypeLike, Params, PRNGKey
 
 
@@ -48,13 +49,16 @@ class LinenCell(nn.RNNCellBase):
     ``nn.Bidirectional``.
 
     Attributes: ``features`` (H); ``cell``: ``"rnn"``, ``"lstm"`` or ``"gru"``; ``init_scheme``: jaxrnn's
-    initialiser (``"default"`` or ``"lecture"``); ``param_dtype``.
+    initialiser (``"default"`` or ``"lecture"``); ``param_dtype``: the parameters'; ``dtype``: the dtype the weight
+    matrices multiply in, as Flax's ``dtype`` (``None``: ``param_dtype``; state and outputs stay float32, see
+    ``jaxrnn.precision``).
     """
 
     features: int
     cell: str = "lstm"
     init_scheme: str = "default"
     param_dtype: jnp.dtype = jnp.float32
+    dtype: DTypeLike | None = None
 
     @nn.compact
     def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
@@ -67,7 +71,8 @@ class LinenCell(nn.RNNCellBase):
         weights = {
             name: self.param(name, lambda key, n=name: getattr(make(key), n)) for name in _field_names(self.cell)
         }
-        return registry.step_for(_assemble(self.cell, weights))(_assemble(self.cell, weights), carry, inputs)
+        params = cast_weights(_assemble(self.cell, weights), self.dtype)
+        return registry.step_for(params)(params, carry, inputs)
 
     @nn.nowrap
     def initialize_carry(self, rng: PRNGKey | None, input_shape: tuple[int, ...]) -> Carry:
@@ -92,7 +97,8 @@ class NnxCell(nnx.RNNCellBase):
     ``nnx.Bidirectional``.
 
     ``NnxCell(D, H, cell="lstm", rngs=nnx.Rngs(0))`` draws jaxrnn's initialisation (``init_scheme``: ``"default"``
-    or ``"lecture"``; ``dtype``: the parameters'); ``NnxCell.from_params(params)`` wraps existing weights. The
+    or ``"lecture"``; ``param_dtype``: the parameters'; ``dtype``: the dtype the weight matrices multiply in, as
+    Flax's ``dtype``, ``None`` for ``param_dtype``); ``NnxCell.from_params(params)`` wraps existing weights. The
     parameters are ``nnx.Param`` attributes named ``Wxh``, ``Whh``, ``bh`` (and ``bhn``).
     """
 
@@ -103,13 +109,16 @@ class NnxCell(nnx.RNNCellBase):
         *,
         cell: str = "lstm",
         init_scheme: str = "default",
-        dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         _check_cell(cell)
+        check_compute_dtype("NnxCell", dtype)
         init_cell = registry.cell_type(cell).init
         assert init_cell is not None  # every built-in cell has one
-        p = init_cell(rngs.params(), in_features, hidden_features, 1, init=init_scheme, dtype=dtype)
+        p = init_cell(rngs.params(), in_features, hidden_features, 1, init=init_scheme, dtype=param_dtype)
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
         self._set(cell, p)
 
     def _set(self, cell: str, params: Params) -> None:
@@ -123,7 +132,7 @@ class NnxCell(nnx.RNNCellBase):
         """Wrap jaxrnn cell parameters (e.g. from ``jaxrnn.convert.from_flax``); the readout is dropped."""
         cell = registry.builtin_cell_name(params)
         H, D = params.Whh.shape[1], params.Wxh.shape[1]
-        module = cls(D, H, cell=cell, init_scheme="lecture", dtype=params.Whh.dtype, rngs=nnx.Rngs(0))
+        module = cls(D, H, cell=cell, init_scheme="lecture", param_dtype=params.Whh.dtype, rngs=nnx.Rngs(0))
         module._set(cell, params)  # replaces the freshly drawn weights
         return module
 
@@ -132,7 +141,7 @@ class NnxCell(nnx.RNNCellBase):
         return _assemble(self.cell, {name: getattr(self, name)[...] for name in _field_names(self.cell)})
 
     def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
-        params = self.cell_params()
+        params = cast_weights(self.cell_params(), self.dtype)
         return registry.step_for(params)(params, carry, inputs)
 
     def initialize_carry(
@@ -145,7 +154,7 @@ class NnxCell(nnx.RNNCellBase):
         ``carry_init``, each part drawn from ``carry_init(key, (..., H), dtype)`` with keys from ``rngs``, the
         LSTM's ``c`` before its ``h`` as Flax's own cells draw them (so the same ``rngs`` give the same state)."""
         # by name: _set makes the weights' attributes, which a checker cannot see
-        batch_shape, dtype = tuple(input_shape[:-1]), getattr(self, "Whh")[...].dtype
+        batch_shape, dtype = tuple(input_shape[:-1]), accumulation_dtype(getattr(self, "Whh")[...].dtype)
         if carry_init is None:
             return _zero_carry(self.cell, batch_shape, self.hidden_features, dtype)
         if isinstance(rngs, nnx.Rngs):

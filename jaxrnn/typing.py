@@ -65,6 +65,9 @@ CellName = Literal["rnn", "lstm", "gru"]
 LRSchedule = Literal["constant", "cosine"]
 """The learning-rate schedules of a language-model run (``jaxrnn.lm.RunConfig.lr_schedule``)."""
 
+Precision = Literal["f32", "bf16"]
+"""The command line's precision policies: float32 throughout, or bfloat16 products (``jaxrnn.precision``)."""
+
 METHODS: tuple[str, ...] = get_args(Method)
 REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 PADDINGS: tuple[str, ...] = get_args(Padding)

@@ -225,6 +225,7 @@ def test_help_documents_every_flag_with_its_default():
         "--clip-mode",
         "--lr-schedule",
         "--learning-rate",
+        "--precision",
     } <= train_flags
     sample_flags = {s for a in subparsers["sample"]._actions for s in a.option_strings}
     assert {"--out", "--length", "--temperature", "--prime", "--seed", "--top-k"} <= sample_flags
@@ -489,3 +490,18 @@ def test_a_time_budget_brings_its_own_defaults_and_the_user_s_settings_win():
     assert (one.layers, one.dropout, one.lr_schedule) == (1, 0.0, "cosine")
     mine = RunConfig(time_budget=10, layers=3, dropout=0.1, lr_schedule="constant").resolved()
     assert (mine.layers, mine.dropout, mine.lr_schedule) == (3, 0.1, "constant")
+
+
+def test_precision_bf16_trains_is_recorded_and_a_resumed_run_keeps_it(tmp_path, text_file, capsys):
+    out = str(tmp_path / "bf16")
+    flags = ["--data", text_file, "--out", out, *TINY]
+    rc, err = run_main(["train", "--steps", "4", "--precision", "bf16", *flags], capsys)
+    params, _, meta = load_model(out)
+    assert rc == 0 and "precision bf16" in err[0] and meta["config"]["precision"] == "bf16"
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(params))  # bfloat16 only in the products
+    rc, err = run_main(["train", "--out", out, "--steps", "8", "--resume", "--precision", "f32", *TINY], capsys)
+    assert rc == 2 and len(err) == 1 and "precision f32 differs from the checkpoint's bf16" in err[0]
+    rc, err = run_main(["train", "--out", out, "--steps", "8", "--resume", *TINY], capsys)
+    assert rc == 0 and "precision bf16" in err[0]
+    assert main(["sample", "--out", out, "--length", "20", "--seed", "1"]) == 0
+    assert len(capsys.readouterr().out.strip()) >= 20 - 1

@@ -13,9 +13,11 @@ from jaxrnn._checks import non_negative_int, positive_int
 from jaxrnn.data import CORPORA, DEFAULT_CORPUS, DataError, load_corpus, load_text
 from jaxrnn.lm.model import CELLS, ConfigError, ModelConfig
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
-from jaxrnn.typing import CellName, ClipMode, LRSchedule, OptimizerName
+from jaxrnn.precision import COMPUTE_DTYPES
+from jaxrnn.typing import CellName, ClipMode, LRSchedule, OptimizerName, Precision
 
 if TYPE_CHECKING:
+    import jax.numpy as jnp
     import optax
 
 SCHEDULES: tuple[LRSchedule, ...] = get_args(LRSchedule)
@@ -47,7 +49,10 @@ class RunConfig:
     compilation included), when the budget is spent; ``steps`` is then not used. A cosine schedule decays over
     whichever of the two ends the run (``decay_steps`` may shorten a step-count one). The schedule, the depth
     and the dropout default to ``STEP_DEFAULTS`` for a step count (the lecture's model, quick to train) and to
-    ``BUDGET_DEFAULTS`` under a time budget (what did best in ten minutes: ``experiments/trainer_defaults.py``)."""
+    ``BUDGET_DEFAULTS`` under a time budget (what did best in ten minutes: ``experiments/trainer_defaults.py``).
+    ``precision`` is ``"f32"`` or ``"bf16"`` (``jaxrnn.precision.COMPUTE_DTYPES``): the dtype the weight matrices
+    multiply in, for training, evaluation and sampling; it is recorded in the checkpoint and a resumed run keeps
+    it."""
 
     corpus: str = DEFAULT_CORPUS
     data: str | None = None
@@ -71,6 +76,7 @@ class RunConfig:
     steps_per_call: int = 10
     keep: int = 3
     sample_length: int = 300
+    precision: Precision = "f32"
 
     def resolved(self) -> RunConfig:
         """The same run with every ``None`` filled in and every value checked (``ConfigError`` names the field)."""
@@ -97,6 +103,7 @@ class RunConfig:
         _choice("cell", self.cell, CELLS)
         optimizer: OptimizerName = _choice("optimizer", self.optimizer or "adam", OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        _choice("precision", self.precision, tuple(COMPUTE_DTYPES))
         clip_mode: ClipMode = _choice(
             "clip_mode", self.clip_mode or ("value" if optimizer == "adagrad" else "global_norm"), CLIP_MODES
         )
@@ -159,6 +166,11 @@ class RunConfig:
             return self.learning_rate
         p = min(max(progress, 0.0), 1.0)
         return self.learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * p)))
+
+    @property
+    def compute_dtype(self) -> jnp.dtype | None:
+        """The ``compute_dtype`` of ``precision`` (``None``: the parameters' float32)."""
+        return COMPUTE_DTYPES[self.precision]
 
     def make_optimizer(self) -> optax.GradientTransformation:
         """The optax optimiser. A step-count cosine is an optax schedule over ``decay_steps``; under a time

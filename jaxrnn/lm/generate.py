@@ -12,6 +12,8 @@ from jaxrnn.data import DataError, Vocabulary
 from jaxrnn.lm.config import RunConfig
 from jaxrnn.lm.loop import checkpoint_dir
 from jaxrnn.lm.model import ConfigError
+from jaxrnn.precision import COMPUTE_DTYPES
+from jaxrnn.typing import Precision
 
 if TYPE_CHECKING:
     import optax
@@ -103,12 +105,14 @@ def generate_text(
     top_k: int | None = None,
     seed: int = 0,
     block: int = 16,
+    precision: Precision = "f32",
 ) -> Iterator[str]:
     """Yield the sampled text in pieces of ``block`` characters (the priming text is not repeated).
 
     The priming text warms the state up (``jaxrnn.lm.warm_up``); with none, sampling starts after a newline
     (or the first character of the vocabulary). Piece ``b`` uses key ``fold_in(PRNGKey(seed), b)``, so the same
-    seed gives the same text, and a longer sample starts with the shorter one.
+    seed gives the same text, and a longer sample starts with the shorter one. ``precision`` is the run's
+    (``RunConfig.precision``): the dtype the weight matrices multiply in.
     """
     import jax
 
@@ -125,11 +129,21 @@ def generate_text(
         raise ConfigError(f"top_k must be between 1 and the vocabulary size {vocab.size}, got {top_k}", "top_k")
     if not prime:
         prime = "\n" if "\n" in vocab.chars else vocab.chars[0]
-    carry, x = warm_up(params, vocab.encode(prime))  # DataError names characters outside the vocabulary
+    compute_dtype = COMPUTE_DTYPES[precision]
+    carry, x = warm_up(params, vocab.encode(prime), compute_dtype=compute_dtype)  # DataError: unknown characters
     key = jax.random.PRNGKey(seed)
     done = 0
     for b in range(-(-length // block)):
-        ids, carry = sample(jax.random.fold_in(key, b), params, carry, x, block, temperature=temperature, top_k=top_k)
+        ids, carry = sample(
+            jax.random.fold_in(key, b),
+            params,
+            carry,
+            x,
+            block,
+            temperature=temperature,
+            top_k=top_k,
+            compute_dtype=compute_dtype,
+        )
         x = ids[-1]
         piece = vocab.decode(np.asarray(ids)[: length - done])
         done += len(piece)

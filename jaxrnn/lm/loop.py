@@ -145,7 +145,7 @@ def run_training(
         assert latest is not None  # resuming needs a checkpoint: refused above otherwise
         state = store.restore(latest, state)
     val_xs, val_ys = place_batch(val.epoch(), mesh)
-    train_chunks = _train_chunks(_optimizer_settings(config), K, model_config.dropout)
+    train_chunks = _train_chunks(_optimizer_settings(config), K, model_config.dropout, config.compute_dtype)
     metrics_path = metrics_path_of(out)
     step = int(state.step)
     train_seconds = float(meta.get("train_seconds", 0.0)) if meta is not None else 0.0
@@ -173,7 +173,8 @@ def run_training(
     previous_handler = signal.signal(signal.SIGINT, interrupt) if _main_thread() else None
     status, val_loss, above = "done", None, 0
     log(
-        f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}) on {source}: "
+        f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}, precision "
+        f"{config.precision}) on {source}: "
         f"{len(train_ids)} training characters, vocabulary {vocab.size}, {B} streams x {T} characters, "
         f"{train.chunks_per_epoch} chunks per epoch; "
         + (
@@ -205,7 +206,7 @@ def run_training(
             if not np.all(np.isfinite(losses)):
                 bad = step + int(np.argmin(np.isfinite(losses))) + 1
                 if saved_step is None or saved_step < step:
-                    save(state, float(evaluate(state.params, val_xs, val_ys)))
+                    save(state, float(evaluate(state.params, val_xs, val_ys, config.compute_dtype)))
                 status = "nan"
                 assert saved_step is not None  # save() just above sets it when there was none
                 log(
@@ -224,7 +225,7 @@ def run_training(
             if config.follows_budget:
                 record["learning_rate"] = learning_rate
             if step % config.eval_every == 0 or (budget is None and step == config.steps):
-                val_loss = float(evaluate(state.params, val_xs, val_ys))
+                val_loss = float(evaluate(state.params, val_xs, val_ys, config.compute_dtype))
                 record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
                 save(state, val_loss)
                 above = above + 1 if val_loss > DIVERGED_FACTOR * math.log(vocab.size) else 0
@@ -252,7 +253,7 @@ def run_training(
                 )
                 bar.update(n)
         if status == "done" and (saved_step != step or val_loss is None):
-            val_loss = float(evaluate(state.params, val_xs, val_ys))
+            val_loss = float(evaluate(state.params, val_xs, val_ys, config.compute_dtype))
             if saved_step != step:
                 save(state, val_loss)
                 write_metrics(
@@ -285,12 +286,12 @@ def run_training(
         "records": records,
     }
     if status == "done":
-        test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh)))
+        test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh), config.compute_dtype))
         summary.update(test_loss=test_loss, test_bpc=test_loss / math.log(2))
         write_metrics({"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2)})
     if val_loss is not None:
         summary["val_bpc"] = val_loss / math.log(2)
-    summary["params"], summary["vocab"] = state.params, vocab
+    summary["params"], summary["vocab"], summary["precision"] = state.params, vocab, config.precision
     return summary
 
 
@@ -314,7 +315,7 @@ def _with_learning_rate(state: TrainState, learning_rate: float) -> TrainState:
 
 @functools.lru_cache(maxsize=8)
 def _train_chunks(
-    optimizer_settings: tuple[Any, ...], updates_per_call: int, dropout: float
+    optimizer_settings: tuple[Any, ...], updates_per_call: int, dropout: float, compute_dtype: Any = None
 ) -> Callable[[TrainState, Array, Array, Array, Array], tuple[TrainState, Array]]:
     """``make_train_chunks`` for these settings, built once per process, so that runs with the same optimiser
     (a resumed run, the models of an experiment) reuse one compiled function."""
@@ -330,7 +331,9 @@ def _train_chunks(
         clip=clip,
         clip_mode=clip_mode,
     )
-    return make_train_chunks(config.resolved().make_optimizer(), updates_per_call, dropout=dropout)
+    return make_train_chunks(
+        config.resolved().make_optimizer(), updates_per_call, dropout=dropout, compute_dtype=compute_dtype
+    )
 
 
 def _main_thread() -> bool:

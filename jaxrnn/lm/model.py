@@ -34,6 +34,7 @@ from jax.sharding import Mesh
 from jaxrnn import registry
 from jaxrnn._checks import non_negative_int, positive_int
 from jaxrnn.losses import sequence_loss
+from jaxrnn.precision import cast_weights
 from jaxrnn.stack import StackParams, init_stack
 from jaxrnn.training import make_train_step
 from jaxrnn.typing import Array, ArrayLike, Carry, CellName, DTypeLike, Method, PRNGKey, PyTree
@@ -105,13 +106,24 @@ def loss(
     mask: ArrayLike | None = None,
     key: PRNGKey | None = None,
     dropout: float = 0.0,
+    compute_dtype: DTypeLike | None = None,
 ) -> tuple[Array, tuple]:
     """Mean cross-entropy in nats per character over the chunk, and the carry after it.
 
-    Args: ``xs (T, B)`` and ``targets (T, B)`` ids; ``carry`` from ``jaxrnn.initial_carry(params, (B,))``.
+    Args: ``xs (T, B)`` and ``targets (T, B)`` ids; ``carry`` from ``jaxrnn.initial_carry(params, (B,))``;
+    ``compute_dtype``: the dtype the weight matrices multiply in (``jaxrnn.precision``).
     """
     return sequence_loss(
-        params, carry, xs, targets, mask=mask, reduction="mean", method=METHOD, key=key, dropout=dropout
+        params,
+        carry,
+        xs,
+        targets,
+        mask=mask,
+        reduction="mean",
+        method=METHOD,
+        key=key,
+        dropout=dropout,
+        compute_dtype=compute_dtype,
     )
 
 
@@ -143,7 +155,11 @@ def init_train_state(
 
 
 def make_train_chunks(
-    optimizer: optax.GradientTransformation, updates_per_call: int, *, dropout: float = 0.0
+    optimizer: optax.GradientTransformation,
+    updates_per_call: int,
+    *,
+    dropout: float = 0.0,
+    compute_dtype: DTypeLike | None = None,
 ) -> Callable[[TrainState, Array, Array, Array, Array], tuple[TrainState, Array]]:
     """A jitted ``train_chunks(state, xs (K,T,B), targets (K,T,B), reset (K,B), active (K,)) -> (state, losses (K,))``.
 
@@ -152,7 +168,9 @@ def make_train_chunks(
     update computes the same numbers whichever call it falls in: this is what makes resuming exact.
     """
     train_step = make_train_step(
-        optimizer, loss_fn=functools.partial(loss, dropout=dropout), updates_per_call=updates_per_call
+        optimizer,
+        loss_fn=functools.partial(loss, dropout=dropout, compute_dtype=compute_dtype),
+        updates_per_call=updates_per_call,
     )
 
     @jax.jit
@@ -175,15 +193,16 @@ def make_train_chunks(
     return train_chunks
 
 
-@jax.jit
-def evaluate(params: StackParams, xs: Array, targets: Array) -> Array:
+@functools.partial(jax.jit, static_argnames=("compute_dtype",))
+def evaluate(params: StackParams, xs: Array, targets: Array, compute_dtype: jnp.dtype | None = None) -> Array:
     """Mean nats per character over a held-out stream read chunk after chunk, state carried from zero.
 
-    Args: ``xs (C, T, B)``, ``targets (C, T, B)`` (``Streams.epoch()``). No dropout.
+    Args: ``xs (C, T, B)``, ``targets (C, T, B)`` (``Streams.epoch()``); ``compute_dtype`` as for ``loss``. No
+    dropout.
     """
 
     def body(carry: tuple, chunk: tuple[Array, Array]) -> tuple[tuple, Array]:
-        chunk_loss, carry = loss(params, carry, *chunk)
+        chunk_loss, carry = loss(params, carry, *chunk, compute_dtype=compute_dtype)
         return carry, chunk_loss
 
     _, losses = jax.lax.scan(body, registry.initial_carry(params, (xs.shape[-1],)), (xs, targets))
@@ -221,7 +240,7 @@ def place_state(state: TrainState, mesh: Mesh | None = None) -> TrainState:
     return parallel.replicate(mesh, state._replace(carry=()))._replace(carry=carry)
 
 
-def warm_up(params: StackParams, ids: ArrayLike) -> tuple[tuple, Array]:
+def warm_up(params: StackParams, ids: ArrayLike, *, compute_dtype: jnp.dtype | None = None) -> tuple[tuple, Array]:
     """Feed priming ids ``(N,)`` (N >= 1) from a zero state: returns the carry after ``ids[:-1]`` and the last
     id, ready for ``jaxrnn.sample(key, params, carry, x, length)`` which feeds ``x`` first."""
     ids = jnp.asarray(ids, jnp.int32).reshape(-1)
@@ -229,11 +248,14 @@ def warm_up(params: StackParams, ids: ArrayLike) -> tuple[tuple, Array]:
         raise ValueError("warm_up: need at least one priming id")
     carry = registry.initial_carry(params)
     if ids.shape[0] > 1:
-        _, carry = _prime(params, carry, ids[:-1])
+        _, carry = _prime(params, carry, ids[:-1], compute_dtype)
     return carry, ids[-1]
 
 
-@jax.jit
-def _prime(params: StackParams, carry: tuple[Carry, ...], ids: Array) -> tuple[Array, tuple[Carry, ...]]:
+@functools.partial(jax.jit, static_argnums=3)
+def _prime(
+    params: StackParams, carry: tuple[Carry, ...], ids: Array, compute_dtype: jnp.dtype | None
+) -> tuple[Array, tuple[Carry, ...]]:
+    params = cast_weights(params, compute_dtype)
     carry, hs = jax.lax.scan(functools.partial(registry.step_for(params), params), carry, ids)
     return hs, carry
