@@ -207,12 +207,21 @@ def make_train_step(
 
 
 def _check_known_ids(params: Params, xs: PyTree, targets: ArrayLike) -> None:
-    """``ValueError`` for a token id out of range among known (not traced) ``xs`` and ``targets``."""
+    """``ValueError`` for a token id out of range among known (not traced) ``xs`` and ``targets`` held in host
+    memory; ids already on an accelerator are left to the compiled step (NaN), which reading them back every
+    update would stall."""
     V_in, Why = registry.token_vocabulary(params), getattr(params, "Why", None)
-    if V_in is not None and is_token_ids(xs) and is_concrete(xs):
+    if V_in is not None and _known_on_host(xs):
         token_ids_out_of_range("train_step: xs", xs, V_in)
-    if Why is not None and is_token_ids(targets) and is_concrete(targets):
+    if Why is not None and _known_on_host(targets):
         token_ids_out_of_range("train_step: targets", targets, Why.shape[0])
+
+
+def _known_on_host(ids: Any) -> bool:
+    """Whether ``ids`` are integer values known now and held in host memory (NumPy, or a JAX array on the CPU)."""
+    if not (is_token_ids(ids) and is_concrete(ids)):
+        return False
+    return not isinstance(ids, jax.Array) or all(device.platform == "cpu" for device in ids.devices())
 
 
 def _check_leading(K: int, trees: PyTree) -> None:
