@@ -149,3 +149,37 @@ def split_ids(
     n_train = int(round(n * fractions[0]))
     n_val = int(round(n * fractions[1]))
     return ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A text cut for training: its vocabulary and the train, validation and test ids ``(N_split,)``."""
+
+    vocab: Vocabulary
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    source: str
+    """Where the text came from: ``corpus:NAME`` or the file's absolute path."""
+
+
+def load_splits(
+    corpus: str = DEFAULT_CORPUS,
+    *,
+    path: str | os.PathLike | None = None,
+    text: str | None = None,
+    fractions: tuple[float, float, float] = SPLIT,
+) -> Splits:
+    """Load a text (a built-in ``corpus``, a file at ``path``, or ``text`` itself), build its vocabulary and cut
+    it with ``split_ids``. The one way from a corpus to training ids, shared by the trainer and the scripts."""
+    if sum(x is not None for x in (path, text)) > 1:
+        raise ValueError("give at most one of path= and text=")
+    if text is not None:
+        source = "text"
+    elif path is not None:
+        text, source = load_text(path), os.path.abspath(path)
+    else:
+        text, source = load_corpus(corpus), f"corpus:{corpus}"
+    vocab = Vocabulary.from_text(text)
+    train, val, test = split_ids(vocab.encode(text), fractions)
+    return Splits(vocab, train, val, test, source)
