@@ -39,7 +39,7 @@ from jaxrnn.registry import CellType, cell_type, initial_carry, register_cell, s
 from jaxrnn.stack import StackParams, init_stack, stack_step
 
 # Unrolling over time: scan, Python loop, or the fused recurrence; masks and both directions
-from jaxrnn.unrolling import length_mask, mask_step, unroll, unroll_bidirectional
+from jaxrnn.unrolling import choose_method, length_mask, mask_step, unroll, unroll_bidirectional
 
 # Losses, optimisers, the training step
 from jaxrnn.losses import sequence_loss, softmax_cross_entropy
@@ -56,6 +56,7 @@ from jaxrnn.gradflow import lag_norms, scaled_orthogonal
 __version__ = "0.4.0"
 
 __all__ = [
+    "choose_method",
     "GRU_GATE_ORDER",
     "LSTM_GATE_ORDER",
     "GRUParams",

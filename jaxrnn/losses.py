@@ -99,8 +99,8 @@ def sequence_loss(
         "left"): each sequence's state is frozen outside its own steps (``unroll(..., lengths=)``) and only its
         own targets count, so loss, gradients and ``carry_T`` equal running each sequence alone.
       reduction: ``"sum"`` over every counted target (the lecture's), or ``"mean"`` (nats per target).
-      method, unroll, remat, key, dropout, newton: passed to ``jaxrnn.unroll`` (``method`` is ``"scan"``,
-        ``"loop"``, ``"fused"`` or ``"newton"``; ``key``/``dropout`` act between the layers of a stack, and
+      method, unroll, remat, key, dropout, newton: passed to ``jaxrnn.unroll`` (``method`` is ``"auto"``,
+        ``"scan"``, ``"loop"``, ``"fused"`` or ``"newton"``; ``key``/``dropout`` act between the layers of a stack, and
         ``dropout > 0`` needs ``key``).
       segment_length: ``S`` dividing ``T``: the backward pass keeps memory ``O(T / S + S)`` instead of ``O(T)``.
         Each segment of ``S`` steps (unroll, readout, loss) runs under ``jax.checkpoint``, so the forward pass

@@ -46,7 +46,7 @@ def make_train_step(
     loss_fn: Callable[..., tuple[Array, Carry]] | None = None,
     step: Callable[..., Any] | None = None,
     reduction: Reduction = "sum",
-    method: Method = "scan",
+    method: Method = "auto",
     unroll: int = 1,
     remat: bool = False,
     segment_length: int | None = None,
@@ -66,7 +66,8 @@ def make_train_step(
 
     Args:
       loss_fn: ``loss_fn(params, carry, xs, targets, *, mask=None[, key]) -> (loss, carry_T)``; by default
-        ``sequence_loss`` with ``step``, ``reduction``, ``method``, ``unroll``, ``remat``, ``segment_length``,
+        ``sequence_loss`` with ``step``, ``reduction``, ``method`` (``"auto"``: the fused recurrence where it
+        applies, else ``scan``; see ``jaxrnn.choose_method``), ``unroll``, ``remat``, ``segment_length``,
         ``dropout`` (between the layers of a stack), ``newton`` (the options of ``method="newton"``) and
         ``compute_dtype`` (the dtype the weight matrices multiply in, e.g. ``jnp.bfloat16``; parameters, optimiser
         state and gradients keep the parameters' dtype: ``jaxrnn.precision``).
@@ -93,7 +94,7 @@ def make_train_step(
       >>> import jax, jaxrnn
       >>> params = jaxrnn.init_rnn(jax.random.key(0), input_size=5, hidden_size=8, output_size=5)
       >>> optimizer = jaxrnn.lecture_optimizer(0.1)
-      >>> train_step = jaxrnn.make_train_step(optimizer, method="fused")
+      >>> train_step = jaxrnn.make_train_step(optimizer)
       >>> ids = jax.random.randint(jax.random.key(1), (11, 2), 0, 5)  # T + 1 = 11 steps of 2 streams
       >>> params, opt_state, carry, loss = train_step(
       ...     params, optimizer.init(params), jaxrnn.initial_carry(params, (2,)), ids[:-1], ids[1:])

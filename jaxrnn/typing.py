@@ -38,8 +38,8 @@ Carry: TypeAlias = Any
 Step: TypeAlias = Callable[[Params, Carry, Any], tuple[Carry, Any]]
 """``step(params, carry, x) -> (carry, h)``: ``rnn_step``, ``lstm_step``, ``gru_step``, ``stack_step`` or your own."""
 
-Method = Literal["scan", "loop", "fused", "newton"]
-"""How ``unroll`` runs the time loop (see ``jaxrnn.unroll``)."""
+Method = Literal["auto", "scan", "loop", "fused", "newton"]
+"""How ``unroll`` runs the time loop (see ``jaxrnn.unroll``; ``"auto"`` is resolved by ``jaxrnn.choose_method``)."""
 
 Reduction = Literal["sum", "mean"]
 """How a loss adds up its targets: summed (the lecture's) or averaged per counted target."""

@@ -497,7 +497,7 @@ def test_precision_bf16_trains_is_recorded_and_a_resumed_run_keeps_it(tmp_path, 
     flags = ["--data", text_file, "--out", out, *TINY]
     rc, err = run_main(["train", "--steps", "4", "--precision", "bf16", *flags], capsys)
     params, _, meta = load_model(out)
-    assert rc == 0 and "precision bf16" in err[0] and meta["config"]["precision"] == "bf16"
+    assert rc == 0 and "precision bf16, method fused" in err[0] and meta["config"]["precision"] == "bf16"
     assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(params))  # bfloat16 only in the products
     rc, err = run_main(["train", "--out", out, "--steps", "8", "--resume", "--precision", "f32", *TINY], capsys)
     assert rc == 2 and len(err) == 1 and "precision f32 differs from the checkpoint's bf16" in err[0]

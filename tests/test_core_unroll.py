@@ -159,3 +159,45 @@ def test_bad_input_is_named():
         jaxrnn.init_rnn(jax.random.PRNGKey(0), 3, 0, 3)
     with pytest.raises(ValueError, match="unroll must be a positive integer"):
         jaxrnn.unroll(jaxrnn.lstm_step, params, carry, xs, unroll=0)
+
+
+def test_auto_method_picks_fused_where_it_applies_and_scan_elsewhere():
+    key = jax.random.PRNGKey(0)
+    lstm, gru = jaxrnn.init_lstm(key, D, H, V), jaxrnn.init_gru(key, D, H, V)
+    own_step = lambda p, c, x: jaxrnn.lstm_step(p, c, x)
+    assert jaxrnn.choose_method(jaxrnn.lstm_step, lstm) == "fused"
+    assert jaxrnn.choose_method(jaxrnn.rnn_step, jaxrnn.init_rnn(key, D, H, V)) == "fused"
+    assert jaxrnn.choose_method(jaxrnn.gru_step, gru) == "scan"
+    assert jaxrnn.choose_method(jaxrnn.lstm_step, lstm, masked=True) == "scan"
+    assert jaxrnn.choose_method(jaxrnn.lstm_step, lstm, remat=True) == "scan"
+    assert jaxrnn.choose_method(own_step, lstm) == "scan"
+    assert jaxrnn.choose_method(jaxrnn.stack_step, jaxrnn.init_stack(key, V, (H, H), V, cell="lstm")) == "fused"
+    assert jaxrnn.choose_method(jaxrnn.stack_step, jaxrnn.init_stack(key, V, (H,), V, cell="gru")) == "scan"
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_auto_method_computes_what_the_chosen_method_computes(kind):
+    params, carry, xs, targets = _setup(kind)
+    step = jaxrnn.step_for(params)
+    run = lambda method, **kw: jax.jit(
+        jax.value_and_grad(lambda p: _loss(p, carry, xs, targets, method=method, **kw)[0])
+    )(params)
+    np.testing.assert_array_equal(
+        *[np.asarray(jax.flatten_util.ravel_pytree(r)[0]) for r in (run("auto"), run("fused"))]
+    )
+    lengths = jnp.array([T, T - 3, 1])  # a masked unroll: auto runs scan
+    auto, scan = run("auto", lengths=lengths), run("scan", lengths=lengths)
+    np.testing.assert_array_equal(*[np.asarray(jax.flatten_util.ravel_pytree(r)[0]) for r in (auto, scan)])
+    hs_auto = jaxrnn.unroll(step, params, carry, xs, method="auto")[1]
+    hs_own = jaxrnn.unroll(lambda p, c, x: step(p, c, x), params, carry, xs, method="auto")[1]
+    np.testing.assert_array_equal(hs_own, jaxrnn.unroll(step, params, carry, xs, method="scan")[1])
+    np.testing.assert_allclose(hs_auto, hs_own, rtol=1e-5, atol=1e-6)
+
+
+def test_make_train_step_runs_the_fused_recurrence_by_default():
+    params, carry, xs, targets = _setup("lstm")
+    optimizer = jaxrnn.lecture_optimizer(0.1)
+    default = jaxrnn.make_train_step(optimizer)(params, optimizer.init(params), carry, xs, targets)
+    fused = jaxrnn.make_train_step(optimizer, method="fused")(params, optimizer.init(params), carry, xs, targets)
+    for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(fused)):
+        np.testing.assert_array_equal(a, b)

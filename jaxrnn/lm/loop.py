@@ -91,7 +91,9 @@ def run_training(
     from jaxrnn.distributed import agree, is_main_process
     from jaxrnn.lm.model import evaluate, init_train_state, place_batch, place_state
     from jaxrnn.metrics import append_metrics, plot_curves, truncate_after
+    from jaxrnn.stack import stack_step
     from jaxrnn.streams import Streams, evaluation_streams
+    from jaxrnn.unrolling import choose_method
 
     clock = time.perf_counter()
     main = is_main_process()  # with several processes, process 0 alone prints and writes metrics and plots
@@ -174,7 +176,7 @@ def run_training(
     status, val_loss, above = "done", None, 0
     log(
         f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}, precision "
-        f"{config.precision}) on {source}: "
+        f"{config.precision}, method {choose_method(stack_step, state.params)}) on {source}: "
         f"{len(train_ids)} training characters, vocabulary {vocab.size}, {B} streams x {T} characters, "
         f"{train.chunks_per_epoch} chunks per epoch; "
         + (

@@ -9,9 +9,9 @@ The model is ``jaxrnn.stack``'s, for layers ``l = 1..L`` of one cell::
     h^l_t = cell(h^l_{t-1}, x^l_t)      x^{l+1}_t = dropout(h^l_t)
     y_t = Why h^L_t + by          p_t = softmax(y_t)
 
-Training and evaluation unroll it with ``method="fused"`` (``jaxrnn.recurrence`` for RNN and LSTM layers,
-``lax.scan`` for the GRU); sampling steps it one character at a time with ``stack_step``; a test pins the two
-equal.
+Training and evaluation unroll it with ``method="auto"``, which runs ``jaxrnn.recurrence`` for RNN and LSTM
+layers and ``lax.scan`` for the GRU (``jaxrnn.choose_method``); sampling steps it one character at a time with
+``stack_step``; a test pins the two equal.
 
 Truncated BPTT: ``TrainState.carry`` holds every stream's state; an update starts from it (zeroed only where
 ``reset`` says a stream wrapped around), runs one chunk, and keeps the final state for the next chunk. The
@@ -41,7 +41,7 @@ from jaxrnn.typing import Array, ArrayLike, Carry, CellName, DTypeLike, Method, 
 
 
 CELLS = registry.CELL_NAMES
-METHOD: Method = "fused"
+METHOD: Method = "auto"
 """How the model is unrolled for training and evaluation (see ``jaxrnn.unroll``)."""
 
 
