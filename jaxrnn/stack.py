@@ -95,6 +95,21 @@ def layer_input(params: StackParams, x: ArrayLike) -> ArrayLike:
     return x if params.embedding is None else cells.embed(params.embedding, x)
 
 
+def fold_embedding(params: StackParams) -> StackParams:
+    """The same model with its embedding folded into layer 0's input weights: ``Wxh (G, E) @ embedding (E, V)``
+    is one ``(G, V)`` table whose column ``id`` is ``Wxh @ embedding[:, id]`` (``G`` is ``H`` for the RNN, ``4H``
+    for the LSTM), so layer 0 looks its input term up instead of multiplying. Layer 0 must have ``Wxh`` (an RNN
+    or LSTM layer); a stack without an embedding is returned as it is. The product runs in ``Wxh``'s dtype and is
+    differentiable: gradients reach ``Wxh`` and the embedding."""
+    if params.embedding is None:
+        return params
+    from jaxrnn.precision import matmul
+
+    first = params.layers[0]
+    table = matmul(first.Wxh, params.embedding, first.Wxh.dtype).astype(first.Wxh.dtype)
+    return params._replace(layers=(first._replace(Wxh=table), *params.layers[1:]), embedding=None)
+
+
 def stack_step(params: StackParams, carry: tuple[Carry, ...], x: ArrayLike) -> tuple[tuple[Carry, ...], Array]:
     """One time step through every layer, bottom to top (no dropout).
 

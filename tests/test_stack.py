@@ -126,3 +126,25 @@ def test_a_stack_s_layers_are_drawn_as_lone_cells():
     np.testing.assert_array_equal(params.layers[0].Wxh, lone0.Wxh)
     np.testing.assert_array_equal(params.layers[1].Whh, lone1.Whh)
     np.testing.assert_array_equal(params.Why, lone1.Why)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_the_fused_path_folds_the_embedding_and_computes_the_same_model(x64, cell):
+    """T B = 21 >= V = 9 ids: the fused path looks layer 0's input term up in ``Wxh @ embedding``."""
+    params = init_stack(jax.random.key(1), V, (6, 5), V, cell=cell, embed_size=4, dtype=jnp.float64)
+    carry = jaxrnn.initial_carry(params, (B,))
+    xs, targets = _data(1)
+    grad = lambda method: jax.jit(
+        jax.value_and_grad(lambda p: jaxrnn.sequence_loss(p, carry, xs, targets, method=method)[0])
+    )(params)
+    (l_fused, g_fused), (l_scan, g_scan) = grad("fused"), grad("scan")
+    assert abs(float(l_fused - l_scan)) <= 1e-13 * abs(float(l_scan))
+    for a, b in zip(jax.tree.leaves(g_fused), jax.tree.leaves(g_scan)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+    assert float(jnp.abs(g_fused.embedding).max()) > 1e-4  # the gradient reaches the folded embedding
+    folded = jaxrnn.stack.fold_embedding(params)
+    assert folded.embedding is None and folded.layers[0].Wxh.shape == (params.layers[0].Wxh.shape[0], V)
+    hs = jaxrnn.unroll(jaxrnn.stack_step, folded, carry, xs, method="scan")[1]
+    np.testing.assert_allclose(hs, jaxrnn.unroll(jaxrnn.stack_step, params, carry, xs, method="scan")[1], rtol=1e-12)
+    hlo = jax.jit(lambda p: jaxrnn.unroll(jaxrnn.stack_step, p, carry, xs, method="fused")[1]).lower(params).as_text()
+    assert "dot_general" in hlo and f"tensor<{params.layers[0].Wxh.shape[0]}x{V}xf64>" in hlo  # the folded table
