@@ -28,6 +28,11 @@ matrix product, which is why it needs its own bias ``bhn (H,)`` inside the produ
 Integer inputs are token ids: ``Wxh x`` with ``x`` the one-hot vector of id ``k`` is column ``k`` of ``Wxh``,
 so an integer input is looked up instead of multiplied (the lecture's embedding layer). Both forms give the
 same numbers; ``embed`` exposes the lookup on its own.
+
+Precision (``jaxrnn.precision``): with bfloat16 weights (``compute_dtype=jnp.bfloat16`` casts them), the products
+``Wxh x``, ``Whh h`` and the lookup read bfloat16 operands and return float32. The bias addition, the gate
+nonlinearities, the LSTM's cell state ``c``, the carry ``h`` and the outputs stay float32: each step's state is
+never rounded to 8 bits, so the error of a product does not compound along the cell path.
 """
 
 from __future__ import annotations
