@@ -116,7 +116,8 @@ def fit(
     Args:
       config: the settings (``resolved()`` here); ``corpus`` and ``data`` are not read: the text is ``data``.
       data: a text, or ``jaxrnn.data.Splits`` (``load_splits``, or ids in memory with their vocabulary).
-      state: continue from this ``TrainState`` (a restored checkpoint); default: ``initial_state(config, V)``.
+      state: continue from this ``TrainState`` (e.g. a checkpoint restored into ``initial_state(config, V,
+        mesh=mesh)``, so that each process reads its own shards); default: ``initial_state(config, V, mesh=mesh)``.
       mesh: a ``jax.sharding.Mesh`` with a ``"batch"`` axis: the streams are split over its devices. With several
         processes every process calls ``fit`` alike; stop decisions are process 0's (``distributed.agree``).
       should_stop: asked before each compiled call; true stops the run (status ``"stopped"``).
@@ -139,9 +140,10 @@ def fit(
     train, val, test = training_streams(config, splits)
     if state is None:
         state = initial_state(config, V, mesh=mesh)
+    optimizer, compute_dtype = config.optimizer_settings, config.compute_dtype
     val_xs, val_ys = place_batch(val.epoch(), mesh)
-    validation_loss = lambda s: float(evaluate(s.params, val_xs, val_ys, config.compute_dtype))
-    train_chunks = _train_chunks(config.optimizer_settings, K, config.dropout, config.compute_dtype)
+    validation_loss = lambda s: float(evaluate(s.params, val_xs, val_ys, compute_dtype))
+    train_chunks = _train_chunks(optimizer, K, config.dropout, compute_dtype)
     budget = None if config.time_budget is None else 60.0 * config.time_budget
     worse_than_guessing = DIVERGED_FACTOR * math.log(V)
     history: list[Record] = []
@@ -170,7 +172,7 @@ def fit(
         n = min(K, next_eval - step, config.steps - step if budget is None else K)
         xs, ys, reset = train.chunks(step, K)
         batch = place_batch((xs, ys, reset, np.arange(K) < n), mesh)
-        if config.follows_budget:
+        if optimizer.follows_budget:
             assert budget is not None
             learning_rate = config.learning_rate_at(spent / budget)
             state = _with_learning_rate(state, learning_rate)
@@ -192,7 +194,7 @@ def fit(
             "train_seconds": train_seconds,
             "elapsed_seconds": elapsed(),
         }
-        if config.follows_budget:
+        if optimizer.follows_budget:
             record["learning_rate"] = learning_rate
         if step % config.eval_every == 0 or (budget is None and step == config.steps):
             val_loss, evaluated = validation_loss(state), step
@@ -219,7 +221,7 @@ def fit(
             state,
         )
     if status == "done":
-        test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh), config.compute_dtype))
+        test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh), compute_dtype))
         emit({"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2)}, state)
     return FitResult(state, history, status, val_loss, train_seconds, elapsed(), reason)
 

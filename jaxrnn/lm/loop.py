@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from jaxrnn.data import DataError, Splits, load_splits
 from jaxrnn.lm.config import RunConfig, resume_config
-from jaxrnn.lm.fitting import DIVERGED_FACTOR, FitResult, Record, fit, initial_state, training_streams
+from jaxrnn.lm.fitting import DIVERGED_FACTOR, FitResult, Record, fit, initial_state
+from jaxrnn.streams import Streams
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
@@ -109,7 +110,9 @@ def run_training(
                 "or choose another output directory"
             )
         assert splits is not None
-        chunks_per_epoch = training_streams(config, splits)[0].chunks_per_epoch  # too short: refused here
+        train_text = Streams.from_ids(  # too short: refused before any file is changed
+            splits.train, config.batch_size, config.seq_length, what=f"the training split of {splits.source}"
+        )
         state, train_seconds, elapsed_seconds = None, 0.0, 0.0
         if meta is not None:  # restored into the placed template: each process reads its own shards
             assert latest is not None
@@ -120,15 +123,11 @@ def run_training(
         elapsed = lambda: elapsed_seconds + clock() - started
         metrics_path = metrics_path_of(out)
         previous: list[Record] = []
-        if resume and main:
-            previous = truncate_after(metrics_path, step)
-        elif main and os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside
-            os.replace(metrics_path, metrics_path + ".old")
         say(
             f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}, precision "
             f"{config.precision}) on {splits.source}: {len(splits.train)} training characters, vocabulary "
             f"{splits.vocab.size}, {config.batch_size} streams x {config.seq_length} characters, "
-            f"{chunks_per_epoch} chunks per epoch; "
+            f"{train_text.chunks_per_epoch} chunks per epoch; "
             + (
                 f"step {step} of {config.steps}"
                 if config.time_budget is None
@@ -142,6 +141,18 @@ def run_training(
         }
         saved = _Saved(store, run_meta, latest if resume else None, elapsed)
         written: list[Record] = []
+        prepared = False
+
+        def prepare_metrics() -> None:
+            """Once fit has accepted the data: drop a resumed run's records after its checkpoint, or keep aside
+            a file that a run without checkpoints left."""
+            nonlocal prepared
+            if main and not prepared:
+                if resume:
+                    previous.extend(truncate_after(metrics_path, step))
+                elif os.path.exists(metrics_path):
+                    os.replace(metrics_path, metrics_path + ".old")
+            prepared = True
 
         def write(state: TrainState, record: Record) -> None:
             if "val_loss" in record:
@@ -149,6 +160,7 @@ def run_training(
                     return
                 saved(state, record)
             if main:
+                prepare_metrics()
                 append_metrics(metrics_path, record)
                 written.append(record)
 
@@ -169,6 +181,7 @@ def run_training(
             )
         finally:
             display.close()
+        prepare_metrics()
         _report_failure(result, saved, say)
     finally:
         store.close()
