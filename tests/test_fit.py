@@ -136,3 +136,29 @@ def test_bad_data_is_refused_by_name():
         fit(TINY, splits.train)
     with pytest.raises(DataError, match="the training split of text is too short"):
         fit(TINY, "abc")
+
+
+def test_the_command_line_s_ctrl_c_is_a_stop_request_and_a_second_one_stops_at_once():
+    import os
+    import signal
+
+    from jaxrnn.cli import stop_requests
+
+    before = signal.getsignal(signal.SIGINT)
+    with stop_requests() as should_stop:
+        assert should_stop() is False
+        os.kill(os.getpid(), signal.SIGINT)
+        assert should_stop() is True
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_run_training_prints_nothing_without_log(tmp_path, capsys):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT)
+    config = dataclasses.replace(TINY, data=str(path), steps=2, eval_every=2)
+    summary = run_training(config, str(tmp_path / "run"), progress=False)
+    captured = capsys.readouterr()
+    assert summary["status"] == "done" and captured.out == captured.err == ""
+    assert [r["step"] for r in summary["records"]] == [2, 2]  # the training record (evaluated) and the test loss

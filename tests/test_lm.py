@@ -184,3 +184,15 @@ def test_priming_text_changes_the_state_and_unknown_characters_are_an_error(lm_p
     assert float(jnp.abs(c_ab[1].h - c_fb[1].h).max()) > 1e-4  # same last character, different history
     with pytest.raises(DataError, match="characters not in the vocabulary: 'z'"):
         next(generate_text(lm_params, VOCAB, prime="abz", length=5))
+
+
+def test_cell_names_come_from_the_cell_table_once():
+    from typing import get_args
+
+    from jaxrnn import registry
+    from jaxrnn.lm import CELLS
+    from jaxrnn.typing import CellName
+
+    assert CELLS is registry.CELL_NAMES and get_args(CellName) == CELLS == ("rnn", "lstm", "gru")
+    with pytest.raises(ConfigError, match="^cell: unknown value 'tanh'; choose one of: rnn, lstm, gru$"):
+        lm.RunConfig(cell="tanh").resolved()  # type: ignore[arg-type]
