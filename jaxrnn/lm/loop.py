@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from jaxrnn.data import DataError, Splits, load_splits
 from jaxrnn.lm.config import RunConfig, resume_config
-from jaxrnn.lm.fitting import DIVERGED_FACTOR, FitResult, Record, fit, initial_state
+from jaxrnn.lm.fitting import DIVERGED_EVALUATIONS, DIVERGED_FACTOR, FitResult, Record, fit, initial_state
 from jaxrnn.streams import Streams
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from jaxrnn.checkpoint import CheckpointStore
     from jaxrnn.lm.model import TrainState
 
-__all__ = ["DIVERGED_FACTOR", "checkpoint_dir", "metrics_path_of", "run_training"]
+__all__ = ["DIVERGED_EVALUATIONS", "DIVERGED_FACTOR", "checkpoint_dir", "metrics_path_of", "run_training"]
 
 
 def checkpoint_dir(out: str) -> str:
