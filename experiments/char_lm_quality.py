@@ -6,30 +6,27 @@ makes 2000; fewer keep three seeds of three models within minutes on 2 cores), o
 max), beside add-one n-gram models (n = 1..5) and interpolated Witten-Bell n-grams, all on the built-in corpus's
 validation split; and text sampled from the first seed's LSTM at temperatures 0.5, 1.0 and 1.5.
 
-    python experiments/char_lm_quality.py --preset cpu --out experiments/results   # ~6 minutes on 2 idle cores
-    python experiments/char_lm_quality.py --preset tiny --out /tmp/q                # seconds (used by a test)
+    python -m experiments.char_lm_quality --preset cpu --out experiments/results   # ~6 minutes on 2 idle cores
+    python -m experiments.char_lm_quality --preset tiny --out /tmp/q                # seconds (used by a test)
 
 Writes ``OUT/char_lm_quality.json`` and ``char_lm_quality.png``. The training time counts the compiled update
-calls, their first compilation included; validation and checkpoint writing are not counted.
+calls, their first compilation included; validation is not counted. Each model is trained in memory by
+``jaxrnn.lm.fit``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import common  # noqa: E402
-from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids  # noqa: E402
-from jaxrnn.lm import RunConfig, generate_text, run_training  # noqa: E402
+from experiments import common
+from jaxrnn.data import DEFAULT_CORPUS, Splits, load_splits
+from jaxrnn.lm import RunConfig, fit, generate_text
 
 
 @dataclass(frozen=True)
@@ -101,33 +98,33 @@ def ngram_losses(train: np.ndarray, val: np.ndarray, V: int, max_order: int) -> 
     return results
 
 
-def train_one(config: QualityConfig, overrides: tuple, seed: int) -> tuple[dict, dict]:
-    """One model, one seed: its record for the JSON, and ``run_training``'s summary (parameters, vocabulary)."""
+def train_one(config: QualityConfig, splits: Splits, overrides: tuple, seed: int) -> tuple[dict, dict]:
+    """One model, one seed: its record for the JSON, and its resolved settings and parameters."""
     import jax
 
     run = dataclasses.replace(RunConfig(corpus=config.corpus), **dict(config.run), **dict(overrides), seed=seed)
-    with tempfile.TemporaryDirectory() as out:
-        t = time.perf_counter()
-        summary = run_training(run, out, progress=False, max_seconds=config.seconds, log=lambda s: None)
-        wall = time.perf_counter() - t
-    curve = [(r["train_seconds"], r["step"], r["val_loss"]) for r in summary["records"] if "val_loss" in r]
+    t = time.perf_counter()
+    result = fit(run, splits, max_seconds=config.seconds)
+    wall = time.perf_counter() - t
+    curve = [(r["train_seconds"], r["step"], r["val_loss"]) for r in result.history if "val_loss" in r]
     within = [c for c in curve if c[0] <= config.seconds + 1e-9] or curve[:1]
     best = min(within, key=lambda c: c[2])
+    tests = [r["test_loss"] for r in result.history if "test_loss" in r]
     record = {
         "seed": seed,
-        "steps": summary["step"],
-        "status": summary["status"],
-        "train_seconds": summary["train_seconds"],
+        "steps": int(result.state.step),
+        "status": result.status,
+        "train_seconds": result.train_seconds,
         "wall_seconds": wall,
-        "final_val_loss": summary["val_loss"],
+        "final_val_loss": None if result.status == "nan" else result.val_loss,
         "best_val_loss_within_budget": best[2],
         "at_step": best[1],
         "at_seconds": best[0],
-        "test_loss": summary.get("test_loss"),
-        "parameters": int(sum(x.size for x in jax.tree.leaves(summary["params"]))),
+        "test_loss": tests[-1] if tests else None,
+        "parameters": int(sum(x.size for x in jax.tree.leaves(result.state.params))),
         "curve": curve,
     }
-    return record, {"config": dataclasses.asdict(run.resolved()), **summary}
+    return record, {"config": dataclasses.asdict(run.resolved()), "params": result.state.params}
 
 
 def samples(params, vocab, config: QualityConfig) -> dict:
@@ -139,16 +136,15 @@ def samples(params, vocab, config: QualityConfig) -> dict:
 
 
 def main(config: QualityConfig) -> dict:
-    text = load_corpus(config.corpus)
-    vocab = Vocabulary.from_text(text)
-    train, val, _ = split_ids(vocab.encode(text))
+    splits = load_splits(config.corpus)
+    vocab, train, val = splits.vocab, splits.train, splits.val
     t0 = time.perf_counter()
     baselines = ngram_losses(train, val, vocab.size, config.max_order)
     results = {
         "corpus": config.corpus,
-        "characters": len(text),
+        "characters": len(train) + len(val) + len(splits.test),
         "vocab_size": vocab.size,
-        "split": [len(train), len(val), len(text) - len(train) - len(val)],
+        "split": [len(train), len(val), len(splits.test)],
         "budget_seconds": config.seconds,
         "seeds": list(config.seeds),
         "ngram_val_loss": baselines,
@@ -159,14 +155,14 @@ def main(config: QualityConfig) -> dict:
     for i, (label, overrides) in enumerate(config.models):
         runs = []
         for seed in config.seeds:
-            record, summary = train_one(config, overrides, seed)
+            record, summary = train_one(config, splits, overrides, seed)
             runs.append(record)
             if i == 0 and seed == config.seeds[0]:
                 results["samples"] = {
                     "model": label,
                     "seed": seed,
                     "prime": "\n",
-                    "by_temperature": samples(summary["params"], summary["vocab"], config),
+                    "by_temperature": samples(summary["params"], vocab, config),
                 }
         results["models"][label] = {
             "config": summary["config"],

@@ -1,6 +1,6 @@
 """Interpretable cells (Karpathy, Johnson & Fei-Fei 2015): which hidden or cell unit tracks a property of the text?
 
-An LSTM character model (``jaxrnn.lm.run_training``) is trained on Python source (the ``stdlib_source`` corpus);
+An LSTM character model (``jaxrnn.lm.fit``, in memory) is trained on Python source (the ``stdlib_source`` corpus);
 then it reads held-out text from a zero state, and every unit of ``h_t`` and ``c_t`` (``2 H`` units) is
 correlated (Pearson ``r``) with per-character features of the text read so far: inside a string literal,
 inside a comment, bracket depth, position in the line, indentation of the line. For each feature the unit with
@@ -9,21 +9,18 @@ and on the trained model with the feature circularly shifted by a random offset 
 feature's runs and autocorrelation). Several seeds. The first seed's best units colour the held-out text in
 ``interpretable_cells.html`` (self-contained) and in the PNG.
 
-    python experiments/interpretable_cells.py --preset cpu --out experiments/results
+    python -m experiments.interpretable_cells --preset cpu --out experiments/results
+
+The pictures (the HTML page and the PNG) are drawn by ``experiments/interpretable_cells_pictures.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import html
 import json
 import os
 import sys
-import tempfile
-
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -31,10 +28,12 @@ import numpy as np
 
 import jaxrnn
 from experiments import common
+from experiments.interpretable_cells_pictures import FEATURES, html_page, make_figure
 from jaxrnn import lm
-from jaxrnn.data import Vocabulary, load_corpus, split_ids
+from jaxrnn.data import Splits, load_splits
+from jaxrnn.results import write_text
 
-FEATURES = ("in_string", "in_comment", "bracket_depth", "line_position", "indentation")
+__all__ = ["FEATURES", "Config", "PRESETS", "best_units", "cli", "main", "make_figure", "text_features"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +149,8 @@ def read_states(params, ids):
     return jnp.concatenate([states.h, states.c], axis=-1)
 
 
-def train(cfg: Config, seed: int):
-    """``(trained params, untrained params of the same seed, vocabulary, final validation loss)``."""
+def train(cfg: Config, splits: Splits, seed: int):
+    """``(trained params, untrained params of the same seed, final validation loss)``."""
     run = lm.RunConfig(
         corpus=cfg.corpus,
         cell="lstm",
@@ -162,13 +161,9 @@ def train(cfg: Config, seed: int):
         eval_every=cfg.steps,
         seed=seed,
     )
-    with tempfile.TemporaryDirectory() as out:
-        summary = lm.run_training(run, out, progress=False, log=lambda s: None)
-    run = run.resolved()  # the defaults filled in, as run_training used them
-    untrained = lm.init_train_state(
-        jax.random.PRNGKey(seed), run.model(summary["vocab"].size), run.make_optimizer(), 1
-    ).params
-    return summary["params"], untrained, summary["vocab"], summary["val_loss"]
+    result = lm.fit(run, splits)
+    untrained = lm.initial_state(run.resolved(), splits.vocab.size).params
+    return result.state.params, untrained, result.val_loss
 
 
 def search(activations: np.ndarray, features: dict, rng) -> dict:
@@ -182,17 +177,14 @@ def search(activations: np.ndarray, features: dict, rng) -> dict:
 
 
 def main(cfg: Config) -> dict:
-    text = load_corpus(cfg.corpus)
-    vocab = Vocabulary.from_text(text)
-    _, validation, _ = split_ids(vocab.encode(text))
-    ids = validation[: cfg.held_out]
-    held_out = vocab.decode(ids)
+    splits = load_splits(cfg.corpus)
+    ids = splits.val[: cfg.held_out]
+    held_out = splits.vocab.decode(ids)
     features = text_features(held_out)
     H = cfg.hidden_size
     runs, first = [], None
     for seed in cfg.seeds:
-        trained, untrained, run_vocab, val_loss = train(cfg, seed)
-        assert run_vocab.chars == vocab.chars
+        trained, untrained, val_loss = train(cfg, splits, seed)
         rng = np.random.default_rng(seed)
         acts = {"trained": np.asarray(read_states(trained, ids)), "untrained": np.asarray(read_states(untrained, ids))}
         found = {which: search(a, features, rng) for which, a in acts.items()}
@@ -250,106 +242,6 @@ def main(cfg: Config) -> dict:
     }
 
 
-# ------------------------------------------------------------------------------------------- pictures
-
-
-def colour(z: float) -> tuple[float, float, float]:
-    """Blue (below the unit's mean) through white to red (above): RGB in [0, 1] for a z-score, saturating at
-    2 standard deviations."""
-    v = float(np.clip(z / 2.0, -1.0, 1.0))
-    return (1.0, 1.0 - v, 1.0 - v) if v >= 0 else (1.0 + v, 1.0 + v, 1.0)
-
-
-def html_page(results: dict) -> str:
-    """A self-contained page: for each feature, the held-out text with each character's background coloured by
-    the best unit's activation (inline styles only)."""
-    text = results["render_text"]
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>interpretable cells</title></head>",
-        "<body style='font-family:sans-serif;max-width:1100px;margin:auto'>",
-        "<h1>Interpretable cells: the best unit per feature</h1>",
-        f"<p>LSTM on {html.escape(results['config']['corpus'])}, "
-        "held-out text read from a zero state, seed 0. Each character's background is the unit's activation "
-        "after reading it, as a z-score over the held-out text: red above the unit's mean, blue below, "
-        "saturating at 2 standard deviations.</p>",
-        "<table style='border-collapse:collapse' border='1' cellpadding='4'><tr><th>feature</th>"
-        "<th>best |r|, trained (mean, min-max)</th><th>untrained</th><th>trained, shifted feature</th></tr>",
-    ]
-    for name, row in results["table"].items():
-        cells = [
-            f"{s['mean']:.3f} ({s['min']:.3f}-{s['max']:.3f})"
-            for s in (row["abs_r"][k] for k in ("trained", "untrained", "trained, shifted feature"))
-        ]
-        parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    parts.append("</table>")
-    for name, r in results["render"].items():
-        a = np.asarray(r["z"])
-        parts.append(f"<h2>{html.escape(name)}: unit {html.escape(r['unit'])}, r = {r['r']:+.3f}</h2>")
-        spans = []
-        for ch, v in zip(text, a):
-            rgb = "".join(f"{int(round(255 * x)):02x}" for x in colour(v))
-            shown = "&#8629;\n" if ch == "\n" else html.escape(ch)
-            spans.append(f"<span style='background:#{rgb}'>{shown}</span>")
-        parts.append(
-            "<pre style='font-family:monospace;font-size:12px;line-height:1.35;border:1px solid #ccc;"
-            "padding:6px;white-space:pre-wrap'>" + "".join(spans) + "</pre>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def make_figure(results: dict):
-    """Top: best |r| per feature (trained, untrained, shifted-feature controls; mean and min-max over seeds).
-    Below: held-out text coloured by seed 0's best units for the two features where training gained most."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    cfg = results["config"]
-    lines_shown = cfg["render_lines"] if isinstance(cfg, dict) else cfg.render_lines  # dict when read from JSON
-    fig = plt.figure(figsize=(12, 4 + 0.42 * lines_shown))
-    grid = fig.add_gridspec(3, 1, height_ratios=(3.2, 0.2 * lines_shown, 0.2 * lines_shown))
-    ax = fig.add_subplot(grid[0])
-    kinds = ("trained", "untrained", "trained, shifted feature", "untrained, shifted feature")
-    x = np.arange(len(FEATURES))
-    for j, kind in enumerate(kinds):
-        s = [results["table"][f]["abs_r"][kind] for f in FEATURES]
-        mean = np.array([v["mean"] for v in s])
-        err = np.array([[v["mean"] - v["min"] for v in s], [v["max"] - v["mean"] for v in s]])
-        ax.bar(x + (j - 1.5) * 0.2, mean, 0.2, yerr=err, capsize=3, label=kind)
-    n = results["table"][FEATURES[0]]["abs_r"]["trained"]["n"]
-    ax.set(
-        xticks=x,
-        xticklabels=FEATURES,
-        ylim=(0, 1),
-        ylabel="best unit's |Pearson r| (of 2H units)",
-        title=f"best unit per feature: mean and min-max over {n} seeds",
-    )
-    ax.legend(fontsize=8, ncol=2)
-    ax.grid(alpha=0.3, axis="y")
-    lines = [line[:100] for line in results["render_text"].split("\n")[:lines_shown]]
-    offsets = np.cumsum([0] + [len(line) + 1 for line in results["render_text"].split("\n")[:lines_shown]])
-    shown = sorted(FEATURES, key=lambda f: -results["render"][f]["gain"])[:2]  # where training gained most
-    for panel, name in enumerate(shown):
-        r = results["render"][name]
-        z = np.asarray(r["z"])
-        ax = fig.add_subplot(grid[panel + 1])
-        for row, line in enumerate(lines):
-            for col, ch in enumerate(line):
-                ax.add_patch(Rectangle((col, -row - 1), 1, 1, color=colour(z[offsets[row] + col]), lw=0))
-                if ch.strip():
-                    ax.text(col + 0.5, -row - 0.5, ch, ha="center", va="center", family="monospace", fontsize=6)
-        ax.set(
-            xlim=(0, max(len(line) for line in lines) + 1),
-            ylim=(-len(lines), 0),
-            xticks=[],
-            yticks=[],
-            title=f"{name}: unit {r['unit']} (r = {r['r']:+.2f}); background: activation z-score, "
-            "red > mean > blue (saturating at 2 std)",
-        )
-    fig.tight_layout()
-    return fig
-
-
 def cli(argv=None) -> int:
     """``common.cli``, then the HTML page from the JSON it wrote, beside it."""
     code = common.cli("interpretable_cells", PRESETS, main, make_figure, argv)
@@ -359,10 +251,7 @@ def cli(argv=None) -> int:
         out = parser.parse_known_args(argv)[0].out
         with open(os.path.join(out, "interpretable_cells.json"), encoding="utf-8") as f:
             page = html_page(json.load(f))
-        path = os.path.join(out, "interpretable_cells.html")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(page)
-        os.replace(path + ".tmp", path)
+        path = write_text(os.path.join(out, "interpretable_cells.html"), page)
         print(f"wrote {path}")
     return code
 

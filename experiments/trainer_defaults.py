@@ -4,8 +4,8 @@ budget, under a few candidate settings, on the built-in corpus and on about 1 MB
 For each run: the best validation loss seen, the validation loss at the end, and how far the end is above the
 best (the defaults should keep improving until the budget is spent: within 1%).
 
-    python experiments/trainer_defaults.py --corpus pydoc_topics --out experiments/results
-    python experiments/trainer_defaults.py --corpus english --out experiments/results
+    python -m experiments.trainer_defaults --corpus pydoc_topics --out experiments/results
+    python -m experiments.trainer_defaults --corpus english --out experiments/results
 
 The English text is ``pydoc_topics`` followed by the docstrings of the standard library's modules (in sorted
 path order, each docstring once) up to 1,000,000 characters: English prose that every Python installation ships.
@@ -21,16 +21,11 @@ import math
 import os
 import sys
 import sysconfig
-import tempfile
 import time
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from experiments import common
-from jaxrnn.data import load_corpus
-from jaxrnn.lm.config import RunConfig
-from jaxrnn.lm.loop import run_training
+from jaxrnn.data import Splits, load_corpus, load_splits
+from jaxrnn.lm import RunConfig, fit
 
 CANDIDATES = {
     "constant": {"lr_schedule": "constant", "layers": 1},
@@ -73,28 +68,29 @@ def english_text(size: int = ENGLISH_SIZE) -> str:
     return "".join(parts)[:size]
 
 
-def run_one(name: str, settings: dict, data: str, minutes: float, seed: int) -> dict:
-    config = RunConfig(data=data, time_budget=minutes, seed=seed, sample_length=0, **settings)
-    with tempfile.TemporaryDirectory() as out:
-        summary = run_training(config, out, progress=False, log=lambda s: None)
+def run_one(name: str, settings: dict, splits: Splits, minutes: float, seed: int) -> dict:
+    """One candidate: ``jaxrnn train`` with only a text, a budget and ``settings``, trained in memory."""
+    config = RunConfig(time_budget=minutes, seed=seed, sample_length=0, **settings)
+    result = fit(config, splits)
     curve = [
         (r["elapsed_seconds"], r["step"], r["val_loss"])
-        for r in summary["records"]
+        for r in result.history
         if "val_loss" in r and "elapsed_seconds" in r
     ]
     best = min(v for _, _, v in curve)
-    end = summary["val_loss"]
+    end = result.val_loss
+    tests = [r["test_loss"] for r in result.history if "test_loss" in r]
     return {
         "name": name,
         "settings": settings,
-        "status": summary["status"],
-        "steps": summary["step"],
-        "elapsed_seconds": summary["elapsed_seconds"],
+        "status": result.status,
+        "steps": int(result.state.step),
+        "elapsed_seconds": result.elapsed_seconds,
         "best_val_loss": best,
         "best_at_seconds": next(t for t, _, v in curve if v == best),
         "end_val_loss": end,
         "end_above_best": end / best - 1,
-        "test_loss": summary.get("test_loss"),
+        "test_loss": tests[-1] if tests else None,
         "curve": curve,
     }
 
@@ -103,15 +99,12 @@ def main(corpus: str, minutes: float, seed: int, only=None, previous=None) -> di
     """Run the ``only`` candidates (default: all), keeping the other candidates' runs from ``previous`` (results
     of the same corpus, budget and seed)."""
     text = english_text() if corpus == "english" else load_corpus(corpus)
-    with tempfile.TemporaryDirectory() as folder:
-        data = os.path.join(folder, f"{corpus}.txt")
-        with open(data, "w", encoding="utf-8") as f:
-            f.write(text)
-        runs = [
-            run_one(name, settings, data, minutes, seed)
-            for name, settings in CANDIDATES.items()
-            if only is None or name in only
-        ]
+    splits = load_splits(text=text)
+    runs = [
+        run_one(name, settings, splits, minutes, seed)
+        for name, settings in CANDIDATES.items()
+        if only is None or name in only
+    ]
     if previous:  # this run's candidates replace theirs; the rest keep their earlier runs
         by_name = {r["name"]: r for r in previous["runs"]} | {r["name"]: r for r in runs}
         runs = [by_name[name] for name in CANDIDATES if name in by_name]
@@ -166,7 +159,7 @@ def make_figure(results: dict):
 
 
 def cli(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="trainer_defaults.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="trainer_defaults", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default="pydoc_topics", choices=("pydoc_topics", "stdlib_source", "english"))
     parser.add_argument("--minutes", type=float, default=10.0, help="time budget of each run (default: 10)")
     parser.add_argument("--seed", type=int, default=0)
@@ -191,7 +184,7 @@ def cli(argv=None) -> int:
     results = main(args.corpus, args.minutes, args.seed, args.only, previous)
     runtime = round(time.perf_counter() - start, 1)
     command = (
-        f"python experiments/trainer_defaults.py --corpus {args.corpus} --minutes {args.minutes:g}"
+        f"python -m experiments.trainer_defaults --corpus {args.corpus} --minutes {args.minutes:g}"
         + (" --only " + " ".join(repr(n) for n in args.only) if args.only else "")
         + f" --out {args.out}"
     )

@@ -14,6 +14,15 @@ import numpy as np
 from jax.experimental import checkify
 
 
+class SettingError(ValueError):
+    """An impossible setting: a one-line message that starts with ``setting``, the name of the offending field
+    (so that a command line can put its own flag name in its place)."""
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
+
+
 def positive_int(name: str, value: object, *, error: Callable[[str], Exception] = ValueError) -> int:
     """``value`` if it is an ``int`` (not a ``bool``) greater than zero, else ``error`` naming ``name``."""
     if not _is_int(value) or value <= 0:

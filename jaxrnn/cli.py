@@ -9,21 +9,26 @@ after saving a checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from types import FrameType
 from typing import NoReturn, TypeVar
 
+from jaxrnn._checks import SettingError
 from jaxrnn.data import CORPORA, DataError
-from jaxrnn.distributed import EXIT_LOST, HEARTBEAT_TIMEOUT, DistributedError
+from jaxrnn.distributed import HEARTBEAT_TIMEOUT
 from jaxrnn.lm.config import BUDGET_DEFAULTS, DEFAULT_LEARNING_RATES, SCHEDULES, STEP_DEFAULTS, RunConfig
-from jaxrnn.precision import COMPUTE_DTYPES
 from jaxrnn.lm.model import CELLS, ConfigError
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
+from jaxrnn.precision import COMPUTE_DTYPES
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_PEER_LOST, EXIT_INTERRUPTED = 0, 2, EXIT_LOST, 130
+EXIT_OK, EXIT_BAD_INPUT, EXIT_PEER_LOST, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 FLAGS = {"hidden_size": "--hidden"}
 """Flags not spelled ``--`` plus the setting's name with dashes."""
@@ -288,9 +293,17 @@ def _train_command(args: argparse.Namespace) -> int:
     from jaxrnn.distributed import is_main_process, to_host
     from jaxrnn.lm.loop import run_training
 
-    summary = run_training(
-        config, args.out, resume=args.resume, explicit=set(given), progress=not args.no_progress, mesh=mesh
-    )
+    with stop_requests() as should_stop:
+        summary = run_training(
+            config,
+            args.out,
+            resume=args.resume,
+            explicit=set(given),
+            progress=not args.no_progress,
+            log=_say,
+            mesh=mesh,
+            should_stop=should_stop,
+        )
     if summary["status"] in ("nan", "diverged"):
         return EXIT_BAD_INPUT
     if not is_main_process():
@@ -323,6 +336,34 @@ def _train_command(args: argparse.Namespace) -> int:
             )
         )
     return EXIT_OK
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[Callable[[], bool]]:
+    """The signals that stop training, as the ``should_stop`` of ``run_training``: the first Ctrl-C (SIGINT) asks
+    the run to stop after the current compiled call and save a checkpoint; a second one stops at once
+    (``KeyboardInterrupt``, without saving). Handlers can be installed only from the main thread; elsewhere
+    nothing is requested. The previous handlers are restored on exit."""
+    requested = False
+
+    def request(signum: int, frame: FrameType | None) -> None:
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield lambda: requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stream(pieces: Iterable[str]) -> None:
@@ -395,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         _use_compile_cache()
     try:
         return _train_command(args) if args.command == "train" else _sample_command(args)
-    except (DataError, ConfigError, DistributedError) as e:
+    except (DataError, SettingError) as e:
         print(f"jaxrnn {args.command}: error: {_message(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -413,9 +454,24 @@ def _exit_if_a_peer_failed(error: Exception) -> None:
     import jax
 
     if isinstance(error, jax.errors.JaxRuntimeError) and jax.process_count() > 1:
-        from jaxrnn.distributed import exit_lost
+        _exit_lost(error)
 
-        exit_lost(error)
+
+def _exit_lost(*status: object) -> NoReturn:
+    """Stop this process because a collective lost another process: one line on stderr, exit status
+    ``EXIT_PEER_LOST``, skipping ``jax.distributed``'s shutdown (which would wait for the lost process and then
+    abort with a page of logs)."""
+    import jax
+
+    detail = " ".join(str(s).strip().splitlines()[0] for s in status if str(s).strip())[:200]
+    print(
+        f"jaxrnn: error: process {jax.process_index()} lost contact with the other processes ({detail}); "
+        "the checkpoints are whole: restart every process with --resume",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(EXIT_PEER_LOST)
 
 
 if __name__ == "__main__":

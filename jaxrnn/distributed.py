@@ -9,35 +9,30 @@ metrics and plots; checkpoints are written by every process together (orbax), ea
 
 Decisions that depend on a process's clock or signals (a time budget spent, Ctrl-C) are taken by process 0
 and broadcast (``agree``), so that every process runs the same number of compiled steps. When a process dies,
-the others stop instead of waiting forever: at the next collective, whose connection to it breaks
-(``exit_lost``: one line, exit status 3), or when its heartbeats have been missing for ``heartbeat_timeout``
-seconds, which ``jax.distributed`` ends by aborting the process with "Terminating process because the JAX
-distributed service detected fatal errors ... another task died" (it calls no Python code that could say more).
+the others stop instead of waiting forever: at the next collective, whose connection to it breaks (JAX raises
+``jax.errors.JaxRuntimeError``; ``jaxrnn train`` says so in one line and exits with status 3), or when its
+heartbeats have been missing for ``heartbeat_timeout`` seconds, which ``jax.distributed`` ends by aborting the
+process with "Terminating process because the JAX distributed service detected fatal errors ... another task
+died" (it calls no Python code that could say more).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-from typing import NoReturn
 
 import numpy as np
 import numpy.typing as npt
 
+from jaxrnn._checks import SettingError
 from jaxrnn.typing import PyTree
 
 HEARTBEAT_TIMEOUT = 100
 """Seconds without a heartbeat after which a process is declared dead (``jax.distributed``'s default)."""
 
 
-class DistributedError(ValueError):
+class DistributedError(SettingError):
     """Impossible multi-process settings (a malformed address, a process id out of range): one line that starts
     with the name of the setting."""
-
-    def __init__(self, message: str, setting: str | None = None):
-        super().__init__(message)
-        self.setting = setting
 
 
 def parse_coordinator(address: str) -> tuple[str, int]:
@@ -100,27 +95,6 @@ def initialize(
             f"cannot join the other processes ({lines[0][:200]}); outside SLURM, Open MPI and "
             "Cloud TPU give --coordinator, --num-processes and --process-id"
         ) from None
-
-
-EXIT_LOST = 3
-"""Exit status of a process that stopped because another process (or the coordinator) stopped answering."""
-
-
-def exit_lost(*status: object) -> NoReturn:
-    """Stop this process because a collective lost another process: one line on stderr, exit status
-    ``EXIT_LOST``, skipping ``jax.distributed``'s shutdown (which would wait for the lost process and then abort
-    with a page of logs)."""
-    import jax
-
-    detail = " ".join(str(s).strip().splitlines()[0] for s in status if str(s).strip())[:200]
-    print(
-        f"jaxrnn: error: process {jax.process_index()} lost contact with the other processes ({detail}); "
-        "the checkpoints are whole: restart every process with --resume",
-        file=sys.stderr,
-        flush=True,
-    )
-    sys.stdout.flush()
-    os._exit(EXIT_LOST)
 
 
 def is_main_process() -> bool:

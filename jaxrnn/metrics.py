@@ -1,4 +1,8 @@
-"""Training metrics on disk: one JSON object per line (JSONL), and a PNG of the loss curves."""
+"""Training metrics on disk: one JSON object per line (JSONL), and a PNG of the loss curves.
+
+Every file is written through ``jaxrnn.results``: records are appended and synced one line at a time, anything
+rewritten is replaced atomically.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import math
 import os
 from typing import Any
 
+from jaxrnn.results import append_line, write_atomic, write_figure
+
 
 def append_metrics(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append ``record`` as one JSON line (flushed, so a crash loses at most the line being written)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    """Append ``record`` as one JSON line (synced, so a crash loses at most the line being written)."""
+    append_line(path, json.dumps(record, sort_keys=True))
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -28,23 +33,26 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def truncate_after(path: str | os.PathLike[str], step: int) -> None:
-    """Drop records of steps after ``step`` (resuming from a checkpoint older than the last log line)."""
+def truncate_after(path: str | os.PathLike[str], step: int) -> list[dict[str, Any]]:
+    """Drop records of steps after ``step`` (resuming from a checkpoint older than the last log line), atomically;
+    returns the records kept."""
     records = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
+    write_atomic(path, write)
+    return records
 
 
 def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike[str], *, title: str = "") -> None:
-    """Train and validation loss (nats per character) against update step, saved as a PNG."""
-    import matplotlib
+    """Train and validation loss (nats per character) against update step, saved as a PNG (atomically). Draws on
+    a bare ``matplotlib.figure.Figure``: no pyplot backend is chosen or changed."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    ax = fig.add_subplot()
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         points = [
             (r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
@@ -57,5 +65,4 @@ def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike[str], *, 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    write_figure(path, fig, dpi=100)

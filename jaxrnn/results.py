@@ -1,4 +1,5 @@
-"""Result files of experiments and benchmarks: the machine they ran on, and JSON and PNG written atomically.
+"""Result files of experiments, benchmarks and training runs: the machine they ran on, and the one way the library
+writes a file: atomically (JSON, text, PNG), or one synced line appended.
 
 A result is written to a temporary file beside its final path and renamed into place, so a run that fails or
 is killed never leaves half a file and never replaces a good result with a broken one.
@@ -100,6 +101,25 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[str], object]) -
     return path
 
 
+def append_line(path: str | os.PathLike[str], line: str) -> None:
+    """Append ``line`` and a newline to the text file at ``path`` (created if missing), synced to disk before
+    returning: a crash loses at most the line being written, which readers of the file skip."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> str:
+    """``text`` as a UTF-8 file at ``path``, atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return write_atomic(path, write)
+
+
 def write_json(path: str | os.PathLike[str], obj: object) -> str:
     """``obj`` (through ``to_jsonable``) as indented JSON at ``path``, atomically."""
 
@@ -113,9 +133,10 @@ def write_json(path: str | os.PathLike[str], obj: object) -> str:
 
 def write_figure(path: str | os.PathLike[str], figure: Figure, *, dpi: int = 120) -> str:
     """A matplotlib ``figure`` as a PNG at ``path``, atomically; the figure is closed afterwards."""
-    import matplotlib.pyplot as plt
-
     try:
         return write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
     finally:
-        plt.close(figure)
+        if figure.canvas.manager is not None:  # a pyplot figure: pyplot keeps it until closed
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)

@@ -9,6 +9,7 @@ import pytest
 
 import jaxrnn
 from jaxrnn.data import DataError, Vocabulary
+from jaxrnn import lm
 from jaxrnn.lm import (
     ConfigError,
     ModelConfig,
@@ -20,14 +21,9 @@ from jaxrnn.lm import (
     place_batch,
     warm_up,
 )
-from jaxrnn.lm import loss as char_lm_loss
 from jaxrnn.losses import sequence_loss
 from jaxrnn.sampling import sample
 from jaxrnn.training import reset_carry
-
-char_lm_initial_carry = jaxrnn.initial_carry
-char_lm_step = jaxrnn.stack_step
-init_char_lm = init_model
 
 V, T, B = 7, 5, 3
 
@@ -50,14 +46,14 @@ def test_fused_layers_equal_core_steps(x64, cell, layers, embed):
     """The model's loss (layer by layer, method="fused": jaxrnn.recurrence, or recurrence_ids for one-hot ids at
     embed 0; lax.scan for the GRU) == stack_step (the core steps, one time step at a time), values and
     gradients, in float64."""
-    params = init_char_lm(
+    params = init_model(
         jax.random.PRNGKey(0),
         ModelConfig(V, cell=cell, hidden_size=6, layers=layers, embed_size=embed),
         dtype=jnp.float64,
     )
-    carry = jax.tree.map(lambda z: z + 0.1, char_lm_initial_carry(params, (B,)))
+    carry = jax.tree.map(lambda z: z + 0.1, jaxrnn.initial_carry(params, (B,)))
     xs, ys = _ids(1, (T, B)), _ids(2, (T, B))
-    fast = lambda p: char_lm_loss(p, carry, xs, ys)
+    fast = lambda p: lm.loss(p, carry, xs, ys)
     plain = lambda p: sequence_loss(p, carry, xs, ys, reduction="mean")  # scans the registered stack_step
     (l1, c1), g1 = jax.value_and_grad(fast, has_aux=True)(params)
     (l2, c2), g2 = jax.value_and_grad(plain, has_aux=True)(params)
@@ -74,14 +70,14 @@ def _chunks(params):
 def test_carried_state_changes_the_loss_but_no_gradient_reaches_the_previous_chunk(x64):
     """The loss of chunk 2 depends on the state chunk 1 left; the update's gradient equals the gradient
     with that state held constant, and differs from full backpropagation through both chunks."""
-    params = init_char_lm(jax.random.PRNGKey(0), ModelConfig(V, hidden_size=6), dtype=jnp.float64)
+    params = init_model(jax.random.PRNGKey(0), ModelConfig(V, hidden_size=6), dtype=jnp.float64)
     x1, y1, x2, y2 = _chunks(params)
-    zero = char_lm_initial_carry(params, (B,))
-    _, carry1 = char_lm_loss(params, zero, x1, y1)
-    loss_carried, _ = char_lm_loss(params, carry1, x2, y2)
-    loss_fresh, _ = char_lm_loss(params, zero, x2, y2)
+    zero = jaxrnn.initial_carry(params, (B,))
+    _, carry1 = lm.loss(params, zero, x1, y1)
+    loss_carried, _ = lm.loss(params, carry1, x2, y2)
+    loss_fresh, _ = lm.loss(params, zero, x2, y2)
     assert abs(float(loss_carried - loss_fresh)) > 1e-3  # the state really is carried into the loss
-    d_loss_d_carry = jax.grad(lambda c: char_lm_loss(params, c, x2, y2)[0])(carry1)
+    d_loss_d_carry = jax.grad(lambda c: lm.loss(params, c, x2, y2)[0])(carry1)
     assert float(jnp.abs(d_loss_d_carry[0].h).max()) > 1e-4  # ... and the loss is sensitive to it
 
     # One update with SGD at learning rate 1 returns params - grad: read the gradient it used.
@@ -91,17 +87,17 @@ def test_carried_state_changes_the_loss_but_no_gradient_reaches_the_previous_chu
     new_state, loss = update(state, x2[None], y2[None], jnp.zeros((1, B), bool), jnp.ones((1,), bool))
     loss = loss[0]
     used = jax.tree.map(lambda a, b: a - b, params, new_state.params)
-    truncated = jax.grad(lambda p: char_lm_loss(p, carry1, x2, y2)[0])(params)
-    full = jax.grad(lambda p: char_lm_loss(p, char_lm_loss(p, zero, x1, y1)[1], x2, y2)[0])(params)
+    truncated = jax.grad(lambda p: lm.loss(p, carry1, x2, y2)[0])(params)
+    full = jax.grad(lambda p: lm.loss(p, lm.loss(p, zero, x1, y1)[1], x2, y2)[0])(params)
     assert abs(float(loss - loss_carried)) < 1e-12
     assert max(jax.tree.leaves(jax.tree.map(_rel, used, truncated))) < 1e-10
     assert _rel(full.layers[0].Whh, truncated.layers[0].Whh) > 1e-4  # BPTT through chunk 1 would differ
-    assert max(jax.tree.leaves(jax.tree.map(_rel, new_state.carry, char_lm_loss(params, carry1, x2, y2)[1]))) < 1e-12
+    assert max(jax.tree.leaves(jax.tree.map(_rel, new_state.carry, lm.loss(params, carry1, x2, y2)[1]))) < 1e-12
 
 
 def test_reset_zeroes_only_wrapped_streams():
-    params = init_char_lm(jax.random.PRNGKey(0), ModelConfig(V, hidden_size=4, layers=2))
-    carry = jax.tree.map(lambda z: z + 1.0, char_lm_initial_carry(params, (B,)))
+    params = init_model(jax.random.PRNGKey(0), ModelConfig(V, hidden_size=4, layers=2))
+    carry = jax.tree.map(lambda z: z + 1.0, jaxrnn.initial_carry(params, (B,)))
     out = reset_carry(carry, jnp.array([False, True, False]))
     for leaf in jax.tree.leaves(out):
         np.testing.assert_array_equal(leaf[:, 0], [1, 0, 1])
@@ -127,11 +123,11 @@ def test_k_updates_in_one_call_equal_k_single_updates_and_inactive_steps_are_ski
 
 
 def test_evaluate_carries_state_through_the_held_out_stream():
-    params = init_char_lm(jax.random.PRNGKey(0), ModelConfig(V, hidden_size=8))
+    params = init_model(jax.random.PRNGKey(0), ModelConfig(V, hidden_size=8))
     xs, ys = _ids(9, (3, T, B)), _ids(10, (3, T, B))
-    carry, losses = char_lm_initial_carry(params, (B,)), []
+    carry, losses = jaxrnn.initial_carry(params, (B,)), []
     for c in range(3):
-        loss, carry = char_lm_loss(params, carry, xs[c], ys[c])
+        loss, carry = lm.loss(params, carry, xs[c], ys[c])
         losses.append(loss)
     assert abs(float(evaluate(params, xs, ys)) - float(np.mean(losses))) < 1e-6
     xs_b, ys_b = place_batch((xs, ys))
@@ -154,7 +150,7 @@ VOCAB = Vocabulary(tuple("\nabcdef"))
 
 @pytest.fixture(scope="module")
 def lm_params():
-    return init_char_lm(jax.random.PRNGKey(3), ModelConfig(VOCAB.size, hidden_size=16, layers=2, embed_size=5))
+    return init_model(jax.random.PRNGKey(3), ModelConfig(VOCAB.size, hidden_size=16, layers=2, embed_size=5))
 
 
 def test_same_seed_same_text_and_longer_sample_extends_shorter(lm_params):
@@ -170,7 +166,7 @@ def test_temperature_zero_is_greedy_argmax(lm_params):
     expected = []
     c, xt = carry, x
     for _ in range(25):  # greedy decoding written out with the one-character step
-        c, h = char_lm_step(lm_params, c, xt)
+        c, h = jaxrnn.stack_step(lm_params, c, xt)
         xt = jnp.argmax(h @ lm_params.Why.T + lm_params.by)
         expected.append(int(xt))
     ids0, _ = sample(jax.random.PRNGKey(0), lm_params, carry, x, 25, temperature=0.0)
@@ -183,8 +179,20 @@ def test_temperature_zero_is_greedy_argmax(lm_params):
 def test_priming_text_changes_the_state_and_unknown_characters_are_an_error(lm_params):
     c_ab, _ = warm_up(lm_params, VOCAB.encode("ab"))
     c_fb, _ = warm_up(lm_params, VOCAB.encode("fb"))
-    zero = char_lm_initial_carry(lm_params)
+    zero = jaxrnn.initial_carry(lm_params)
     assert float(jnp.abs(c_ab[0].h - zero[0].h).max()) > 1e-3
     assert float(jnp.abs(c_ab[1].h - c_fb[1].h).max()) > 1e-4  # same last character, different history
     with pytest.raises(DataError, match="characters not in the vocabulary: 'z'"):
         next(generate_text(lm_params, VOCAB, prime="abz", length=5))
+
+
+def test_cell_names_come_from_the_cell_table_once():
+    from typing import get_args
+
+    from jaxrnn import registry
+    from jaxrnn.lm import CELLS
+    from jaxrnn.typing import CellName
+
+    assert CELLS is registry.CELL_NAMES and get_args(CellName) == CELLS == ("rnn", "lstm", "gru")
+    with pytest.raises(ConfigError, match="^cell: unknown value 'tanh'; choose one of: rnn, lstm, gru$"):
+        lm.RunConfig(cell="tanh").resolved()  # type: ignore[arg-type]

@@ -27,7 +27,8 @@ def test_one_candidate_runs_and_merges_into_the_previous_results(tmp_path):
     run = lambda *only: subprocess.run(
         [
             sys.executable,
-            str(ROOT / "experiments" / "trainer_defaults.py"),
+            "-m",
+            "experiments.trainer_defaults",
             "--corpus",
             "pydoc_topics",
             "--minutes",
@@ -52,7 +53,7 @@ def test_one_candidate_runs_and_merges_into_the_previous_results(tmp_path):
         assert r["end_above_best"] == pytest.approx(r["end_val_loss"] / r["best_val_loss"] - 1)
     assert (tmp_path / "trainer_defaults_pydoc_topics.png").stat().st_size > 10_000
     bad = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "trainer_defaults.py"), "--minutes", "0"],
+        [sys.executable, "-m", "experiments.trainer_defaults", "--minutes", "0"],
         capture_output=True,
         text=True,
         cwd=ROOT,

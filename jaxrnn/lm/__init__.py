@@ -1,11 +1,13 @@
 """The character-level language model behind ``jaxrnn train`` and ``jaxrnn sample``.
 
 ``model``: the stack over token ids, its loss, the K-updates-per-call step, evaluation; ``config``: the settings
-of a run and what a resumed run may change; ``loop``: the training loop (``run_training``); ``generate``:
-loading a checkpoint and sampling text.
+of a run and what a resumed run may change; ``fitting``: training as a function, in memory (``fit``); ``loop``:
+a training run on disk, the shell around ``fit`` (``run_training``); ``generate``: loading a checkpoint and
+sampling text.
 """
 
 from jaxrnn.lm.config import DEFAULT_LEARNING_RATES, RESUME_MAY_CHANGE, SCHEDULES, RunConfig, resume_config
+from jaxrnn.lm.fitting import FitResult, fit, initial_state, training_streams
 from jaxrnn.lm.generate import generate_text, load_model
 from jaxrnn.lm.loop import run_training
 from jaxrnn.lm.model import (
@@ -29,6 +31,10 @@ __all__ = [
     "SCHEDULES",
     "RunConfig",
     "resume_config",
+    "FitResult",
+    "fit",
+    "initial_state",
+    "training_streams",
     "generate_text",
     "load_model",
     "run_training",

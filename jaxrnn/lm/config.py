@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, get_args
 
 from jaxrnn._checks import non_negative_int, positive_int
-from jaxrnn.data import CORPORA, DEFAULT_CORPUS, DataError, load_corpus, load_text
-from jaxrnn.lm.model import CELLS, ConfigError, ModelConfig
+from jaxrnn.data import CORPORA, DEFAULT_CORPUS, DataError
+from jaxrnn.lm.model import ConfigError, ModelConfig
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
 from jaxrnn.precision import COMPUTE_DTYPES
 from jaxrnn.typing import CellName, ClipMode, LRSchedule, OptimizerName, Precision
@@ -78,14 +77,19 @@ class RunConfig:
     sample_length: int = 300
     precision: Precision = "f32"
 
-    def resolved(self) -> RunConfig:
-        """The same run with every ``None`` filled in and every value checked (``ConfigError`` names the field)."""
+    def _filled_defaults(self) -> tuple[Any, Any, Any]:
+        """``(layers, dropout, lr_schedule)`` with ``None`` replaced by ``STEP_DEFAULTS`` or ``BUDGET_DEFAULTS``."""
         defaults = STEP_DEFAULTS if self.time_budget is None else BUDGET_DEFAULTS
         layers = defaults["layers"] if self.layers is None else self.layers
         dropout = self.dropout
         if dropout is None:  # dropout acts between layers: none for one layer
             dropout = defaults["dropout"] if isinstance(layers, int) and layers >= 2 else 0.0
         lr_schedule = defaults["lr_schedule"] if self.lr_schedule is None else self.lr_schedule
+        return layers, dropout, lr_schedule
+
+    def resolved(self) -> RunConfig:
+        """The same run with every ``None`` filled in and every value checked (``ConfigError`` names the field)."""
+        layers, dropout, lr_schedule = self._filled_defaults()
         self = dataclasses.replace(self, layers=layers, dropout=dropout, lr_schedule=lr_schedule)
         for name in (
             "hidden_size",
@@ -100,7 +104,7 @@ class RunConfig:
             positive_int(name, getattr(self, name), error=functools.partial(ConfigError, setting=name))
         for name in ("embed_size", "sample_length", "seed"):
             non_negative_int(name, getattr(self, name), error=functools.partial(ConfigError, setting=name))
-        _choice("cell", self.cell, CELLS)
+        self.model(1)  # ModelConfig checks the cell, the dropout and the sizes
         optimizer: OptimizerName = _choice("optimizer", self.optimizer or "adam", OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, SCHEDULES)
         _choice("precision", self.precision, tuple(COMPUTE_DTYPES))
@@ -134,23 +138,21 @@ class RunConfig:
             decay_steps = None
         if self.data is None and self.corpus not in CORPORA:
             raise DataError(f"unknown corpus {self.corpus!r}; choose one of: {', '.join(sorted(CORPORA))}")
-        out = dataclasses.replace(
+        return dataclasses.replace(
             self, optimizer=optimizer, clip_mode=clip_mode, learning_rate=float(learning_rate), decay_steps=decay_steps
         )
-        out.model(1)  # checks cell, dropout and sizes
-        return out
 
     def model(self, vocab_size: int) -> ModelConfig:
-        """The model's shape for a vocabulary of ``vocab_size`` (defaults filled in as by ``resolved``)."""
-        if self.layers is None or self.dropout is None:
-            return self.resolved().model(vocab_size)
+        """The model's shape for a vocabulary of ``vocab_size`` (``layers`` and ``dropout`` filled in as by
+        ``resolved``); ``ConfigError`` for an impossible shape."""
+        layers, dropout, _ = self._filled_defaults()
         return ModelConfig(
             vocab_size,
             cell=self.cell,
             hidden_size=self.hidden_size,
-            layers=self.layers,
+            layers=layers,
             embed_size=self.embed_size,
-            dropout=self.dropout,
+            dropout=dropout,
         )
 
     @property
@@ -172,32 +174,66 @@ class RunConfig:
         """The ``compute_dtype`` of ``precision`` (``None``: the parameters' float32)."""
         return COMPUTE_DTYPES[self.precision]
 
-    def make_optimizer(self) -> optax.GradientTransformation:
-        """The optax optimiser. A step-count cosine is an optax schedule over ``decay_steps``; under a time
-        budget the learning rate is a hyperparameter (``optax.inject_hyperparams``) that the training loop sets
-        from ``learning_rate_at(time spent / budget)`` before each compiled call."""
-        import optax
-
-        from jaxrnn.optim import make_optimizer
-
-        assert self.optimizer is not None and self.clip_mode is not None and self.learning_rate is not None, (
-            "make_optimizer needs a resolved() config"
+    @property
+    def optimizer_settings(self) -> OptimizerSettings:
+        """What defines the optimiser of a ``resolved()`` config, and nothing else."""
+        assert (
+            self.optimizer is not None
+            and self.clip_mode is not None
+            and self.learning_rate is not None
+            and self.lr_schedule is not None
+        ), "optimizer_settings needs a resolved() config"
+        return OptimizerSettings(
+            self.optimizer,
+            self.learning_rate,
+            self.lr_schedule,
+            self.decay_steps if self.lr_schedule == "cosine" and not self.follows_budget else None,
+            self.follows_budget,
+            self.clip,
+            self.clip_mode,
         )
-        if self.follows_budget:
-            return optax.inject_hyperparams(make_optimizer, static_args=("name", "clip", "clip_mode"))(
-                name=self.optimizer, learning_rate=self.learning_rate, clip=self.clip or None, clip_mode=self.clip_mode
-            )
-        lr = self.learning_rate
-        if self.lr_schedule == "cosine":
-            assert self.decay_steps is not None  # a step-count run: resolved() set it
-            lr = optax.cosine_decay_schedule(self.learning_rate, self.decay_steps, alpha=COSINE_FLOOR)
-        return make_optimizer(self.optimizer, lr, clip=self.clip or None, clip_mode=self.clip_mode)
+
+    def make_optimizer(self) -> optax.GradientTransformation:
+        """The optax optimiser of a ``resolved()`` config (see ``OptimizerSettings.make``)."""
+        return self.optimizer_settings.make()
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> RunConfig:
         """The configuration stored in a checkpoint (fields this version does not know are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in fields}).resolved()
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The settings that define a run's optimiser and nothing else: runs that share them (a resumed run, the seeds
+    of an experiment) share one compiled training step. ``decay_steps`` is a step-count cosine's length (else
+    ``None``); under ``follows_budget`` the learning rate is a hyperparameter set from the time spent."""
+
+    name: OptimizerName
+    learning_rate: float
+    lr_schedule: LRSchedule
+    decay_steps: int | None
+    follows_budget: bool
+    clip: float
+    clip_mode: ClipMode
+
+    def make(self) -> optax.GradientTransformation:
+        """The optax optimiser. A step-count cosine is an optax schedule over ``decay_steps``; under a time budget
+        the learning rate is a hyperparameter (``optax.inject_hyperparams``) that ``fit`` sets from
+        ``RunConfig.learning_rate_at(time spent / budget)`` before each compiled call."""
+        import optax
+
+        from jaxrnn.optim import make_optimizer
+
+        if self.follows_budget:
+            return optax.inject_hyperparams(make_optimizer, static_args=("name", "clip", "clip_mode"))(
+                name=self.name, learning_rate=self.learning_rate, clip=self.clip or None, clip_mode=self.clip_mode
+            )
+        lr: float | optax.Schedule = self.learning_rate
+        if self.decay_steps is not None:
+            lr = optax.cosine_decay_schedule(self.learning_rate, self.decay_steps, alpha=COSINE_FLOOR)
+        return make_optimizer(self.name, lr, clip=self.clip or None, clip_mode=self.clip_mode)
 
 
 _Choice = TypeVar("_Choice", bound=str)
@@ -248,10 +284,3 @@ def resume_config(config: RunConfig, explicit: set[str], saved: dict[str, Any]) 
             setting,
         )
     return out.resolved()
-
-
-def load_training_text(config: RunConfig) -> tuple[str, str]:
-    """The text and a description of where it came from (stored in checkpoints)."""
-    if config.data is not None:
-        return load_text(config.data), os.path.abspath(config.data)
-    return load_corpus(config.corpus), f"corpus:{config.corpus}"

@@ -1,58 +1,38 @@
-"""The language model's training loop: data, checkpoints, evaluation, metrics and plots of one run.
+"""A training run on disk: ``run_training(config, out)``, the shell around ``jaxrnn.lm.fit``.
 
-``run_training(config, out)`` trains (or resumes) and returns a summary; an output directory holds
-``checkpoints/<step>/`` (see ``jaxrnn.checkpoint``), ``metrics.jsonl`` and ``curves.png``. It raises
-``DataError``/``ConfigError``/``CheckpointError`` for bad input before any file is changed; Ctrl-C saves a
-checkpoint and stops; a non-finite loss stops with the last good checkpoint kept.
+``run_training`` reads the text, starts or resumes a run in ``out`` and trains it with ``fit``; an output directory
+holds ``checkpoints/<step>/`` (see ``jaxrnn.checkpoint``), ``metrics.jsonl`` (``fit``'s records, one JSON object a
+line) and ``curves.png``. It raises ``DataError``/``ConfigError``/``CheckpointError`` for bad input before any
+file is changed; a stop request (``should_stop``, e.g. Ctrl-C in ``jaxrnn train``) saves a checkpoint and stops; a
+non-finite loss stops with the last good checkpoint kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
-import signal
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from jaxrnn.data import DataError, Vocabulary, split_ids
-from jaxrnn.lm.config import RunConfig, load_training_text, resume_config
+from jaxrnn.data import DataError, Splits, load_splits
+from jaxrnn.lm.config import RunConfig, resume_config
+from jaxrnn.lm.fitting import DIVERGED_EVALUATIONS, DIVERGED_FACTOR, FitResult, Record, fit, initial_state
+from jaxrnn.streams import Streams
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
 
+    from jaxrnn.checkpoint import CheckpointStore
     from jaxrnn.lm.model import TrainState
-    from jaxrnn.typing import Array
 
-
-DIVERGED_FACTOR, DIVERGED_EVALUATIONS = 2.0, 3
-"""A run stops as diverged when its validation loss exceeds ``DIVERGED_FACTOR`` times that of uniform guessing,
-``ln V``, at this many evaluations in a row (a fresh model starts near ``ln V``)."""
+__all__ = ["DIVERGED_EVALUATIONS", "DIVERGED_FACTOR", "checkpoint_dir", "metrics_path_of", "run_training"]
 
 
 def checkpoint_dir(out: str) -> str:
     """Where the checkpoints of the run in ``out`` live."""
     return os.path.join(out, "checkpoints")
-
-
-@dataclass
-class _Interrupt:
-    """Ctrl-C while training: the first press asks the loop to stop after the current call and save; a second
-    press stops at once (without saving)."""
-
-    requested: bool = False
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
 
 
 def metrics_path_of(out: str) -> str:
@@ -70,297 +50,258 @@ def run_training(
     log: Callable[[str], object] | None = None,
     mesh: Mesh | None = None,
     max_seconds: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train (or continue training) the character model and write checkpoints, metrics and curves to ``out``.
 
     Args:
       config: the settings; on ``resume`` the checkpoint's settings are used except ``RESUME_MAY_CHANGE``, and
         any name in ``explicit`` (the flags a user typed) that contradicts the checkpoint is an error.
-      mesh: optional ``jax.sharding.Mesh`` with a ``"batch"`` axis; batches and state pass through
-        ``jaxrnn.lm.place_batch`` / ``place_state`` with it (data parallelism).
-      log: ``log(text)`` for messages (default: stderr); max_seconds: stop after this much training time.
+      progress: a tqdm bar on stderr (the ``train`` extra), else a ``log`` line per evaluation.
+      log: ``log(text)`` for messages, on process 0 only (default: none); ``jaxrnn train`` prints them.
+      mesh: optional ``jax.sharding.Mesh`` with a ``"batch"`` axis (data parallelism, see ``fit``).
+      max_seconds: stop after this much training time; should_stop: asked before each compiled call, true saves
+        a checkpoint and stops (status ``"interrupted"``).
     Returns: a summary dict (``status`` is ``"done"``, ``"interrupted"``, ``"nan"`` for a non-finite loss or
       ``"diverged"`` for a validation loss above ``DIVERGED_FACTOR`` x ``ln V`` at ``DIVERGED_EVALUATIONS``
-      evaluations in a row; losses in nats/char).
+      evaluations in a row; losses in nats/char; ``records``: the run's metrics records, earlier runs' included).
     Raises: ``DataError`` / ``ConfigError`` / ``CheckpointError`` for bad input, before any file is changed.
     """
-    import jax
-
     from jaxrnn.checkpoint import FORMAT as CHECKPOINT_FORMAT
     from jaxrnn.checkpoint import CheckpointStore
-    from jaxrnn.distributed import agree, is_main_process
-    from jaxrnn.lm.model import evaluate, init_train_state, place_batch, place_state
-    from jaxrnn.metrics import append_metrics, plot_curves, truncate_after
-    from jaxrnn.stack import stack_step
-    from jaxrnn.streams import Streams, evaluation_streams
-    from jaxrnn.unrolling import choose_method
+    from jaxrnn.distributed import is_main_process
+    from jaxrnn.metrics import append_metrics, truncate_after
+    from jaxrnn.lm.model import unroll_method
 
-    clock = time.perf_counter()
-    main = is_main_process()  # with several processes, process 0 alone prints and writes metrics and plots
-    log = (log or (lambda text: print(text, file=sys.stderr, flush=True))) if main else (lambda text: None)
-    explicit = set(explicit or ())
+    clock = time.perf_counter
+    started = clock()  # the budget counts reading the data and restoring the checkpoint too
+    main = is_main_process()  # with several processes, process 0 alone logs and writes metrics and plots
+    say = log if log is not None and main else (lambda text: None)
     config = config.resolved()
     out = os.path.abspath(out)
-    write_metrics = functools.partial(append_metrics, metrics_path_of(out)) if main else (lambda record: None)
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"output directory {out} exists and is not a directory")
-    if not resume:
-        text, source = load_training_text(config)  # bad data is refused before anything is written
+    splits = None if resume else _load_splits(config)  # bad data is refused before anything is written
     store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
-    latest = store.latest_step()
-    meta = None
-    if resume:
-        if latest is None:
-            raise DataError(f"nothing to resume: no checkpoint in {store.directory}")
-        meta = store.read_meta(latest)
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise DataError(
-                f"cannot resume from {store.path(latest)}: it was written by jaxrnn 0.1 (checkpoint "
-                f"format {meta.get('format')}), whose model layout this version reads for sampling "
-                "only; start a new run"
-            )
-        config = resume_config(config, explicit, meta["config"])
-        store.close()
-        store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
-        text, source = load_training_text(config)
-        if "".join(Vocabulary.from_text(text).chars) != meta["vocabulary"]:
-            raise DataError(
-                f"cannot resume: the vocabulary of {source} ({len(set(text))} characters) differs from "
-                f"the checkpoint's ({len(meta['vocabulary'])} characters)"
-            )
-    elif latest is not None:
-        raise DataError(
-            f"{store.directory} already holds checkpoints (latest step {latest}); resume that run, "
-            "or choose another output directory"
-        )
-    vocab = Vocabulary.from_text(text)
-
-    model_config = config.model(vocab.size)
-    train_ids, val_ids, test_ids = split_ids(vocab.encode(text))
-    B, T, K = config.batch_size, config.seq_length, config.steps_per_call
-    train = Streams.from_ids(train_ids, B, T, what="the training text (90% of the file)")
-    val = evaluation_streams(val_ids, B, T, what="the validation text (5% of the file)")
-    test = evaluation_streams(test_ids, B, T, what="the test text (5% of the file)")
-    optimizer = config.make_optimizer()
-    state = place_state(init_train_state(jax.random.PRNGKey(config.seed), model_config, optimizer, B), mesh)
-    if meta is not None:  # restored into the placed template: each process reads its own shards
-        assert latest is not None  # resuming needs a checkpoint: refused above otherwise
-        state = store.restore(latest, state)
-    val_xs, val_ys = place_batch(val.epoch(), mesh)
-    train_chunks = _train_chunks(_optimizer_settings(config), K, model_config.dropout, config.compute_dtype)
-    metrics_path = metrics_path_of(out)
-    step = int(state.step)
-    train_seconds = float(meta.get("train_seconds", 0.0)) if meta is not None else 0.0
-    clock -= float(meta.get("elapsed_seconds", train_seconds)) if meta is not None else 0.0  # a budget spans resumes
-    elapsed = lambda: time.perf_counter() - clock
-    budget = None if config.time_budget is None else 60.0 * config.time_budget
-    if resume and main:
-        truncate_after(metrics_path, step)
-    elif main and os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside, never overwrite
-        os.replace(metrics_path, metrics_path + ".old")
-    saved_step = latest if resume else None
-    run_meta = {"vocabulary": "".join(vocab.chars), "data": source, "config": dataclasses.asdict(config)}
-
-    def save(state, val_loss):
-        nonlocal saved_step
-        store.save(
-            int(state.step),
-            state,
-            {**run_meta, "train_seconds": train_seconds, "elapsed_seconds": elapsed()},
-            val_loss=val_loss,
-        )
-        saved_step = int(state.step)
-
-    interrupt = _Interrupt()
-    previous_handler = signal.signal(signal.SIGINT, interrupt) if _main_thread() else None
-    status, val_loss, above = "done", None, 0
-    log(
-        f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}, precision "
-        f"{config.precision}, method {choose_method(stack_step, state.params)}) on {source}: "
-        f"{len(train_ids)} training characters, vocabulary {vocab.size}, {B} streams x {T} characters, "
-        f"{train.chunks_per_epoch} chunks per epoch; "
-        + (
-            f"step {step} of {config.steps}"
-            if budget is None
-            else f"{elapsed() / 60:.1f} of {config.time_budget:g} minutes spent at step {step}"
-        )
-    )
-    bar = _progress_bar(progress and main, config.steps if budget is None else None, step)
-    stop_requested = False
     try:
-        while True:
-            spent, trained, stop_requested = agree([elapsed(), train_seconds, interrupt.requested])
-            if stop_requested or (step >= config.steps if budget is None else spent >= budget):
-                break
-            if max_seconds is not None and trained >= max_seconds:
-                break
-            next_eval = (step // config.eval_every + 1) * config.eval_every
-            n = min(K, next_eval - step, config.steps - step if budget is None else K)
-            xs, ys, reset = train.chunks(step, K)
-            batch = place_batch((xs, ys, reset, np.arange(K) < n), mesh)
-            if config.follows_budget:
-                learning_rate = config.learning_rate_at(spent / budget)
-                state = _with_learning_rate(state, learning_rate)
-            t0 = time.perf_counter()
-            new_state, call_losses = train_chunks(state, *batch)
-            losses = np.asarray(call_losses)[:n]
-            dt = time.perf_counter() - t0
-            if not np.all(np.isfinite(losses)):
-                bad = step + int(np.argmin(np.isfinite(losses))) + 1
-                if saved_step is None or saved_step < step:
-                    save(state, float(evaluate(state.params, val_xs, val_ys, config.compute_dtype)))
-                status = "nan"
-                assert saved_step is not None  # save() just above sets it when there was none
-                log(
-                    f"loss became {losses[~np.isfinite(losses)][0]} at step {bad}; stopped. Last good checkpoint: "
-                    f"{store.path(saved_step)} (try a smaller learning rate or clipping threshold)"
+        latest = store.latest_step()
+        meta: dict[str, Any] | None = None
+        if resume:
+            if latest is None:
+                raise DataError(f"nothing to resume: no checkpoint in {store.directory}")
+            meta = store.read_meta(latest)
+            if meta.get("format") != CHECKPOINT_FORMAT:
+                raise DataError(
+                    f"cannot resume from {store.path(latest)}: it was written by jaxrnn 0.1 (checkpoint "
+                    f"format {meta.get('format')}), whose model layout this version reads for sampling "
+                    "only; start a new run"
                 )
-                break
-            state, step, train_seconds = new_state, step + n, train_seconds + dt
-            record = {
-                "step": step,
-                "train_loss": float(np.mean(losses)),
-                "chars_per_sec": n * B * T / dt,
-                "train_seconds": train_seconds,
-                "elapsed_seconds": elapsed(),
-            }
-            if config.follows_budget:
-                record["learning_rate"] = learning_rate
-            if step % config.eval_every == 0 or (budget is None and step == config.steps):
-                val_loss = float(evaluate(state.params, val_xs, val_ys, config.compute_dtype))
-                record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
-                save(state, val_loss)
-                above = above + 1 if val_loss > DIVERGED_FACTOR * math.log(vocab.size) else 0
-            write_metrics(record)
-            if above >= DIVERGED_EVALUATIONS:
-                status, best = "diverged", store.best_step()
-                assert best is not None  # every evaluation counted above saved a checkpoint with its loss
-                log(
-                    f"validation loss {val_loss:.4g} nats/char has been above {DIVERGED_FACTOR:g} x ln V = "
-                    f"{DIVERGED_FACTOR * math.log(vocab.size):.3f} (worse than guessing) for {above} evaluations; "
-                    f"stopped. Best checkpoint: {store.path(best)} (try a smaller learning rate or clipping threshold)"
+            config = resume_config(config, set(explicit or ()), meta["config"])
+            store.close()
+            store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
+            splits = _load_splits(config)
+            if "".join(splits.vocab.chars) != meta["vocabulary"]:
+                raise DataError(
+                    f"cannot resume: the vocabulary of {splits.source} ({splits.vocab.size} characters) differs "
+                    f"from the checkpoint's ({len(meta['vocabulary'])} characters)"
                 )
-                break
-            if bar is None and progress and "val_loss" in record:  # no tqdm: one line per evaluation
-                log(
-                    f"step {step}: train {record['train_loss']:.3f}, validation {val_loss:.3f} nats/char, "
-                    f"{record['chars_per_sec']:.0f} chars/s"
-                )
-            if bar is not None:
-                bar.set_postfix(
-                    loss=f"{record['train_loss']:.3f}",
-                    val="-" if val_loss is None else f"{val_loss:.3f}",
-                    chars_s=f"{record['chars_per_sec']:.0f}",
-                    refresh=False,
-                )
-                bar.update(n)
-        if status == "done" and (saved_step != step or val_loss is None):
-            val_loss = float(evaluate(state.params, val_xs, val_ys, config.compute_dtype))
-            if saved_step != step:
-                save(state, val_loss)
-                write_metrics(
-                    {
-                        "step": step,
-                        "val_loss": val_loss,
-                        "val_bpc": val_loss / math.log(2),
-                        "train_seconds": train_seconds,
-                        "elapsed_seconds": elapsed(),
-                    }
-                )
-        if stop_requested:
-            status = "interrupted"
+        elif latest is not None:
+            raise DataError(
+                f"{store.directory} already holds checkpoints (latest step {latest}); resume that run, "
+                "or choose another output directory"
+            )
+        assert splits is not None
+        train_text = Streams.from_ids(  # too short: refused before any file is changed
+            splits.train, config.batch_size, config.seq_length, what=f"the training split of {splits.source}"
+        )
+        state, train_seconds, elapsed_seconds = None, 0.0, 0.0
+        if meta is not None:  # restored into the placed template: each process reads its own shards
+            assert latest is not None
+            state = store.restore(latest, initial_state(config, splits.vocab.size, mesh=mesh))
+            train_seconds = float(meta.get("train_seconds", 0.0))
+            elapsed_seconds = float(meta.get("elapsed_seconds", train_seconds))  # a budget spans resumes
+        step = latest if meta is not None and latest is not None else 0
+        elapsed = lambda: elapsed_seconds + clock() - started
+        metrics_path = metrics_path_of(out)
+        previous: list[Record] = []
+        say(
+            f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}, precision "
+            f"{config.precision}, method {unroll_method(config.model(splits.vocab.size))}) on {splits.source}: "
+            f"{len(splits.train)} training characters, vocabulary "
+            f"{splits.vocab.size}, {config.batch_size} streams x {config.seq_length} characters, "
+            f"{train_text.chunks_per_epoch} chunks per epoch; "
+            + (
+                f"step {step} of {config.steps}"
+                if config.time_budget is None
+                else f"{elapsed() / 60:.1f} of {config.time_budget:g} minutes spent at step {step}"
+            )
+        )
+        run_meta = {
+            "vocabulary": "".join(splits.vocab.chars),
+            "data": splits.source,
+            "config": dataclasses.asdict(config),
+        }
+        saved = _Saved(store, run_meta, latest if resume else None, elapsed)
+        written: list[Record] = []
+        prepared = False
+
+        def prepare_metrics() -> None:
+            """Once fit has accepted the data: drop a resumed run's records after its checkpoint, or keep aside
+            a file that a run without checkpoints left."""
+            nonlocal prepared
+            if main and not prepared:
+                if resume:
+                    previous.extend(truncate_after(metrics_path, step))
+                elif os.path.exists(metrics_path):
+                    os.replace(metrics_path, metrics_path + ".old")
+            prepared = True
+
+        def write(state: TrainState, record: Record) -> None:
+            if "val_loss" in record:
+                if record["step"] == saved.step:  # a resumed run with nothing left to do: saved and written
+                    return
+                saved(state, record)
+            if main:
+                prepare_metrics()
+                append_metrics(metrics_path, record)
+                written.append(record)
+
+        display = _Display(progress and main, config.steps if config.time_budget is None else None, step, say)
+        try:
+            result = fit(
+                config,
+                splits,
+                state=state,
+                mesh=mesh,
+                should_stop=should_stop,
+                callbacks=(write, display),
+                max_seconds=max_seconds,
+                train_seconds=train_seconds,
+                elapsed_seconds=elapsed_seconds,
+                clock=clock,
+                started=started,
+            )
+        finally:
+            display.close()
+        prepare_metrics()
+        _report_failure(result, saved, say)
     finally:
-        if bar is not None:
-            bar.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
         store.close()
-    records = _safe_plot(plot_curves, metrics_path, os.path.join(out, "curves.png"), source) if main else []
-    summary = {
-        "status": status,
-        "step": int(state.step),
+    records = previous + written
+    if main:
+        _plot(records, os.path.join(out, "curves.png"), splits.source)
+    return _summary(result, saved.step, out, splits, config, records)
+
+
+class _Saved:
+    """Saves a checkpoint at each evaluation: ``saved(state, record)``; ``step`` is the latest one saved. The
+    checkpoint records the time spent when it is written, which a resumed budget counts from."""
+
+    def __init__(
+        self, store: CheckpointStore, run_meta: dict[str, Any], step: int | None, elapsed: Callable[[], float]
+    ):
+        self.store, self.run_meta, self.step, self.elapsed = store, run_meta, step, elapsed
+
+    def __call__(self, state: TrainState, record: Record) -> None:
+        meta = {**self.run_meta, "train_seconds": record["train_seconds"], "elapsed_seconds": self.elapsed()}
+        self.store.save(record["step"], state, meta, val_loss=record["val_loss"])
+        self.step = record["step"]
+
+
+def _report_failure(result: FitResult, saved: _Saved, say: Callable[[str], object]) -> None:
+    """A non-finite loss: save the last good state if it has no checkpoint; say where the run stopped."""
+    hint = "(try a smaller learning rate or clipping threshold)"
+    if result.status == "nan":
+        step = int(result.state.step)
+        if saved.step != step:
+            saved(
+                result.state,
+                {"step": step, "val_loss": result.val_loss, "train_seconds": result.train_seconds},
+            )
+        assert saved.step is not None
+        say(f"{result.reason}; stopped. Last good checkpoint: {saved.store.path(saved.step)} {hint}")
+    elif result.status == "diverged":
+        best = saved.store.best_step()
+        assert best is not None  # every evaluation counted saved a checkpoint with its loss
+        say(f"{result.reason}; stopped. Best checkpoint: {saved.store.path(best)} {hint}")
+
+
+def _summary(
+    result: FitResult, saved_step: int | None, out: str, splits: Splits, config: RunConfig, records: list[Record]
+) -> dict[str, Any]:
+    """``run_training``'s summary of a ``fit`` result."""
+    history = result.history
+    val_losses = [r["val_loss"] for r in history if "val_loss" in r]
+    tests = [r for r in history if "test_loss" in r]
+    summary: dict[str, Any] = {
+        "status": "interrupted" if result.status == "stopped" else result.status,
+        "step": int(result.state.step),
         "saved_step": saved_step,
         "out": out,
-        "train_seconds": train_seconds,
-        "elapsed_seconds": elapsed(),
-        "vocab_size": vocab.size,
-        "val_loss": None if status == "nan" else val_loss,
+        "train_seconds": result.train_seconds,
+        "elapsed_seconds": result.elapsed_seconds,
+        "vocab_size": splits.vocab.size,
+        "val_loss": None if result.status == "nan" else result.val_loss,
         "records": records,
     }
-    if status == "done":
-        test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh), config.compute_dtype))
-        summary.update(test_loss=test_loss, test_bpc=test_loss / math.log(2))
-        write_metrics({"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2)})
-    if val_loss is not None:
-        summary["val_bpc"] = val_loss / math.log(2)
-    summary["params"], summary["vocab"], summary["precision"] = state.params, vocab, config.precision
+    if tests:
+        summary.update(test_loss=tests[-1]["test_loss"], test_bpc=tests[-1]["test_bpc"])
+    if val_losses:
+        summary["val_bpc"] = val_losses[-1] / math.log(2)
+    summary["params"], summary["vocab"], summary["precision"] = result.state.params, splits.vocab, config.precision
     return summary
 
 
-def _optimizer_settings(config: RunConfig) -> tuple[Any, ...]:
-    """The settings that define the optimiser (the decay length only when the schedule decays)."""
-    decay = config.decay_steps if config.lr_schedule != "constant" else None
-    budget = 1.0 if config.follows_budget else None  # the budget's length does not enter the compiled step
-    return (config.optimizer, config.learning_rate, config.lr_schedule, decay, budget, config.clip, config.clip_mode)
+def _load_splits(config: RunConfig) -> Splits:
+    return load_splits(config.corpus, path=config.data)
 
 
-def _with_learning_rate(state: TrainState, learning_rate: float) -> TrainState:
-    """``state`` with the learning rate of an ``optax.inject_hyperparams`` optimiser set to ``learning_rate``,
-    placed where the old value was (replicated under a mesh)."""
-    import jax
+class _Display:
+    """Progress as a callback: a tqdm bar on stderr, or (without tqdm, the ``train`` extra) a ``say`` line per
+    evaluation; nothing when disabled."""
 
-    hyper = state.opt_state.hyperparams
-    old = hyper["learning_rate"]
-    new = jax.device_put(np.asarray(learning_rate, old.dtype), old.sharding)
-    return state._replace(opt_state=state.opt_state._replace(hyperparams={**hyper, "learning_rate": new}))
+    def __init__(self, enabled: bool, total: int | None, initial: int, say: Callable[[str], object]):
+        self.enabled, self.step, self.say, self.val_loss = enabled, initial, say, None
+        self.bar = None
+        if enabled:
+            try:
+                import sys
+
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def __call__(self, state: TrainState, record: Record) -> None:
+        if not (self.enabled and "train_loss" in record):
+            return
+        self.val_loss = record.get("val_loss", self.val_loss)
+        if self.bar is None:
+            if "val_loss" in record:
+                self.say(
+                    f"step {record['step']}: train {record['train_loss']:.3f}, validation {record['val_loss']:.3f} "
+                    f"nats/char, {record['chars_per_sec']:.0f} chars/s"
+                )
+            return
+        self.bar.set_postfix(
+            loss=f"{record['train_loss']:.3f}",
+            val="-" if self.val_loss is None else f"{self.val_loss:.3f}",
+            chars_s=f"{record['chars_per_sec']:.0f}",
+            refresh=False,
+        )
+        self.bar.update(record["step"] - self.step)
+        self.step = record["step"]
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-@functools.lru_cache(maxsize=8)
-def _train_chunks(
-    optimizer_settings: tuple[Any, ...], updates_per_call: int, dropout: float, compute_dtype: Any = None
-) -> Callable[[TrainState, Array, Array, Array, Array], tuple[TrainState, Array]]:
-    """``make_train_chunks`` for these settings, built once per process, so that runs with the same optimiser
-    (a resumed run, the models of an experiment) reuse one compiled function."""
-    from jaxrnn.lm.model import make_train_chunks
+def _plot(records: list[Record], png: str, title: str) -> None:
+    from jaxrnn.metrics import plot_curves
 
-    name, learning_rate, schedule, decay, budget, clip, clip_mode = optimizer_settings
-    config = RunConfig(
-        optimizer=name,
-        learning_rate=learning_rate,
-        lr_schedule=schedule,
-        decay_steps=decay,
-        time_budget=budget,
-        clip=clip,
-        clip_mode=clip_mode,
-    )
-    return make_train_chunks(
-        config.resolved().make_optimizer(), updates_per_call, dropout=dropout, compute_dtype=compute_dtype
-    )
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _progress_bar(enabled: bool, total: int | None, initial: int) -> Any:
-    """A tqdm bar on stderr, or ``None`` when disabled or tqdm (the ``train`` extra) is not installed."""
-    if not enabled:
-        return None
     try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
-
-
-def _safe_plot(plot: Callable[..., None], metrics_path: str, png: str, title: str) -> list[dict[str, Any]]:
-    from jaxrnn.metrics import read_metrics
-
-    records = read_metrics(metrics_path)
-    try:
-        plot(records, png, title=title)
+        plot_curves(records, png, title=title)
     except ImportError:  # matplotlib is optional ("train" extra); the JSONL has the numbers
         pass
-    return records

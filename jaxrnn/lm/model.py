@@ -32,7 +32,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxrnn import registry
-from jaxrnn._checks import non_negative_int, positive_int
+from jaxrnn._checks import SettingError, non_negative_int, positive_int
 from jaxrnn.losses import sequence_loss
 from jaxrnn.precision import cast_weights
 from jaxrnn.stack import StackParams, init_stack
@@ -41,17 +41,23 @@ from jaxrnn.typing import Array, ArrayLike, Carry, CellName, DTypeLike, Method, 
 
 
 CELLS = registry.CELL_NAMES
+"""The cells a model's layers can be (``registry.CELL_NAMES``); ``ModelConfig`` is where a name is checked."""
 METHOD: Method = "auto"
 """How the model is unrolled for training and evaluation (see ``jaxrnn.unroll``)."""
 
 
-class ConfigError(ValueError):
-    """An impossible model or training setting: a one-line message that starts with ``setting``, the name of the
-    offending field (so a command line can put its own flag name in its place)."""
+def unroll_method(config: ModelConfig) -> str:
+    """The method ``METHOD`` runs for a model of ``config`` (``jaxrnn.choose_method``), found without
+    initialising it."""
+    from jaxrnn.unrolling import choose_method
 
-    def __init__(self, message: str, setting: str | None = None):
-        super().__init__(message)
-        self.setting = setting
+    params = jax.eval_shape(functools.partial(init_model, config=config), jax.random.key(0))
+    return choose_method(registry.step_for(params), params)
+
+
+class ConfigError(SettingError):
+    """An impossible model or training setting: a one-line message that starts with ``setting``, the name of the
+    offending field."""
 
 
 @dataclass(frozen=True)
