@@ -78,11 +78,15 @@ def run_training(
         any name in ``explicit`` (the flags a user typed) that contradicts the checkpoint is an error.
       mesh: optional ``jax.sharding.Mesh`` with a ``"batch"`` axis; batches and state pass through
         ``jaxrnn.lm.place_batch`` / ``place_state`` with it (data parallelism).
-      log: ``log(text)`` for messages (default: stderr); max_seconds: stop after this much training time.
-    Returns: a summary dict (``status`` is ``"done"``, ``"interrupted"``, ``"nan"`` for a non-finite loss or
+      log: ``log(text)`` for messages (default: stderr).
+      max_seconds: stop after this much training time.
+
+    Returns:
+      A summary dict (``status`` is ``"done"``, ``"interrupted"``, ``"nan"`` for a non-finite loss or
       ``"diverged"`` for a validation loss above ``DIVERGED_FACTOR`` x ``ln V`` at ``DIVERGED_EVALUATIONS``
       evaluations in a row; losses in nats/char).
-    Raises: ``DataError`` / ``ConfigError`` / ``CheckpointError`` for bad input, before any file is changed.
+
+    Bad input raises ``DataError``, ``ConfigError`` or ``CheckpointError`` before any file is changed.
     """
     import jax
 

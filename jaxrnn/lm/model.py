@@ -41,6 +41,7 @@ from jaxrnn.typing import Array, ArrayLike, Carry, CellName, DTypeLike, Method, 
 
 
 CELLS = registry.CELL_NAMES
+"""The cells a language model can be built of (``RunConfig.cell``)."""
 METHOD: Method = "fused"
 """How the model is unrolled for training and evaluation (see ``jaxrnn.unroll``)."""
 
