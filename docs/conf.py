@@ -29,8 +29,11 @@ templates_path = ["_templates"]
 # up offline (no intersphinx), so only they are ignored, by package.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(jax|jaxlib|numpy|np|optax|flax|nn|nnx|chex|orbax|torch|argparse|collections|typing|types|"
-     r"dataclasses|enum|os|pathlib|builtins|array_api|ml_dtypes|jnp)(\..*)?"),
+    (
+        r"py:.*",
+        r"(jax|jaxlib|numpy|np|optax|flax|nn|nnx|chex|orbax|torch|argparse|collections|typing|types|"
+        r"dataclasses|enum|os|pathlib|builtins|array_api|ml_dtypes|jnp)(\..*)?",
+    ),
     (r"py:class", r"Mesh"),  # jax.sharding.Mesh, named as the annotation imports it
 ]
 

@@ -136,6 +136,7 @@ def _included_files(srcdir: str) -> dict[str, str]:
 
 def private_type_names(app, what, name, obj, options, signature, return_annotation):
     """Show a private ``TypeVar`` in a signature as its bound (a private name has no page to link to)."""
+
     def bound(match: re.Match) -> str:
         module, _, attr = match.group(0).rpartition(".")
         var = getattr(importlib.import_module(module), attr, None)
@@ -204,8 +205,9 @@ def check_public_names(app, env) -> None:
                 logger.warning("%s: a public name without a docstring", full, type="jaxrnn", subtype="docstring")
             where = f"{_defining_module(module, name)}.{name}"  # a constant is documented where it is defined
             if full not in documented and where not in documented:
-                logger.warning("%s: a public name on no page of the API reference", full, type="jaxrnn",
-                               subtype="documented")
+                logger.warning(
+                    "%s: a public name on no page of the API reference", full, type="jaxrnn", subtype="documented"
+                )
 
 
 def setup(app):
