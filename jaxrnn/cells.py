@@ -48,10 +48,10 @@ from jaxrnn.typing import Array, ArrayLike, DTypeLike, Params, PRNGKey
 
 
 LSTM_GATE_ORDER = ("i", "f", "o", "g")
-"""Row-block order of the LSTM's stacked gate weights: input, forget, output, candidate (``g``)."""
+"""Row-block order of the LSTM's stacked gate weights (input, forget, output, candidate ``g``)."""
 
 GRU_GATE_ORDER = ("r", "z", "n")
-"""Row-block order of the GRU's stacked weights: reset, update, candidate (``n``); PyTorch's and Flax's order."""
+"""Row-block order of the GRU's stacked weights (reset, update, candidate ``n``), PyTorch's and Flax's order."""
 
 
 # In a stack layer Why and by are None (the stack reads out), yet they are typed Array: optax annotates parameters

@@ -55,7 +55,7 @@ from jaxrnn.stack import StackParams
 from jaxrnn.typing import Array, ArrayLike, DTypeLike, Params
 
 FLAX_LSTM_GATE_ORDER = ("i", "f", "g", "o")
-"""Flax's LSTM gates: the names of linen's dense layers ``ii, if, ig, io`` / ``hi, hf, hg, ho`` (nnx's ``LSTMCell``
+"""Flax's LSTM gates, by the names of linen's dense layers ``ii, if, ig, io`` / ``hi, hf, hg, ho`` (nnx's ``LSTMCell``
 spells ``if`` as ``if_``), and the column-block order of nnx's ``OptimizedLSTMCell`` kernels ``(D, 4H)``."""
 TORCH_LSTM_GATE_ORDER = ("i", "f", "g", "o")
 """Row-block order of ``torch.nn.LSTM``'s ``weight_ih_l*`` (4H, D), ``weight_hh_l*``, ``bias_*``."""

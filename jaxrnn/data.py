@@ -66,7 +66,7 @@ def _stdlib_source() -> str:
 
 
 CORPORA = {"pydoc_topics": _pydoc_topics, "stdlib_source": _stdlib_source}
-"""Built-in corpora, by name: text every Python installation already has (no download). ``pydoc_topics`` is
+"""Built-in corpora by name, text that every Python installation already has (no download). ``pydoc_topics`` is
 English help text; ``stdlib_source`` is Python source (its exact text depends on the Python version)."""
 
 DEFAULT_CORPUS = "pydoc_topics"
@@ -160,7 +160,7 @@ class Splits:
     val: np.ndarray
     test: np.ndarray
     source: str
-    """Where the text came from: ``corpus:NAME`` or the file's absolute path."""
+    """Where the text came from, ``corpus:NAME`` or the file's absolute path."""
 
 
 def load_splits(

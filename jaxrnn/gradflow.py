@@ -161,7 +161,9 @@ def forget_gates(params: LSTMParams, carry: LSTMCarry, xs: Array) -> Array:
 
 
 def forget_gate_products(f: Array) -> Array:
-    """``P[t] = f_{t+1} * ... * f_T`` for t = 0..T-1 from ``f (T, ..., H)`` (``f[t]`` is ``f_{t+1}``).
+    """``P[t] = prod(f[t:])``, the product of ``f_{t+1}`` to ``f_T``, for t = 0..T-1 from ``f (T, ..., H)``.
+
+    ``f[t]`` is ``f_{t+1}``.
 
     This is the diagonal of the cell-path Jacobian ``dc_T/dc_t``; multiplied from ``f_T`` backwards, the order
     in which backpropagation multiplies.

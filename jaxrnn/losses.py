@@ -40,9 +40,14 @@ def softmax_cross_entropy(
     """``-log softmax(ys)[target]`` over all positions: summed (the lecture, min-char-rnn) or averaged per
     counted target (``"mean"``, the usual nats per character).
 
-    Args: ``ys (..., V)`` scores; ``targets (...)`` integer ids in ``[0, V)``; ``mask (...)``: which count.
-    Returns: a scalar; NaN (with NaN gradients) under ``jit`` when a target is outside ``[0, V)``, a
-      ``ValueError`` for known values.
+    Args:
+      ys: scores ``(..., V)``.
+      targets: integer ids ``(...)`` in ``[0, V)``.
+      mask: ``(...)``, which targets count.
+
+    Returns:
+      A scalar; NaN (with NaN gradients) under ``jit`` when a target is outside ``[0, V)``, a ``ValueError``
+      for known values.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")

@@ -68,7 +68,9 @@ from jaxrnn.typing import Adjoint, Array, Carry, DTypeLike, Jacobian, Params, Py
 
 
 JACOBIANS: tuple[Jacobian, ...] = get_args(Jacobian)
+"""The values of ``jacobian=``, ``"full"`` (DEER) and ``"diagonal"`` (quasi-DEER)."""
 ADJOINTS: tuple[Adjoint, ...] = get_args(Adjoint)
+"""The values of ``adjoint=``, ``"parallel"`` and ``"sequential"``."""
 _DIAGONAL_CHUNK_ENTRIES = 2**24  # Jacobian entries alive at once while "diagonal" reduces n x n blocks
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jaxrnn.typing import Array, DTypeLike, Params, Precision
 
 COMPUTE_DTYPES: dict[Precision, jnp.dtype | None] = {"f32": None, "bf16": jnp.dtype(jnp.bfloat16)}
-"""The ``compute_dtype`` of each named policy (``jaxrnn train --precision``): ``None`` is the parameters' own."""
+"""The ``compute_dtype`` of each named policy (``jaxrnn train --precision``); ``None`` is the parameters' own."""
 
 
 def accumulation_dtype(dtype: DTypeLike) -> jnp.dtype:

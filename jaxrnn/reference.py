@@ -17,9 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+"""The RNN's and LSTM's parameters in the order the loss functions take them and return their gradients."""
 
 Ids: TypeAlias = Sequence[int] | np.ndarray
-"""A sequence of token ids: a list, or an integer array ``(T,)``."""
+"""A sequence of token ids, as a list or an integer array ``(T,)``."""
 
 _Arrays = TypeVar("_Arrays", bound=Sequence[np.ndarray])
 
@@ -44,9 +45,14 @@ def rnn_loss_fun(
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """min-char-rnn's ``lossFun``: forward over the chunk, then backpropagation through time by hand.
 
-    Args: ``inputs``, ``targets``: sequences of T ids; ``hprev (H,)``; ``params``: the five arrays in
-      ``PARAM_NAMES`` order (any object with those attributes, or a tuple).
-    Returns: ``loss, dWxh, dWhh, dWhy, dbh, dby, h_last`` (gradients before clipping).
+    Args:
+      inputs: a sequence of T ids.
+      targets: a sequence of T ids.
+      hprev: ``(H,)``.
+      params: the five arrays in ``PARAM_NAMES`` order (any object with those attributes, or a tuple).
+
+    Returns:
+      ``loss, dWxh, dWhh, dWhy, dbh, dby, h_last`` (gradients before clipping).
     """
     Wxh, Whh, Why, bh, by = (np.asarray(p, np.float64) for p in params)
     xs, hs, ps = {}, {}, {}
@@ -120,6 +126,7 @@ def lstm_loss_fun(
 
 
 GRU_PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by", "bhn")
+"""The GRU's parameters in the order ``gru_loss_fun`` takes them, ``bhn`` last."""
 
 
 def gru_loss_fun(
@@ -214,9 +221,13 @@ def gradient_check(
     five-point stencil ``(-L(p + 2d) + 8 L(p + d) - 8 L(p - d) + L(p - 2d)) / 12d`` (error ``O(d^4)``), which
     allows a larger ``d`` and so less round-off on losses summed over many steps.
 
-    Args: ``loss(params) -> float``; ``params`` and ``grads``: sequences of float64 arrays (perturbed in place
-      and restored).
-    Returns: the relative errors, one array of ``num_checks`` per parameter.
+    Args:
+      loss: ``loss(params) -> float``.
+      params: a sequence of float64 arrays (perturbed in place and restored).
+      grads: a sequence of float64 arrays, the analytic gradients.
+
+    Returns:
+      The relative errors, one array of ``num_checks`` per parameter.
     """
     stencils = {2: ((1, 1 / 2),), 4: ((1, 8 / 12), (2, -1 / 12))}  # weights of L(p + k d) - L(p - k d)
     if order not in stencils:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from jaxrnn.newton import NewtonSolver
 
 TrainStep = Callable[..., tuple[Any, ...]]
+"""What ``make_train_step`` returns: ``train_step(params, opt_state, carry, xs, targets, ...)``."""
 """``train_step(params, opt_state, carry, xs, targets, mask=None, *, reset=None, active=None, key=None)
 -> (params, opt_state, carry_T, loss[, grad_norm])``."""
 

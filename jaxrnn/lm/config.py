@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import optax
 
 SCHEDULES: tuple[LRSchedule, ...] = get_args(LRSchedule)
+"""The learning-rate schedules ``RunConfig.lr_schedule`` takes."""
 COSINE_FLOOR = 0.1
 """A cosine schedule ends at this fraction of the initial learning rate."""
 
@@ -34,6 +35,7 @@ STEP_DEFAULTS: _Defaults = {"lr_schedule": "constant", "layers": 1, "dropout": 0
 BUDGET_DEFAULTS: _Defaults = {"lr_schedule": "cosine", "layers": 2, "dropout": 0.4}
 """The defaults of ``RunConfig.lr_schedule``, ``layers`` and ``dropout`` (dropout only with 2 or more layers)."""
 DEFAULT_LEARNING_RATES: dict[OptimizerName, float] = {"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
+"""The learning rate of each optimiser when ``RunConfig.learning_rate`` is not given."""
 
 
 @dataclass(frozen=True)

@@ -60,12 +60,15 @@ def run_training(
       progress: a tqdm bar on stderr (the ``train`` extra), else a ``log`` line per evaluation.
       log: ``log(text)`` for messages, on process 0 only (default: none); ``jaxrnn train`` prints them.
       mesh: optional ``jax.sharding.Mesh`` with a ``"batch"`` axis (data parallelism, see ``fit``).
-      max_seconds: stop after this much training time; should_stop: asked before each compiled call, true saves
-        a checkpoint and stops (status ``"interrupted"``).
-    Returns: a summary dict (``status`` is ``"done"``, ``"interrupted"``, ``"nan"`` for a non-finite loss or
+      max_seconds: stop after this much training time.
+      should_stop: asked before each compiled call; true saves a checkpoint and stops (status ``"interrupted"``).
+
+    Returns:
+      A summary dict (``status`` is ``"done"``, ``"interrupted"``, ``"nan"`` for a non-finite loss or
       ``"diverged"`` for a validation loss above ``DIVERGED_FACTOR`` x ``ln V`` at ``DIVERGED_EVALUATIONS``
       evaluations in a row; losses in nats/char; ``records``: the run's metrics records, earlier runs' included).
-    Raises: ``DataError`` / ``ConfigError`` / ``CheckpointError`` for bad input, before any file is changed.
+
+    Bad input raises ``DataError``, ``ConfigError`` or ``CheckpointError`` before any file is changed.
     """
     from jaxrnn.checkpoint import FORMAT as CHECKPOINT_FORMAT
     from jaxrnn.checkpoint import CheckpointStore
