@@ -1,7 +1,8 @@
 """The language model's training loop: data, checkpoints, evaluation, metrics and plots of one run.
 
 ``run_training(config, out)`` trains (or resumes) and returns a summary; an output directory holds
-``checkpoints/<step>/`` (see ``jaxrnn.checkpoint``), ``metrics.jsonl`` and ``curves.png``. It raises
+``checkpoints/<step>/`` (see ``jaxrnn.checkpoint``), ``metrics.jsonl``, ``curves.png`` and the text's ids,
+``ids.bin`` + ``ids.json`` (``jaxrnn.data``: encoded on the first start, mapped and reused by the next). It raises
 ``DataError``/``ConfigError``/``CheckpointError`` for bad input before any file is changed; Ctrl-C saves a
 checkpoint and stops; a non-finite loss stops with the last good checkpoint kept.
 """
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxrnn.data import DataError, Vocabulary, split_ids
-from jaxrnn.lm.config import RunConfig, load_training_text, resume_config
+from jaxrnn.data import DataError, Splits, load_splits
+from jaxrnn.lm.config import RunConfig, resume_config
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
@@ -91,7 +92,7 @@ def run_training(
     from jaxrnn.distributed import agree, is_main_process
     from jaxrnn.lm.model import evaluate, init_train_state, place_batch, place_state
     from jaxrnn.metrics import append_metrics, plot_curves, truncate_after
-    from jaxrnn.streams import Streams, evaluation_streams
+    from jaxrnn.streams import EVAL_TOKENS, Streams, evaluation_streams
 
     clock = time.perf_counter()
     main = is_main_process()  # with several processes, process 0 alone prints and writes metrics and plots
@@ -102,8 +103,6 @@ def run_training(
     write_metrics = functools.partial(append_metrics, metrics_path_of(out)) if main else (lambda record: None)
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"output directory {out} exists and is not a directory")
-    if not resume:
-        text, source = load_training_text(config)  # bad data is refused before anything is written
     store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
     latest = store.latest_step()
     meta = None
@@ -120,21 +119,21 @@ def run_training(
         config = resume_config(config, explicit, meta["config"])
         store.close()
         store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
-        text, source = load_training_text(config)
-        if "".join(Vocabulary.from_text(text).chars) != meta["vocabulary"]:
-            raise DataError(
-                f"cannot resume: the vocabulary of {source} ({len(set(text))} characters) differs from "
-                f"the checkpoint's ({len(meta['vocabulary'])} characters)"
-            )
     elif latest is not None:
         raise DataError(
             f"{store.directory} already holds checkpoints (latest step {latest}); resume that run, "
             "or choose another output directory"
         )
-    vocab = Vocabulary.from_text(text)
+    splits = _training_splits(config, out, meta)  # bad data is refused before a checkpoint is written
+    vocab, source = splits.vocab, splits.source
+    if meta is not None and "".join(vocab.chars) != meta["vocabulary"]:
+        raise DataError(
+            f"cannot resume: the vocabulary of {source} ({vocab.size} characters) differs from "
+            f"the checkpoint's ({len(meta['vocabulary'])} characters)"
+        )
 
     model_config = config.model(vocab.size)
-    train_ids, val_ids, test_ids = split_ids(vocab.encode(text))
+    train_ids, val_ids, test_ids = splits.train, splits.val, splits.test
     B, T, K = config.batch_size, config.seq_length, config.steps_per_call
     train = Streams.from_ids(train_ids, B, T, what="the training text (90% of the file)")
     val = evaluation_streams(val_ids, B, T, what="the validation text (5% of the file)")
@@ -144,7 +143,8 @@ def run_training(
     if meta is not None:  # restored into the placed template: each process reads its own shards
         assert latest is not None  # resuming needs a checkpoint: refused above otherwise
         state = store.restore(latest, state)
-    val_xs, val_ys = place_batch(val.epoch(), mesh)
+    val_xs, val_ys = place_batch(val.epoch(max_tokens=EVAL_TOKENS), mesh)  # a fixed sample of a large piece
+    val_tokens = int(np.size(val_xs))
     train_chunks = _train_chunks(_optimizer_settings(config), K, model_config.dropout, config.compute_dtype)
     metrics_path = metrics_path_of(out)
     step = int(state.step)
@@ -157,7 +157,12 @@ def run_training(
     elif main and os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside, never overwrite
         os.replace(metrics_path, metrics_path + ".old")
     saved_step = latest if resume else None
-    run_meta = {"vocabulary": "".join(vocab.chars), "data": source, "config": dataclasses.asdict(config)}
+    run_meta = {
+        "vocabulary": "".join(vocab.chars),
+        "data": source,
+        "data_blake2b": splits.digest,
+        "config": dataclasses.asdict(config),
+    }
 
     def save(state, val_loss):
         nonlocal saved_step
@@ -226,7 +231,7 @@ def run_training(
                 record["learning_rate"] = learning_rate
             if step % config.eval_every == 0 or (budget is None and step == config.steps):
                 val_loss = float(evaluate(state.params, val_xs, val_ys, config.compute_dtype))
-                record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
+                record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2), val_tokens=val_tokens)
                 save(state, val_loss)
                 above = above + 1 if val_loss > DIVERGED_FACTOR * math.log(vocab.size) else 0
             write_metrics(record)
@@ -261,6 +266,7 @@ def run_training(
                         "step": step,
                         "val_loss": val_loss,
                         "val_bpc": val_loss / math.log(2),
+                        "val_tokens": val_tokens,
                         "train_seconds": train_seconds,
                         "elapsed_seconds": elapsed(),
                     }
@@ -286,13 +292,25 @@ def run_training(
         "records": records,
     }
     if status == "done":
-        test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh), config.compute_dtype))
-        summary.update(test_loss=test_loss, test_bpc=test_loss / math.log(2))
-        write_metrics({"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2)})
+        test_xs, test_ys = place_batch(test.epoch(max_tokens=EVAL_TOKENS), mesh)
+        test_loss = float(evaluate(state.params, test_xs, test_ys, config.compute_dtype))
+        test_tokens = int(np.size(test_xs))
+        summary.update(test_loss=test_loss, test_bpc=test_loss / math.log(2), test_tokens=test_tokens)
+        write_metrics(
+            {"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2), "test_tokens": test_tokens}
+        )
     if val_loss is not None:
-        summary["val_bpc"] = val_loss / math.log(2)
+        summary["val_bpc"], summary["val_tokens"] = val_loss / math.log(2), val_tokens
     summary["params"], summary["vocab"], summary["precision"] = state.params, vocab, config.precision
     return summary
+
+
+def _training_splits(config: RunConfig, out: str, meta: dict[str, Any] | None) -> Splits:
+    """The run's text as ids mapped from ``out/ids.bin``; a resumed run refuses its text if it has changed since
+    the checkpoint (another ``--data`` is checked by its vocabulary only)."""
+    source = os.path.abspath(config.data) if config.data is not None else f"corpus:{config.corpus}"
+    digest = meta.get("data_blake2b") if meta is not None and meta.get("data") == source else None
+    return load_splits(config.corpus, path=config.data, cache_dir=out, digest=digest)
 
 
 def _optimizer_settings(config: RunConfig) -> tuple[Any, ...]:
