@@ -190,3 +190,24 @@ def test_the_trainer_states_how_many_characters_it_evaluated(tmp_path, capsys, m
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert [r["val_tokens"] for r in records if "val_loss" in r] == [expected[0]]
         assert [r["test_tokens"] for r in records if "test_loss" in r] == [expected[1]]
+
+
+def test_a_resume_reuses_the_first_run_s_compiled_programs(tmp_path):
+    """The first run's state is committed to its device as a restored one is, so the resumed run finds the
+    training and evaluation programs in the compilation cache and compiles neither again."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JAXRNN_NO_COMPILE_CACHE"}
+    env["JAXRNN_CACHE_DIR"] = str(tmp_path / "cache")
+    source, out = _write(tmp_path / "t.txt", TEXT * 3), str(tmp_path / "out")
+    runs = (["--data", source, "--steps", "2", *TINY], ["--resume", "--steps", "4"])
+    listings = []
+    for flags in runs:
+        argv = [sys.executable, "-m", "jaxrnn", "train", "--out", out, *flags, *QUIET]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        programs = ("jit_train_chunks", "jit_evaluate")
+        listings.append(sorted(n for n in os.listdir(tmp_path / "cache") if n.startswith(programs)))
+    assert {n.split("-")[0] for n in listings[0]} == {"jit_train_chunks", "jit_evaluate"}
+    assert listings[1] == listings[0]  # nothing new compiled by the resumed run

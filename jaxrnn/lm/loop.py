@@ -140,6 +140,8 @@ def run_training(
     test = evaluation_streams(test_ids, B, T, what="the test text (5% of the file)")
     optimizer = config.make_optimizer()
     state = place_state(init_train_state(jax.random.PRNGKey(config.seed), model_config, optimizer, B), mesh)
+    if mesh is None:  # committed where it is, as a restored state is: a run and its resume share compiled programs
+        state = jax.device_put(state, jax.tree.map(lambda leaf: leaf.sharding, state))
     if meta is not None:  # restored into the placed template: each process reads its own shards
         assert latest is not None  # resuming needs a checkpoint: refused above otherwise
         state = store.restore(latest, state)
