@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,24 +161,31 @@ def main(
     model: list[str],
     baseline: Path | None = None,
     baseline_sizes: list[float] | None = None,
+    save: Callable[[dict], object] = lambda result: None,
 ) -> dict:
+    """Measure every size, then the baseline's sizes; ``save(result)`` after each measurement."""
     workdir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    result: dict[str, Any] = {"steps": steps, "model": model or "default", "rows": []}
+    result["environment"] = environment(REPO)
+    if baseline is not None:
+        result["baseline"] = {"checkout": str(baseline), "commit": environment(baseline)["commit"]}
+    texts = {}
     for size in sizes_mb:
-        text = workdir / f"text_{size:g}MB.txt"
+        text = texts[size] = workdir / f"text_{size:g}MB.txt"
         if not text.exists():
             t0 = time.perf_counter()
             make_text(text, int(size * MB))
             print(f"made {text} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         row: dict[str, Any] = {"size_mb": size, "text_bytes": text.stat().st_size}
         row.update(measure(text, workdir / "run", REPO, steps, model))
-        if baseline is not None and (baseline_sizes is None or size in baseline_sizes):
-            row["baseline"] = measure(text, workdir / "run", baseline, steps, model)
         print(json.dumps(row), file=sys.stderr)
-        rows.append(row)
-    result = {"steps": steps, "model": model or "default", "rows": rows, "environment": environment(REPO)}
-    if baseline is not None:
-        result["baseline_commit"] = environment(baseline)["commit"]
+        result["rows"].append(row)
+        save(result)
+    for row in result["rows"]:
+        if baseline is not None and (baseline_sizes is None or row["size_mb"] in baseline_sizes):
+            row["baseline"] = measure(texts[row["size_mb"]], workdir / "run", baseline, steps, model)
+            print(json.dumps(row["baseline"]), file=sys.stderr)
+            save(result)
     return result
 
 
@@ -199,15 +207,16 @@ if __name__ == "__main__":
     args = parse_args()
     sizes = [1.0] if args.quick else args.sizes_mb
     model = ["--hidden", "16", "--batch-size", "4", "--seq-length", "16", "--steps-per-call", "2"] if args.quick else []
-    result = main(
+    folder = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "corpus_scale.json"
+    main(
         sizes,
         workdir=args.workdir,
         steps=2 if args.quick else args.steps,
         model=model,
         baseline=args.baseline,
         baseline_sizes=args.baseline_sizes_mb,
+        save=lambda result: path.write_text(json.dumps(result, indent=1) + "\n"),
     )
-    folder = args.out or (RESULTS / "quick" if args.quick else RESULTS)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "corpus_scale.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {folder / 'corpus_scale.json'}", file=sys.stderr)
+    print(f"wrote {path}", file=sys.stderr)

@@ -211,3 +211,19 @@ def test_a_resume_reuses_the_first_run_s_compiled_programs(tmp_path):
         listings.append(sorted(n for n in os.listdir(tmp_path / "cache") if n.startswith(programs)))
     assert {n.split("-")[0] for n in listings[0]} == {"jit_train_chunks", "jit_evaluate"}
     assert listings[1] == listings[0]  # nothing new compiled by the resumed run
+
+
+@pytest.mark.slow
+def test_the_corpus_scale_benchmark_measures_a_run_and_its_resume(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [sys.executable, "-m", "benchmarks.corpus_scale", "--quick", "--out", str(tmp_path), "--workdir"]
+    proc = subprocess.run([*argv, str(tmp_path / "work")], cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "corpus_scale.json").read_text())["rows"]
+    assert 1_000_000 <= row["text_bytes"] < 1_100_000 and row["ids_bytes"] < row["text_bytes"]
+    for run in (row["first_run"], row["resume"]):
+        assert 0 < run["ready_s"] <= run["first_update_s"] <= run["total_s"] and 50 < run["peak_rss_mb"] < 3000
+    assert row["val_tokens"] > 0
