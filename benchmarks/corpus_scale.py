@@ -3,11 +3,13 @@
 ``ids.bin``, compilation cache cold) and a ``--resume`` of 10 more updates (``ids.bin`` mapped, cache warm).
 
 Each run is a fresh ``python -m jaxrnn`` process with the command line's default model (LSTM, H = 256, 32
-streams x 64 characters); "first update" is the moment its first metrics record (10 updates, one compiled call)
-appears in ``metrics.jsonl``; peak memory is the child's ``ru_maxrss``. The texts are made deterministically
-from the ``pydoc_topics`` corpus (its lines in a seeded random order, 2% of them replaced by lines with
-multibyte characters), so the runs are reproducible offline. ``--baseline PATH`` runs the same commands on
-another checkout (e.g. one that reads and encodes the text on every start) for comparison.
+streams x 64 characters). "Ready" is the moment the training loop logs its first line (text, state and
+evaluation sample in place); "first update" adds the first compiled call of 10 updates (its ``train_seconds``
+in ``metrics.jsonl``; compilation included when the cache is cold). Peak memory is the child's ``ru_maxrss``.
+The texts are made deterministically from the ``pydoc_topics`` corpus (its lines in a seeded random order, 2%
+of them replaced by lines with multibyte characters), so the runs are reproducible offline. ``--baseline PATH``
+runs the same commands on another checkout (e.g. one that reads and encodes the text on every start).
+``--data-only`` times ``load_splits`` alone, in process, and adds it to the results.
 
 Command: ``python -m benchmarks.corpus_scale [--quick] [--sizes-mb 10 100 1000] [--baseline PATH]``
 """
@@ -61,48 +63,43 @@ def make_text(path: Path, n_bytes: int, *, seed: int = 0) -> None:
 
 
 def launch(argv: list[str], *, cwd: Path, env: dict[str, str], metrics: Path, after_step: int) -> dict[str, Any]:
-    """Run ``python -m jaxrnn *argv``: seconds to its first metrics record past ``after_step``, seconds in all, and
-    its peak resident memory (MB, the child's ``ru_maxrss``)."""
+    """Run ``python -m jaxrnn *argv``: seconds to the training loop's first line (data and state ready), to the end
+    of its first compiled call of updates past ``after_step`` (that line plus the call's ``train_seconds``), in
+    all, and its peak resident memory (MB, the child's ``ru_maxrss``)."""
     log = metrics.parent.parent / "stderr.txt"
+    before = _training_records(metrics)
+    trained_before = before[-1]["train_seconds"] if before else 0.0
     start = time.perf_counter()
     with open(log, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "jaxrnn", *argv], cwd=cwd, env=env, stdout=err, stderr=err)
-        first = ready = None
+        ready = None
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # wait4 keeps the rusage that Popen.wait drops
-            if ready is None and b"training a " in log.read_bytes():  # the loop's first line: data and state ready
+            if ready is None and b"training a " in log.read_bytes():
                 ready = time.perf_counter() - start
-            if first is None and _has_update(metrics, after_step):
-                first = time.perf_counter() - start
             if pid:
                 break
             time.sleep(0.02)
     total = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
+    if proc.returncode or ready is None:
         raise RuntimeError(f"jaxrnn {' '.join(argv)} failed:\n{log.read_text()[-2000:]}")
+    first = next(r for r in _training_records(metrics) if r["step"] > after_step)
     return {
         "ready_s": ready,
-        "first_update_s": first if first is not None else total,
+        "first_call_s": first["train_seconds"] - trained_before,
+        "first_update_s": ready + first["train_seconds"] - trained_before,
         "total_s": total,
         "peak_rss_mb": usage.ru_maxrss / 1024,
         "load_average": os.getloadavg()[0],
     }
 
 
-def _has_update(metrics: Path, after_step: int) -> bool:
-    try:
-        text = metrics.read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:  # a line being written
-            continue
-        if "train_loss" in record and record["step"] > after_step:
-            return True
-    return False
+def _training_records(metrics: Path) -> list[dict[str, Any]]:
+    if not metrics.exists():
+        return []
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    return [r for r in records if "train_loss" in r]
 
 
 def measure(text: Path, folder: Path, checkout: Path, steps: int, model: list[str]) -> dict:
@@ -135,6 +132,23 @@ def measure(text: Path, folder: Path, checkout: Path, steps: int, model: list[st
     result["ids_bytes"] = ids.stat().st_size if ids.exists() else None
     shutil.rmtree(folder, ignore_errors=True)
     return result
+
+
+def data_seconds(text: Path, folder: Path) -> dict[str, float]:
+    """In this process: seconds for ``load_splits`` to encode ``text`` into an id file, to map it again (size and
+    time unchanged), and to map it after a ``touch`` (the text is hashed again)."""
+    from jaxrnn.data import load_splits
+
+    shutil.rmtree(folder, ignore_errors=True)
+    seconds = {}
+    for name in ("encode_s", "reuse_s", "rehash_s"):
+        if name == "rehash_s":
+            os.utime(text)
+        t0 = time.perf_counter()
+        load_splits(path=text, cache_dir=folder)
+        seconds[name] = time.perf_counter() - t0
+    shutil.rmtree(folder, ignore_errors=True)
+    return seconds
 
 
 def environment(checkout: Path) -> dict:
@@ -198,6 +212,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10, help="updates of the first run and of the resume (default: 10)")
     p.add_argument("--baseline", type=Path, default=None, help="another checkout to run the same commands on")
     p.add_argument("--baseline-sizes-mb", type=float, nargs="+", default=None, help="sizes for --baseline (all)")
+    p.add_argument(
+        "--data-only", action="store_true", help="time load_splits in process and add it to the existing results"
+    )
     p.add_argument("--workdir", type=Path, default=Path("/tmp/jaxrnn_corpus_scale"), help="texts and runs")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results[/quick])")
     return p.parse_args(argv)
@@ -210,6 +227,13 @@ if __name__ == "__main__":
     folder = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "corpus_scale.json"
+    if args.data_only:
+        result = json.loads(path.read_text())
+        for row in result["rows"]:
+            row["load_splits"] = data_seconds(args.workdir / f"text_{row['size_mb']:g}MB.txt", args.workdir / "ids")
+            print(json.dumps(row["load_splits"]), file=sys.stderr)
+            path.write_text(json.dumps(result, indent=1) + "\n")
+        sys.exit(0)
     main(
         sizes,
         workdir=args.workdir,
