@@ -11,10 +11,13 @@ The history is a list of records, the lines of ``metrics.jsonl``:
 - after each compiled call: ``step``, ``train_loss`` (nats/char, mean over the call's updates),
   ``chars_per_sec``, ``train_seconds`` (compiled calls only), ``elapsed_seconds`` (wall clock since the start
   at the end of the call, evaluation and compilation included, earlier runs of a resumed one too),
-  ``learning_rate`` when it follows a time budget, and ``val_loss``, ``val_bpc`` at an evaluation;
+  ``learning_rate`` when it follows a time budget, and ``val_loss``, ``val_bpc``, ``val_tokens`` at an evaluation;
 - where a run that did not diverge or fail ends between evaluations: ``step``, ``val_loss``, ``val_bpc``,
-  ``train_seconds``, ``elapsed_seconds``;
-- where it ran to its end (``status == "done"``): ``step``, ``test_loss``, ``test_bpc``.
+  ``val_tokens``, ``train_seconds``, ``elapsed_seconds``;
+- where it ran to its end (``status == "done"``): ``step``, ``test_loss``, ``test_bpc``, ``test_tokens``.
+
+``val_tokens``/``test_tokens``: the characters an evaluation reads, all of a held-out split up to
+``jaxrnn.streams.EVAL_TOKENS``, else a fixed, evenly spaced sample of that many.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 from jaxrnn.data import DataError, Splits, load_splits
 from jaxrnn.distributed import agree
 from jaxrnn.lm.config import OptimizerSettings, RunConfig
-from jaxrnn.streams import Streams, evaluation_streams
+from jaxrnn.streams import EVAL_TOKENS, Streams, evaluation_streams
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
@@ -83,6 +86,8 @@ def initial_state(config: RunConfig, vocab_size: int, *, mesh: Mesh | None = Non
 
     key = jax.random.PRNGKey(config.seed)
     state = init_train_state(key, config.model(vocab_size), config.make_optimizer(), config.batch_size)
+    if mesh is None:  # committed where it is, as a restored state is: a run and its resume share compiled programs
+        return jax.device_put(state, jax.tree.map(lambda leaf: leaf.sharding, state))
     return place_state(state, mesh)
 
 
@@ -141,7 +146,8 @@ def fit(
     if state is None:
         state = initial_state(config, V, mesh=mesh)
     optimizer, compute_dtype = config.optimizer_settings, config.compute_dtype
-    val_xs, val_ys = place_batch(val.epoch(), mesh)
+    val_xs, val_ys = place_batch(val.epoch(max_tokens=EVAL_TOKENS), mesh)  # a fixed sample of a large piece
+    val_tokens = int(np.size(val_xs))
     validation_loss = lambda s: float(evaluate(s.params, val_xs, val_ys, compute_dtype))
     train_chunks = _train_chunks(optimizer, K, config.dropout, compute_dtype)
     budget = None if config.time_budget is None else 60.0 * config.time_budget
@@ -198,7 +204,7 @@ def fit(
             record["learning_rate"] = learning_rate
         if step % config.eval_every == 0 or (budget is None and step == config.steps):
             val_loss, evaluated = validation_loss(state), step
-            record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
+            record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2), val_tokens=val_tokens)
             above = above + 1 if val_loss > worse_than_guessing else 0
         emit(record, state)
         if above >= DIVERGED_EVALUATIONS:
@@ -215,14 +221,20 @@ def fit(
                 "step": step,
                 "val_loss": val_loss,
                 "val_bpc": val_loss / math.log(2),
+                "val_tokens": val_tokens,
                 "train_seconds": train_seconds,
                 "elapsed_seconds": elapsed(),
             },
             state,
         )
     if status == "done":
-        test_loss = float(evaluate(state.params, *place_batch(test.epoch(), mesh), compute_dtype))
-        emit({"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2)}, state)
+        test_xs, test_ys = place_batch(test.epoch(max_tokens=EVAL_TOKENS), mesh)
+        test_loss = float(evaluate(state.params, test_xs, test_ys, compute_dtype))
+        test_tokens = int(np.size(test_xs))
+        emit(
+            {"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2), "test_tokens": test_tokens},
+            state,
+        )
     return FitResult(state, history, status, val_loss, train_seconds, elapsed(), reason)
 
 

@@ -2,7 +2,8 @@
 
 ``run_training`` reads the text, starts or resumes a run in ``out`` and trains it with ``fit``; an output directory
 holds ``checkpoints/<step>/`` (see ``jaxrnn.checkpoint``), ``metrics.jsonl`` (``fit``'s records, one JSON object a
-line) and ``curves.png``. It raises ``DataError``/``ConfigError``/``CheckpointError`` for bad input before any
+line), ``curves.png`` and the text's ids, ``ids.bin`` + ``ids.json`` (``jaxrnn.data``: encoded on the first start,
+mapped and reused by the next). It raises ``DataError``/``ConfigError``/``CheckpointError`` for bad input before any
 file is changed; a stop request (``should_stop``, e.g. Ctrl-C in ``jaxrnn train``) saves a checkpoint and stops; a
 non-finite loss stops with the last good checkpoint kept.
 """
@@ -84,7 +85,7 @@ def run_training(
     out = os.path.abspath(out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"output directory {out} exists and is not a directory")
-    splits = None if resume else _load_splits(config)  # bad data is refused before anything is written
+    splits = None if resume else _training_splits(config, out, None)  # bad data: refused before a checkpoint
     store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
     try:
         latest = store.latest_step()
@@ -102,7 +103,7 @@ def run_training(
             config = resume_config(config, set(explicit or ()), meta["config"])
             store.close()
             store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
-            splits = _load_splits(config)
+            splits = _training_splits(config, out, meta)
             if "".join(splits.vocab.chars) != meta["vocabulary"]:
                 raise DataError(
                     f"cannot resume: the vocabulary of {splits.source} ({splits.vocab.size} characters) differs "
@@ -142,6 +143,7 @@ def run_training(
         run_meta = {
             "vocabulary": "".join(splits.vocab.chars),
             "data": splits.source,
+            "data_blake2b": splits.digest,
             "config": dataclasses.asdict(config),
         }
         saved = _Saved(store, run_meta, latest if resume else None, elapsed)
@@ -249,14 +251,20 @@ def _summary(
     }
     if tests:
         summary.update(test_loss=tests[-1]["test_loss"], test_bpc=tests[-1]["test_bpc"])
+        summary["test_tokens"] = tests[-1]["test_tokens"]
     if val_losses:
         summary["val_bpc"] = val_losses[-1] / math.log(2)
+        summary["val_tokens"] = next(r["val_tokens"] for r in history if "val_tokens" in r)
     summary["params"], summary["vocab"], summary["precision"] = result.state.params, splits.vocab, config.precision
     return summary
 
 
-def _load_splits(config: RunConfig) -> Splits:
-    return load_splits(config.corpus, path=config.data)
+def _training_splits(config: RunConfig, out: str, meta: dict[str, Any] | None) -> Splits:
+    """The run's text as ids mapped from ``out/ids.bin``; a resumed run refuses its text if it has changed since
+    the checkpoint (another ``--data`` is checked by its vocabulary only)."""
+    source = os.path.abspath(config.data) if config.data is not None else f"corpus:{config.corpus}"
+    digest = meta.get("data_blake2b") if meta is not None and meta.get("data") == source else None
+    return load_splits(config.corpus, path=config.data, cache_dir=out, digest=digest)
 
 
 class _Display:
