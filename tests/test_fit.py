@@ -86,6 +86,7 @@ def test_the_caller_stops_the_run_with_should_stop_or_a_callback():
         "train_seconds",
         "val_bpc",
         "val_loss",
+        "val_tokens",
     ]
     assert by_callback.val_loss == by_callback.history[-1]["val_loss"]  # evaluated where it stopped
 

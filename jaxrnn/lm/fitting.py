@@ -34,7 +34,8 @@ import numpy as np
 from jaxrnn.data import DataError, Splits, load_splits
 from jaxrnn.distributed import agree
 from jaxrnn.lm.config import OptimizerSettings, RunConfig
-from jaxrnn.streams import EVAL_TOKENS, Streams, evaluation_streams
+from jaxrnn import streams
+from jaxrnn.streams import Streams, evaluation_streams
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
@@ -146,7 +147,7 @@ def fit(
     if state is None:
         state = initial_state(config, V, mesh=mesh)
     optimizer, compute_dtype = config.optimizer_settings, config.compute_dtype
-    val_xs, val_ys = place_batch(val.epoch(max_tokens=EVAL_TOKENS), mesh)  # a fixed sample of a large piece
+    val_xs, val_ys = place_batch(val.epoch(max_tokens=streams.EVAL_TOKENS), mesh)  # a fixed sample of a large piece
     val_tokens = int(np.size(val_xs))
     validation_loss = lambda s: float(evaluate(s.params, val_xs, val_ys, compute_dtype))
     train_chunks = _train_chunks(optimizer, K, config.dropout, compute_dtype)
@@ -228,7 +229,7 @@ def fit(
             state,
         )
     if status == "done":
-        test_xs, test_ys = place_batch(test.epoch(max_tokens=EVAL_TOKENS), mesh)
+        test_xs, test_ys = place_batch(test.epoch(max_tokens=streams.EVAL_TOKENS), mesh)
         test_loss = float(evaluate(state.params, test_xs, test_ys, compute_dtype))
         test_tokens = int(np.size(test_xs))
         emit(
