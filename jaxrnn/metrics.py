@@ -44,6 +44,8 @@ def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike[str], *, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from jaxrnn.results import write_figure
+
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         points = [
@@ -57,5 +59,4 @@ def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike[str], *, 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    write_figure(path, fig, dpi=100)  # atomically: a failed write never leaves half a PNG
