@@ -2,22 +2,21 @@
 
 ``run_training(config, out)`` trains (or resumes) and returns a summary; an output directory holds
 ``checkpoints/<step>/`` (see ``jaxrnn.checkpoint``), ``metrics.jsonl`` and ``curves.png``. It raises
-``DataError``/``ConfigError``/``CheckpointError`` for bad input before any file is changed; Ctrl-C saves a
-checkpoint and stops; a non-finite loss stops with the last good checkpoint kept.
+``DataError``/``ConfigError``/``CheckpointError`` for bad input before any file is changed; Ctrl-C, SIGTERM and
+SIGUSR1 save a checkpoint and stop (``jaxrnn.lm.preemption``); a file that cannot be written stops with
+``CheckpointError``; a non-finite loss stops with the last good checkpoint kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import FrameType
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,19 +41,6 @@ def checkpoint_dir(out: str) -> str:
     return os.path.join(out, "checkpoints")
 
 
-@dataclass
-class _Interrupt:
-    """Ctrl-C while training: the first press asks the loop to stop after the current call and save; a second
-    press stops at once (without saving)."""
-
-    requested: bool = False
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
 def metrics_path_of(out: str) -> str:
     """The metrics file of the run in ``out``: one JSON record per line."""
     return os.path.join(out, "metrics.jsonl")
@@ -70,6 +56,7 @@ def run_training(
     log: Callable[[str], object] | None = None,
     mesh: Mesh | None = None,
     max_seconds: float | None = None,
+    checkpoint_every: float | None = None,
 ) -> dict[str, Any]:
     """Train (or continue training) the character model and write checkpoints, metrics and curves to ``out``.
 
@@ -79,7 +66,10 @@ def run_training(
       mesh: optional ``jax.sharding.Mesh`` with a ``"batch"`` axis; batches and state pass through
         ``jaxrnn.lm.place_batch`` / ``place_state`` with it (data parallelism).
       log: ``log(text)`` for messages (default: stderr); max_seconds: stop after this much training time.
-    Returns: a summary dict (``status`` is ``"done"``, ``"interrupted"``, ``"nan"`` for a non-finite loss or
+      checkpoint_every: also save (without evaluating) once this many seconds have passed since the last save,
+        bounding what a hard kill loses.
+    Returns: a summary dict (``status`` is ``"done"``, ``"interrupted"`` (``stop_signal`` says by which signal),
+      ``"nan"`` for a non-finite loss or
       ``"diverged"`` for a validation loss above ``DIVERGED_FACTOR`` x ``ln V`` at ``DIVERGED_EVALUATIONS``
       evaluations in a row; losses in nats/char).
     Raises: ``DataError`` / ``ConfigError`` / ``CheckpointError`` for bad input, before any file is changed.
@@ -87,9 +77,11 @@ def run_training(
     import jax
 
     from jaxrnn.checkpoint import FORMAT as CHECKPOINT_FORMAT
-    from jaxrnn.checkpoint import CheckpointStore
+    from jaxrnn.checkpoint import CheckpointStore, write_error
     from jaxrnn.distributed import agree, is_main_process
+    from jaxrnn.lm.generate import restore_target
     from jaxrnn.lm.model import evaluate, init_train_state, place_batch, place_state
+    from jaxrnn.lm.preemption import preempted, stop_requests
     from jaxrnn.metrics import append_metrics, plot_curves, truncate_after
     from jaxrnn.streams import Streams, evaluation_streams
 
@@ -99,7 +91,20 @@ def run_training(
     explicit = set(explicit or ())
     config = config.resolved()
     out = os.path.abspath(out)
-    write_metrics = functools.partial(append_metrics, metrics_path_of(out)) if main else (lambda record: None)
+    saved_step: int | None = None
+
+    @contextlib.contextmanager
+    def writing(path: str) -> Iterator[None]:  # a file that cannot be written stops the run in one line
+        try:
+            yield
+        except OSError as e:
+            raise write_error(path, e, None if saved_step is None else store.path(saved_step)) from None
+
+    def write_metrics(record: dict[str, Any]) -> None:
+        if main:
+            with writing(metrics_path_of(out)):
+                append_metrics(metrics_path_of(out), record)
+
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"output directory {out} exists and is not a directory")
     if not resume:
@@ -110,7 +115,14 @@ def run_training(
     if resume:
         if latest is None:
             raise DataError(f"nothing to resume: no checkpoint in {store.directory}")
-        meta = store.read_meta(latest)
+
+        def readable(step: int) -> dict[str, Any]:  # the whole checkpoint is read and its checksums compared
+            meta = store.read_meta(step)
+            if meta.get("format") == CHECKPOINT_FORMAT:
+                store.restore(step, restore_target(meta))
+            return meta
+
+        latest, meta = store.first_readable(store.steps()[::-1], readable, log=log, set_aside=True)
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise DataError(
                 f"cannot resume from {store.path(latest)}: it was written by jaxrnn 0.1 (checkpoint "
@@ -152,25 +164,27 @@ def run_training(
     clock -= float(meta.get("elapsed_seconds", train_seconds)) if meta is not None else 0.0  # a budget spans resumes
     elapsed = lambda: time.perf_counter() - clock
     budget = None if config.time_budget is None else 60.0 * config.time_budget
-    if resume and main:
-        truncate_after(metrics_path, step)
-    elif main and os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside, never overwrite
-        os.replace(metrics_path, metrics_path + ".old")
+    with writing(metrics_path):
+        if resume and main:
+            truncate_after(metrics_path, step)
+        elif main and os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside
+            os.replace(metrics_path, metrics_path + ".old")
     saved_step = latest if resume else None
+    saved_at = time.perf_counter()
     run_meta = {"vocabulary": "".join(vocab.chars), "data": source, "config": dataclasses.asdict(config)}
 
     def save(state, val_loss):
-        nonlocal saved_step
+        nonlocal saved_step, saved_at
         store.save(
             int(state.step),
             state,
             {**run_meta, "train_seconds": train_seconds, "elapsed_seconds": elapsed()},
             val_loss=val_loss,
         )
-        saved_step = int(state.step)
+        saved_step, saved_at = int(state.step), time.perf_counter()
 
-    interrupt = _Interrupt()
-    previous_handler = signal.signal(signal.SIGINT, interrupt) if _main_thread() else None
+    signals = contextlib.ExitStack()
+    interrupt = signals.enter_context(stop_requests())
     status, val_loss, above = "done", None, 0
     log(
         f"training a {config.layers}-layer {config.cell.upper()} (hidden {config.hidden_size}, precision "
@@ -184,10 +198,12 @@ def run_training(
         )
     )
     bar = _progress_bar(progress and main, config.steps if budget is None else None, step)
-    stop_requested = False
+    stop_requested, stop_signal = False, 0
     try:
         while True:
-            spent, trained, stop_requested = agree([elapsed(), train_seconds, interrupt.requested])
+            due = checkpoint_every is not None and time.perf_counter() - saved_at >= checkpoint_every
+            spent, trained, stop_signal, due = agree([elapsed(), train_seconds, interrupt.signum or 0, due])
+            stop_requested = bool(stop_signal)
             if stop_requested or (step >= config.steps if budget is None else spent >= budget):
                 break
             if max_seconds is not None and trained >= max_seconds:
@@ -229,6 +245,8 @@ def run_training(
                 record.update(val_loss=val_loss, val_bpc=val_loss / math.log(2))
                 save(state, val_loss)
                 above = above + 1 if val_loss > DIVERGED_FACTOR * math.log(vocab.size) else 0
+            elif due:  # on the clock: no evaluation
+                save(state, None)
             write_metrics(record)
             if above >= DIVERGED_EVALUATIONS:
                 status, best = "diverged", store.best_step()
@@ -252,7 +270,9 @@ def run_training(
                     refresh=False,
                 )
                 bar.update(n)
-        if status == "done" and (saved_step != step or val_loss is None):
+        if stop_requested and saved_step != step:  # save first; no evaluation delays it
+            save(state, None)
+        elif status == "done" and not stop_requested and (saved_step != step or val_loss is None):
             val_loss = float(evaluate(state.params, val_xs, val_ys, config.compute_dtype))
             if saved_step != step:
                 save(state, val_loss)
@@ -270,12 +290,14 @@ def run_training(
     finally:
         if bar is not None:
             bar.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
+        signals.close()
         store.close()
-    records = _safe_plot(plot_curves, metrics_path, os.path.join(out, "curves.png"), source) if main else []
+    plot = plot_curves if not preempted(int(stop_signal)) else None  # a scheduler's kill is near: no plot
+    with writing(os.path.join(out, "curves.png")):
+        records = _safe_plot(plot, metrics_path, os.path.join(out, "curves.png"), source) if main else []
     summary = {
         "status": status,
+        "stop_signal": int(stop_signal),
         "step": int(state.step),
         "saved_step": saved_step,
         "out": out,
@@ -336,12 +358,6 @@ def _train_chunks(
     )
 
 
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def _progress_bar(enabled: bool, total: int | None, initial: int) -> Any:
     """A tqdm bar on stderr, or ``None`` when disabled or tqdm (the ``train`` extra) is not installed."""
     if not enabled:
@@ -353,10 +369,12 @@ def _progress_bar(enabled: bool, total: int | None, initial: int) -> Any:
     return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
 
 
-def _safe_plot(plot: Callable[..., None], metrics_path: str, png: str, title: str) -> list[dict[str, Any]]:
+def _safe_plot(plot: Callable[..., None] | None, metrics_path: str, png: str, title: str) -> list[dict[str, Any]]:
     from jaxrnn.metrics import read_metrics
 
     records = read_metrics(metrics_path)
+    if plot is None:
+        return records
     try:
         plot(records, png, title=title)
     except ImportError:  # matplotlib is optional ("train" extra); the JSONL has the numbers
