@@ -1,9 +1,10 @@
 """Command line: ``jaxrnn train`` and ``jaxrnn sample`` (also ``python -m jaxrnn``).
 
 This module parses flags and dispatches to ``jaxrnn.lm``; it prints one-line errors, naming the flag a setting
-came from, and returns the exit status: 0 done, 2 bad input (a file, a flag, a checkpoint, a diverged loss), 3
-another process of a ``--distributed`` run failed (restart them all with ``--resume``), 130 interrupted by Ctrl-C
-after saving a checkpoint.
+came from, and returns the exit status: 0 done, 2 bad input (a file, a flag, a checkpoint, a diverged loss) or a
+file that could not be written, 3 another process of a ``--distributed`` run failed (restart them all with
+``--resume``), 130 interrupted by Ctrl-C after saving a checkpoint, 143 stopped by SIGTERM or SIGUSR1 after saving
+a checkpoint (a scheduler's "requeue me": a finished job would return 0).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import dataclasses
 import itertools
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from typing import NoReturn, TypeVar
@@ -21,6 +23,7 @@ from jaxrnn.distributed import EXIT_LOST, HEARTBEAT_TIMEOUT, DistributedError
 from jaxrnn.lm.config import BUDGET_DEFAULTS, DEFAULT_LEARNING_RATES, SCHEDULES, STEP_DEFAULTS, RunConfig
 from jaxrnn.precision import COMPUTE_DTYPES
 from jaxrnn.lm.model import CELLS, ConfigError
+from jaxrnn.lm.preemption import EXIT_PREEMPTED
 from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_PEER_LOST, EXIT_INTERRUPTED = 0, 2, EXIT_LOST, 130
@@ -180,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps-per-call", type=integer, default=None, help=f"updates per compiled call (default: {d.steps_per_call})"
     )
     t.add_argument(
+        "--checkpoint-every-minutes",
+        type=real,
+        default=None,
+        metavar="M",
+        help="also save a checkpoint (without evaluating) once M minutes have passed since the last one, bounding "
+        "what a hard kill loses; SIGTERM and SIGUSR1 save one anyway (default: only every --eval-every updates)",
+    )
+    t.add_argument(
         "--keep", type=integer, default=None, help=f"keep the last N checkpoints, plus the best (default: {d.keep})"
     )
     t.add_argument(
@@ -259,6 +270,9 @@ def _train_command(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     config = RunConfig(**given)
     config.resolved()  # bad settings are refused before joining other processes
+    every = args.checkpoint_every_minutes
+    if every is not None and not (every > 0 and every != float("inf")):
+        raise ConfigError(f"--checkpoint-every-minutes must be a positive number of minutes, got {every:g}")
     distributed = args.distributed or any(
         v is not None for v in (args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout)
     )
@@ -289,20 +303,28 @@ def _train_command(args: argparse.Namespace) -> int:
     from jaxrnn.lm.loop import run_training
 
     summary = run_training(
-        config, args.out, resume=args.resume, explicit=set(given), progress=not args.no_progress, mesh=mesh
+        config,
+        args.out,
+        resume=args.resume,
+        explicit=set(given),
+        progress=not args.no_progress,
+        mesh=mesh,
+        checkpoint_every=None if every is None else 60.0 * every,
     )
     if summary["status"] in ("nan", "diverged"):
         return EXIT_BAD_INPUT
+    stopped = EXIT_INTERRUPTED if summary["stop_signal"] == signal.SIGINT else EXIT_PREEMPTED
     if not is_main_process():
-        return EXIT_INTERRUPTED if summary["status"] == "interrupted" else EXIT_OK
+        return stopped if summary["status"] == "interrupted" else EXIT_OK
     out = summary["out"]
     if summary["status"] == "interrupted":
         print(
-            f"interrupted at step {summary['step']}; checkpoint saved in {out}/checkpoints; continue with: "
-            f"jaxrnn train --out {out} --resume",
+            f"{'interrupted' if stopped == EXIT_INTERRUPTED else signal.Signals(summary['stop_signal']).name} "
+            f"at step {summary['step']}: saved checkpoint {summary['saved_step']} in {out}/checkpoints; "
+            f"continue with: jaxrnn train --out {out} --resume",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return stopped
     print(
         f"step {summary['step']}: validation {summary['val_loss']:.4f} nats/char ({summary['val_bpc']:.4f} bits), "
         f"test {summary['test_loss']:.4f} nats/char ({summary['test_bpc']:.4f} bits); "
@@ -335,9 +357,13 @@ def _stream(pieces: Iterable[str]) -> None:
 def _sample_command(args: argparse.Namespace) -> int:
     from jaxrnn.lm.generate import generate_text, load_model
 
-    params, vocab, meta = load_model(args.out, args.checkpoint)
+    params, vocab, meta = load_model(args.out, args.checkpoint, log=lambda text: print(text, file=sys.stderr))
+    loss = meta.get("val_loss")
     print(
-        f"sampling from the checkpoint of step {meta['step']} (validation {meta['val_loss']:.4f} nats/char)",
+        f"sampling from the checkpoint of step {meta['step']} "
+        + (
+            "(not evaluated: saved on a stop or on the clock)" if loss is None else f"(validation {loss:.4f} nats/char)"
+        ),
         file=sys.stderr,
     )
     pieces = generate_text(
@@ -406,6 +432,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a collective that fails because another process died
         _exit_if_a_peer_failed(e)
         raise
+
+
+def console() -> NoReturn:
+    """The ``jaxrnn`` console script and ``python -m jaxrnn``: ``main()``, then exit. After a checkpoint failed to
+    be written or read, orbax's abandoned threads and coroutines would report at interpreter exit (pages of
+    "Exception ignored in"); the process then leaves with ``os._exit``, output flushed."""
+    status = main()
+    from jaxrnn.checkpoint import orbax_failed
+
+    if orbax_failed():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def _exit_if_a_peer_failed(error: Exception) -> None:
