@@ -72,7 +72,8 @@ def run_training(
       ``"nan"`` for a non-finite loss or
       ``"diverged"`` for a validation loss above ``DIVERGED_FACTOR`` x ``ln V`` at ``DIVERGED_EVALUATIONS``
       evaluations in a row; losses in nats/char).
-    Raises: ``DataError`` / ``ConfigError`` / ``CheckpointError`` for bad input, before any file is changed.
+    Raises: ``DataError`` / ``ConfigError`` / ``CheckpointError`` for bad input, before any file is changed;
+      ``CheckpointError`` naming the file, the cause and the last good checkpoint when a write fails.
     """
     import jax
 
@@ -170,7 +171,8 @@ def run_training(
         elif main and os.path.exists(metrics_path):  # a run without checkpoints left it; keep it aside
             os.replace(metrics_path, metrics_path + ".old")
     saved_step = latest if resume else None
-    saved_at = time.perf_counter()
+    clock_saves = (lambda: time.perf_counter()) if checkpoint_every is not None else (lambda: 0.0)
+    saved_at = clock_saves()
     run_meta = {"vocabulary": "".join(vocab.chars), "data": source, "config": dataclasses.asdict(config)}
 
     def save(state, val_loss):
@@ -181,7 +183,7 @@ def run_training(
             {**run_meta, "train_seconds": train_seconds, "elapsed_seconds": elapsed()},
             val_loss=val_loss,
         )
-        saved_step, saved_at = int(state.step), time.perf_counter()
+        saved_step, saved_at = int(state.step), clock_saves()
 
     signals = contextlib.ExitStack()
     interrupt = signals.enter_context(stop_requests())
@@ -201,7 +203,7 @@ def run_training(
     stop_requested, stop_signal = False, 0
     try:
         while True:
-            due = checkpoint_every is not None and time.perf_counter() - saved_at >= checkpoint_every
+            due = checkpoint_every is not None and clock_saves() - saved_at >= checkpoint_every
             spent, trained, stop_signal, due = agree([elapsed(), train_seconds, interrupt.signum or 0, due])
             stop_requested = bool(stop_signal)
             if stop_requested or (step >= config.steps if budget is None else spent >= budget):
