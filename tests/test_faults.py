@@ -351,3 +351,31 @@ def test_sum32_is_the_same_on_the_host_and_on_the_devices_and_sees_one_changed_w
     b[[0, 1]] = b[[1, 0]]  # two rows swapped
     assert sum32(b) != before
     assert checksums({"w": arrays[0], "none": None}) == {"['w']": f"{before:08x}"}
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_of_a_distributed_run_saves_one_checkpoint_and_the_run_resumes(tmp_path, text_file):
+    """What ``srun`` does at ``--signal``: every process gets SIGTERM; process 0's decision is broadcast, every
+    process writes its part of the checkpoint and exits with 143; process 0 alone prints."""
+    from test_distributed import finish, free_port, jaxrnn_train, launch
+
+    out, port = tmp_path / "run", free_port()
+    procs = launch(lambda i: jaxrnn_train(out, port, i, 2, "--steps", "100000", "--data", text_file), 2, 2)
+    metrics, deadline = out / "metrics.jsonl", time.monotonic() + 240
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.2)
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    codes, outs = finish(procs)
+    assert codes == [EXIT_PREEMPTED, EXIT_PREEMPTED], outs
+    own = lambda text: [line for line in text.splitlines() if line.strip() and not line.startswith("[Gloo]")]
+    assert own(outs[1][1]) == [] and own(outs[0][1])[-1].startswith("SIGTERM at step ")
+    reported = [json.loads(line)["step"] for line in metrics.read_text().splitlines()][-1]
+    step = max(int(n) for n in entries(out / "checkpoints") if n.isdigit())
+    assert reported <= step <= reported + 5 and not [n for n in entries(out / "checkpoints") if "tmp" in n]
+    port = free_port()
+    codes, outs = finish(
+        launch(lambda i: jaxrnn_train(out, port, i, 2, "--steps", str(step + 5), "--resume", "--data", text_file), 2, 2)
+    )
+    assert codes == [0, 0] and f"step {step + 5}: validation" in outs[0][1], outs
