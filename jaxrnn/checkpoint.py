@@ -30,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -155,6 +156,7 @@ class CheckpointStore:
             "checksums": checksums(state),
         }
         metric = float("inf") if val_loss is None else float(val_loss)
+        before = set(threading.enumerate())
         try:
             with self._contained():
                 self._manager.save(
@@ -165,7 +167,7 @@ class CheckpointStore:
                 )
                 self._manager.wait_until_finished()
         except BaseException as e:
-            self._discard_partial(int(step))
+            self._discard_partial(int(step), [t for t in threading.enumerate() if t not in before])
             if not isinstance(e, Exception):
                 raise
             last = self._last_committed(exclude=int(step))
@@ -282,13 +284,24 @@ class CheckpointStore:
         steps = [int(n) for n in _listdir(self.directory) if n.isdigit() and int(n) != exclude]
         return max(steps) if steps else None
 
-    def _discard_partial(self, step: int) -> None:
-        """Remove what a failed write of ``step`` left: orbax's temporary directory."""
+    def _discard_partial(self, step: int, writers: list[threading.Thread]) -> None:
+        """Remove what a failed write of ``step`` left: orbax's temporary directory, once the threads the write
+        started (``writers``) have ended or 10 s have passed; removed again while a late writer recreates it."""
         with contextlib.suppress(Exception), self._contained():
             self._manager.wait_until_finished()
-        if jax.process_index() == 0:
-            for path in glob.glob(os.path.join(glob.escape(self.directory), f"{step}.orbax-checkpoint-tmp*")):
+        deadline = time.monotonic() + 10.0
+        for thread in writers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if jax.process_index() != 0:
+            return
+        pattern = os.path.join(glob.escape(self.directory), f"{step}.orbax-checkpoint-tmp*")
+        for _ in range(20):
+            left = glob.glob(pattern)
+            if not left:
+                break
+            for path in left:
                 shutil.rmtree(path, ignore_errors=True)
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def _contained(self) -> Iterator[None]:
