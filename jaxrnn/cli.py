@@ -1,9 +1,15 @@
 """Command line: ``jaxrnn train`` and ``jaxrnn sample`` (also ``python -m jaxrnn``).
 
 This module parses flags and dispatches to ``jaxrnn.lm``; it prints one-line errors, naming the flag a setting
-came from, and returns the exit status: 0 done, 2 bad input (a file, a flag, a checkpoint, a diverged loss), 3
-another process of a ``--distributed`` run failed (restart them all with ``--resume``), 130 interrupted by Ctrl-C
-after saving a checkpoint.
+came from, and returns the exit status: 0 done, 2 bad input (a file, a flag, a checkpoint, a diverged loss) or a
+file that could not be written, 3 another process of a ``--distributed`` run failed (restart them all with
+``--resume``), 130 interrupted by Ctrl-C after saving a checkpoint, 143 stopped by SIGTERM or SIGUSR1 after saving
+a checkpoint (a scheduler's "requeue me": a finished job would return 0).
+
+Stop requests: SIGINT (Ctrl-C), SIGTERM (what SLURM, Kubernetes and systemd send first) and SIGUSR1 (what SLURM's
+``--signal=USR1@SECONDS`` sends ahead of the time limit) all ask training to stop after the compiled call in
+flight and save a checkpoint. A second Ctrl-C stops at once, without saving; a second SIGTERM or SIGUSR1 changes
+nothing (a scheduler may send both), so the checkpoint being written is finished.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ from jaxrnn.optim import CLIP_MODES, OPTIMIZERS
 from jaxrnn.precision import COMPUTE_DTYPES
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_PEER_LOST, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+EXIT_PREEMPTED = 143
+"""Exit status after a SIGTERM or SIGUSR1 stop, checkpoint saved: 128 + SIGTERM, what the process would have
+returned had it died of the signal, so a scheduler sees a terminated job to requeue, never a finished one."""
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 FLAGS = {"hidden_size": "--hidden"}
 """Flags not spelled ``--`` plus the setting's name with dashes."""
@@ -185,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps-per-call", type=integer, default=None, help=f"updates per compiled call (default: {d.steps_per_call})"
     )
     t.add_argument(
+        "--checkpoint-every-minutes",
+        type=real,
+        default=None,
+        metavar="M",
+        help="also save a checkpoint (without evaluating) once M minutes have passed since the last one, bounding "
+        "what a hard kill loses; SIGTERM and SIGUSR1 save one anyway (default: only every --eval-every updates)",
+    )
+    t.add_argument(
         "--keep", type=integer, default=None, help=f"keep the last N checkpoints, plus the best (default: {d.keep})"
     )
     t.add_argument(
@@ -264,6 +284,9 @@ def _train_command(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     config = RunConfig(**given)
     config.resolved()  # bad settings are refused before joining other processes
+    every = args.checkpoint_every_minutes
+    if every is not None and not (every > 0 and every != float("inf")):
+        raise ConfigError(f"--checkpoint-every-minutes must be a positive number of minutes, got {every:g}")
     distributed = args.distributed or any(
         v is not None for v in (args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout)
     )
@@ -303,19 +326,22 @@ def _train_command(args: argparse.Namespace) -> int:
             log=_say,
             mesh=mesh,
             should_stop=should_stop,
+            checkpoint_every=None if every is None else 60.0 * every,
         )
     if summary["status"] in ("nan", "diverged"):
         return EXIT_BAD_INPUT
+    stopped = EXIT_INTERRUPTED if summary["stop_signal"] == signal.SIGINT else EXIT_PREEMPTED
     if not is_main_process():
-        return EXIT_INTERRUPTED if summary["status"] == "interrupted" else EXIT_OK
+        return stopped if summary["status"] == "interrupted" else EXIT_OK
     out = summary["out"]
     if summary["status"] == "interrupted":
         print(
-            f"interrupted at step {summary['step']}; checkpoint saved in {out}/checkpoints; continue with: "
-            f"jaxrnn train --out {out} --resume",
+            f"{'interrupted' if stopped == EXIT_INTERRUPTED else signal.Signals(summary['stop_signal']).name} "
+            f"at step {summary['step']}: saved checkpoint {summary['saved_step']} in {out}/checkpoints; "
+            f"continue with: jaxrnn train --out {out} --resume",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return stopped
     print(
         f"step {summary['step']}: validation {summary['val_loss']:.4f} nats/char ({summary['val_bpc']:.4f} bits), "
         f"test {summary['test_loss']:.4f} nats/char ({summary['test_bpc']:.4f} bits); "
@@ -343,27 +369,27 @@ def _say(text: str) -> None:
 
 
 @contextlib.contextmanager
-def stop_requests() -> Iterator[Callable[[], bool]]:
-    """The signals that stop training, as the ``should_stop`` of ``run_training``: the first Ctrl-C (SIGINT) asks
-    the run to stop after the current compiled call and save a checkpoint; a second one stops at once
-    (``KeyboardInterrupt``, without saving). Handlers can be installed only from the main thread; elsewhere
+def stop_requests() -> Iterator[Callable[[], int]]:
+    """``STOP_SIGNALS`` as the ``should_stop`` of ``run_training``: it returns 0, or the number of the first stop
+    signal received (see the module docstring). Handlers can be installed only from the main thread; elsewhere
     nothing is requested. The previous handlers are restored on exit."""
-    requested = False
+    received: list[int] = []
 
     def request(signum: int, frame: FrameType | None) -> None:
-        nonlocal requested
-        if requested:
+        if received and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        requested = True
+        if not received:
+            received.append(signum)
 
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: 0
         return
-    previous = signal.signal(signal.SIGINT, request)
+    previous = {s: signal.signal(s, request) for s in STOP_SIGNALS}
     try:
-        yield lambda: requested
+        yield lambda: received[0] if received else 0
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _stream(pieces: Iterable[str]) -> None:
@@ -376,9 +402,13 @@ def _stream(pieces: Iterable[str]) -> None:
 def _sample_command(args: argparse.Namespace) -> int:
     from jaxrnn.lm.generate import generate_text, load_model
 
-    params, vocab, meta = load_model(args.out, args.checkpoint)
+    params, vocab, meta = load_model(args.out, args.checkpoint, log=_say)
+    loss = meta.get("val_loss")
     print(
-        f"sampling from the checkpoint of step {meta['step']} (validation {meta['val_loss']:.4f} nats/char)",
+        f"sampling from the checkpoint of step {meta['step']} "
+        + (
+            "(not evaluated: saved on a stop or on the clock)" if loss is None else f"(validation {loss:.4f} nats/char)"
+        ),
         file=sys.stderr,
     )
     pieces = generate_text(
@@ -447,6 +477,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a collective that fails because another process died
         _exit_if_a_peer_failed(e)
         raise
+
+
+def console() -> NoReturn:
+    """The ``jaxrnn`` console script and ``python -m jaxrnn``: ``main()``, then exit. After a checkpoint failed to
+    be written or read, orbax's abandoned threads and coroutines would report at interpreter exit (pages of
+    "Exception ignored in"); the process then leaves with ``os._exit``, output flushed."""
+    status = main()
+    from jaxrnn.checkpoint import orbax_failed
+
+    if orbax_failed():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def _exit_if_a_peer_failed(error: Exception) -> None:

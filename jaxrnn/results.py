@@ -7,6 +7,7 @@ is killed never leaves half a file and never replaces a good result with a broke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -85,7 +86,10 @@ def to_jsonable(x: object) -> Any:
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[str], object]) -> str:
-    """Call ``write(tmp_path)`` and rename the file it wrote to ``path`` (made readable by all); returns ``path``."""
+    """Call ``write(tmp_path)`` and rename the file it wrote to ``path`` (made readable by all); returns ``path``.
+
+    When anything fails (a full disk, a directory that vanished or turned read-only) the temporary file is
+    removed where it still can be, ``path`` keeps its previous contents, and the first error is raised."""
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
@@ -96,7 +100,8 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[str], object]) -
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):  # the directory may be gone: the first error is the one to report
+            os.unlink(tmp)
         raise
     return path
 

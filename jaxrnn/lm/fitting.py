@@ -67,6 +67,8 @@ class FitResult:
       val_loss: validation loss of ``state`` in nats/char (``None`` if it was never evaluated).
       train_seconds, elapsed_seconds: time spent, the given ones included; pass them back to continue a budget.
       reason: why a ``"nan"`` or ``"diverged"`` run stopped, one line; ``""`` otherwise.
+      stop: what stopped a ``"stopped"`` run: ``should_stop``'s integer answer (process 0's), 1 for another true
+        answer or a callback; 0 when the run was not stopped.
     """
 
     state: TrainState
@@ -76,6 +78,7 @@ class FitResult:
     train_seconds: float
     elapsed_seconds: float
     reason: str = ""
+    stop: int = 0
 
 
 def initial_state(config: RunConfig, vocab_size: int, *, mesh: Mesh | None = None) -> TrainState:
@@ -109,7 +112,7 @@ def fit(
     *,
     state: TrainState | None = None,
     mesh: Mesh | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: Callable[[], object] | None = None,
     callbacks: Sequence[Callback] = (),
     max_seconds: float | None = None,
     train_seconds: float = 0.0,
@@ -126,7 +129,9 @@ def fit(
         mesh=mesh)``, so that each process reads its own shards); default: ``initial_state(config, V, mesh=mesh)``.
       mesh: a ``jax.sharding.Mesh`` with a ``"batch"`` axis: the streams are split over its devices. With several
         processes every process calls ``fit`` alike; stop decisions are process 0's (``distributed.agree``).
-      should_stop: asked before each compiled call; true stops the run (status ``"stopped"``).
+      should_stop: asked before each compiled call; a true value stops the run (status ``"stopped"``, not
+        evaluated again: a caller that stops wants to save at once). An integer (``jaxrnn train`` gives a signal's
+        number) comes back as ``FitResult.stop``.
       callbacks: ``callback(state, record)`` after each record (see ``Callback``).
       max_seconds: stop (status ``"done"``) once this much training time (``train_seconds``) is spent.
       train_seconds, elapsed_seconds: time already spent by ``state``: a time budget counts it.
@@ -157,7 +162,7 @@ def fit(
     step, reason = int(state.step), ""
     status: Status = "done"
     val_loss: float | None = None
-    evaluated, above, requested = None, 0, False
+    evaluated, above, requested, stopped_by = None, 0, False, 0
 
     def emit(record: Record, state: TrainState) -> None:
         nonlocal requested
@@ -166,10 +171,10 @@ def fit(
             requested = bool(callback(state, record)) or requested
 
     while True:
-        asked = requested or (should_stop is not None and bool(should_stop()))
+        asked = _stop_code(should_stop() if should_stop is not None else 0) or int(requested)
         spent, trained, stop = agree([elapsed(), train_seconds, asked])
         if stop:
-            status = "stopped"
+            status, stopped_by = "stopped", int(stop)
             break
         if (step >= config.steps if budget is None else spent >= budget) or (
             max_seconds is not None and trained >= max_seconds
@@ -215,7 +220,7 @@ def fit(
                 f"{worse_than_guessing:.3f} (worse than guessing) for {above} evaluations"
             )
             break
-    if status in ("done", "stopped") and evaluated != step:
+    if status == "done" and evaluated != step:
         val_loss = validation_loss(state)
         emit(
             {
@@ -236,7 +241,14 @@ def fit(
             {"step": step, "test_loss": test_loss, "test_bpc": test_loss / math.log(2), "test_tokens": test_tokens},
             state,
         )
-    return FitResult(state, history, status, val_loss, train_seconds, elapsed(), reason)
+    return FitResult(state, history, status, val_loss, train_seconds, elapsed(), reason, stopped_by)
+
+
+def _stop_code(value: object) -> int:
+    """A ``should_stop`` answer as a number: 0 to go on, an integer as given, 1 for any other true value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return 1 if value else 0
 
 
 def _splits(data: str | Splits) -> Splits:

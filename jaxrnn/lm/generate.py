@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
@@ -23,13 +23,16 @@ if TYPE_CHECKING:
     from jaxrnn.stack import StackParams
 
 
-def load_model(out: str, which: str = "latest") -> tuple[StackParams, Vocabulary, dict[str, Any]]:
+def load_model(
+    out: str, which: str = "latest", *, log: Callable[[str], object] | None = None
+) -> tuple[StackParams, Vocabulary, dict[str, Any]]:
     """The parameters (``StackParams``), vocabulary and metadata of checkpoint ``which`` (``"latest"``, ``"best"``
-    or a step number) of the run in ``out``. Checkpoints of jaxrnn 0.1 (format 1) load too."""
-    import jax
+    or a step number) of the run in ``out``. Checkpoints of jaxrnn 0.1 (format 1) load too.
 
-    from jaxrnn.checkpoint import FORMAT, CheckpointStore
-    from jaxrnn.lm.model import init_train_state
+    Every array is checked against the checksum saved with it. When the latest or best checkpoint is unreadable,
+    the newest readable one is used and ``log`` (default: a warning) says so in one line; a step number that is
+    unreadable is a ``CheckpointError``."""
+    from jaxrnn.checkpoint import CheckpointStore
 
     store = CheckpointStore(checkpoint_dir(out), create=False)
     try:
@@ -37,9 +40,10 @@ def load_model(out: str, which: str = "latest") -> tuple[StackParams, Vocabulary
         if not steps:
             raise DataError(f"no checkpoint in {store.directory}; train a model into {out} first")
         if which == "latest":
-            step = steps[-1]
+            candidates = steps[::-1]
         elif which == "best":
-            step = store.best_step() or steps[-1]
+            best = store.best_step() or steps[-1]
+            candidates = [best] + [s for s in steps[::-1] if s != best]
         else:
             try:
                 step = int(which)
@@ -49,18 +53,46 @@ def load_model(out: str, which: str = "latest") -> tuple[StackParams, Vocabulary
                 ) from None
             if step not in steps:
                 raise DataError(f"no checkpoint for step {step}; available: {', '.join(map(str, steps))}")
-        meta = store.read_meta(step)
-        config = RunConfig.from_saved(meta["config"])
-        vocab = Vocabulary(tuple(meta["vocabulary"]))
-        make_state = lambda: init_train_state(
-            jax.random.PRNGKey(0), config.model(vocab.size), config.make_optimizer(), config.batch_size
-        )
-        if meta["format"] == FORMAT:
-            params = store.restore(step, jax.eval_shape(make_state)).params
-        else:
-            params = _from_format_1(store, step, jax.eval_shape(make_state), config.make_optimizer())
+            candidates = [step]
+        _, (params, vocab, meta) = store.first_readable(candidates, lambda step: _read_model(store, step), log=log)
     finally:
         store.close()
+    return params, vocab, meta
+
+
+def restore_target(meta: dict[str, Any]) -> TrainState:
+    """A training state of the shapes and dtypes that checkpoint metadata ``meta`` (format 2) describes, as NumPy
+    zeros: reading a checkpoint into it reads every array whole, on the host."""
+    import jax
+
+    from jaxrnn.lm.model import init_train_state
+
+    config = RunConfig.from_saved(meta["config"])
+    vocab_size = len(meta["vocabulary"])
+    abstract = jax.eval_shape(
+        lambda: init_train_state(
+            jax.random.PRNGKey(0), config.model(vocab_size), config.make_optimizer(), config.batch_size
+        )
+    )
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
+
+
+def _read_model(store: CheckpointStore, step: int) -> tuple[StackParams, Vocabulary, dict[str, Any]]:
+    import jax
+
+    from jaxrnn.checkpoint import FORMAT
+    from jaxrnn.lm.model import init_train_state
+
+    meta = store.read_meta(step)
+    config = RunConfig.from_saved(meta["config"])
+    vocab = Vocabulary(tuple(meta["vocabulary"]))
+    make_state = lambda: init_train_state(
+        jax.random.PRNGKey(0), config.model(vocab.size), config.make_optimizer(), config.batch_size
+    )
+    if meta["format"] == FORMAT:
+        params = store.restore(step, jax.eval_shape(make_state)).params
+    else:
+        params = _from_format_1(store, step, jax.eval_shape(make_state), config.make_optimizer())
     return params, vocab, meta
 
 

@@ -10,11 +10,12 @@ non-finite loss stops with the last good checkpoint kept.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from jaxrnn.data import DataError, Splits, load_splits
@@ -51,7 +52,8 @@ def run_training(
     log: Callable[[str], object] | None = None,
     mesh: Mesh | None = None,
     max_seconds: float | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: Callable[[], object] | None = None,
+    checkpoint_every: float | None = None,
 ) -> dict[str, Any]:
     """Train (or continue training) the character model and write checkpoints, metrics and curves to ``out``.
 
@@ -62,18 +64,28 @@ def run_training(
       log: ``log(text)`` for messages, on process 0 only (default: none); ``jaxrnn train`` prints them.
       mesh: optional ``jax.sharding.Mesh`` with a ``"batch"`` axis (data parallelism, see ``fit``).
       max_seconds: stop after this much training time.
-      should_stop: asked before each compiled call; true saves a checkpoint and stops (status ``"interrupted"``).
+      should_stop: asked before each compiled call; a true value (``jaxrnn train`` gives the signal's number)
+        saves a checkpoint at once, without evaluating, and stops (status ``"interrupted"``, ``stop_signal`` the
+        value; a SIGTERM or SIGUSR1 stop also skips the plot: a scheduler's kill is near).
+      checkpoint_every: also save (without evaluating) once this many seconds have passed since the last save,
+        bounding what a hard kill loses.
 
     Returns:
       A summary dict (``status`` is ``"done"``, ``"interrupted"``, ``"nan"`` for a non-finite loss or
       ``"diverged"`` for a validation loss above ``DIVERGED_FACTOR`` x ``ln V`` at ``DIVERGED_EVALUATIONS``
       evaluations in a row; losses in nats/char; ``records``: the run's metrics records, earlier runs' included).
 
-    Bad input raises ``DataError``, ``ConfigError`` or ``CheckpointError`` before any file is changed.
+    Bad input raises ``DataError``, ``ConfigError`` or ``CheckpointError`` before any file is changed; a file that
+    cannot be written (a checkpoint, the metrics, the plot) raises ``CheckpointError`` naming it, the cause and the
+    last good checkpoint. On resume, an unreadable newest checkpoint is set aside (``<step>.unreadable``) with one
+    line through ``log`` and the newest readable one is used.
     """
+    import signal
+
     from jaxrnn.checkpoint import FORMAT as CHECKPOINT_FORMAT
-    from jaxrnn.checkpoint import CheckpointStore
-    from jaxrnn.distributed import is_main_process
+    from jaxrnn.checkpoint import CheckpointStore, write_error
+    from jaxrnn.distributed import agree, is_main_process
+    from jaxrnn.lm.generate import restore_target
     from jaxrnn.metrics import append_metrics, truncate_after
     from jaxrnn.lm.model import unroll_method
 
@@ -93,21 +105,29 @@ def run_training(
         if resume:
             if latest is None:
                 raise DataError(f"nothing to resume: no checkpoint in {store.directory}")
-            meta = store.read_meta(latest)
-            if meta.get("format") != CHECKPOINT_FORMAT:
+
+            def readable(step: int) -> dict[str, Any]:  # the whole checkpoint is read and its checksums compared
+                found = store.read_meta(step)
+                if found.get("format") == CHECKPOINT_FORMAT:
+                    store.restore(step, restore_target(found))
+                return found
+
+            latest, resumed = store.first_readable(store.steps()[::-1], readable, log=say, set_aside=True)
+            meta = resumed
+            if resumed.get("format") != CHECKPOINT_FORMAT:
                 raise DataError(
                     f"cannot resume from {store.path(latest)}: it was written by jaxrnn 0.1 (checkpoint "
-                    f"format {meta.get('format')}), whose model layout this version reads for sampling "
+                    f"format {resumed.get('format')}), whose model layout this version reads for sampling "
                     "only; start a new run"
                 )
-            config = resume_config(config, set(explicit or ()), meta["config"])
+            config = resume_config(config, set(explicit or ()), resumed["config"])
             store.close()
             store = CheckpointStore(checkpoint_dir(out), keep_last=config.keep)
-            splits = _training_splits(config, out, meta)
-            if "".join(splits.vocab.chars) != meta["vocabulary"]:
+            splits = _training_splits(config, out, resumed)
+            if "".join(splits.vocab.chars) != resumed["vocabulary"]:
                 raise DataError(
                     f"cannot resume: the vocabulary of {splits.source} ({splits.vocab.size} characters) differs "
-                    f"from the checkpoint's ({len(meta['vocabulary'])} characters)"
+                    f"from the checkpoint's ({len(resumed['vocabulary'])} characters)"
                 )
         elif latest is not None:
             raise DataError(
@@ -146,19 +166,27 @@ def run_training(
             "data_blake2b": splits.digest,
             "config": dataclasses.asdict(config),
         }
-        saved = _Saved(store, run_meta, latest if resume else None, elapsed)
+        saved = _Saved(store, run_meta, latest if resume else None, elapsed, clock)
         written: list[Record] = []
         prepared = False
+
+        @contextlib.contextmanager
+        def writing(path: str) -> Iterator[None]:  # a file that cannot be written stops the run in one line
+            try:
+                yield
+            except OSError as e:
+                raise write_error(path, e, None if saved.step is None else store.path(saved.step)) from None
 
         def prepare_metrics() -> None:
             """Once fit has accepted the data: drop a resumed run's records after its checkpoint, or keep aside
             a file that a run without checkpoints left."""
             nonlocal prepared
             if main and not prepared:
-                if resume:
-                    previous.extend(truncate_after(metrics_path, step))
-                elif os.path.exists(metrics_path):
-                    os.replace(metrics_path, metrics_path + ".old")
+                with writing(metrics_path):
+                    if resume:
+                        previous.extend(truncate_after(metrics_path, step))
+                    elif os.path.exists(metrics_path):
+                        os.replace(metrics_path, metrics_path + ".old")
             prepared = True
 
         def write(state: TrainState, record: Record) -> None:
@@ -166,9 +194,12 @@ def run_training(
                 if record["step"] == saved.step:  # a resumed run with nothing left to do: saved and written
                     return
                 saved(state, record)
+            elif checkpoint_every is not None and agree([clock() - saved.at >= checkpoint_every])[0]:
+                saved(state, {**record, "val_loss": None})  # on the clock: no evaluation
             if main:
                 prepare_metrics()
-                append_metrics(metrics_path, record)
+                with writing(metrics_path):
+                    append_metrics(metrics_path, record)
                 written.append(record)
 
         display = _Display(progress and main, config.steps if config.time_budget is None else None, step, say)
@@ -188,13 +219,18 @@ def run_training(
             )
         finally:
             display.close()
+        if result.status == "stopped" and saved.step != int(result.state.step):  # save first: no evaluation
+            record = {"step": int(result.state.step), "val_loss": None, "train_seconds": result.train_seconds}
+            saved(result.state, record)
         prepare_metrics()
         _report_failure(result, saved, say)
     finally:
         store.close()
     records = previous + written
-    if main:
-        _plot(records, os.path.join(out, "curves.png"), splits.source)
+    if main and result.stop not in (signal.SIGTERM, signal.SIGUSR1):  # a scheduler's kill is near: no plot
+        png = os.path.join(out, "curves.png")
+        with writing(png):
+            _plot(records, png, splits.source)
     return _summary(result, saved.step, out, splits, config, records)
 
 
@@ -203,14 +239,20 @@ class _Saved:
     checkpoint records the time spent when it is written, which a resumed budget counts from."""
 
     def __init__(
-        self, store: CheckpointStore, run_meta: dict[str, Any], step: int | None, elapsed: Callable[[], float]
+        self,
+        store: CheckpointStore,
+        run_meta: dict[str, Any],
+        step: int | None,
+        elapsed: Callable[[], float],
+        clock: Callable[[], float],
     ):
-        self.store, self.run_meta, self.step, self.elapsed = store, run_meta, step, elapsed
+        self.store, self.run_meta, self.step, self.elapsed, self.clock = store, run_meta, step, elapsed, clock
+        self.at = clock()  # when the last checkpoint was saved (or the run started)
 
     def __call__(self, state: TrainState, record: Record) -> None:
         meta = {**self.run_meta, "train_seconds": record["train_seconds"], "elapsed_seconds": self.elapsed()}
         self.store.save(record["step"], state, meta, val_loss=record["val_loss"])
-        self.step = record["step"]
+        self.step, self.at = record["step"], self.clock()
 
 
 def _report_failure(result: FitResult, saved: _Saved, say: Callable[[str], object]) -> None:
@@ -240,6 +282,7 @@ def _summary(
     tests = [r for r in history if "test_loss" in r]
     summary: dict[str, Any] = {
         "status": "interrupted" if result.status == "stopped" else result.status,
+        "stop_signal": result.stop,
         "step": int(result.state.step),
         "saved_step": saved_step,
         "out": out,
