@@ -235,7 +235,7 @@ def test_a_plot_that_cannot_be_written_stops_in_one_line_and_leaves_no_temporary
         f"jaxrnn train: error: cannot write {out}/curves.png: No space left on device; the last good checkpoint is "
         f"{out}/checkpoints/4"
     )
-    assert entries(out) == ["checkpoints", "metrics.jsonl"]
+    assert entries(out) == ["checkpoints", "ids.bin", "ids.json", "metrics.jsonl"]
 
 
 # --- corrupted checkpoints ----------------------------------------------------------------------------------------

@@ -166,7 +166,8 @@ def run_training(
             "data_blake2b": splits.digest,
             "config": dataclasses.asdict(config),
         }
-        saved = _Saved(store, run_meta, latest if resume else None, elapsed, clock)
+        save_clock = clock if checkpoint_every is not None else (lambda: 0.0)  # a budget's readings stay as they were
+        saved = _Saved(store, run_meta, latest if resume else None, elapsed, save_clock)
         written: list[Record] = []
         prepared = False
 
@@ -194,7 +195,7 @@ def run_training(
                 if record["step"] == saved.step:  # a resumed run with nothing left to do: saved and written
                     return
                 saved(state, record)
-            elif checkpoint_every is not None and agree([clock() - saved.at >= checkpoint_every])[0]:
+            elif checkpoint_every is not None and agree([save_clock() - saved.at >= checkpoint_every])[0]:
                 saved(state, {**record, "val_loss": None})  # on the clock: no evaluation
             if main:
                 prepare_metrics()
