@@ -1,6 +1,6 @@
 """Character-LSTM training step, tokens per second: jaxrnn versus Flax (linen, nnx) and PyTorch ``nn.LSTM``.
 
-Command: ``python benchmarks/lstm_peers.py [--quick | --preset small|mid|large] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.lstm_peers [--quick | --preset small|mid|large] [--device cpu|gpu|auto]``
 Model everywhere: embedding ``E`` -> one LSTM layer ``H`` -> linear readout ``V``; mean cross-entropy; Adam
 (lr 1e-3); zero initial state. All start from the same weights and must agree on the loss before and after one
 step before they are timed. GFLOP/s counts the model's matmul FLOPs (3x the forward: forward, and the two
@@ -21,7 +21,7 @@ import os
 import time
 from typing import NamedTuple
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)

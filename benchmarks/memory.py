@@ -1,7 +1,7 @@
 """Peak memory of one LSTM gradient as T grows: full BPTT (scan and fused paths), per-step remat, segment
 checkpointing, truncated BPTT.
 
-Command: ``python benchmarks/memory.py [--quick] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.memory [--quick] [--device cpu|gpu|auto]``
 Numbers are XLA's own accounting of the compiled program (``compiled.memory_analysis()``: arguments + outputs +
 temporaries - aliased; its ``peak_memory_in_bytes`` reads 0 on CPU), so nothing is allocated to measure them.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)

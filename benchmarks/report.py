@@ -1,6 +1,6 @@
 """Print the markdown tables of ``benchmarks/README.md`` from the JSON files in a results folder.
 
-Command: ``python benchmarks/report.py [results folder] [--only NAME ...]``
+Command: ``python -m benchmarks.report [results folder] [--only NAME ...]``
 The suite's tables by default; the investigations' (``benchmarks/investigations/``) with ``--only``.
 """
 
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-import common
+from benchmarks import common
 
 
 # Labels of jaxrnn's paths in results written before the 0.2 API (jaxrnn.fast), and the names they have now.

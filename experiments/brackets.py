@@ -12,7 +12,7 @@ smaller than asked, and their sizes are recorded. Both classes are equally frequ
 beat is the rule "balanced when the first bracket opens and the last one closes", which every balanced string
 passes and most rearrangements fail; it is scored on the same test strings.
 
-    python experiments/brackets.py --preset cpu --out experiments/results
+    python -m experiments.brackets --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ import dataclasses
 import hashlib
 import itertools
 import math
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +30,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 
 OPEN, CLOSE = 0, 1
 TEST_BUCKETS, VALIDATION_BUCKETS = 25, 10  # of 100: test [0, 25), validation [25, 35), training [35, 100)
@@ -161,13 +158,13 @@ def make_sets(L: int, pool: int, eval_size: int, seed: int = 0) -> dict:
 
 def loss_fn(params, batch):
     xs, labels = batch
-    y = common.final_readout(params, xs)
+    y = tasks.final_readout(params, xs)
     return jaxrnn.softmax_cross_entropy(y, labels, reduction="mean")
 
 
 def accuracy(params, batch):
     xs, labels = batch
-    return jnp.mean(jnp.argmax(common.final_readout(params, xs), axis=-1) == labels)
+    return jnp.mean(jnp.argmax(tasks.final_readout(params, xs), axis=-1) == labels)
 
 
 def make_runner(cfg: Config, kind: str, sets: dict):
@@ -195,7 +192,7 @@ def make_runner(cfg: Config, kind: str, sets: dict):
 def run_one(cfg: Config, kind: str, L: int, seed: int, sets: dict, opt, run, evaluate) -> dict:
     """Train until the validation accuracy stops improving; the test accuracy is that of the best-validation
     parameters."""
-    params = common.init_model(kind, jax.random.PRNGKey(seed), 2, cfg.hidden_size, 2)
+    params = tasks.init_model(kind, jax.random.PRNGKey(seed), 2, cfg.hidden_size, 2)
     opt_state = opt.init(params)
     key = jax.random.PRNGKey(seed + 1)
     best, best_params, since, curve, steps = -1.0, params, 0, [], []

@@ -25,20 +25,17 @@ the tiles' words up to the first blank. What the decoder adds (or costs) is the 
 
 Needs scikit-learn (for the data set only).
 
-    python experiments/captioning.py --preset cpu --out experiments/results
+    python -m experiments.captioning --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 import sys
 import time
 from typing import NamedTuple
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp

@@ -11,22 +11,17 @@ seeds. A run stops early once its validation loss is below ``stop_fraction x bas
 the test loss at the evaluation with the lowest validation loss. A model *fails* at ``T`` when its mean test loss
 over seeds is above ``fail_fraction x baseline``.
 
-    python experiments/long_range.py --preset cpu --out experiments/results
-    python experiments/long_range.py --preset paper --out experiments/results   # long_range_paper.json, ~1 h
+    python -m experiments.long_range --preset cpu --out experiments/results
+    python -m experiments.long_range --preset paper --out experiments/results   # long_range_paper.json, ~1 h
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
 import sys
 import time
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +29,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 
 VALIDATION_KEY, TEST_KEY = 20_000, 10_000  # held-out sets: PRNGKey(KEY + T); training keys come from the seed
 
@@ -92,7 +87,7 @@ PRESETS = {
 
 def adding_loss(params, batch):
     xs, y = batch
-    return jnp.mean((common.final_readout(params, xs)[:, 0] - y) ** 2)
+    return jnp.mean((tasks.final_readout(params, xs)[:, 0] - y) ** 2)
 
 
 def copy_loss(params, batch):
@@ -106,13 +101,13 @@ def copy_symbol_accuracy(params, batch):
     xs, targets = batch
     carry = jaxrnn.initial_carry(params, xs.shape[1:])
     _, hs = jaxrnn.unroll(jaxrnn.step_for(params), params, carry, xs)
-    guess = jnp.argmax(jaxrnn.readout(params, hs[-common.COPY_LENGTH :]), axis=-1)
-    return jnp.mean(guess == targets[-common.COPY_LENGTH :])
+    guess = jnp.argmax(jaxrnn.readout(params, hs[-tasks.COPY_LENGTH :]), axis=-1)
+    return jnp.mean(guess == targets[-tasks.COPY_LENGTH :])
 
 
 TASKS = {  # name: (batch(key, T, B), loss, input size, output size, baseline(T))
-    "adding": (common.adding_batch, adding_loss, 2, 1, lambda T: common.ADDING_BASELINE_MSE),
-    "copy": (common.copy_batch, copy_loss, common.COPY_GO + 1, common.COPY_SYMBOLS + 1, common.copy_baseline),
+    "adding": (tasks.adding_batch, adding_loss, 2, 1, lambda T: tasks.ADDING_BASELINE_MSE),
+    "copy": (tasks.copy_batch, copy_loss, tasks.COPY_GO + 1, tasks.COPY_SYMBOLS + 1, tasks.copy_baseline),
 }
 
 
@@ -154,7 +149,7 @@ def run_one(trainers: Trainers, task: str, kind: str, T: int, H: int, lr: float,
     _, _, D, V, baseline_of = TASKS[task]
     baseline = baseline_of(T)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), T)
-    params = common.init_model(kind, key, D, H, V)
+    params = tasks.init_model(kind, key, D, H, V)
     opt = trainers.optimizer()
     opt_state = opt.init(params)
     adam = opt_state[1]  # the same dtype for every rate: no retracing
@@ -423,34 +418,9 @@ def make_figure(results: dict):
 
 
 def cli(argv=None) -> int:
-    """``common.cli``; ``--preset paper`` writes ``long_range_paper.json``/``.png`` instead, and its JSON after every
-    run as well (a late stop keeps the finished runs)."""
-    peek = argparse.ArgumentParser(add_help=False)
-    peek.add_argument("--preset", default="cpu")
-    peek.add_argument("--out", default=os.path.join("experiments", "results"))
-    args, _ = peek.parse_known_args(argv)
-    if args.preset != "paper":
-        return common.cli("long_range", PRESETS, main, make_figure, argv)
-    name, command = "long_range_paper", f"python experiments/long_range.py --preset paper --out {args.out}"
-
-    def progress(partial):
-        partial["command"], partial["partial"] = command, True
-        if os.path.isdir(args.out):
-            common.save(args.out, name, partial)
-
-    def paper_main(cfg):
-        results = main(cfg, progress)
-        results["partial"] = False
-        return results
-
-    code = common.cli(name, PRESETS, paper_main, make_figure, argv)
-    if code == 0:  # the command line names this script, not NAME.py
-        path = os.path.join(args.out, f"{name}.json")
-        with open(path) as f:
-            results = json.load(f)
-        results["command"] = command
-        common.save(args.out, name, results)
-    return code
+    """``--preset paper`` writes ``long_range_paper.json``/``.png`` and its JSON after every run as well (a late stop
+    keeps the finished runs)."""
+    return common.cli("long_range", PRESETS, main, make_figure, argv, own_file=("paper",))
 
 
 if __name__ == "__main__":

@@ -16,20 +16,17 @@ backwards (``"=263+75"``); we compare how many steps each needs to reach 95% and
 seeds (each seed draws its own initial weights, batches and held-out problems) and say that one variant is faster
 only where the ranges over seeds are apart.
 
-    python experiments/seq2seq.py --preset cpu --out experiments/results
+    python -m experiments.seq2seq --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import sys
 import time
 from typing import NamedTuple
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp

@@ -7,7 +7,7 @@
    the same runs: at **equal characters** (``k = 5`` makes 20 times as many updates as ``k = 100``) and at an
    **equal number of updates** (``k = 100`` then sees 20 times as many characters). Several seeds (the initial
    parameters).
-2. **What truncation cannot learn.** The adding problem (``common.adding_batch``, length ``T``) with the loss at
+2. **What truncation cannot learn.** The adding problem (``tasks.adding_batch``, length ``T``) with the loss at
    the last step: truncated BPTT with length ``k`` runs the first ``T - k`` steps without gradient and
    backpropagates through the last ``k`` only (``k = T``: full BPTT). Two targets: the sum of the two marked
    values (one marker in each half), and the *first* marked value alone (the second marker is a distractor).
@@ -22,18 +22,15 @@
    still ``O(T)`` but smaller; truncated BPTT (``T / k`` chunks of ``k``, one gradient each, accumulated, the
    state carried without gradient) stores one chunk's activations, ``O(k)``: only the ``T`` input ids grow.
 
-    python experiments/truncated_bptt.py --preset cpu --out experiments/results
+    python -m experiments.truncated_bptt --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +38,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 from jaxrnn import lm
 from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids
 from jaxrnn.optim import make_optimizer
@@ -188,21 +185,21 @@ def truncated_adding_loss(params, batch, k: int, target: str):
     if k < T:
         carry = jax.lax.stop_gradient(jaxrnn.unroll(step, params, carry, xs[: T - k])[0])
     carry, _ = jaxrnn.unroll(step, params, carry, xs[T - k :] if k < T else xs)
-    return jnp.mean((jaxrnn.readout(params, common.hidden(carry))[:, 0] - adding_target(xs, ys, target)) ** 2)
+    return jnp.mean((jaxrnn.readout(params, tasks.hidden(carry))[:, 0] - adding_target(xs, ys, target)) ** 2)
 
 
 def run_adding(cfg: Config, target: str, k: int, seed: int) -> dict:
     """Train an LSTM on the adding problem with truncation ``k``; held-out MSE (full forward pass) per chunk."""
     key = jax.random.PRNGKey(seed)
-    params = common.init_model("lstm", key, 2, cfg.adding_hidden, 1)
-    test = common.adding_batch(jax.random.PRNGKey(10_000), cfg.adding_T, cfg.adding_eval_size)
+    params = tasks.init_model("lstm", key, 2, cfg.adding_hidden, 1)
+    test = tasks.adding_batch(jax.random.PRNGKey(10_000), cfg.adding_T, cfg.adding_eval_size)
     evaluate = jax.jit(lambda p: truncated_adding_loss(p, test, cfg.adding_T, target))
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.adding_learning_rate))
     _, hist = common.train(
         lambda p, b: truncated_adding_loss(p, b, k, target),
         params,
         optimizer,
-        lambda kk: common.adding_batch(kk, cfg.adding_T, cfg.adding_batch),
+        lambda kk: tasks.adding_batch(kk, cfg.adding_T, cfg.adding_batch),
         jax.random.fold_in(key, 1),
         cfg.adding_steps,
         chunk=min(100, cfg.adding_steps),
@@ -308,7 +305,7 @@ def main(cfg: Config) -> dict:
         "spreads": spreads,
         "verdicts": verdicts,
         "vocab_size": vocab_size,
-        "adding_baselines": {"predict 1 (sum)": common.ADDING_BASELINE_MSE, "predict 0.5 (first)": FIRST_BASELINE_MSE},
+        "adding_baselines": {"predict 1 (sum)": tasks.ADDING_BASELINE_MSE, "predict 0.5 (first)": FIRST_BASELINE_MSE},
         "sweep": sweep,
         "adding": adding,
         "memory": memory,
@@ -353,7 +350,7 @@ def make_figure(results: dict):
             capsize=3,
             label=f"target: {target} marked value" + ("s" if target == "sum" else ""),
         )
-    a.axhline(common.ADDING_BASELINE_MSE, color="k", ls=":", lw=1, label="predict 1 (sum): 1/6")
+    a.axhline(tasks.ADDING_BASELINE_MSE, color="k", ls=":", lw=1, label="predict 1 (sum): 1/6")
     a.axhline(FIRST_BASELINE_MSE, color="gray", ls="--", lw=1, label="predict 0.5 (first): 1/12")
     a.axvline(T / 2, color="tab:red", lw=0.8, alpha=0.6, label=f"k = T/2 = {T // 2}")
     a.set_yscale("log")

@@ -5,7 +5,7 @@ the linear RNN's log-norm slope is ``ln s``; the tanh RNN stays below ``s^(T-t)`
 Jacobian is the product of its forget gates, which keeps the gradient alive when the forget bias is large;
 and ``||dL/dh_t||`` of an RNN and an LSTM before and after training on the adding problem.
 
-    python experiments/vanishing_gradients.py --preset cpu --out experiments/results
+    python -m experiments.vanishing_gradients --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +22,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 from jaxrnn import gradflow
 
 
@@ -150,15 +147,15 @@ def lstm_cell_path(cfg: Config, key) -> dict:
 def before_and_after_training(cfg: Config, key) -> dict:
     """``||dL/d state_t||`` by lag on the adding problem, RNN and LSTM, at initialisation and after training, for
     each of ``cfg.train_seeds`` (initialisation and training batches; the test batch is the same for all)."""
-    make_batch = lambda k: common.adding_batch(k, cfg.train_T, cfg.batch)
-    loss_fn = lambda p, batch: jnp.mean((common.final_readout(p, batch[0])[:, 0] - batch[1]) ** 2)
-    xs, ys = common.adding_batch(jax.random.fold_in(key, 6), cfg.train_T, 256)
+    make_batch = lambda k: tasks.adding_batch(k, cfg.train_T, cfg.batch)
+    loss_fn = lambda p, batch: jnp.mean((tasks.final_readout(p, batch[0])[:, 0] - batch[1]) ** 2)
+    xs, ys = tasks.adding_batch(jax.random.fold_in(key, 6), cfg.train_T, 256)
     out = {}
 
     @jax.jit
     def norms_by_lag(params):
         carry = jaxrnn.initial_carry(params, (xs.shape[1],))
-        loss = lambda hs, carry_T: jnp.sum((jaxrnn.readout(params, common.hidden(carry_T))[:, 0] - ys) ** 2)
+        loss = lambda hs, carry_T: jnp.sum((jaxrnn.readout(params, tasks.hidden(carry_T))[:, 0] - ys) ** 2)
         g = gradflow.state_gradients(jaxrnn.step_for(params), params, carry, xs, loss)
         sq = sum(jnp.sum(leaf**2, axis=-1) for leaf in jax.tree.leaves(g))  # (T, B)
         return gradflow.by_lag(jnp.median(jnp.sqrt(sq), axis=1))
@@ -170,7 +167,7 @@ def before_and_after_training(cfg: Config, key) -> dict:
         per_seed = []
         for seed in cfg.train_seeds:
             seed_key = jax.random.PRNGKey(seed)
-            params = common.init_model(kind, jax.random.fold_in(seed_key, 7), 2, cfg.hidden_size, 1)
+            params = tasks.init_model(kind, jax.random.fold_in(seed_key, 7), 2, cfg.hidden_size, 1)
             before = norms_by_lag(params)
             opt_state, train_key = opt.init(params), jax.random.fold_in(seed_key, 8)
             for _ in range(cfg.train_steps // chunk):
@@ -187,7 +184,7 @@ def before_and_after_training(cfg: Config, key) -> dict:
         out[kind] = {
             "seeds": per_seed,
             "test_mse": common.spread([r["test_mse"] for r in per_seed]),
-            "baseline_mse": common.ADDING_BASELINE_MSE,
+            "baseline_mse": tasks.ADDING_BASELINE_MSE,
         }
         for w in ("init", "trained"):
             out[kind][f"norm_at_lag{cfg.train_T}_{w}"] = common.spread(

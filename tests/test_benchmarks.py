@@ -12,24 +12,35 @@ import numpy as np
 import optax
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmarks import common, lstm_peers
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
 INVESTIGATIONS = BENCH / "investigations"
-sys.path[:0] = [str(BENCH), str(INVESTIGATIONS)]
-import common  # noqa: E402
-import lstm_peers  # noqa: E402
 
 
 def _run_all(tmp_path, *only):
-    cmd = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--device", "cpu", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd + (["--only", *only] if only else []), capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "-m", "benchmarks.run_all", "--quick", "--device", "cpu", "--out", str(tmp_path)]
+    proc = subprocess.run(
+        cmd + (["--only", *only] if only else []), capture_output=True, text=True, timeout=900, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
 
 def _run_investigation(tmp_path, name, *flags):
-    """``python benchmarks/investigations/NAME.py --quick``, as from the repository root."""
-    cmd = [sys.executable, str(INVESTIGATIONS / f"{name}.py"), "--quick", "--device", "cpu", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd + list(flags), capture_output=True, text=True, timeout=900, cwd=BENCH.parent)
+    """``python -m benchmarks.investigations.NAME --quick``, as from the repository root."""
+    cmd = [
+        sys.executable,
+        "-m",
+        f"benchmarks.investigations.{name}",
+        "--quick",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd + list(flags), capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
@@ -41,7 +52,7 @@ def _environment_of_this_run(result):
 
 @pytest.mark.slow
 def test_minchar_quick_agrees_with_numpy_and_its_ratios_are_its_own_timings():
-    import minchar
+    from benchmarks import minchar
 
     config = minchar.PRESETS["quick"]
     rows = {row["impl"]: row for row in minchar.main(config)["rows"]}  # raises if jaxrnn and NumPy disagree
@@ -63,7 +74,7 @@ def test_minchar_quick_agrees_with_numpy_and_its_ratios_are_its_own_timings():
 
 @pytest.mark.slow
 def test_step_layout_quick_variants_agree_and_speedups_are_over_the_first():
-    import step_layout
+    from benchmarks.investigations import step_layout
 
     config = dataclasses.replace(step_layout.PRESETS["quick"], single_row_hidden=(6,))  # compiles the fewest cases
     rows = step_layout.main(config)["rows"]  # raises if two variants of a case compute different numbers
@@ -80,7 +91,7 @@ def test_step_layout_quick_variants_agree_and_speedups_are_over_the_first():
 
 def test_step_layout_marks_the_single_row_variant_the_library_takes_at_each_hidden_size():
     """Batch 1: a copy of Whh^T where H is off XLA:CPU's 8 float32 lanes (H 6), the plain products where on (H 8)."""
-    import step_layout
+    from benchmarks.investigations import step_layout
 
     variants = {case: list(v) for case, v in step_layout.cases(2, 8, 4, 11, (6, 8)).items()}
     marked = {
@@ -155,7 +166,7 @@ def test_step_parts_times_each_part_of_both_implementations_at_two_lengths(tmp_p
 
 @pytest.mark.slow
 def test_memory_covers_the_fused_path_and_it_keeps_less_than_scan_full_bptt():
-    import memory
+    from benchmarks import memory
 
     config = memory.PRESETS["quick"]  # compiles only: XLA's accounting, nothing timed
     peak = {method: memory.peak_bytes(config, method, 16) for method in memory.METHODS}
@@ -168,7 +179,7 @@ def test_memory_finds_the_longest_length_within_the_budget(monkeypatch):
     """The search (doubling, then bisection to within 1/64) on a made-up peak of 1000 bytes per time step."""
     import dataclasses
 
-    import memory
+    from benchmarks import memory
 
     monkeypatch.setattr(memory, "peak_bytes", lambda config, method, T: {"peak_bytes": 1000 * T})
     config = dataclasses.replace(memory.PRESETS["quick"], budget_bytes=1000 * 3000, search_max_T=2**20)
@@ -226,8 +237,8 @@ def test_results_of_an_accelerator_go_beside_the_cpu_results_not_over_them(monke
 
 
 def test_bad_device_exits_2_with_one_line(tmp_path):
-    cmd = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--device", "gpu", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-m", "benchmarks.run_all", "--quick", "--device", "gpu", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     if proc.returncode == 0:
         pytest.skip("this machine has a GPU")
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--device gpu" in proc.stderr
@@ -250,7 +261,8 @@ def test_smoke_profile_step_names_ops_of_the_compiled_step(tmp_path):
 def test_unknown_preset_exits_2_with_one_line(tmp_path):
     cmd = [
         sys.executable,
-        str(BENCH / "scan_vs_loop.py"),
+        "-m",
+        "benchmarks.scan_vs_loop",
         "--preset",
         "nope",
         "--device",
@@ -258,14 +270,15 @@ def test_unknown_preset_exits_2_with_one_line(tmp_path):
         "--out",
         str(tmp_path),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "full, quick, scan" in proc.stderr and not list(tmp_path.iterdir())
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "run_all.py"), "--preset", "scan", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.run_all", "--preset", "scan", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=ROOT,
     )  # checked before anything runs
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "minchar" in proc.stderr
     assert not list(tmp_path.iterdir())
@@ -356,7 +369,7 @@ OLD_NAMES = {
 
 @pytest.mark.parametrize("labels", ["current", "before the 0.2 API"])
 def test_per_update_times_and_the_report_compares_a_loop_with_a_loop(tmp_path, labels):
-    import report
+    from benchmarks import report
 
     timing = {"median_s": 8.0, "min_s": 4.0, "repeats": 6, "round_s": [8.0, 16.0]}
     assert lstm_peers.per_update(timing, 4) == {"median_s": 2.0, "min_s": 1.0, "repeats": 6, "round_s": [2.0, 4.0]}
@@ -402,7 +415,7 @@ def test_per_update_times_and_the_report_compares_a_loop_with_a_loop(tmp_path, l
 
 
 def test_report_reads_the_labels_of_results_from_before_the_0_2_api(tmp_path):
-    import report
+    from benchmarks import report
 
     assert (
         report.current_label("jaxrnn fast, folded embedding, 8 updates/call") == "jaxrnn fused, folded, 8 updates/call"
@@ -430,7 +443,7 @@ def test_report_reads_the_labels_of_results_from_before_the_0_2_api(tmp_path):
 def test_written_results_carry_the_library_environment_and_the_report_tables_parallel_in_time(tmp_path):
     """``common.write_json`` writes ``jaxrnn.results.environment()`` with the benchmark's fields on top; the report
     reads it (and the older record above) and prints one row per (batch, H, T, method) and the skipped sizes."""
-    import report
+    from benchmarks import report
     from jaxrnn import results as results_io
 
     where = dict(cell="gru", batch=2, H=8, T=100)
@@ -491,7 +504,7 @@ def fused_unroll(params, carry, xs):  # the same values with the gradient negate
 def test_ab_recurrence_refuses_a_version_whose_gradient_is_wrong(tmp_path, capsys):
     """In process: version 0 (the library's recurrence.py) passes the check against the scan path, version 1 (the
     same loss, gradient negated) is refused before anything is timed."""
-    import ab_recurrence
+    from benchmarks.investigations import ab_recurrence
 
     wrong = tmp_path / "recurrence_wrong.py"
     wrong.write_text(WRONG_RECURRENCE)
@@ -515,7 +528,7 @@ def test_ab_recurrence_builds_the_same_loss_from_fused_unroll_or_from_recurrence
     """A version without ``fused_unroll`` (only ``recurrence``/``recurrence_ids``) runs the same layer."""
     import types
 
-    import ab_recurrence
+    from benchmarks.investigations import ab_recurrence
     from jaxrnn import recurrence
 
     p, carry, xs, ys, _ = _tiny_problem()
@@ -536,7 +549,8 @@ def test_ab_recurrence_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_
     wrong.write_text(WRONG_RECURRENCE)
     cmd = [
         sys.executable,
-        str(INVESTIGATIONS / "ab_recurrence.py"),
+        "-m",
+        "benchmarks.investigations.ab_recurrence",
         "2",
         "5",
         "8",
@@ -545,17 +559,17 @@ def test_ab_recurrence_times_agreeing_versions_and_refuses_disagreeing_ones(tmp_
         "--min-seconds",
         "0.01",
     ]
-    ok = subprocess.run(cmd + [str(recurrence), str(recurrence)], capture_output=True, text=True, timeout=600)
+    ok = subprocess.run(cmd + [str(recurrence), str(recurrence)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.count("speed-up over 0") == 2
     assert ok.stdout.count(" MiB)") == 2  # each version's block of temporaries
-    bad = subprocess.run(cmd + [str(recurrence), str(wrong)], capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(cmd + [str(recurrence), str(wrong)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "disagree" in bad.stderr
 
 
 @pytest.mark.slow
 def test_huge_pages_times_both_allocator_settings_in_processes_of_their_own(tmp_path):
-    import huge_pages
+    from benchmarks.investigations import huge_pages
 
     if huge_pages.unsupported() is not None:
         pytest.skip(huge_pages.unsupported())
@@ -572,7 +586,7 @@ def test_huge_pages_times_both_allocator_settings_in_processes_of_their_own(tmp_
 
 
 def test_huge_pages_adds_the_tunable_to_the_callers_and_checks_the_c_library(monkeypatch):
-    import huge_pages
+    from benchmarks.investigations import huge_pages
 
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     assert huge_pages.worker_env("hugetlb")["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
@@ -594,7 +608,7 @@ def test_huge_pages_adds_the_tunable_to_the_callers_and_checks_the_c_library(mon
 def test_huge_pages_skips_without_overwriting_an_earlier_result(tmp_path, monkeypatch, capsys):
     import argparse
 
-    import huge_pages
+    from benchmarks.investigations import huge_pages
 
     good = tmp_path / "huge_pages.json"
     good.write_text('{"rows": ["an earlier run"]}')
@@ -606,7 +620,7 @@ def test_huge_pages_skips_without_overwriting_an_earlier_result(tmp_path, monkey
 
 
 def test_huge_pages_refuses_settings_that_change_the_arithmetic():
-    import huge_pages
+    from benchmarks.investigations import huge_pages
 
     def run(loss):
         return {

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import jaxrnn
-from experiments import common, gradient_clipping, long_range, vanishing_gradients
+from experiments import common, gradient_clipping, long_range, tasks, vanishing_gradients
 
 
 def test_vanishing_gradients_tiny_preset_matches_theory():
@@ -123,22 +123,22 @@ def test_long_range_aggregate_marks_failure_above_a_tenth_of_the_baseline():
 
 
 def test_adding_baseline_is_one_sixth():
-    _, y = common.adding_batch(jax.random.PRNGKey(0), 20, 200_000)
+    _, y = tasks.adding_batch(jax.random.PRNGKey(0), 20, 200_000)
     assert float(jnp.mean((y - 1.0) ** 2)) == pytest.approx(1 / 6, abs=2e-3)
 
 
 def test_copy_baseline_is_the_memoryless_loss(x64):
     T = 7
-    xs, targets = common.copy_batch(jax.random.PRNGKey(0), T, 5)
+    xs, targets = tasks.copy_batch(jax.random.PRNGKey(0), T, 5)
     assert xs.shape == targets.shape == (T + 20, 5)
     np.testing.assert_array_equal(xs[:10], targets[-10:])
-    V = common.COPY_SYMBOLS + 1
-    blank = jnp.where(jnp.arange(V) == common.COPY_BLANK, 0.0, -jnp.inf)  # certain of the blank
-    uniform = jnp.where(jnp.arange(V) < common.COPY_SYMBOLS, 0.0, -jnp.inf)  # uniform over the symbols
+    V = tasks.COPY_SYMBOLS + 1
+    blank = jnp.where(jnp.arange(V) == tasks.COPY_BLANK, 0.0, -jnp.inf)  # certain of the blank
+    uniform = jnp.where(jnp.arange(V) < tasks.COPY_SYMBOLS, 0.0, -jnp.inf)  # uniform over the symbols
     ys = jnp.concatenate([jnp.broadcast_to(blank, (T + 10, 5, V)), jnp.broadcast_to(uniform, (10, 5, V))])
     loss = jaxrnn.softmax_cross_entropy(ys, targets, reduction="mean")
-    assert float(loss) == pytest.approx(common.copy_baseline(T), rel=1e-12)
-    assert common.copy_baseline(T) == pytest.approx(10 * math.log(8) / (T + 20))
+    assert float(loss) == pytest.approx(tasks.copy_baseline(T), rel=1e-12)
+    assert tasks.copy_baseline(T) == pytest.approx(10 * math.log(8) / (T + 20))
 
 
 def test_command_line_rejects_a_bad_preset_and_a_bad_folder(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """A/B timing of versions of ``jaxrnn/recurrence.py``: the LSTM training step of ``lstm_peers.py`` built on each
 version, timed in turn, round after round, in one process (optionally beside Flax linen and PyTorch).
 
-Command: ``python benchmarks/investigations/ab_recurrence.py B T H RECURRENCE.py [RECURRENCE.py ...] [--unfolded]
+Command: ``python -m benchmarks.investigations.ab_recurrence B T H RECURRENCE.py [RECURRENCE.py ...] [--unfolded]
 [--flax] [--torch] [--flatten-adam]``
 A version from history: ``git show REV:jaxrnn/recurrence.py > /tmp/recurrence_old.py``. Each file is loaded as a
 module of its own; its ``fused_unroll(params, carry, xs)`` (or, in a version without one, its ``recurrence`` and
@@ -23,10 +23,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
-import common  # noqa: E402
-import lstm_peers  # noqa: E402
+from benchmarks import common
+from benchmarks import lstm_peers
 
 
 def load(path: Path):

@@ -3,7 +3,7 @@
 ``lstm_peers.py``'s step (jaxrnn's fused path with the folded embedding, and Flax linen) with glibc's default
 allocator and with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
 
-Command: ``python benchmarks/investigations/huge_pages.py [--quick] [--device cpu|auto]``
+Command: ``python -m benchmarks.investigations.huge_pages [--quick] [--device cpu|auto]``
 XLA:CPU allocates all the temporaries of one call as one block (``compiled.memory_analysis()
 .temp_size_in_bytes``: 202 MB for jaxrnn's step at (64, 128, 512)) and frees it when the call ends. glibc maps a
 block that large afresh every time (``mmap``, above any mmap threshold it can be given), so each call page-faults
@@ -27,10 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
-import common  # noqa: E402
-import lstm_peers  # noqa: E402  (imports no JAX until called)
+from benchmarks import common
+from benchmarks import lstm_peers  # imports no JAX until called
 
 HUGETLB = "glibc.malloc.hugetlb=1"
 SETTINGS = ("default", "hugetlb")
@@ -117,8 +116,18 @@ def worker_env(setting: str) -> dict:
 
 def run_worker(config: Config, shape: tuple, setting: str, device: str) -> dict:
     preset = "quick" if config is PRESETS["quick"] else "full"
-    cmd = [sys.executable, __file__, "--device", device, "--preset", preset, "--worker", ",".join(map(str, shape))]
-    proc = subprocess.run(cmd, env=worker_env(setting), capture_output=True, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.investigations.huge_pages",
+        "--device",
+        device,
+        "--preset",
+        preset,
+        "--worker",
+        ",".join(map(str, shape)),
+    ]
+    proc = subprocess.run(cmd, env=worker_env(setting), capture_output=True, text=True, cwd=common.ROOT)
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"huge_pages: the {setting} process at {shape} failed: {last}")
@@ -198,13 +207,11 @@ def run(args) -> dict:
     return common.run_benchmark(args, "huge_pages", PRESETS, main, pass_device=True)
 
 
+def worker(args) -> None:
+    """``--worker B,T,H``: measure one shape under this process's allocator setting and print the row as JSON."""
+    shape = tuple(int(v) for v in args.worker.split(","))
+    print(json.dumps(measure(PRESETS[args.preset or "full"], shape)))
+
+
 if __name__ == "__main__":
-    p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--worker", default=None, help="internal: measure one shape B,T,H and print JSON")
-    args = p.parse_args()
-    common.select_device(args.device)
-    if args.worker is not None:
-        shape = tuple(int(v) for v in args.worker.split(","))
-        print(json.dumps(measure(PRESETS[args.preset or "full"], shape)))
-    else:
-        run(args)
+    common.script_main(__doc__, run, worker)

@@ -1,6 +1,6 @@
 """Where the time of one LSTM training step goes: the XLA ops of a compiled step, from a ``jax.profiler`` trace.
 
-Command: ``python benchmarks/investigations/profile_step.py [--quick | --preset large|small] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.investigations.profile_step [--quick | --preset large|small] [--device cpu|gpu|auto]``
 Profiles one of ``lstm_peers.py``'s jaxrnn implementations (default: the fused path, folded embedding) at
 (B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, or the unfolded fused path (the faster one at
 batch 1) at (1, 25, 100) with ``--preset small``, over ``repeats`` calls after warm-up.
@@ -15,14 +15,12 @@ import dataclasses
 import gzip
 import json
 import re
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
-import common  # noqa: E402
-import lstm_peers  # noqa: E402
+from benchmarks import common
+from benchmarks import lstm_peers
 
 
 @dataclasses.dataclass(frozen=True)

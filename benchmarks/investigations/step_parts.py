@@ -1,6 +1,6 @@
 """Where one LSTM training step's time goes, part by part: jaxrnn's fused path beside Flax linen.
 
-Command: ``python benchmarks/investigations/step_parts.py [--quick | --preset mid] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.investigations.step_parts [--quick | --preset mid] [--device cpu|gpu|auto]``
 For ``lstm_peers.py``'s model at (B, T, H) = (1, 25, 100) (``--preset mid``: (32, 64, 256)), each compiled on its
 own and all timed in turn in one run: the loss alone (forward), the loss with its gradient, the optimiser update
 alone (Adam, as in ``lstm_peers``), and the whole training step, at ``T`` and at ``2T``; the training step twice:
@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
-import common  # noqa: E402
-import lstm_peers  # noqa: E402
+from benchmarks import common
+from benchmarks import lstm_peers
 
 
 @dataclasses.dataclass(frozen=True)
