@@ -25,7 +25,7 @@ import optax
 import jaxrnn
 from experiments import common, tasks
 from jaxrnn import gradflow
-from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids
+from jaxrnn.data import DEFAULT_CORPUS, load_splits
 
 TASKS = ("adding", "char_lm")
 MODELS = ("rnn", "lstm")
@@ -67,9 +67,8 @@ def char_windows(ids: np.ndarray, T: int, B: int):
 @functools.lru_cache(maxsize=2)
 def training_ids(corpus: str) -> tuple[int, np.ndarray]:
     """Vocabulary size and the training ids (the first 90%) of a built-in corpus."""
-    text = load_corpus(corpus)
-    vocab = Vocabulary.from_text(text)
-    return vocab.size, split_ids(vocab.encode(text))[0]
+    splits = load_splits(corpus)
+    return splits.vocab.size, splits.train
 
 
 def task_pieces(cfg: Config, task: str):

@@ -40,7 +40,7 @@ import optax
 import jaxrnn
 from experiments import common, tasks
 from jaxrnn import lm
-from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids
+from jaxrnn.data import DEFAULT_CORPUS, load_splits
 from jaxrnn.optim import make_optimizer
 from jaxrnn.streams import Streams, evaluation_streams
 
@@ -104,10 +104,8 @@ FIRST_BASELINE_MSE = 1.0 / 12.0  # the variance of one uniform value: guessing 0
 
 def load_pieces(cfg: Config):
     """Vocabulary size and the training and validation ids (the corpus's first 90% and next 5%)."""
-    text = load_corpus(cfg.corpus)
-    vocab = Vocabulary.from_text(text)
-    train, validation, _ = split_ids(vocab.encode(text))
-    return vocab.size, train, validation[: cfg.validation_characters + 1]
+    splits = load_splits(cfg.corpus)
+    return splits.vocab.size, splits.train, splits.val[: cfg.validation_characters + 1]
 
 
 def run_one(cfg: Config, k: int, seed: int, vocab_size: int, train_ids, validation) -> dict:

@@ -29,11 +29,12 @@ from pathlib import Path
 
 
 from benchmarks import common
-from benchmarks import lstm_peers  # imports no JAX until called
+from benchmarks import lstm_peers, peers  # import no JAX until called
+from benchmarks.investigations import paths
 
 HUGETLB = "glibc.malloc.hugetlb=1"
 SETTINGS = ("default", "hugetlb")
-JAXRNN, FLAX = lstm_peers.FOLDED, "flax linen nn.RNN(OptimizedLSTMCell)"
+JAXRNN, FLAX = paths.FOLDED, "flax linen nn.RNN(OptimizedLSTMCell)"
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
@@ -75,8 +76,8 @@ def measure(config: Config, shape: tuple) -> dict:
     optimizer = optax.adam(config.learning_rate)
     p, carry, xs, ys = lstm_peers.problem(B, T, H, E, V, seed=B * T + H)
     opt0 = optimizer.init(p)
-    fused_step = lstm_peers.jaxrnn_impls(config, optimizer)[JAXRNN]
-    variables, flax_step, _ = lstm_peers.flax_linen_impl(p, V, E, H, optimizer)
+    fused_step = paths.steps(optimizer)[JAXRNN]
+    variables, flax_step, _ = peers.flax_linen_impl(p, optimizer)
     vopt = optimizer.init(variables)
     compiled = {
         JAXRNN: (common.compile_timed(fused_step, p, opt0, carry, xs, ys)[0], (p, opt0, carry, xs, ys), 3),

@@ -21,12 +21,13 @@ from pathlib import Path
 
 from benchmarks import common
 from benchmarks import lstm_peers
+from benchmarks.investigations import paths
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     shape: tuple = (32, 64, 256)  # (batch, T, hidden)
-    impl: str = lstm_peers.FOLDED
+    impl: str = paths.FOLDED
     embedding: int = 64
     vocab: int = 100
     repeats: int = 10
@@ -36,7 +37,7 @@ class Config:
 PRESETS = {
     "full": Config(),
     "large": Config(shape=(64, 128, 512)),
-    "small": Config(shape=(1, 25, 100), impl=lstm_peers.FUSED, repeats=200),  # the fastest path at batch 1
+    "small": Config(shape=(1, 25, 100), impl=paths.FUSED, repeats=200),  # the fastest path at batch 1
     "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, repeats=2, top=5),
 }
 
@@ -50,9 +51,7 @@ def main(config: Config) -> dict:
     optimizer = optax.adam(1e-3)
     p, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
     opt0 = optimizer.init(p)
-    compiled, _, _ = common.compile_timed(
-        lstm_peers.jaxrnn_impls(config, optimizer)[config.impl], p, opt0, carry, xs, ys
-    )
+    compiled, _, _ = common.compile_timed(paths.steps(optimizer)[config.impl], p, opt0, carry, xs, ys)
     hlo = compiled.as_text()
     for _ in range(3):
         common.block(compiled(p, opt0, carry, xs, ys))

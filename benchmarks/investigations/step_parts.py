@@ -21,7 +21,8 @@ import functools
 
 
 from benchmarks import common
-from benchmarks import lstm_peers
+from benchmarks import lstm_peers, peers
+from benchmarks.investigations import paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ PRESETS = {
 }
 LOOP = "training step, in a loop (per step)"
 PARTS = ("forward (loss)", "loss and gradient", "optimizer update", "training step", "training step, donated", LOOP)
-JAXRNN, FLAX = lstm_peers.FUSED, "flax linen nn.RNN(OptimizedLSTMCell)"
+JAXRNN, FLAX = paths.FUSED, "flax linen nn.RNN(OptimizedLSTMCell)"
 
 
 def _parts(loss, step, params, opt_state, args, optimizer, updates_per_call):
@@ -90,7 +91,7 @@ def main(config: Config) -> dict:
     B, T0, H = config.shape
     E, V = config.embedding, config.vocab
     optimizer = optax.adam(config.learning_rate)
-    fused_loss = lstm_peers.jaxrnn_fused_losses()[JAXRNN]
+    fused_loss = paths.losses()[JAXRNN]
     jaxrnn_step = jaxrnn.make_train_step(optimizer, loss_fn=fused_loss)  # lstm_peers' "jaxrnn fused"
     calls, first_loss = {}, {}
     for T in (T0, 2 * T0):
@@ -104,7 +105,7 @@ def main(config: Config) -> dict:
             optimizer,
             config.updates_per_call,
         )
-        variables, flax_step, flax_loss = lstm_peers.flax_linen_impl(params, V, E, H, optimizer)
+        variables, flax_step, flax_loss = peers.flax_linen_impl(params, optimizer)
         flax_parts = _parts(
             flax_loss, flax_step, variables, optimizer.init(variables), (xs, ys), optimizer, config.updates_per_call
         )
