@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 import jaxrnn
+from benchmarks.memory import program_bytes
 from experiments import common, tasks
 from jaxrnn import lm
 from jaxrnn.data import DEFAULT_CORPUS, load_splits
@@ -214,17 +215,6 @@ def run_adding(cfg: Config, target: str, k: int, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- 3. memory
-
-
-def program_bytes(compiled) -> dict:
-    """XLA's accounting of a compiled program: ``arguments + outputs + temporaries - aliased`` and its parts."""
-    m = compiled.memory_analysis()
-    total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
-    return {
-        "total_bytes": int(total),
-        "temp_bytes": int(m.temp_size_in_bytes),
-        "argument_bytes": int(m.argument_size_in_bytes),
-    }
 
 
 def truncated_gradient(params, carry, xs, targets, k: int):

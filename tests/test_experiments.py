@@ -10,6 +10,7 @@ import pytest
 
 import jaxrnn
 from experiments import common, gradient_clipping, long_range, tasks, vanishing_gradients
+from experiments.vanishing_gradients import figure as vanishing_figure
 
 
 def test_vanishing_gradients_tiny_preset_matches_theory():
@@ -25,7 +26,7 @@ def test_vanishing_gradients_tiny_preset_matches_theory():
 
 
 def test_vanishing_gradients_log_limits_show_every_curve():
-    lo, hi = vanishing_gradients._log_limits([1e-3, 34.7, 0.0], np.array([2e-29, np.nan]))
+    lo, hi = vanishing_figure.log_limits([1e-3, 34.7, 0.0], np.array([2e-29, np.nan]))
     assert (lo, hi) == (1e-30, 1e3)  # a decade beyond 2e-29 and 34.7; zero and NaN have no place on a log axis
 
 
