@@ -257,7 +257,8 @@ def cli(
         if args.seeds is not None:
             config = with_seeds(config, args.seeds)
         overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-        config = dataclasses.replace(config, **overrides)
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
         _make_folder(args.out)
         select_device(args.device)
         stem = f"{name}_{args.preset}" if args.preset in own_file else name

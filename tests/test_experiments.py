@@ -183,3 +183,30 @@ def test_spread_and_verdict_over_seeds():
     assert common.verdict(lo, common.spread([0.15, 0.4]), ("rnn", "lstm")) == "no difference"
     assert np.isnan(common.spread([1.0, np.nan])["mean"])  # a diverged seed is not averaged away
     np.testing.assert_array_equal(common.pad([[1, 2], [3]]), [[1, 2], [3, np.nan]])
+
+
+def test_command_line_sets_the_seeds_and_refuses_bad_ones(tmp_path, capsys):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Seeds:
+        seeds: tuple = (0,)
+
+    @dataclasses.dataclass(frozen=True)
+    class OneSeed:
+        seed: int = 0
+
+    assert common.with_seeds(Seeds(), "3,4") == Seeds(seeds=(3, 4))
+    assert common.with_seeds(OneSeed(), "7") == OneSeed(seed=7)
+    seen = []
+    run = lambda c: seen.append(c) or {"summary": {"n": len(c.seeds)}}
+    assert (
+        common.cli("x", {"tiny": Seeds()}, run, None, ["--preset", "tiny", "--seeds", "1,2", "--out", str(tmp_path)])
+        == 0
+    )
+    assert seen == [Seeds(seeds=(1, 2))] and (tmp_path / "x.json").exists()
+    for bad, message in (("1,a", "expected integers"), ("1,2", "takes one seed")):
+        presets = {"tiny": Seeds() if bad == "1,a" else OneSeed()}
+        assert common.cli("x", presets, run, None, ["--preset", "tiny", "--seeds", bad, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
