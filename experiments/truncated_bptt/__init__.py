@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 
 
@@ -38,12 +37,12 @@ import numpy as np
 import optax
 
 import jaxrnn
-from benchmarks.memory import program_bytes
 from experiments import common, tasks
 from jaxrnn import lm
 from jaxrnn.data import DEFAULT_CORPUS, load_splits
 from jaxrnn.optim import make_optimizer
 from jaxrnn.streams import Streams, evaluation_streams
+from experiments.truncated_bptt.memory import memory_row, truncated_gradient  # noqa: F401 (tests read the gradient)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,42 +214,6 @@ def run_adding(cfg: Config, target: str, k: int, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- 3. memory
-
-
-def truncated_gradient(params, carry, xs, targets, k: int):
-    """The truncated-BPTT gradient over ``T = len(xs)`` characters: ``T / k`` chunks, each differentiated on its
-    own from the carried state (no gradient through it), gradients summed. Returns ``(loss, grads)``."""
-    T = xs.shape[0]
-    chunks = lambda a: a.reshape(T // k, k, *a.shape[1:])
-    grad = jax.value_and_grad(jaxrnn.sequence_loss, has_aux=True)
-
-    def body(state, chunk):
-        carry, loss, grads = state
-        (chunk_loss, carry), chunk_grads = grad(params, jax.lax.stop_gradient(carry), *chunk)
-        return (carry, loss + chunk_loss, jax.tree.map(jnp.add, grads, chunk_grads)), None
-
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    (_, loss, grads), _ = jax.lax.scan(body, (carry, jnp.zeros(()), zeros), (chunks(xs), chunks(targets)))
-    return loss, grads
-
-
-def memory_row(cfg: Config, vocab_size: int, T: int, method: str) -> dict:
-    params = jax.eval_shape(lambda: jaxrnn.init_lstm(jax.random.PRNGKey(0), vocab_size, cfg.memory_hidden, vocab_size))
-    carry = jax.eval_shape(
-        lambda: jaxrnn.initial_carry(
-            jaxrnn.init_lstm(jax.random.PRNGKey(0), 1, cfg.memory_hidden, 1), (cfg.memory_batch,)
-        )
-    )
-    ids = jax.ShapeDtypeStruct((T, cfg.memory_batch), jnp.int32)
-    if method == "truncated":
-        f = lambda p, c, x, y: truncated_gradient(p, c, x, y, cfg.memory_truncation)
-    else:
-        f = lambda p, c, x, y: jax.value_and_grad(
-            lambda p: jaxrnn.sequence_loss(p, c, x, y, remat=method == "remat")[0]
-        )(p)
-    return {"T": T, "method": method, **program_bytes(jax.jit(f).lower(params, carry, ids, ids).compile())}
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -298,68 +261,3 @@ def main(cfg: Config) -> dict:
         "adding": adding,
         "memory": memory,
     }
-
-
-def make_figure(results: dict):
-    """Validation loss at equal characters and at equal updates (mean, min-max band over seeds); the adding
-    problem's MSE against ``k``; compiled memory against ``T``."""
-    cfg = results["config"]
-    get = (lambda name: cfg[name]) if isinstance(cfg, dict) else (lambda name: getattr(cfg, name))
-    fig, ax = common.new_figure(2, 2, size=(5.6, 4.0))
-    for col, (budget, axis, label) in enumerate(
-        (("equal_characters", "characters", "training characters"), ("equal_updates", "updates", "updates"))
-    ):
-        a = ax[0, col]
-        for k in get("truncations"):
-            runs = [r for r in results["sweep"] if r["k"] == k]
-            limit = runs[0][budget][axis]
-            x = [p[axis] for p in runs[0]["curve"] if p[axis] <= limit]
-            curves = [[p["validation_loss"] for p in r["curve"] if p[axis] <= limit] for r in runs]
-            common.band(a, x, common.pad(curves), label=f"k = {k}")
-        a.set(
-            title=f"{label.split()[-1]} equal for every k: validation loss ({len(get('seeds'))} seeds)",
-            xlabel=label,
-            ylabel="validation loss (nats per character)",
-        )
-        a.set_xscale("log")
-        a.legend(fontsize=8)
-        a.grid(alpha=0.3, which="both")
-    a = ax[1, 0]
-    T = get("adding_T")
-    for target, ks in dict(get("adding_truncations")).items():
-        s = [results["spreads"][f"adding {target} k{k}"] for k in ks]
-        mean = np.array([v["mean"] for v in s])
-        err = np.array([[v["mean"] - v["min"] for v in s], [v["max"] - v["mean"] for v in s]])
-        a.errorbar(
-            ks,
-            mean,
-            yerr=err,
-            marker="o",
-            capsize=3,
-            label=f"target: {target} marked value" + ("s" if target == "sum" else ""),
-        )
-    a.axhline(tasks.ADDING_BASELINE_MSE, color="k", ls=":", lw=1, label="predict 1 (sum): 1/6")
-    a.axhline(FIRST_BASELINE_MSE, color="gray", ls="--", lw=1, label="predict 0.5 (first): 1/12")
-    a.axvline(T / 2, color="tab:red", lw=0.8, alpha=0.6, label=f"k = T/2 = {T // 2}")
-    a.set_yscale("log")
-    a.set(
-        title=f"adding problem, T = {T}: truncation k (k = T: full BPTT)",
-        xlabel="truncation length k (steps)",
-        ylabel="held-out MSE (mean, min-max)",
-    )
-    a.legend(fontsize=7)
-    a.grid(alpha=0.3, which="both")
-    for method, style in (("full", "o-"), ("remat", "s--"), ("truncated", "^:")):
-        rows = [r for r in results["memory"] if r["method"] == method]
-        ax[1, 1].loglog([r["T"] for r in rows], [r["total_bytes"] / 2**20 for r in rows], style, label=method)
-    ax[1, 1].set(
-        title="one gradient's compiled memory (XLA)", xlabel="sequence length T (characters)", ylabel="memory (MiB)"
-    )
-    ax[1, 1].legend()
-    ax[1, 1].grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    return fig
-
-
-if __name__ == "__main__":
-    sys.exit(common.cli("truncated_bptt", PRESETS, main, make_figure))
