@@ -114,7 +114,7 @@ def test_long_range_aggregate_marks_failure_above_a_tenth_of_the_baseline():
     }
     rows = {
         r["model"]: r
-        for r in long_range.aggregate(
+        for r in long_range.scoring.aggregate(
             [run("lstm", 0, 0.001), run("lstm", 1, 0.003), run("rnn", 0, 0.02), run("rnn", 1, 0.1)], cfg
         )
     }

@@ -126,13 +126,13 @@ def test_captioning_scores_count_words_and_whole_captions(captioning):
 def test_captioning_baseline_captions_are_the_tiles_words_up_to_the_first_blank(captioning):
     END = captioning.END
     tile_ids = jnp.array([[3, 1, 7, END], [END, 4, 2, 9], [5, END, 6, 8]])  # (3 tiles, 4 images)
-    ids = captioning.tiles_to_caption(tile_ids)
+    ids = captioning.baseline.tiles_to_caption(tile_ids)
     assert [captioning.caption_text(ids[:, j]) for j in range(4)] == ["three", "one four", "seven two six", ""]
     assert np.asarray(ids).tolist() == [[3, 1, 7, END], [END, 4, 2, END], [END, END, 6, END], [END] * 4]
     # scored like a decoder's ids: a caption "five two" read from tiles (5, 2, blank) is right in full
     targets = jnp.array([[5], [2], [END], [END]])
     s = captioning.scores(
-        captioning.tiles_to_caption(jnp.array([[5], [2], [END]])),
+        captioning.baseline.tiles_to_caption(jnp.array([[5], [2], [END]])),
         targets,
         jnp.array([[1], [1], [1], [0]], bool),
         jnp.array([2]),
@@ -141,9 +141,9 @@ def test_captioning_baseline_captions_are_the_tiles_words_up_to_the_first_blank(
 
 
 def test_captioning_baseline_classifies_each_tile_on_its_own(captioning):
-    p = captioning.init_tiles(jax.random.PRNGKey(0), captioning.PRESETS["tiny"])
+    p = captioning.baseline.init_tiles(jax.random.PRNGKey(0), captioning.PRESETS["tiny"])
     images = jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 24))
-    logits = captioning.tile_logits(p, images)
+    logits = captioning.baseline.tile_logits(p, images)
     assert logits.shape == (3, 5, captioning.END + 1)
     for j in range(3):
         x = images[:, :, 8 * j : 8 * j + 8].reshape(5, 64)
