@@ -1,4 +1,4 @@
-"""A/B timing of versions of ``jaxrnn/recurrence.py``: the LSTM training step of ``lstm_peers.py`` built on each
+"""A/B timing of versions of ``jaxrnn/recurrence.py``: the LSTM training step of ``benchmarks.lstm_peers`` built on each
 version, timed in turn, round after round, in one process (optionally beside Flax linen and PyTorch).
 
 Command: ``python -m benchmarks.investigations.ab_recurrence B T H RECURRENCE.py [RECURRENCE.py ...] [--unfolded]

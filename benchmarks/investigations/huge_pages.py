@@ -1,6 +1,6 @@
 """The LSTM training step with XLA:CPU's per-call scratch memory in 4 KiB pages, and in huge pages (hugetlb=1).
 
-``lstm_peers.py``'s step (jaxrnn's fused path with the folded embedding, and Flax linen) with glibc's default
+``benchmarks.lstm_peers``'s step (jaxrnn's fused path with the folded embedding, and Flax linen) with glibc's default
 allocator and with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
 
 Command: ``python -m benchmarks.investigations.huge_pages [--quick] [--device cpu|auto]``

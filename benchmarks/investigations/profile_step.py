@@ -1,7 +1,7 @@
 """Where the time of one LSTM training step goes: the XLA ops of a compiled step, from a ``jax.profiler`` trace.
 
 Command: ``python -m benchmarks.investigations.profile_step [--quick | --preset large|small] [--device cpu|gpu|auto]``
-Profiles one of ``lstm_peers.py``'s jaxrnn implementations (default: the fused path, folded embedding) at
+Profiles one of ``benchmarks.lstm_peers``'s jaxrnn implementations (default: the fused path, folded embedding) at
 (B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, or the unfolded fused path (the faster one at
 batch 1) at (1, 25, 100) with ``--preset small``, over ``repeats`` calls after warm-up.
 Prints and writes the ops that take the most time, milliseconds per training step, and how many times each
