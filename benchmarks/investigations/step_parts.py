@@ -1,8 +1,7 @@
 """Where one LSTM training step's time goes, part by part: jaxrnn's fused path beside Flax linen.
 
 Command: ``python -m benchmarks.investigations.step_parts [--quick | --preset mid] [--device cpu|gpu|auto]``
-For the model of ``benchmarks.lstm_peers`` at (B, T, H) = (1, 25, 100) (``--preset mid``: (32, 64, 256)), each
-compiled on its
+For ``lstm_peers``' model at (B, T, H) = (1, 25, 100) (``--preset mid``: (32, 64, 256)), each compiled on its
 own and all timed in turn in one run: the loss alone (forward), the loss with its gradient, the optimiser update
 alone (Adam, as in ``lstm_peers``), and the whole training step, at ``T`` and at ``2T``; the training step twice:
 called on the same arrays every time, which leaves them intact and writes its results into fresh buffers, and
