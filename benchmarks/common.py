@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]  # the repository: the scripts run as python -m benchmarks.NAME from here
+RESULTS = ROOT / "benchmarks" / "results"
 DEVICES = {"cpu": "cpu", "gpu": "cuda", "auto": None}
 
 
@@ -78,9 +79,16 @@ def environment() -> dict:
         "device_kind": f"{device.platform}: {device.device_kind}",
         "torch": torch,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "command": " ".join(["python -m", _module_name()] + sys.argv[1:]),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def _module_name() -> str:
+    """The running script as ``python -m`` names it (``benchmarks.lstm_peers``)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None else Path(sys.argv[0]).stem
 
 
 def compile_timed(fn, *args):
@@ -246,8 +254,17 @@ def run_benchmark(args, name: str, presets: dict, main, *, plot=None, pass_devic
     return results
 
 
-def script_main(doc: str, run) -> None:
-    """A benchmark script's command line: parse the shared flags, pick the device, ``run(args)``."""
-    args = parser(doc.splitlines()[0]).parse_args()
+def script_main(doc: str, run, worker=None) -> None:
+    """A benchmark script's command line: parse the shared flags, pick the device, ``run(args)``.
+
+    ``worker(args)``: the script measures in processes of its own (one per setting), started with ``--worker SPEC``;
+    such a process calls ``worker`` in place of ``run``."""
+    p = parser(doc.splitlines()[0])
+    if worker is not None:
+        p.add_argument("--worker", default=None, help="internal: measure one setting and print JSON")
+    args = p.parse_args()
     select_device(args.device)
-    run(args)
+    if getattr(args, "worker", None) is not None:
+        worker(args)
+    else:
+        run(args)

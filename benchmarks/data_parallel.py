@@ -1,6 +1,6 @@
 """Data-parallel throughput: the same jitted LSTM train step on 1, 2 and 4 devices (batch split, params replicated).
 
-Command: ``python benchmarks/data_parallel.py [--quick] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.data_parallel [--quick] [--device cpu|gpu|auto]``
 
 Each device count runs in its own process (the number of forced CPU devices is fixed when JAX starts). On a
 CPU the devices are ``--xla_force_host_platform_device_count`` slices of the same cores, so the ratio shows the
@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +70,10 @@ def main(config: Config, device: str) -> dict:
         env = dict(os.environ)
         if jax.default_backend() == "cpu":
             env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
-        worker = [sys.executable, __file__, "--device", device, "--worker", str(n)]
+        worker = [sys.executable, "-m", "benchmarks.data_parallel", "--device", device, "--worker", str(n)]
         if config is PRESETS["quick"]:
             worker.append("--quick")
-        proc = subprocess.run(worker, env=env, capture_output=True, text=True)
+        proc = subprocess.run(worker, env=env, capture_output=True, text=True, cwd=common.ROOT)
         if proc.returncode:
             raise SystemExit(f"data_parallel: the {n}-device run failed: {proc.stderr.strip().splitlines()[-1]}")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -93,12 +93,10 @@ def run(args) -> dict:
     return common.run_benchmark(args, "data_parallel", PRESETS, main, pass_device=True)
 
 
+def worker(args) -> None:
+    """``--worker N``: measure on ``N`` devices and print the row as JSON."""
+    print(json.dumps(measure(PRESETS["quick" if args.quick else "full"], int(args.worker))))
+
+
 if __name__ == "__main__":
-    p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--worker", type=int, default=None, help="internal: measure one device count and print JSON")
-    args = p.parse_args()
-    common.select_device(args.device)
-    if args.worker is not None:
-        print(json.dumps(measure(PRESETS["quick" if args.quick else "full"], args.worker)))
-    else:
-        run(args)
+    common.script_main(__doc__, run, worker)

@@ -1,27 +1,32 @@
-"""Character-LSTM training step, tokens per second: jaxrnn versus Flax (linen, nnx) and PyTorch ``nn.LSTM``.
+"""Character-LSTM training step, tokens per second: jaxrnn versus Flax (linen, nnx) and PyTorch, float32 and bfloat16.
 
-Command: ``python benchmarks/lstm_peers.py [--quick | --preset small|mid|large] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.lstm_peers [--quick | --preset small|mid|large] [--device cpu|gpu|auto]``
 Model everywhere: embedding ``E`` -> one LSTM layer ``H`` -> linear readout ``V``; mean cross-entropy; Adam
-(lr 1e-3); zero initial state. All start from the same weights and must agree on the loss before and after one
-step before they are timed. GFLOP/s counts the model's matmul FLOPs (3x the forward: forward, and the two
-matmuls of the backward) and is compared with a large float32 matmul timed in turn with each shape's steps (one
-more implementation in the rounds: the peak under the same load; the shared machine's peak moved by 2x within an
-hour). jaxrnn's fused path and Flax linen are also timed running ``updates_per_call`` updates in one compiled call
-(``update_loops``), reported per update. jaxrnn's paths: *scan* (``make_train_step``'s default, the plain step in a
-``lax.scan``, the embedding looked up inside the loop), *fused* (``sequence_loss(..., method="fused")``: the
-embedding and ``Wxh`` applied to all T steps before the loop, hand-written BPTT) and *fused, folded* (the embedding
-folded into ``Wxh``, one ``(4H, V)`` table looked up inside the loop).
+(lr 1e-3); zero initial state; all from one ``jaxrnn.init_stack(..., embed_size=E)`` (``benchmarks.peers``). Every
+implementation must agree with jaxrnn's float32 loss before and after one update before anything is timed
+(bfloat16 rows within bfloat16's rounding).
+
+Rows, each timed in the same shuffled rounds (``common.interleaved_times``), one update per compiled call:
+jaxrnn (``make_train_step``'s default), Flax linen ``nn.RNN(OptimizedLSTMCell)``, Flax nnx, PyTorch ``nn.LSTM``; in
+bfloat16: jaxrnn ``compute_dtype=bfloat16`` (``jaxrnn.precision``), Flax linen ``dtype=bfloat16,
+param_dtype=float32``, PyTorch under ``torch.autocast(dtype=bfloat16)``. Separate rows run ``updates_per_call``
+updates in one compiled call (jaxrnn's ``updates_per_call``, a ``lax.scan`` of linen's step), reported per update.
+
+The same rounds time this machine's matmul (``benchmarks.matmul_rate``) at the sizes of one time step of the
+model and at a large square, in float32 and bfloat16-in/float32-accumulate; each row's GFLOP/s (the matmul FLOPs
+of forward and backward) is reported as a fraction of the rate those matmuls reach alone, at its precision.
+Writes ``lstm_peers.json`` and ``lstm_peers.md`` (the table of ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
-from typing import NamedTuple
 
-import common
+from benchmarks import common, lstm_table, matmul_rate, peers
+
+F32, BF16 = "float32", "bfloat16"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,10 +37,10 @@ class Config:
     learning_rate: float = 1e-3
     matmul_size: int = 2048
     min_seconds: float = 2.0
-    updates_per_call: int = 8  # the loops of updates in one compiled call (update_loops)
+    updates_per_call: int = 8  # the rows that run this many updates in one compiled call
+    bf16_tolerance: float = 2e-2  # relative loss difference of a bfloat16 row from jaxrnn's float32
 
 
-PEAK = "float32 matmul (peak)"
 PRESETS = {
     "full": Config(),
     "quick": Config(shapes=((2, 5, 8),), embedding=4, vocab=11, matmul_size=64, min_seconds=0.01, updates_per_call=2),
@@ -46,249 +51,61 @@ PRESETS = {
 }
 
 
-class EmbeddedLSTMParams(NamedTuple):
-    """An embedding ``Wemb (E, V)`` in front of ``jaxrnn.LSTMParams`` (``Wxh (4H, E)``)."""
-
-    Wemb: object
-    Wxh: object
-    Whh: object
-    Why: object
-    bh: object
-    by: object
-
-
 def problem(B: int, T: int, H: int, E: int, V: int, seed: int = 0):
-    """``(params, carry, xs, ys)``: an ``EmbeddedLSTMParams`` model, zero state, random ids ``(T, B)``."""
+    """``(params, carry, xs, ys)``: a one-layer LSTM ``StackParams`` with an embedding, zero state, ids ``(T, B)``."""
     import jax
+
+    import jaxrnn
+
+    k = jax.random.split(jax.random.PRNGKey(seed), 3)
+    p = jaxrnn.init_stack(k[0], V, (H,), V, cell="lstm", embed_size=E)
+    xs, ys = (jax.random.randint(kk, (T, B), 0, V) for kk in k[1:])
+    return p, jaxrnn.initial_carry(p, (B,)), xs, ys
+
+
+def jaxrnn_step(optimizer, precision: str, k: int = 1):
+    """``make_train_step`` as its defaults give it (mean loss), in ``precision``, ``k`` updates per call."""
     import jax.numpy as jnp
 
     import jaxrnn
 
-    k = jax.random.split(jax.random.PRNGKey(seed), 4)
-    p = EmbeddedLSTMParams(jax.random.normal(k[1], (E, V)), *jaxrnn.init_lstm(k[0], E, H, V))
-    xs, ys = (jax.random.randint(kk, (T, B), 0, V) for kk in k[2:])
-    return p, jaxrnn.LSTMCarry(jnp.zeros((B, H)), jnp.zeros((B, H))), xs, ys
+    compute_dtype = jnp.bfloat16 if precision == BF16 else None
+    return jaxrnn.make_train_step(optimizer, reduction="mean", compute_dtype=compute_dtype, updates_per_call=k)
 
 
-def _lstm(p):
-    import jaxrnn
-
-    return jaxrnn.LSTMParams(p.Wxh, p.Whh, p.Why, p.bh, p.by)
-
-
-SCAN, FUSED, FOLDED = "jaxrnn scan", "jaxrnn fused", "jaxrnn fused, folded"  # report.py maps older labels to these
+def flops_per_update(B: int, T: int, H: int, E: int, V: int) -> dict:
+    """Matmul FLOPs of one update by part: input projection, recurrent matmul, readout; backward = 2x forward."""
+    forward = {"input projection": 4 * H * E, "recurrent": 4 * H * H, "readout": V * H}
+    return {part: 3 * 2 * B * T * n for part, n in forward.items()}
 
 
-def jaxrnn_fused_losses():
-    """``{name: loss(p, carry, xs, ys, mask=None) -> (loss, carry_T)}`` for the fused paths, mean cross-entropy."""
-    import jaxrnn
+def checked_loop(name: str, loop, state: tuple, step, chunks, tol: float):
+    """``(call, compile_s, first_loss)`` of ``loop`` (``k`` updates per call), its losses checked against ``k``
+    calls of the same library's one-update ``step`` from the same state."""
+    import jax.numpy as jnp
 
-    def fused_loss(p, carry, xs, ys, mask=None):  # embedding for all T at once, then Wxh for all T at once
-        return jaxrnn.sequence_loss(
-            _lstm(p), carry, jaxrnn.embed(p.Wemb, xs), ys, mask=mask, reduction="mean", method="fused"
-        )
-
-    def folded_loss(p, carry, xs, ys, mask=None):  # Wxh (Wemb x) = (Wxh Wemb) x: one (4H, V) table to look up
-        folded = _lstm(p)._replace(Wxh=p.Wxh @ p.Wemb)
-        return jaxrnn.sequence_loss(folded, carry, xs, ys, mask=mask, reduction="mean", method="fused")
-
-    return {FUSED: fused_loss, FOLDED: folded_loss}
-
-
-def embedded_step(p, carry, x):
-    """The scan path's step: the embedding looked up inside the time loop, then ``lstm_step``."""
-    import jaxrnn
-
-    return jaxrnn.lstm_step(_lstm(p), carry, jaxrnn.embed(p.Wemb, x))
+    compiled, lower_s, compile_s = common.compile_timed(loop, *state, *chunks)
+    expected, first = [], tuple(state)
+    for xs, ys in zip(*chunks):
+        *state, loss = step(*state, xs, ys)
+        expected.append(loss)
+    got = compiled(*first, *chunks)[-1]
+    common.check_close(f"{name}: its losses against calls of its step", jnp.stack(expected), got, tol)
+    return functools.partial(compiled, *first, *chunks), lower_s + compile_s, float(expected[0])
 
 
-def jaxrnn_impls(config, optimizer):
-    """``{name: train_step}`` for the scan path and the fused paths, each ``(p, opt, carry, xs, ys)``."""
-    import jaxrnn
-
-    plain = jaxrnn.make_train_step(optimizer, step=embedded_step, reduction="mean")
-    return {SCAN: plain} | {
-        name: jaxrnn.make_train_step(optimizer, loss_fn=loss) for name, loss in jaxrnn_fused_losses().items()
-    }
-
-
-def flax_linen_impl(p, V, E, H, optimizer):
-    import flax.linen as nn
+def flax_loop(flax_step):
+    """``k`` updates of Flax linen's ``train_step`` in one ``lax.scan`` over ``(xs (k, T, B), ys (k, T, B))``."""
     import jax
-    import jax.numpy as jnp
-    import optax
 
-    class Model(nn.Module):
-        @nn.compact
-        def __call__(self, ids):  # (B, T)
-            return nn.Dense(V)(nn.RNN(nn.OptimizedLSTMCell(H))(nn.Embed(V, E)(ids)))
-
-    model = Model()
-    blocks = lambda W: dict(zip("ifog", jnp.split(W, 4)))
-    wx, wh, b = blocks(p.Wxh), blocks(p.Whh), blocks(p.bh)
-    cell = {f"i{k}": {"kernel": wx[k].T} for k in "ifog"} | {f"h{k}": {"kernel": wh[k].T, "bias": b[k]} for k in "ifog"}
-    variables = {
-        "params": {
-            "Embed_0": {"embedding": p.Wemb.T},
-            "OptimizedLSTMCell_0": cell,
-            "Dense_0": {"kernel": p.Why.T, "bias": p.by},
-        }
-    }
-    expected = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), int))
-    assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, expected), "Flax parameter layout changed"
-
-    def loss_fn(variables, xs, ys):  # xs, ys (T, B) as jaxrnn's; Flax is batch-major
-        logits = model.apply(variables, xs.T)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, ys.T).mean()
-
-    @jax.jit
-    def train_step(variables, opt_state, xs, ys):
-        loss, grads = jax.value_and_grad(loss_fn)(variables, xs, ys)
-        updates, opt_state = optimizer.update(grads, opt_state, variables)
-        return optax.apply_updates(variables, updates), opt_state, loss
-
-    return variables, train_step, loss_fn
-
-
-def flax_nnx_impl(p, V, E, H, optimizer):
-    import jax.numpy as jnp
-    import optax
-    from flax import nnx
-
-    class Model(nnx.Module):
-        def __init__(self, rngs):
-            self.embed = nnx.Embed(V, E, rngs=rngs)
-            self.rnn = nnx.RNN(nnx.OptimizedLSTMCell(E, H, rngs=rngs))
-            self.out = nnx.Linear(H, V, rngs=rngs)
-
-        def __call__(self, ids):
-            return self.out(self.rnn(self.embed(ids)))
-
-    model = Model(nnx.Rngs(0))
-    to_ifgo = lambda W: jnp.concatenate([W[: 2 * H], W[3 * H :], W[2 * H : 3 * H]])  # i, f, o, g -> i, f, g, o
-    model.embed.embedding.value = p.Wemb.T
-    model.rnn.cell.dense_i.kernel.value = to_ifgo(p.Wxh).T
-    model.rnn.cell.dense_h.kernel.value = to_ifgo(p.Whh).T
-    model.rnn.cell.dense_h.bias.value = to_ifgo(p.bh)
-    model.out.kernel.value, model.out.bias.value = p.Why.T, p.by
-    opt = nnx.Optimizer(model, optimizer, wrt=nnx.Param)
-
-    def loss_fn(model, xs, ys):
-        return optax.softmax_cross_entropy_with_integer_labels(model(xs.T), ys.T).mean()
-
-    @nnx.jit
-    def train_step(model, opt, xs, ys):
-        loss, grads = nnx.value_and_grad(loss_fn)(model, xs, ys)
-        opt.update(model, grads)
-        return loss
-
-    return model, opt, train_step, loss_fn
-
-
-def torch_impl(p, V, E, H, lr, device):
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(os.cpu_count())
-    dev = "cuda" if device == "gpu" or (device == "auto" and torch.cuda.is_available()) else "cpu"
-
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = torch.nn.Embedding(V, E)
-            self.lstm = torch.nn.LSTM(E, H)  # time-major (T, B, E), gates i, f, g, o
-            self.out = torch.nn.Linear(H, V)
-
-        def forward(self, ids):
-            return self.out(self.lstm(self.embed(ids))[0])
-
-    model = Model().to(dev)
-    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32, device=dev)
-    to_ifgo = lambda W: np.concatenate([W[: 2 * H], W[3 * H :], W[2 * H : 3 * H]])
-    with torch.no_grad():
-        model.embed.weight.copy_(t(np.asarray(p.Wemb).T))
-        model.lstm.weight_ih_l0.copy_(t(to_ifgo(np.asarray(p.Wxh))))
-        model.lstm.weight_hh_l0.copy_(t(to_ifgo(np.asarray(p.Whh))))
-        model.lstm.bias_ih_l0.copy_(t(to_ifgo(np.asarray(p.bh))))
-        model.lstm.bias_hh_l0.zero_()
-        model.out.weight.copy_(t(p.Why))
-        model.out.bias.copy_(t(p.by))
-    model.lstm.bias_hh_l0.requires_grad_(False)  # one bias vector, as in jaxrnn and Flax (Adam would move both)
-    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=lr)
-
-    def loss_of(xs, ys):
-        return torch.nn.functional.cross_entropy(model(xs).reshape(-1, V), ys.reshape(-1))
-
-    def train_step(xs, ys):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_of(xs, ys)
-        loss.backward()
-        opt.step()
-        return loss.item()  # .item() waits for the step to finish
-
-    to_ids = lambda a: torch.tensor(np.asarray(a), dtype=torch.long, device=dev)
-    return train_step, loss_of, to_ids
-
-
-def update_loops(k: int, p, carry, chunks, jaxrnn_steps: dict, flax_step, variables, optimizer) -> dict:
-    """``{name: (call, compile_s, first_loss)}``: ``k`` updates in one compiled call, for jaxrnn and Flax linen.
-
-    jaxrnn's are ``make_train_step(..., updates_per_call=k)`` over each fused loss (``jaxrnn_fused_losses``;
-    update ``n`` starts from the carry update ``n - 1`` left, as the character model's trainer runs), Flax linen's
-    a ``lax.scan`` over its ``train_step``. One call trains on ``chunks = (xs (k, T, B), ys (k, T, B))``. Each
-    loop's ``k`` losses must equal those of ``k`` calls of the same library's one-update step
-    (``jaxrnn_steps[name](p, opt, carry, xs, ys)``, ``flax_step(variables, opt, xs, ys)``, both already checked
-    against the scan path) before it is timed.
-    Why this is faster per update at (64, 128, 512): XLA:CPU maps the step's ~200 MB of temporaries afresh each
-    call (``investigations/huge_pages.py``); a loop maps them once.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    import jaxrnn
-
-    def checked(name, loop, state, step):  # the loop compiled, checked against k calls of step from state
-        compiled, lower_s, compile_s = common.compile_timed(loop, *state, *chunks)
-        expected, first = [], tuple(state)
-        for xs, ys in zip(*chunks):
-            *state, loss = step(*state, xs, ys)
-            expected.append(loss)
-        common.check_close(
-            f"{name}: its {k} losses against {k} calls of its step",
-            jnp.stack(expected),
-            compiled(*first, *chunks)[-1],
-            1e-5,
-        )
-        return functools.partial(compiled, *first, *chunks), lower_s + compile_s, float(expected[0])
-
-    def flax_loop(variables, opt_state, xs_k, ys_k):
+    def loop(variables, opt_state, xs_k, ys_k):
         def body(state, chunk):
             *state, loss = flax_step(*state, *chunk)
             return tuple(state), loss
 
         return jax.lax.scan(body, (variables, opt_state), (xs_k, ys_k))
 
-    loops = {
-        f"{name}, {k} updates/call": checked(
-            f"{name}, {k} updates/call",
-            jaxrnn.make_train_step(optimizer, loss_fn=loss, updates_per_call=k),
-            (p, optimizer.init(p), carry),
-            jaxrnn_steps[name],
-        )
-        for name, loss in jaxrnn_fused_losses().items()
-    }
-    name = f"flax linen nn.RNN(OptimizedLSTMCell), {k} updates/call"
-    loops[name] = checked(name, flax_loop, (variables, optimizer.init(variables)), flax_step)
-    return loops
-
-
-def per_update(timing: dict, k: int) -> dict:
-    """An ``interleaved_times`` entry of a call that runs ``k`` updates, as seconds per update."""
-    return timing | {
-        "median_s": timing["median_s"] / k,
-        "min_s": timing["min_s"] / k,
-        "round_s": [t / k for t in timing["round_s"]],
-    }
+    return loop
 
 
 def update_chunks(xs, ys, k: int, V: int, seed: int):
@@ -301,113 +118,136 @@ def update_chunks(xs, ys, k: int, V: int, seed: int):
     return jnp.concatenate([xs[None], rest[0]]), jnp.concatenate([ys[None], rest[1]])
 
 
-def matmul_call(n: int):
-    """``(call, flops)``: a compiled float32 ``(n, n) @ (n, n)`` matmul, the yardstick of the machine's peak."""
-    import jax
+def implementations(config: Config, shape: tuple, device: str, skipped: list) -> dict:
+    """``{(impl, precision): (call, compile_s, loss_before, loss_after_one_step or None, updates_per_call)}`` at one
+    shape, every loss checked; a loop's ``loss_after_one_step`` is ``None``. An implementation that cannot run
+    here (PyTorch's bfloat16 LSTM without bfloat16 instructions) is appended to ``skipped`` with the reason."""
     import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    compiled, _, _ = common.compile_timed(lambda a, b: a @ b, a, a)
-    return functools.partial(compiled, a, a), 2 * n**3
-
-
-def main(config: Config, device: str = "auto") -> dict:
     import optax
 
-    peak_call, peak_flops = matmul_call(config.matmul_size)  # timed alone here, then in turn with each shape
-    peak = peak_flops / common.median_time(peak_call, min_seconds=config.min_seconds)["median_s"] / 1e9
-    print(f"float32 matmul {config.matmul_size}^2: {peak:.1f} GFLOP/s", flush=True)
-    V, E = config.vocab, config.embedding
+    B, T, H = shape
+    V, E, k = config.vocab, config.embedding, config.updates_per_call
+    p, carry, xs, ys = problem(B, T, H, E, V, seed=B * T + H)
     optimizer = optax.adam(config.learning_rate)
-    rows = []
-    for B, T, H in config.shapes:
-        p, carry, xs, ys = problem(B, T, H, E, V, seed=B * T + H)
-        flops = 3 * 2 * (4 * H * E + 4 * H * H + V * H) * B * T
-        results, calls = {}, {}  # name -> (loss before, loss after one step, compile_s); name -> timed call
-
-        opt0, steps = optimizer.init(p), {}
-        for name, step in jaxrnn_impls(config, optimizer).items():
-            compiled, lower_s, compile_s = common.compile_timed(step, p, opt0, carry, xs, ys)
-            steps[name] = compiled
-            p1, _, _, loss0 = compiled(p, opt0, carry, xs, ys)
-            results[name] = (float(loss0), float(compiled(p1, opt0, carry, xs, ys)[3]), lower_s + compile_s)
-            calls[name] = functools.partial(compiled, p, opt0, carry, xs, ys)
-
-        variables, step, _ = flax_linen_impl(p, V, E, H, optimizer)
-        vopt = optimizer.init(variables)
-        compiled, lower_s, compile_s = common.compile_timed(step, variables, vopt, xs, ys)
-        v1, _, loss0 = compiled(variables, vopt, xs, ys)
-        name = "flax linen nn.RNN(OptimizedLSTMCell)"
-        results[name] = (float(loss0), float(compiled(v1, vopt, xs, ys)[2]), lower_s + compile_s)
-        calls[name] = functools.partial(compiled, variables, vopt, xs, ys)
-        k = config.updates_per_call
-        loops = update_loops(
-            k, p, carry, update_chunks(xs, ys, k, V, seed=B * T + H + 1), steps, step, variables, optimizer
+    chunks = update_chunks(xs, ys, k, V, seed=B * T + H + 1)
+    out = {}
+    for precision in (F32, BF16):
+        tol = 1e-5 if precision == F32 else config.bf16_tolerance
+        opt0 = optimizer.init(p)
+        step, lower_s, compile_s = common.compile_timed(jaxrnn_step(optimizer, precision), p, opt0, carry, xs, ys)
+        p1, _, _, loss0 = step(p, opt0, carry, xs, ys)
+        call = functools.partial(step, p, opt0, carry, xs, ys)
+        out["jaxrnn", precision] = (call, lower_s + compile_s, float(loss0), float(step(p1, opt0, carry, xs, ys)[3]), 1)
+        loop = jaxrnn_step(optimizer, precision, k)
+        out[f"jaxrnn, {k} updates/call", precision] = (
+            *checked_loop("jaxrnn", loop, (p, opt0, carry), step, chunks, tol),
+            None,
+            k,
         )
 
-        model, opt, step, loss_fn = flax_nnx_impl(p, V, E, H, optimizer)
-        t0 = time.perf_counter()
-        loss0 = float(step(model, opt, xs, ys))  # the first call traces and compiles (nnx.jit)
-        name = "flax nnx RNN(OptimizedLSTMCell)"
-        results[name] = (loss0, float(loss_fn(model, xs, ys)), time.perf_counter() - t0)
-        calls[name] = functools.partial(step, model, opt, xs, ys)
+        dtype = None if precision == F32 else jnp.bfloat16
+        variables, flax_step, _ = peers.flax_linen_impl(p, optimizer, dtype=dtype)
+        vopt = optimizer.init(variables)
+        compiled, lower_s, compile_s = common.compile_timed(flax_step, variables, vopt, xs, ys)
+        v1, _, loss0 = compiled(variables, vopt, xs, ys)
+        name = "flax linen nn.RNN(OptimizedLSTMCell)"
+        loss1 = float(compiled(v1, vopt, xs, ys)[2])
+        out[name, precision] = (
+            functools.partial(compiled, variables, vopt, xs, ys),
+            lower_s + compile_s,
+            float(loss0),
+            loss1,
+            1,
+        )
+        looped = checked_loop(name, flax_loop(flax_step), (variables, vopt), compiled, chunks, tol)
+        out[f"{name}, {k} updates/call", precision] = (*looped, None, k)
 
         try:
             import torch
         except ImportError:
-            print("torch not installed: skipping PyTorch (pip install torch==2.13.0)", flush=True)
+            print("torch not installed: skipping PyTorch (pip install torch)", flush=True)
         else:
-            step, loss_of, to_ids = torch_impl(p, V, E, H, config.learning_rate, device)
+            torch_step, loss_of, to_ids = peers.torch_impl(p, config.learning_rate, device, autocast=precision == BF16)
             txs, tys = to_ids(xs), to_ids(ys)
-            loss0 = step(txs, tys)
-            with torch.no_grad():
-                loss1 = loss_of(txs, tys).item()
-            name = f"pytorch nn.LSTM ({torch.get_num_threads()} threads)"
-            results[name] = (loss0, loss1, 0.0)
-            calls[name] = functools.partial(step, txs, tys)
+            name = f"pytorch nn.LSTM ({torch.get_num_threads()} threads)" + (", autocast" if precision == BF16 else "")
+            try:
+                loss0 = torch_step(txs, tys)
+            except RuntimeError as error:  # oneDNN has no bfloat16 LSTM on a CPU without bfloat16 instructions
+                skipped.append(dict(B=B, T=T, H=H, impl=name, precision=precision, reason=str(error).split("\n")[0]))
+                print(f"{name} ({precision}) skipped: {skipped[-1]['reason']}", flush=True)
+            else:
+                with torch.no_grad():
+                    loss1 = loss_of(txs, tys).item()
+                out[name, precision] = (functools.partial(torch_step, txs, tys), 0.0, loss0, loss1, 1)
 
-        for name, (call, compile_s, loss0) in loops.items():  # the rest checked against their steps in update_loops
-            results[name], calls[name] = (loss0, None, compile_s), call
-        base0, base1 = results[SCAN][:2]
-        for name, (loss0, loss1, compile_s) in results.items():
-            for a, b in ((loss0, base0), (loss1, base1)):
-                if a is not None and not abs(a - b) <= 2e-4 * abs(b):  # a loop has no loss after one step
-                    raise AssertionError(f"B{B} T{T} H{H} {name}: loss {a} disagrees with jaxrnn's {b}")
-        timings = common.interleaved_times({**calls, PEAK: peak_call}, min_seconds=config.min_seconds)
-        timings |= {name: per_update(timings[name], k) for name in loops}
-        shape_peak = peak_flops / timings.pop(PEAK)["median_s"] / 1e9  # the peak under this shape's load
-        ref = {n: t["median_s"] for n, t in timings.items()}
-        for name, (loss0, loss1, compile_s) in results.items():
-            timing = timings[name]
-            gflops = flops / timing["median_s"] / 1e9
+    model, opt, nnx_step, loss_fn = peers.flax_nnx_impl(p, optimizer)
+    t0 = time.perf_counter()
+    loss0 = float(nnx_step(model, opt, xs, ys))  # the first call traces and compiles (nnx.jit)
+    loss1 = float(loss_fn(model, xs, ys))
+    out["flax nnx RNN(OptimizedLSTMCell)", F32] = (
+        functools.partial(nnx_step, model, opt, xs, ys),
+        time.perf_counter() - t0,
+        loss0,
+        loss1,
+        1,
+    )
+
+    base = out["jaxrnn", F32]
+    for (name, precision), (_, _, loss0, loss1, _) in out.items():
+        tol = 2e-4 if precision == F32 else config.bf16_tolerance
+        for a, b in ((loss0, base[2]), (loss1, base[3])):
+            if a is not None and not abs(a - b) <= tol * abs(b):
+                raise AssertionError(f"B{B} T{T} H{H} {name} ({precision}): loss {a} disagrees with jaxrnn's {b}")
+    return out
+
+
+def main(config: Config, device: str = "auto") -> dict:
+    rows, rates, skipped = [], [], []
+    for B, T, H in config.shapes:
+        impls = implementations(config, (B, T, H), device, skipped)
+        matmuls = matmul_rate.calls(B, T, H, config.embedding, config.vocab, config.matmul_size, (F32, BF16))
+        calls = {f"{n} [{p}]": impl[0] for (n, p), impl in impls.items()}
+        calls |= {f"matmul {m['part']} [{m['precision']}]": m["call"] for m in matmuls}
+        timings = common.interleaved_times(calls, min_seconds=config.min_seconds)
+        shape_rates = [
+            matmul_rate.rate(m, timings.pop(f"matmul {m['part']} [{m['precision']}]"), B=B, T=T, H=H) for m in matmuls
+        ]
+        rates += shape_rates
+        flops = flops_per_update(B, T, H, config.embedding, config.vocab)
+        for (name, precision), (_, compile_s, loss0, loss1, k) in impls.items():
+            timing = timings[f"{name} [{precision}]"]
+            per_update = [t / k for t in timing["round_s"]]
             row = dict(
                 B=B,
                 T=T,
                 H=H,
                 impl=name,
-                tokens_per_s=B * T / timing["median_s"],
-                gflops=gflops,
-                matmul_peak_gflops=shape_peak,
-                fraction_of_matmul_peak=gflops / shape_peak,
+                precision=precision,
+                updates_per_call=k,
                 compile_s=compile_s,
-                updates_per_call=k if name in loops else 1,
                 loss_before=loss0,
                 loss_after_one_step=loss1,
-                **timing,
-                speedup_vs={n: t / timing["median_s"] for n, t in ref.items() if n != name},
-                paired_speedup_vs=common.paired_speedups(timings, name),
+                repeats=timing["repeats"],
+                round_s=per_update,
+                **lstm_table.quartiles("s_per_update", per_update),
+                **lstm_table.quartiles("tokens_per_s", [B * T / t for t in per_update]),
+                **matmul_rate.fractions(flops, per_update, [r for r in shape_rates if r["precision"] == precision]),
+                paired_speedup_vs_jaxrnn_float32=common.paired_speedups(
+                    {"self": {"round_s": per_update}, "base": timings["jaxrnn [float32]"]}, "self"
+                )["base"],
             )
             rows.append(row)
-            print(
-                f"B{B:<3d} T{T:<4d} H{H:<4d} {name:54s} {row['tokens_per_s']:10.0f} tok/s {gflops:6.1f} GFLOP/s "
-                f"({100 * gflops / shape_peak:4.1f}% of {shape_peak:.0f}) compile {compile_s:.2f}s",
-                flush=True,
-            )
-    return {"matmul_peak_gflops": peak, "rows": rows}
+            print(lstm_table.line(row), flush=True)
+    return {"rows": rows, "matmul": rates, "skipped": skipped}
 
 
 def run(args) -> dict:
-    return common.run_benchmark(args, "lstm_peers", PRESETS, main, pass_device=True)
+    results = common.run_benchmark(args, "lstm_peers", PRESETS, main, pass_device=True)
+    stem = (
+        "lstm_peers" if (getattr(args, "preset", None) or "full") in ("full", "quick") else f"lstm_peers_{args.preset}"
+    )
+    lstm_table.write(common.out_dir(args) / f"{stem}.md", results)
+    return results
 
 
 if __name__ == "__main__":

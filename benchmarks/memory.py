@@ -1,7 +1,7 @@
 """Peak memory of one LSTM gradient as T grows: full BPTT (scan and fused paths), per-step remat, segment
 checkpointing, truncated BPTT.
 
-Command: ``python benchmarks/memory.py [--quick] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.memory [--quick] [--device cpu|gpu|auto]``
 Numbers are XLA's own accounting of the compiled program (``compiled.memory_analysis()``: arguments + outputs +
 temporaries - aliased; its ``peak_memory_in_bytes`` reads 0 on CPU), so nothing is allocated to measure them.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +52,23 @@ def peak_bytes(config: Config, method: str, T: int) -> dict:
     else:
         loss = lambda p, c, x, y: jaxrnn.sequence_loss(p, c, x, y, remat=method == "remat")
     compiled = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(params, carry, ids, ids).compile()
-    stats = compiled.memory_analysis()
-    peak = (
-        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
-    )
+    program = program_bytes(compiled)
+    peak = program["total_bytes"]
     if method == "truncated":  # one chunk's program, plus the whole sequence of ids held as data
         peak += 2 * 4 * config.batch * (T - length)
-    return {"peak_bytes": int(peak), "temp_bytes": int(stats.temp_size_in_bytes)}
+    return {"peak_bytes": int(peak), "temp_bytes": program["temp_bytes"]}
+
+
+def program_bytes(compiled) -> dict:
+    """XLA's accounting of a compiled program: ``arguments + outputs + temporaries - aliased`` and its parts (the
+    one definition, which ``experiments.truncated_bptt`` uses too)."""
+    m = compiled.memory_analysis()
+    total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    return {
+        "total_bytes": int(total),
+        "temp_bytes": int(m.temp_size_in_bytes),
+        "argument_bytes": int(m.argument_size_in_bytes),
+    }
 
 
 def longest_fitting(config: Config, method: str) -> int:

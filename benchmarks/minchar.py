@@ -1,6 +1,6 @@
 """min-char-rnn training iterations per second: the NumPy reference versus jaxrnn.
 
-Command: ``python benchmarks/minchar.py [--quick] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.minchar [--quick] [--device cpu|gpu|auto]``
 The text is this repository's own ``jaxrnn/*.py`` source (no download); hidden 100, sequence 25, clipped Adagrad.
 Every implementation, the NumPy loop included, is timed in turn, round after round (``common.interleaved_times``).
 """
@@ -12,7 +12,7 @@ import functools
 import time
 from pathlib import Path
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Newton's method over time (DEER, quasi-DEER) against lax.scan: forward wall time, iterations, memory.
 
-Command: ``python benchmarks/parallel_in_time.py [--quick | --preset large] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.parallel_in_time [--quick | --preset large] [--device cpu|gpu|auto]``
 
 For each (cell, batch, H, T, Jacobian): the GRU's forward pass ``(carry_T, hs)`` by ``jaxrnn.unroll`` (the
 sequential ``lax.scan``) and by ``jaxrnn.newton.newton_unroll`` from zeros, checked equal before timing; the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Print the markdown tables of ``benchmarks/README.md`` from the JSON files in a results folder.
 
-Command: ``python benchmarks/report.py [results folder] [--only NAME ...]``
+Command: ``python -m benchmarks.report [results folder] [--only NAME ...]``
 The suite's tables by default; the investigations' (``benchmarks/investigations/``) with ``--only``.
 """
 
@@ -11,52 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-import common
-
-
-# Labels of jaxrnn's paths in results written before the 0.2 API (jaxrnn.fast), and the names they have now.
-OLD_LABELS = (
-    ("jaxrnn make_train_step (plain)", "jaxrnn scan"),
-    ("jaxrnn plain", "jaxrnn scan"),
-    ("jaxrnn fast, folded embedding", "jaxrnn fused, folded"),
-    ("jaxrnn fast", "jaxrnn fused"),
-)
-OLD_MEMORY_METHODS = {"fast": "fused"}
-
-
-def current_label(label: str) -> str:
-    """``label`` as the benchmarks write it since the 0.2 API: e.g. ``"jaxrnn fast, 8 updates/call"`` ->
-    ``"jaxrnn fused, 8 updates/call"``; minchar's ``"jaxrnn plain, 100 updates/call (scan)"`` -> ``"jaxrnn scan,
-    100 updates/call"``. Current labels are returned unchanged."""
-    for old, new in OLD_LABELS:
-        if label == old or label.startswith(old + ","):
-            return new + label[len(old) :].removesuffix(" (scan)")
-    return label
-
-
-def _relabel(tree, key=None):
-    """Every implementation label of a results file (values of ``impl``, keys of the ratio and summary tables)
-    and memory's methods, in their current names."""
-    if isinstance(tree, dict):
-        return {current_label(k) if isinstance(k, str) else k: _relabel(v, k) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_relabel(v, key) for v in tree]
-    if isinstance(tree, str) and key == "method":
-        return OLD_MEMORY_METHODS.get(tree, tree)
-    return current_label(tree) if isinstance(tree, str) and key == "impl" else tree
+from benchmarks import common, lstm_table
 
 
 def load(folder: Path, name: str):
-    """The results file ``NAME.json`` of ``folder`` (``None`` if absent), older labels renamed (``OLD_LABELS``)."""
+    """The results file ``NAME.json`` of ``folder``, or ``None`` if absent."""
     path = folder / f"{name}.json"
-    if not path.exists():
-        return None
-    result = _relabel(json.loads(path.read_text()))
-    if "longest_T_within_budget" in result:  # memory.json: keyed by method
-        result["longest_T_within_budget"] = {
-            OLD_MEMORY_METHODS.get(k, k): v for k, v in result["longest_T_within_budget"].items()
-        }
-    return result
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def header(result) -> str:
@@ -128,73 +89,10 @@ def minchar(r) -> str:
 
 
 def lstm_peers(r) -> str:
-    columns = (
-        "B, T, H",
-        "implementation",
-        "tokens/s",
-        "GFLOP/s",
-        "of peak",
-        "speed-up over jaxrnn scan",
-        "over Flax linen",
-        "over PyTorch",
-        "by round over Flax linen",
-        "by round over PyTorch",
-        "compile s",
-    )
-    by_shape = {
-        (row["B"], row["T"], row["H"]): row["matmul_peak_gflops"] for row in r["rows"] if "matmul_peak_gflops" in row
-    }  # runs since the peak is timed with each shape's steps
-    peaks = ", ".join(f"{peak:.1f} ({B}, {T}, {H})" for (B, T, H), peak in by_shape.items())
-    where = (
-        f"timed in turn with each shape's steps: {peaks} GFLOP/s"
-        if peaks
-        else f"measured at the start of the run: {r['matmul_peak_gflops']:.1f} GFLOP/s"
-    )
-    lines = [
-        header(r),
-        "",
-        f"float32 matmul peak {where}",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|---" * len(columns) + "|",
-    ]
-    for row in r["rows"]:
-
-        def peer(key, ratios, row=row):  # the implementation whose name starts with key, updating as often per
-            # call as this row's where it is timed that way too (a loop of updates against a loop), else once
-            names = [k for k in ratios if k.startswith(key) and not row["impl"].startswith(key)]
-            same = [k for k in names if _per_call(k) == _per_call(row["impl"])]
-            return (same or [k for k in names if not _per_call(k)] or [None])[0]
-
-        def ratio(key, row=row):  # speed-up over that implementation ("1.00" in its own rows)
-            other = peer(key, row["speedup_vs"])
-            return f"{row['speedup_vs'][other]:.2f}" if other else "1.00" if row["impl"].startswith(key) else "-"
-
-        def by_round(key, row=row):  # median [quartiles] of the per-round ratios (runs that recorded rounds)
-            rounds = row.get("paired_speedup_vs", {})
-            v = rounds.get(peer(key, rounds))
-            return "-" if v is None else f"{v['median']:.2f} [{v['q25']:.2f}-{v['q75']:.2f}]"
-
-        lines.append(
-            f"| {row['B']}, {row['T']}, {row['H']} | {row['impl']} | {row['tokens_per_s']:.0f} | "
-            f"{row['gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% | "
-            f"{ratio('jaxrnn scan')} | {ratio('flax linen')} | {ratio('pytorch')} | "
-            f"{by_round('flax linen')} | {by_round('pytorch')} | {row['compile_s']:.2f} |"
-        )
-    if any(_per_call(row["impl"]) for row in r["rows"]):
-        lines += [
-            "",
-            "Rows ending in *K updates/call* run K updates in one compiled call, timed per update; their "
-            '"over Flax linen" compares with Flax linen\'s loop of as many updates, "over PyTorch" '
-            'and "over jaxrnn scan" with one update per call.',
-        ]
-    return "\n".join(lines)
-
-
-def _per_call(impl: str) -> str:
-    """The ``", K updates/call"`` ending of a timed loop of updates (``lstm_peers.update_loops``), else ``""``."""
-    head, _, tail = impl.rpartition(", ")
-    return f", {tail}" if head and tail.endswith(" updates/call") else ""
+    """``lstm_table.markdown``: the rows of both precisions and the matmul rates they are measured against."""
+    if "matmul" not in r:
+        return "(no matmul rates in lstm_peers.json: an older lstm_peers wrote it; rerun benchmarks.lstm_peers)"
+    return header(r) + "\n\n" + lstm_table.markdown(r)
 
 
 def step_layout(r) -> str:

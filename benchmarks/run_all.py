@@ -1,6 +1,6 @@
 """Run the benchmark suite: each benchmark writes ``<name>.json`` (and a PNG where useful) to the results folder.
 
-Command: ``python benchmarks/run_all.py [--quick] [--device cpu|gpu|auto] [--only NAME ...]``
+Command: ``python -m benchmarks.run_all [--quick] [--device cpu|gpu|auto] [--only NAME ...]``
 The one-off investigations in ``benchmarks/investigations/`` are scripts of their own and are not run here.
 """
 
@@ -9,10 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from benchmarks import common
 
 BENCHMARKS = (
     "scan_vs_loop",
@@ -38,7 +36,9 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
     if args.preset is not None:  # fail before hours of runs, not at the first benchmark without the preset
-        missing = [name for name in args.only if args.preset not in importlib.import_module(name).PRESETS]
+        missing = [
+            name for name in args.only if args.preset not in importlib.import_module(f"benchmarks.{name}").PRESETS
+        ]
         if missing:
             print(f"error: --preset {args.preset}: not a preset of {', '.join(missing)}", file=sys.stderr)
             return 2
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     for name in args.only:
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
-        importlib.import_module(name).run(args)
+        importlib.import_module(f"benchmarks.{name}").run(args)
         print(f"== {name}: {time.perf_counter() - t0:.1f} s -> {common.out_dir(args)}", flush=True)
     return 0
 

@@ -1,13 +1,13 @@
 """Sampling characters per second: jitted ``jaxrnn.sample`` versus min-char-rnn's NumPy loop.
 
-Command: ``python benchmarks/sampling.py [--quick] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.sampling [--quick] [--device cpu|gpu|auto]``
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)

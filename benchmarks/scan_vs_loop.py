@@ -1,6 +1,6 @@
 """Scan versus Python-loop unrolling: compile time and steady-state time of forward+backward against T.
 
-Command: ``python benchmarks/scan_vs_loop.py [--quick | --preset scan] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.scan_vs_loop [--quick | --preset scan] [--device cpu|gpu|auto]``
 (``--preset scan``: scan with unroll 1 and 4 only, each compiled three times, to ``scan_vs_loop_scan.json``.)
 """
 
@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import time
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ Each run is a fresh ``python -m jaxrnn`` process; "cold" runs use an empty cache
 directory the cold run filled (``JAXRNN_CACHE_DIR``). The model is the command line's default (LSTM, H = 256,
 built-in corpus), trained for a few updates first.
 
-Command: ``python benchmarks/startup.py [--quick]``
+Command: ``python -m benchmarks.startup [--quick]``
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-import common
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)

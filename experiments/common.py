@@ -1,4 +1,5 @@
-"""Shared pieces of the experiments: tasks, a final-state model, a scan-compiled training loop, the command line.
+"""Shared pieces of the experiments: a scan-compiled training loop, results over seeds, figures, files and the
+command line (the synthetic tasks and the final-state model are in ``experiments.tasks``).
 
 Shapes: ``T`` time, ``B`` batch, ``D`` input, ``H`` hidden, ``V`` outputs. Inputs are time-major ``(T, B, ...)``.
 """
@@ -6,8 +7,9 @@ Shapes: ``T`` time, ``B`` batch, ``D`` input, ``H`` hidden, ``V`` outputs. Input
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
-import math
 import os
 import sys
 import time
@@ -15,70 +17,11 @@ import warnings
 
 import jax
 import optax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
 import jaxrnn.training
 from jaxrnn import results as results_io
-
-# ----------------------------------------------------------------------------------------------- tasks
-
-
-def adding_batch(key, T: int, B: int):
-    """The adding problem: ``xs (T, B, 2)`` = (value in [0, 1], marker), target ``(B,)`` = sum of the two
-    marked values (one marker in each half of the sequence). Predicting 1 always scores MSE 1/6."""
-    k_v, k_a, k_b = jax.random.split(key, 3)
-    values = jax.random.uniform(k_v, (T, B))
-    half = max(T // 2, 1)
-    first = jax.random.randint(k_a, (B,), 0, half)
-    second = jax.random.randint(k_b, (B,), half, T)
-    t = jnp.arange(T)[:, None]
-    marks = ((t == first) | (t == second)).astype(values.dtype)
-    return jnp.stack([values, marks], axis=-1), jnp.sum(values * marks, axis=0)
-
-
-ADDING_BASELINE_MSE = 1.0 / 6.0
-COPY_SYMBOLS, COPY_LENGTH = 8, 10
-COPY_BLANK, COPY_GO = COPY_SYMBOLS, COPY_SYMBOLS + 1
-
-
-def copy_batch(key, T: int, B: int):
-    """The copy task: 10 symbols from 8, ``T - 1`` blanks, a go marker, 10 blanks; the targets are blanks
-    until the last 10 steps, which must repeat the symbols. ``xs, targets (T + 20, B)`` integer ids."""
-    symbols = jax.random.randint(key, (COPY_LENGTH, B), 0, COPY_SYMBOLS)
-    blanks = lambda n: jnp.full((n, B), COPY_BLANK, symbols.dtype)
-    go = jnp.full((1, B), COPY_GO, symbols.dtype)
-    xs = jnp.concatenate([symbols, blanks(T - 1), go, blanks(COPY_LENGTH)])
-    targets = jnp.concatenate([blanks(T + COPY_LENGTH), symbols])
-    return xs, targets
-
-
-def copy_baseline(T: int) -> float:
-    """Mean cross-entropy (nats per step) of the memoryless answer: blanks right, uniform over the symbols."""
-    return COPY_LENGTH * math.log(COPY_SYMBOLS) / (T + 2 * COPY_LENGTH)
-
-
-# ---------------------------------------------------------------------------------------------- models
-
-
-def init_model(kind: str, key, input_size: int, hidden_size: int, output_size: int, **kwargs):
-    """The library's initialiser for the cell named ``kind`` (``"rnn"``, ``"lstm"``, ``"gru"``): orthogonal
-    ``Whh``; ``kwargs`` such as the LSTM's ``forget_bias`` go to it."""
-    return jaxrnn.cell_type(kind).init(key, input_size, hidden_size, output_size, **kwargs)
-
-
-def hidden(carry):
-    """``h`` of an RNN state (the array itself) or of an ``LSTMCarry``."""
-    return carry.h if isinstance(carry, jaxrnn.LSTMCarry) else carry
-
-
-def final_readout(params, xs):
-    """Many-to-one: unroll from the zero state and read out the last hidden state: ``(B, V)``."""
-    carry = jaxrnn.initial_carry(params, xs.shape[1:2])
-    carry_T, _ = jaxrnn.unroll(jaxrnn.step_for(params), params, carry, xs)
-    return jaxrnn.readout(params, hidden(carry_T))
-
 
 # -------------------------------------------------------------------------------------------- training
 
@@ -223,34 +166,126 @@ def new_figure(rows: int, cols: int, size=(5.0, 3.6)):
     return fig, axes
 
 
-def cli(name: str, presets: dict, main, make_figure, argv=None) -> int:
-    """``python experiments/NAME.py --preset cpu --out experiments/results``: run ``main(presets[preset])``,
-    write ``NAME.json`` and ``NAME.png``. Bad arguments: one line on stderr, exit status 2."""
-    parser = argparse.ArgumentParser(
-        prog=f"{name}.py", description=(main.__module__ and sys.modules[main.__module__].__doc__ or "").split("\n")[0]
-    )
-    parser.add_argument("--preset", default="cpu", help=f"one of {sorted(presets)} (default: cpu)")
-    parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
-    args = parser.parse_args(argv)
-    if args.preset not in presets:
-        print(f"{name}: unknown preset {args.preset!r}; expected one of {sorted(presets)}", file=sys.stderr)
-        return 2
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        print(f"{name}: --out {args.out!r} exists and is not a folder", file=sys.stderr)
-        return 2
+DEVICES = {"cpu": "cpu", "gpu": "cuda", "auto": None}
+
+
+class UsageError(Exception):
+    """A bad command-line value: reported as one line on stderr, exit status 2."""
+
+
+def select_device(device: str) -> None:
+    """Pick JAX's platform before JAX touches a device (scripts decide, never the library)."""
+    if DEVICES[device] is not None:
+        jax.config.update("jax_platforms", DEVICES[device])
     try:
-        os.makedirs(args.out, exist_ok=True)
+        jax.devices()
+    except Exception:  # RuntimeError, or an AssertionError when no plugin for the platform is installed
+        raise UsageError(f"--device {device}: JAX has no such backend on this machine") from None
+
+
+def with_seeds(config, seeds: str):
+    """``config`` with ``--seeds 0,1,2`` in its ``seeds`` (or, for one seed, its ``seed``) field."""
+    try:
+        values = tuple(int(v) for v in seeds.split(","))
+    except ValueError:
+        raise UsageError(f"--seeds {seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
+    names = {f.name for f in dataclasses.fields(config)}
+    if "seeds" in names:
+        return dataclasses.replace(config, seeds=values)
+    if "seed" in names and len(values) == 1:
+        return dataclasses.replace(config, seed=values[0])
+    raise UsageError(f"--seeds {seeds}: this experiment takes {'one seed' if 'seed' in names else 'no seeds'}")
+
+
+def _make_folder(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out!r} exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
     except OSError as e:
-        print(f"{name}: cannot create --out folder {args.out!r}: {e.strerror}", file=sys.stderr)
+        raise UsageError(f"cannot create --out folder {out!r}: {e.strerror}") from None
+
+
+def cli(
+    name: str,
+    presets: dict,
+    main,
+    make_figure=None,
+    argv=None,
+    *,
+    default: str = "cpu",
+    fields: tuple = (),
+    own_file: tuple = (),
+    errors: tuple = (),
+    after=None,
+) -> int:
+    """The command line of every experiment: ``python -m experiments.NAME [--preset P] [--out DIR] [--seeds 0,1]
+    [--device cpu|gpu|auto]``. Runs ``main(config)`` and writes ``NAME.json`` (and ``NAME.png`` from
+    ``make_figure(results)``) to ``--out``.
+
+    Args:
+      fields: names of config fields that may be set on the command line (``--hidden-size 64``).
+      own_file: presets whose results go to ``NAME_PRESET.json`` instead (a long run kept beside the usual one).
+      errors: exception types of ``main`` that mean bad input (a missing file): one line, exit status 2.
+      after: ``after(results, out)`` once the files are written (a page of its own beside them).
+
+    When ``main`` takes ``progress``, it is given ``progress(partial_results)``, which writes the JSON so far.
+    Bad arguments: one line on stderr, exit status 2.
+    """
+    module = sys.modules.get(main.__module__)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m experiments.{name}", description=((module and module.__doc__) or "").split("\n")[0]
+    )
+    parser.add_argument("--preset", default=default, help=f"one of {sorted(presets)} (default: {default})")
+    parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
+    parser.add_argument("--seeds", default=None, help="seeds in place of the preset's, e.g. 0,1,2")
+    parser.add_argument("--device", choices=sorted(DEVICES), default="cpu", help="JAX platform (default: cpu)")
+    config_fields = {f.name: f for f in dataclasses.fields(next(iter(presets.values())))} if fields else {}
+    for field in fields:
+        kind = config_fields[field].type
+        parser.add_argument(
+            "--" + field.replace("_", "-"),
+            type={"int": int, "float": float}.get(kind if isinstance(kind, str) else kind.__name__, str),
+            default=None,
+            help="(the preset's value if omitted)",
+        )
+    args = parser.parse_args(argv)
+    try:
+        if args.preset not in presets:
+            raise UsageError(f"unknown preset {args.preset!r}; expected one of {sorted(presets)}")
+        config = presets[args.preset]
+        if args.seeds is not None:
+            config = with_seeds(config, args.seeds)
+        overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        _make_folder(args.out)
+        select_device(args.device)
+        stem = f"{name}_{args.preset}" if args.preset in own_file else name
+        command = " ".join([f"python -m experiments.{name}", *(sys.argv[1:] if argv is None else argv)])
+        kwargs = {}
+        if "progress" in inspect.signature(main).parameters:
+            kwargs["progress"] = lambda partial: save(args.out, stem, partial | {"command": command, "partial": True})
+        start = time.perf_counter()
+        try:
+            results = main(config, **kwargs)
+        except errors as error:
+            raise UsageError(str(error)) from None
+    except UsageError as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-    results = main(presets[args.preset])
+    except KeyboardInterrupt:
+        return 130
     results["runtime_s"] = round(time.perf_counter() - start, 1)
-    results["command"] = f"python experiments/{name}.py --preset {args.preset} --out {args.out}"
+    results["command"] = command
     results["environment"] = environment()
-    paths = save(args.out, name, results, make_figure(results))
+    if kwargs:
+        results["partial"] = False
+    paths = save(args.out, stem, results, make_figure(results) if make_figure is not None else None)
     print(json.dumps(summary(results), indent=1))
     print(f"wrote {', '.join(paths.values())} in {results['runtime_s']} s")
+    if after is not None:
+        after(results, args.out)
     return 0
 
 

@@ -6,17 +6,14 @@ control: what one does instead of clipping). It counts non-finite losses and los
 and how far each arm learns against the constant baseline (MSE 1/6), and checks on every clipped step that the
 clipped gradient's global norm is at most the threshold and that its direction is the raw gradient's.
 
-    python experiments/gradient_clipping.py --preset cpu --out experiments/results
+    python -m experiments.gradient_clipping --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +21,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 from jaxrnn import gradflow
 
 
@@ -76,7 +73,7 @@ def _init(cfg: Config, regime: Regime, seed: int):
 
 def _loss(params, batch):
     xs, y = batch
-    return jnp.mean((common.final_readout(params, xs)[:, 0] - y) ** 2)
+    return jnp.mean((tasks.final_readout(params, xs)[:, 0] - y) ** 2)
 
 
 def make_run(cfg: Config, regime: Regime, arm: str):
@@ -86,7 +83,7 @@ def make_run(cfg: Config, regime: Regime, arm: str):
 
     def one(state, key):
         params, sgd_state = state
-        loss, grads = jax.value_and_grad(_loss)(params, common.adding_batch(key, regime.T, cfg.batch))
+        loss, grads = jax.value_and_grad(_loss)(params, tasks.adding_batch(key, regime.T, cfg.batch))
         clipped, _ = clipper.update(grads, clipper.init(params))
         dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(clipped)))
         raw_norm, clipped_norm = common.global_norm(grads), common.global_norm(clipped)
@@ -131,7 +128,7 @@ def run_arm(cfg: Config, regime: Regime, arm: str, seed: int, run) -> dict:
     finite = np.isfinite(loss)
     engaged = raw > regime.threshold
     smoothed = running_mean(loss, cfg.smooth)
-    level = common.ADDING_BASELINE_MSE / 2
+    level = tasks.ADDING_BASELINE_MSE / 2
     stop = int(np.argmin(finite)) if not finite.all() else cfg.steps
     return {
         "seed": seed,
@@ -155,7 +152,7 @@ def run_arm(cfg: Config, regime: Regime, arm: str, seed: int, run) -> dict:
 
 
 def main(cfg: Config) -> dict:
-    out, summary = {}, {"seeds": len(cfg.seeds), "steps": cfg.steps, "baseline_mse": common.ADDING_BASELINE_MSE}
+    out, summary = {}, {"seeds": len(cfg.seeds), "steps": cfg.steps, "baseline_mse": tasks.ADDING_BASELINE_MSE}
     for regime in cfg.regimes:
         runs = {arm: make_run(cfg, regime, arm) for arm in ARMS}
         out[regime.name] = {

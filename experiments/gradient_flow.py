@@ -7,18 +7,15 @@ Every ``record_every`` updates the median over the probe sequences is recorded f
 (update x lag) show where the gradient reaches during training, and whether the RNN's vanishes with the lag
 while the LSTM's does not. Several seeds (the initial parameters and the training data).
 
-    python experiments/gradient_flow.py --preset cpu --out experiments/results
+    python -m experiments.gradient_flow --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +23,9 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 from jaxrnn import gradflow
-from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids
+from jaxrnn.data import DEFAULT_CORPUS, load_splits
 
 TASKS = ("adding", "char_lm")
 MODELS = ("rnn", "lstm")
@@ -70,9 +67,8 @@ def char_windows(ids: np.ndarray, T: int, B: int):
 @functools.lru_cache(maxsize=2)
 def training_ids(corpus: str) -> tuple[int, np.ndarray]:
     """Vocabulary size and the training ids (the first 90%) of a built-in corpus."""
-    text = load_corpus(corpus)
-    vocab = Vocabulary.from_text(text)
-    return vocab.size, split_ids(vocab.encode(text))[0]
+    splits = load_splits(corpus)
+    return splits.vocab.size, splits.train
 
 
 def task_pieces(cfg: Config, task: str):
@@ -83,10 +79,10 @@ def task_pieces(cfg: Config, task: str):
     the gradient at lag ``T - t`` of each sequence's own last loss.
     """
     if task == "adding":
-        make_batch = lambda k: common.adding_batch(k, cfg.T, cfg.batch)
-        loss_fn = lambda p, batch: jnp.mean((common.final_readout(p, batch[0])[:, 0] - batch[1]) ** 2)
+        make_batch = lambda k: tasks.adding_batch(k, cfg.T, cfg.batch)
+        loss_fn = lambda p, batch: jnp.mean((tasks.final_readout(p, batch[0])[:, 0] - batch[1]) ** 2)
         last_loss = lambda p, ys: (
-            lambda hs, carry_T: jnp.sum((jaxrnn.readout(p, common.hidden(carry_T))[:, 0] - ys) ** 2)
+            lambda hs, carry_T: jnp.sum((jaxrnn.readout(p, tasks.hidden(carry_T))[:, 0] - ys) ** 2)
         )
         return 2, 1, make_batch, loss_fn, last_loss
     V, train = training_ids(cfg.corpus)
@@ -115,7 +111,7 @@ def run_one(cfg: Config, task: str, kind: str, seed: int) -> dict:
     """Train one model, recording the median ``||dL/d state_t||`` by lag every ``record_every`` updates."""
     D, V, make_batch, loss_fn, last_loss = task_pieces(cfg, task)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), TASKS.index(task))
-    params = common.init_model(kind, key, D, cfg.hidden_size, V)
+    params = tasks.init_model(kind, key, D, cfg.hidden_size, V)
     probe_xs, probe_ys = probe(
         jax.vmap(make_batch)(jax.random.split(jax.random.fold_in(key, 1), -(-cfg.probe_batch // cfg.batch))),
         cfg.probe_batch,
@@ -175,7 +171,7 @@ def main(cfg: Config) -> dict:
         "spreads": spreads,
         "verdicts": verdicts,
         "runs": runs,
-        "adding_baseline_mse": common.ADDING_BASELINE_MSE,
+        "adding_baseline_mse": tasks.ADDING_BASELINE_MSE,
     }
 
 

@@ -3,22 +3,17 @@
 A vanilla RNN learns to predict each next character of "hello"; fed "h" and sampled greedily it spells
 "hello". The two "l"s need the hidden state: after "l" the answer is "l" once and "o" the next time.
 
-    python experiments/hello.py [--preset lecture|tiny] [--out experiments/results]
+    python -m experiments.hello [--preset lecture|tiny] [--out experiments/results]
 
 Writes ``hello.json`` (the greedy continuation, the loss per iteration, the predicted probabilities) to ``--out``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 import sys
-import time
 from dataclasses import dataclass
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import numpy as np
@@ -71,23 +66,12 @@ def main(config: Config = PRESETS["lecture"]) -> dict:
     }
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="lecture")
-    parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
-    return parser.parse_args(argv)
+def report(result: dict, out: str) -> None:
+    print(f"loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.4f}; feeding 'h' gives {result['text']!r}")
 
 
 def cli(argv=None) -> int:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    result = main(PRESETS[args.preset])
-    result["runtime_s"] = round(time.perf_counter() - start, 1)
-    result["command"] = f"python experiments/hello.py --preset {args.preset} --out {args.out}"
-    result["environment"] = common.environment()
-    common.save(args.out, "hello", result)
-    print(f"loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.4f}; feeding 'h' gives {result['text']!r}")
-    return 0
+    return common.cli("hello", PRESETS, main, None, argv, default="lecture", after=report)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ The same model, data walk and optimiser as the classic NumPy script (hidden 100,
 state is carried from chunk to chunk and reset when the walk wraps to the start of the text. Every
 ``sample_every`` iterations it prints the smoothed loss and 200 sampled characters.
 
-    python experiments/min_char_rnn.py                      # built-in corpus (pydoc_data.topics)
-    python experiments/min_char_rnn.py --data input.txt --iterations 100000
-    python experiments/min_char_rnn.py --preset tiny --out /tmp/results
+    python -m experiments.min_char_rnn                      # built-in corpus (pydoc_data.topics)
+    python -m experiments.min_char_rnn --data input.txt --iterations 100000
+    python -m experiments.min_char_rnn --preset tiny --out /tmp/results
 
 Writes ``min_char_rnn.json`` (the smoothed loss; the samples, each with the iteration before whose update it was
 drawn; the speed) and ``min_char_rnn.png`` (the smoothed loss per character against iteration) to ``--out``
@@ -16,15 +16,11 @@ drawn; the speed) and ``min_char_rnn.png`` (the smoothed loss per character agai
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 import sys
 import time
 from dataclasses import dataclass
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import numpy as np
@@ -137,41 +133,18 @@ def make_figure(results: dict):
     return fig
 
 
-def parse_args(argv=None) -> tuple[Config, str, str]:
-    """``(config, out folder, the command as a string)``."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="lecture", help="starting configuration")
-    for field in dataclasses.fields(Config):
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=str if field.name in ("data", "corpus") else type(field.default),
-            default=None,
-            help="(preset's value if omitted)",
-        )
-    parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
-    args = parser.parse_args(argv)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
-    command = " ".join(["python experiments/min_char_rnn.py", *(sys.argv[1:] if argv is None else argv)])
-    return dataclasses.replace(PRESETS[args.preset], **overrides), args.out, command
-
-
 def cli(argv=None) -> int:
-    config, out, command = parse_args(argv)
-    try:
-        start = time.perf_counter()
-        results = main(config)
-    except (DataError, FloatingPointError) as error:
-        print(f"min_char_rnn: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    results["runtime_s"] = round(time.perf_counter() - start, 1)
-    results["command"] = command
-    results["environment"] = common.environment()
-    common.save(out, "min_char_rnn", results, make_figure(results))
-    return 0
+    fields = tuple(f.name for f in dataclasses.fields(Config))
+    return common.cli(
+        "min_char_rnn",
+        PRESETS,
+        main,
+        make_figure,
+        argv,
+        default="lecture",
+        fields=fields,
+        errors=(DataError, FloatingPointError),
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ how far the losses drift apart per iteration; then repeats with Adagrad's epsilo
 The first Adagrad steps divide by ``sqrt(g*g + eps)``: with eps = 1e-8 a parameter whose gradient is 1e-6
 still moves by about lr, so gradient differences far below any tolerance become parameter differences of lr.
 
-    python experiments/min_char_rnn_chaos.py [--preset lecture|tiny] [--out experiments/results]
+    python -m experiments.min_char_rnn_chaos [--preset lecture|tiny] [--out experiments/results]
 
 Writes ``min_char_rnn_chaos.json`` (the loss difference at every iteration for each epsilon) and
 ``min_char_rnn_chaos.png`` (the difference against iteration, log axis) to ``--out``.
@@ -13,15 +13,9 @@ Writes ``min_char_rnn_chaos.json`` (the loss difference at every iteration for e
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import os
 import sys
-import time
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
@@ -103,19 +97,7 @@ def make_figure(results: dict):
 
 
 def cli(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="lecture")
-    parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    results = main(PRESETS[args.preset])
-    results["runtime_s"] = round(time.perf_counter() - start, 1)
-    results["command"] = f"python experiments/min_char_rnn_chaos.py --preset {args.preset} --out {args.out}"
-    results["environment"] = common.environment()
-    common.save(args.out, "min_char_rnn_chaos", results, make_figure(results))
-    json.dump(results["summary"], sys.stdout, indent=2)
-    print()
-    return 0
+    return common.cli("min_char_rnn_chaos", PRESETS, main, make_figure, argv, default="lecture")
 
 
 if __name__ == "__main__":

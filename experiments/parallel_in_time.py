@@ -7,17 +7,14 @@ last-bit differences of two correct computations grow, as they do between any tw
 Newton solve starts from the previous step's states (a warm start: the weights moved a little, the
 sequences are the same), and the iterations are compared with a cold start from zeros at the same weights.
 
-    python experiments/parallel_in_time.py --preset cpu --out experiments/results
+    python -m experiments.parallel_in_time --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +22,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 from jaxrnn.newton import newton_unroll
 
 
@@ -51,8 +48,8 @@ PRESETS = {
 def main(cfg: Config) -> dict:
     key = jax.random.PRNGKey(cfg.seed)
     params0 = jaxrnn.init_gru(jax.random.fold_in(key, 0), 2, cfg.hidden_size, 1)
-    xs, ys = common.adding_batch(jax.random.fold_in(key, 1), cfg.T, cfg.batch)
-    xs_test, ys_test = common.adding_batch(jax.random.fold_in(key, 2), cfg.T, cfg.test_batch)
+    xs, ys = tasks.adding_batch(jax.random.fold_in(key, 1), cfg.T, cfg.batch)
+    xs_test, ys_test = tasks.adding_batch(jax.random.fold_in(key, 2), cfg.T, cfg.test_batch)
     carry = jaxrnn.initial_carry(params0, (cfg.batch,))
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.learning_rate))
     solve = lambda params, xs, init: newton_unroll(
@@ -136,7 +133,7 @@ def main(cfg: Config) -> dict:
         "newton_final_train_mse": float(newton_l[-1]),
         "scan_test_mse": float(test_mse(p_scan)),
         "newton_test_mse": float(test_mse(p_newton)),
-        "baseline_mse": common.ADDING_BASELINE_MSE,
+        "baseline_mse": tasks.ADDING_BASELINE_MSE,
         "every_step_converged": all(curves["all_converged"]),
         "warm_iterations_mean_over_training": float(np.mean(curves["warm_iterations_mean"])),
         "cold_iterations_mean_over_training": float(np.mean(curves["cold_iterations_mean"])),

@@ -9,7 +9,8 @@ import optax
 import pytest
 
 import jaxrnn
-from experiments import common, gradient_clipping, long_range, vanishing_gradients
+from experiments import common, gradient_clipping, long_range, tasks, vanishing_gradients
+from experiments.vanishing_gradients import figure as vanishing_figure
 
 
 def test_vanishing_gradients_tiny_preset_matches_theory():
@@ -25,7 +26,7 @@ def test_vanishing_gradients_tiny_preset_matches_theory():
 
 
 def test_vanishing_gradients_log_limits_show_every_curve():
-    lo, hi = vanishing_gradients._log_limits([1e-3, 34.7, 0.0], np.array([2e-29, np.nan]))
+    lo, hi = vanishing_figure.log_limits([1e-3, 34.7, 0.0], np.array([2e-29, np.nan]))
     assert (lo, hi) == (1e-30, 1e3)  # a decade beyond 2e-29 and 34.7; zero and NaN have no place on a log axis
 
 
@@ -113,7 +114,7 @@ def test_long_range_aggregate_marks_failure_above_a_tenth_of_the_baseline():
     }
     rows = {
         r["model"]: r
-        for r in long_range.aggregate(
+        for r in long_range.scoring.aggregate(
             [run("lstm", 0, 0.001), run("lstm", 1, 0.003), run("rnn", 0, 0.02), run("rnn", 1, 0.1)], cfg
         )
     }
@@ -123,22 +124,22 @@ def test_long_range_aggregate_marks_failure_above_a_tenth_of_the_baseline():
 
 
 def test_adding_baseline_is_one_sixth():
-    _, y = common.adding_batch(jax.random.PRNGKey(0), 20, 200_000)
+    _, y = tasks.adding_batch(jax.random.PRNGKey(0), 20, 200_000)
     assert float(jnp.mean((y - 1.0) ** 2)) == pytest.approx(1 / 6, abs=2e-3)
 
 
 def test_copy_baseline_is_the_memoryless_loss(x64):
     T = 7
-    xs, targets = common.copy_batch(jax.random.PRNGKey(0), T, 5)
+    xs, targets = tasks.copy_batch(jax.random.PRNGKey(0), T, 5)
     assert xs.shape == targets.shape == (T + 20, 5)
     np.testing.assert_array_equal(xs[:10], targets[-10:])
-    V = common.COPY_SYMBOLS + 1
-    blank = jnp.where(jnp.arange(V) == common.COPY_BLANK, 0.0, -jnp.inf)  # certain of the blank
-    uniform = jnp.where(jnp.arange(V) < common.COPY_SYMBOLS, 0.0, -jnp.inf)  # uniform over the symbols
+    V = tasks.COPY_SYMBOLS + 1
+    blank = jnp.where(jnp.arange(V) == tasks.COPY_BLANK, 0.0, -jnp.inf)  # certain of the blank
+    uniform = jnp.where(jnp.arange(V) < tasks.COPY_SYMBOLS, 0.0, -jnp.inf)  # uniform over the symbols
     ys = jnp.concatenate([jnp.broadcast_to(blank, (T + 10, 5, V)), jnp.broadcast_to(uniform, (10, 5, V))])
     loss = jaxrnn.softmax_cross_entropy(ys, targets, reduction="mean")
-    assert float(loss) == pytest.approx(common.copy_baseline(T), rel=1e-12)
-    assert common.copy_baseline(T) == pytest.approx(10 * math.log(8) / (T + 20))
+    assert float(loss) == pytest.approx(tasks.copy_baseline(T), rel=1e-12)
+    assert tasks.copy_baseline(T) == pytest.approx(10 * math.log(8) / (T + 20))
 
 
 def test_command_line_rejects_a_bad_preset_and_a_bad_folder(tmp_path, capsys):
@@ -182,3 +183,30 @@ def test_spread_and_verdict_over_seeds():
     assert common.verdict(lo, common.spread([0.15, 0.4]), ("rnn", "lstm")) == "no difference"
     assert np.isnan(common.spread([1.0, np.nan])["mean"])  # a diverged seed is not averaged away
     np.testing.assert_array_equal(common.pad([[1, 2], [3]]), [[1, 2], [3, np.nan]])
+
+
+def test_command_line_sets_the_seeds_and_refuses_bad_ones(tmp_path, capsys):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Seeds:
+        seeds: tuple = (0,)
+
+    @dataclasses.dataclass(frozen=True)
+    class OneSeed:
+        seed: int = 0
+
+    assert common.with_seeds(Seeds(), "3,4") == Seeds(seeds=(3, 4))
+    assert common.with_seeds(OneSeed(), "7") == OneSeed(seed=7)
+    seen = []
+    run = lambda c: seen.append(c) or {"summary": {"n": len(c.seeds)}}
+    assert (
+        common.cli("x", {"tiny": Seeds()}, run, None, ["--preset", "tiny", "--seeds", "1,2", "--out", str(tmp_path)])
+        == 0
+    )
+    assert seen == [Seeds(seeds=(1, 2))] and (tmp_path / "x.json").exists()
+    for bad, message in (("1,a", "expected integers"), ("1,2", "takes one seed")):
+        presets = {"tiny": Seeds() if bad == "1,a" else OneSeed()}
+        assert common.cli("x", presets, run, None, ["--preset", "tiny", "--seeds", bad, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err

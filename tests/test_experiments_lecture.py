@@ -106,14 +106,14 @@ def test_truncated_bptt_tiny_preset_learns_and_only_truncation_keeps_memory_flat
 
 
 def test_truncated_adding_loss_equals_full_bptt_at_k_T_and_drops_the_gradient_beyond_k(x64):
-    from experiments import common, truncated_bptt
+    from experiments import tasks, truncated_bptt
 
     T, k = 12, 4
-    params = common.init_model("lstm", jax.random.PRNGKey(0), 2, 6, 1)
+    params = tasks.init_model("lstm", jax.random.PRNGKey(0), 2, 6, 1)
     params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
-    xs, ys = common.adding_batch(jax.random.PRNGKey(1), T, 5)
+    xs, ys = tasks.adding_batch(jax.random.PRNGKey(1), T, 5)
     xs, ys = xs.astype(jnp.float64), ys.astype(jnp.float64)
-    full = lambda p: jnp.mean((common.final_readout(p, xs)[:, 0] - ys) ** 2)
+    full = lambda p: jnp.mean((tasks.final_readout(p, xs)[:, 0] - ys) ** 2)
     assert float(truncated_bptt.truncated_adding_loss(params, (xs, ys), T, "sum")) == pytest.approx(
         float(full(params)), rel=1e-14
     )

@@ -126,13 +126,13 @@ def test_captioning_scores_count_words_and_whole_captions(captioning):
 def test_captioning_baseline_captions_are_the_tiles_words_up_to_the_first_blank(captioning):
     END = captioning.END
     tile_ids = jnp.array([[3, 1, 7, END], [END, 4, 2, 9], [5, END, 6, 8]])  # (3 tiles, 4 images)
-    ids = captioning.tiles_to_caption(tile_ids)
+    ids = captioning.baseline.tiles_to_caption(tile_ids)
     assert [captioning.caption_text(ids[:, j]) for j in range(4)] == ["three", "one four", "seven two six", ""]
     assert np.asarray(ids).tolist() == [[3, 1, 7, END], [END, 4, 2, END], [END, END, 6, END], [END] * 4]
     # scored like a decoder's ids: a caption "five two" read from tiles (5, 2, blank) is right in full
     targets = jnp.array([[5], [2], [END], [END]])
     s = captioning.scores(
-        captioning.tiles_to_caption(jnp.array([[5], [2], [END]])),
+        captioning.baseline.tiles_to_caption(jnp.array([[5], [2], [END]])),
         targets,
         jnp.array([[1], [1], [1], [0]], bool),
         jnp.array([2]),
@@ -141,9 +141,9 @@ def test_captioning_baseline_captions_are_the_tiles_words_up_to_the_first_blank(
 
 
 def test_captioning_baseline_classifies_each_tile_on_its_own(captioning):
-    p = captioning.init_tiles(jax.random.PRNGKey(0), captioning.PRESETS["tiny"])
+    p = captioning.baseline.init_tiles(jax.random.PRNGKey(0), captioning.PRESETS["tiny"])
     images = jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 24))
-    logits = captioning.tile_logits(p, images)
+    logits = captioning.baseline.tile_logits(p, images)
     assert logits.shape == (3, 5, captioning.END + 1)
     for j in range(3):
         x = images[:, :, 8 * j : 8 * j + 8].reshape(5, 64)
@@ -170,16 +170,18 @@ def test_bracket_sets_are_what_they_claim():
     from experiments import brackets
 
     rng = np.random.default_rng(0)
-    assert brackets.is_balanced(brackets.balanced(rng, 500, 12)).all()
+    assert brackets.task.is_balanced(brackets.task.balanced(rng, 500, 12)).all()
     for L, catalan in ((8, 14), (12, 132), (32, None)):
-        pos, neg = brackets.candidates(rng, 400, L)
-        assert brackets.is_balanced(pos).all() and not brackets.is_balanced(neg).any()
-        assert (pos == brackets.OPEN).sum(axis=1).tolist() == [L // 2] * len(pos)  # counting alone cannot tell
-        assert (neg == brackets.OPEN).sum(axis=1).tolist() == [L // 2] * len(neg)
+        pos, neg = brackets.task.candidates(rng, 400, L)
+        assert brackets.task.is_balanced(pos).all() and not brackets.task.is_balanced(neg).any()
+        assert (pos == brackets.task.OPEN).sum(axis=1).tolist() == [L // 2] * len(pos)  # counting alone cannot tell
+        assert (neg == brackets.task.OPEN).sum(axis=1).tolist() == [L // 2] * len(neg)
         assert len(np.unique(np.concatenate([pos, neg]), axis=0)) == len(pos) + len(neg)
         if catalan:  # short lengths: every string, Catalan many of them balanced
             assert len(pos) == catalan and len(pos) + len(neg) == {8: 70, 12: 924}[L]
-    assert brackets.is_balanced(np.array([0, 0, 1, 0, 1, 1])) and not brackets.is_balanced(np.array([0, 1, 1, 0]))
+    assert brackets.task.is_balanced(np.array([0, 0, 1, 0, 1, 1])) and not brackets.task.is_balanced(
+        np.array([0, 1, 1, 0])
+    )
 
 
 def test_bracket_held_out_strings_are_never_trained_on():
@@ -187,29 +189,29 @@ def test_bracket_held_out_strings_are_never_trained_on():
 
     as_set = lambda strings: {s.tobytes() for s in np.asarray(strings, np.uint8)}
     for L in (8, 16, 32):
-        sets = brackets.make_sets(L, pool=4000, eval_size=400)
+        sets = brackets.task.make_sets(L, pool=4000, eval_size=400)
         train = as_set(np.concatenate(sets["train"]))
         test, validation = (as_set(np.asarray(sets[k][0]).T) for k in ("test", "validation"))
         assert len(test & train) == 0 and len(validation & train) == 0 and len(test & validation) == 0
         labels = np.asarray(sets["test"][1])
         assert len(test) == len(labels) and labels.mean() == 0.5  # distinct strings, half balanced
-        np.testing.assert_array_equal(brackets.is_balanced(np.asarray(sets["test"][0]).T), labels == 1)
+        np.testing.assert_array_equal(brackets.task.is_balanced(np.asarray(sets["test"][0]).T), labels == 1)
         assert len(labels) == {8: 4, 16: 400, 32: 400}[L]  # 14 balanced strings of length 8: few held out
     # the bucket is a function of the string alone
-    s = brackets.balanced(np.random.default_rng(1), 50, 16)
-    np.testing.assert_array_equal(brackets.bucket(s), brackets.bucket(s.copy()))
+    s = brackets.task.balanced(np.random.default_rng(1), 50, 16)
+    np.testing.assert_array_equal(brackets.task.bucket(s), brackets.task.bucket(s.copy()))
 
 
 def test_bracket_first_last_rule_on_strings_written_out():
     from experiments import brackets
 
-    ids = lambda text: [brackets.OPEN if c == "(" else brackets.CLOSE for c in text]
+    ids = lambda text: [brackets.task.OPEN if c == "(" else brackets.task.CLOSE for c in text]
     strings = ["((()))", "()()()", "())(()", ")(()()", "(()))("]
     xs = np.array([ids(t) for t in strings]).T  # time-major, as the sets store them
     labels = np.array([1, 1, 0, 0, 0])
-    np.testing.assert_array_equal(brackets.is_balanced(xs.T), labels == 1)
-    assert brackets.first_last_rule(xs.T).tolist() == [True, True, True, False, False]
-    assert brackets.rule_accuracy(xs, labels) == pytest.approx(4 / 5)  # fooled only by "())(()"
+    np.testing.assert_array_equal(brackets.task.is_balanced(xs.T), labels == 1)
+    assert brackets.task.first_last_rule(xs.T).tolist() == [True, True, True, False, False]
+    assert brackets.task.rule_accuracy(xs, labels) == pytest.approx(4 / 5)  # fooled only by "())(()"
 
 
 @pytest.mark.slow

@@ -2,14 +2,11 @@
 `long`."""
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-import char_lm_quality  # noqa: E402
+from experiments import char_lm_quality
 
 
 def test_ngram_baselines_match_hand_computation():

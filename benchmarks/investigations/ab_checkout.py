@@ -1,6 +1,6 @@
 """A/B timing of two checkouts of the whole package: the fused LSTM training step as users call it.
 
-Command: ``python benchmarks/investigations/ab_checkout.py OTHER_CHECKOUT [--rounds 5] [--shapes small mid large]``
+Command: ``python -m benchmarks.investigations.ab_checkout OTHER_CHECKOUT [--rounds 5] [--shapes small mid large]``
 An older version: ``git worktree add /tmp/jaxrnn_old REV``. Each round runs one child process per checkout, in
 alternating order, with ``PYTHONPATH`` set to that checkout; a child builds ``jaxrnn.make_train_step(adam,
 method="fused")`` for an LSTM reading token ids (embedding folded into ``Wxh``, vocabulary 100), warms it up and

@@ -1,7 +1,7 @@
-"""A/B timing of versions of ``jaxrnn/recurrence.py``: the LSTM training step of ``lstm_peers.py`` built on each
+"""A/B timing of versions of ``jaxrnn/recurrence.py``: the LSTM training step of ``benchmarks.lstm_peers`` built on each
 version, timed in turn, round after round, in one process (optionally beside Flax linen and PyTorch).
 
-Command: ``python benchmarks/investigations/ab_recurrence.py B T H RECURRENCE.py [RECURRENCE.py ...] [--unfolded]
+Command: ``python -m benchmarks.investigations.ab_recurrence B T H RECURRENCE.py [RECURRENCE.py ...] [--unfolded]
 [--flax] [--torch] [--flatten-adam]``
 A version from history: ``git show REV:jaxrnn/recurrence.py > /tmp/recurrence_old.py``. Each file is loaded as a
 module of its own; its ``fused_unroll(params, carry, xs)`` (or, in a version without one, its ``recurrence`` and
@@ -23,10 +23,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
-import common  # noqa: E402
-import lstm_peers  # noqa: E402
+from benchmarks import common
+from benchmarks import lstm_peers, peers
+from benchmarks.investigations import paths
 
 
 def load(path: Path):
@@ -61,13 +61,13 @@ def version_loss(unroll, *, unfolded: bool):
     import jaxrnn
 
     def loss_fn(q, carry, xs, ys, mask=None):
-        lstm = lstm_peers._lstm(q)
         if unfolded:  # embedding, then Wxh for all T at once
-            xs = jaxrnn.embed(q.Wemb, xs)
+            lstm, xs = q.layers[0], jaxrnn.embed(q.embedding, xs)
         else:  # one (4H, V) table looked up inside the loop
-            lstm = lstm._replace(Wxh=q.Wxh @ q.Wemb)
-        carry_T, hs = unroll(lstm, carry, xs)
-        return jaxrnn.softmax_cross_entropy(jaxrnn.readout(lstm, hs), ys, mask, reduction="mean"), carry_T
+            lstm = paths.folded(q).layers[0]
+        carry_T, hs = unroll(lstm, carry[0], xs)
+        logits = jaxrnn.readout(lstm._replace(Why=q.Why, by=q.by), hs)
+        return jaxrnn.softmax_cross_entropy(logits, ys, mask, reduction="mean"), (carry_T,)
 
     return loss_fn
 
@@ -128,8 +128,8 @@ def main(argv=None) -> int:
             )
             return 2
     calls, scratch = {}, {}  # scratch: XLA's temporaries per call, one block (huge_pages.py)
-    reference = lstm_peers.SCAN  # checked against, not timed
-    loss_fns = {reference: functools.partial(jaxrnn.sequence_loss, step=lstm_peers.embedded_step, reduction="mean")}
+    reference = paths.SCAN  # checked against, not timed
+    loss_fns = {reference: paths.losses()[reference]}
     loss_fns |= {name: version_loss(unroll, unfolded=args.unfolded) for name, unroll in unrolls.items()}
     try:  # the gradient first: a wrong version is refused before its training step is compiled
         check_versions(
@@ -155,13 +155,13 @@ def main(argv=None) -> int:
         return 1
     first = next(iter(calls))
     for suffix, optimizer in optimizers.items() if args.flax else ():
-        variables, step, _ = lstm_peers.flax_linen_impl(params, V, E, H, optimizer)
+        variables, step, _ = peers.flax_linen_impl(params, optimizer)
         vopt = optimizer.init(variables)
         compiled, _, _ = common.compile_timed(step, variables, vopt, xs, ys)
         calls["flax linen" + suffix] = functools.partial(compiled, variables, vopt, xs, ys)
         scratch["flax linen" + suffix] = compiled.memory_analysis().temp_size_in_bytes
     if args.torch:
-        step, _, to_ids = lstm_peers.torch_impl(params, V, E, H, 1e-3, args.device)
+        step, _, to_ids = peers.torch_impl(params, 1e-3, args.device)
         calls["pytorch"] = functools.partial(step, to_ids(xs), to_ids(ys))
     timings = common.interleaved_times(calls, min_seconds=args.min_seconds)
     base = timings[first]["median_s"]

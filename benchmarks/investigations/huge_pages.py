@@ -1,9 +1,9 @@
 """The LSTM training step with XLA:CPU's per-call scratch memory in 4 KiB pages, and in huge pages (hugetlb=1).
 
-``lstm_peers.py``'s step (jaxrnn's fused path with the folded embedding, and Flax linen) with glibc's default
+``benchmarks.lstm_peers``'s step (jaxrnn's fused path with the folded embedding, and Flax linen) with glibc's default
 allocator and with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
 
-Command: ``python benchmarks/investigations/huge_pages.py [--quick] [--device cpu|auto]``
+Command: ``python -m benchmarks.investigations.huge_pages [--quick] [--device cpu|auto]``
 XLA:CPU allocates all the temporaries of one call as one block (``compiled.memory_analysis()
 .temp_size_in_bytes``: 202 MB for jaxrnn's step at (64, 128, 512)) and frees it when the call ends. glibc maps a
 block that large afresh every time (``mmap``, above any mmap threshold it can be given), so each call page-faults
@@ -27,14 +27,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
-import common  # noqa: E402
-import lstm_peers  # noqa: E402  (imports no JAX until called)
+from benchmarks import common
+from benchmarks import lstm_peers, peers  # import no JAX until called
+from benchmarks.investigations import paths
 
 HUGETLB = "glibc.malloc.hugetlb=1"
 SETTINGS = ("default", "hugetlb")
-JAXRNN, FLAX = lstm_peers.FOLDED, "flax linen nn.RNN(OptimizedLSTMCell)"
+JAXRNN, FLAX = paths.FOLDED, "flax linen nn.RNN(OptimizedLSTMCell)"
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
@@ -76,8 +76,8 @@ def measure(config: Config, shape: tuple) -> dict:
     optimizer = optax.adam(config.learning_rate)
     p, carry, xs, ys = lstm_peers.problem(B, T, H, E, V, seed=B * T + H)
     opt0 = optimizer.init(p)
-    fused_step = lstm_peers.jaxrnn_impls(config, optimizer)[JAXRNN]
-    variables, flax_step, _ = lstm_peers.flax_linen_impl(p, V, E, H, optimizer)
+    fused_step = paths.steps(optimizer)[JAXRNN]
+    variables, flax_step, _ = peers.flax_linen_impl(p, optimizer)
     vopt = optimizer.init(variables)
     compiled = {
         JAXRNN: (common.compile_timed(fused_step, p, opt0, carry, xs, ys)[0], (p, opt0, carry, xs, ys), 3),
@@ -117,8 +117,18 @@ def worker_env(setting: str) -> dict:
 
 def run_worker(config: Config, shape: tuple, setting: str, device: str) -> dict:
     preset = "quick" if config is PRESETS["quick"] else "full"
-    cmd = [sys.executable, __file__, "--device", device, "--preset", preset, "--worker", ",".join(map(str, shape))]
-    proc = subprocess.run(cmd, env=worker_env(setting), capture_output=True, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.investigations.huge_pages",
+        "--device",
+        device,
+        "--preset",
+        preset,
+        "--worker",
+        ",".join(map(str, shape)),
+    ]
+    proc = subprocess.run(cmd, env=worker_env(setting), capture_output=True, text=True, cwd=common.ROOT)
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"huge_pages: the {setting} process at {shape} failed: {last}")
@@ -198,13 +208,11 @@ def run(args) -> dict:
     return common.run_benchmark(args, "huge_pages", PRESETS, main, pass_device=True)
 
 
+def worker(args) -> None:
+    """``--worker B,T,H``: measure one shape under this process's allocator setting and print the row as JSON."""
+    shape = tuple(int(v) for v in args.worker.split(","))
+    print(json.dumps(measure(PRESETS[args.preset or "full"], shape)))
+
+
 if __name__ == "__main__":
-    p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--worker", default=None, help="internal: measure one shape B,T,H and print JSON")
-    args = p.parse_args()
-    common.select_device(args.device)
-    if args.worker is not None:
-        shape = tuple(int(v) for v in args.worker.split(","))
-        print(json.dumps(measure(PRESETS[args.preset or "full"], shape)))
-    else:
-        run(args)
+    common.script_main(__doc__, run, worker)

@@ -1,7 +1,7 @@
 """Where the time of one LSTM training step goes: the XLA ops of a compiled step, from a ``jax.profiler`` trace.
 
-Command: ``python benchmarks/investigations/profile_step.py [--quick | --preset large|small] [--device cpu|gpu|auto]``
-Profiles one of ``lstm_peers.py``'s jaxrnn implementations (default: the fused path, folded embedding) at
+Command: ``python -m benchmarks.investigations.profile_step [--quick | --preset large|small] [--device cpu|gpu|auto]``
+Profiles one of ``benchmarks.lstm_peers``'s jaxrnn implementations (default: the fused path, folded embedding) at
 (B, T, H) = (32, 64, 256), or (64, 128, 512) with ``--preset large``, or the unfolded fused path (the faster one at
 batch 1) at (1, 25, 100) with ``--preset small``, over ``repeats`` calls after warm-up.
 Prints and writes the ops that take the most time, milliseconds per training step, and how many times each
@@ -15,20 +15,19 @@ import dataclasses
 import gzip
 import json
 import re
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
-import common  # noqa: E402
-import lstm_peers  # noqa: E402
+from benchmarks import common
+from benchmarks import lstm_peers
+from benchmarks.investigations import paths
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     shape: tuple = (32, 64, 256)  # (batch, T, hidden)
-    impl: str = lstm_peers.FOLDED
+    impl: str = paths.FOLDED
     embedding: int = 64
     vocab: int = 100
     repeats: int = 10
@@ -38,7 +37,7 @@ class Config:
 PRESETS = {
     "full": Config(),
     "large": Config(shape=(64, 128, 512)),
-    "small": Config(shape=(1, 25, 100), impl=lstm_peers.FUSED, repeats=200),  # the fastest path at batch 1
+    "small": Config(shape=(1, 25, 100), impl=paths.FUSED, repeats=200),  # the fastest path at batch 1
     "quick": Config(shape=(2, 5, 8), embedding=4, vocab=11, repeats=2, top=5),
 }
 
@@ -52,9 +51,7 @@ def main(config: Config) -> dict:
     optimizer = optax.adam(1e-3)
     p, carry, xs, ys = lstm_peers.problem(B, T, H, E, V)
     opt0 = optimizer.init(p)
-    compiled, _, _ = common.compile_timed(
-        lstm_peers.jaxrnn_impls(config, optimizer)[config.impl], p, opt0, carry, xs, ys
-    )
+    compiled, _, _ = common.compile_timed(paths.steps(optimizer)[config.impl], p, opt0, carry, xs, ys)
     hlo = compiled.as_text()
     for _ in range(3):
         common.block(compiled(p, opt0, carry, xs, ys))

@@ -1,7 +1,7 @@
 """Why ``jaxrnn.recurrence`` lays out a time step as it does on XLA:CPU: the patterns it avoids, timed against the
 ones it uses.
 
-Command: ``python benchmarks/investigations/step_layout.py [--quick] [--device cpu|gpu|auto]``
+Command: ``python -m benchmarks.investigations.step_layout [--quick] [--device cpu|gpu|auto]``
 Each case is a ``lax.scan`` of ``T`` steps at batch ``B``, hidden ``H`` (vocabulary ``V`` for the lookup; the
 batch-1 cases at batch 1 and their own ``H``), or, for ``dWhh``, the one matmul over all ``T B`` rows that follows
 the backward loop; its variants compute the same numbers (checked before timing) and are timed in turn in the same
@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
 
-import common  # noqa: E402
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Where one LSTM training step's time goes, part by part: jaxrnn's fused path beside Flax linen.
 
-Command: ``python benchmarks/investigations/step_parts.py [--quick | --preset mid] [--device cpu|gpu|auto]``
-For ``lstm_peers.py``'s model at (B, T, H) = (1, 25, 100) (``--preset mid``: (32, 64, 256)), each compiled on its
+Command: ``python -m benchmarks.investigations.step_parts [--quick | --preset mid] [--device cpu|gpu|auto]``
+For ``lstm_peers``' model at (B, T, H) = (1, 25, 100) (``--preset mid``: (32, 64, 256)), each compiled on its
 own and all timed in turn in one run: the loss alone (forward), the loss with its gradient, the optimiser update
 alone (Adam, as in ``lstm_peers``), and the whole training step, at ``T`` and at ``2T``; the training step twice:
 called on the same arrays every time, which leaves them intact and writes its results into fresh buffers, and
@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, lstm_peers
 
-import common  # noqa: E402
-import lstm_peers  # noqa: E402
+from benchmarks import common
+from benchmarks import lstm_peers, peers
+from benchmarks.investigations import paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +42,7 @@ PRESETS = {
 }
 LOOP = "training step, in a loop (per step)"
 PARTS = ("forward (loss)", "loss and gradient", "optimizer update", "training step", "training step, donated", LOOP)
-JAXRNN, FLAX = lstm_peers.FUSED, "flax linen nn.RNN(OptimizedLSTMCell)"
+JAXRNN, FLAX = paths.FUSED, "flax linen nn.RNN(OptimizedLSTMCell)"
 
 
 def _parts(loss, step, params, opt_state, args, optimizer, updates_per_call):
@@ -93,7 +91,7 @@ def main(config: Config) -> dict:
     B, T0, H = config.shape
     E, V = config.embedding, config.vocab
     optimizer = optax.adam(config.learning_rate)
-    fused_loss = lstm_peers.jaxrnn_fused_losses()[JAXRNN]
+    fused_loss = paths.losses()[JAXRNN]
     jaxrnn_step = jaxrnn.make_train_step(optimizer, loss_fn=fused_loss)  # lstm_peers' "jaxrnn fused"
     calls, first_loss = {}, {}
     for T in (T0, 2 * T0):
@@ -107,7 +105,7 @@ def main(config: Config) -> dict:
             optimizer,
             config.updates_per_call,
         )
-        variables, flax_step, flax_loss = lstm_peers.flax_linen_impl(params, V, E, H, optimizer)
+        variables, flax_step, flax_loss = peers.flax_linen_impl(params, optimizer)
         flax_parts = _parts(
             flax_loss, flax_step, variables, optimizer.init(variables), (xs, ys), optimizer, config.updates_per_call
         )

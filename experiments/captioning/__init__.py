@@ -25,20 +25,15 @@ the tiles' words up to the first blank. What the decoder adds (or costs) is the 
 
 Needs scikit-learn (for the data set only).
 
-    python experiments/captioning.py --preset cpu --out experiments/results
+    python -m experiments.captioning --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
-import sys
 import time
 from typing import NamedTuple
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -47,13 +42,20 @@ import optax
 
 import jaxrnn
 from experiments import common
-
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-END, GO = 10, 11
-VOCAB = 12
-MAX_DIGITS = 3
-MODES = ("init", "first_input")
-NEEDS_SKLEARN = "captioning: needs scikit-learn for its 8x8 digits (pip install scikit-learn)"
+from experiments.captioning.data import (  # noqa: F401 (the task's names, read here and by the tests)
+    END,
+    GO,
+    MAX_DIGITS,
+    MODES,
+    NEEDS_SKLEARN,
+    VOCAB,
+    WORDS,
+    caption_text,
+    compose,
+    load_digits,
+    split_scans,
+)
+from experiments.captioning.baseline import TileParams, init_tiles, tile_caption, tile_loss_fn  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,57 +88,6 @@ PRESETS = {
         seeds=(0, 1),
     ),
 }
-
-
-def load_digits():
-    """scikit-learn's digits as ``images (N, 8, 8)`` in [0, 1] and ``labels (N,)``; a one-line error without it."""
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError:
-        raise ImportError(NEEDS_SKLEARN) from None
-    data = sklearn_digits()
-    return data.images.astype(np.float32) / 16.0, data.target.astype(np.int32)
-
-
-def split_scans(images, labels, fraction: float, seed: int):
-    """Training and held-out scans: ``((images, labels), (images, labels))``."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    n_test = int(round(fraction * len(labels)))
-    test, train = order[:n_test], order[n_test:]
-    return (jnp.asarray(images[train]), jnp.asarray(labels[train])), (
-        jnp.asarray(images[test]),
-        jnp.asarray(labels[test]),
-    )
-
-
-def compose(key, scans, B: int):
-    """``B`` images of 2 or 3 random scans side by side.
-
-    Returns: ``images (B, 8, 24)``; ``inputs (4, B)`` = GO, w_1, w_2, w_3 (END-padded) and ``targets (4, B)`` =
-    w_1 .. w_n, END (END-padded), time-major; ``mask (4, B)`` true up to and including the END; ``n (B,)``.
-    """
-    images, labels = scans
-    k_n, k_i = jax.random.split(key)
-    n = jax.random.randint(k_n, (B,), 2, MAX_DIGITS + 1)
-    idx = jax.random.randint(k_i, (B, MAX_DIGITS), 0, labels.shape[0])
-    present = jnp.arange(MAX_DIGITS) < n[:, None]  # (B, 3)
-    tiles = images[idx] * present[:, :, None, None]  # (B, 3, 8, 8)
-    picture = jnp.concatenate([tiles[:, j] for j in range(MAX_DIGITS)], axis=-1)
-    words = jnp.where(present, labels[idx], END).T  # (3, B)
-    targets = jnp.concatenate([words, jnp.full((1, B), END, words.dtype)])
-    inputs = jnp.concatenate([jnp.full((1, B), GO, words.dtype), words])
-    return picture, inputs, targets, jnp.arange(MAX_DIGITS + 1)[:, None] <= n, n
-
-
-def caption_text(ids) -> str:
-    out = []
-    for i in np.asarray(ids).tolist():
-        if i == END:
-            break
-        out.append(WORDS[i] if i < len(WORDS) else "<go>")
-    return " ".join(out)
-
-
 # ------------------------------------------------------------------------------------------- the model
 
 
@@ -218,53 +169,6 @@ def scores(ids, targets, mask, n):
 
 
 # ------------------------------------------------------------------------------ the baseline: no recurrence
-
-
-class TileParams(NamedTuple):
-    """Per-tile classifier: features ``W1 (F, 64)``, ``b1 (F,)``; readout ``Wy (11, F)``, ``by (11,)`` to the ten
-    digits and END (a blank tile)."""
-
-    W1: jax.Array
-    b1: jax.Array
-    Wy: jax.Array
-    by: jax.Array
-
-
-def init_tiles(key, cfg: Config) -> TileParams:
-    k1, k2 = jax.random.split(key)
-    F = cfg.feature_size
-    return TileParams(
-        jax.random.normal(k1, (F, 64)) * jnp.sqrt(2.0 / 64),
-        jnp.zeros(F),
-        jax.random.normal(k2, (END + 1, F)) / jnp.sqrt(F),
-        jnp.zeros(END + 1),
-    )
-
-
-def tile_logits(params: TileParams, images):
-    """``images (B, 8, 24)`` -> ``(3, B, 11)``: each 8x8 tile on its own, ``Wy relu(W1 x + b1) + by``."""
-    tiles = jnp.stack([images[:, :, 8 * j : 8 * j + 8] for j in range(MAX_DIGITS)])  # (3, B, 8, 8)
-    f = jax.nn.relu(tiles.reshape(MAX_DIGITS, images.shape[0], 64) @ params.W1.T + params.b1)
-    return f @ params.Wy.T + params.by
-
-
-def tile_loss_fn(params: TileParams, batch):
-    """Mean cross-entropy over all tiles: the word of the scan, or END for a blank tile."""
-    images, _, targets, _, _ = batch
-    return jaxrnn.softmax_cross_entropy(tile_logits(params, images), targets[:MAX_DIGITS], reduction="mean")
-
-
-def tiles_to_caption(tile_ids):
-    """Tile words ``(3, B)`` -> caption ids ``(4, B)``: the words up to the first END (blank), then END."""
-    ended = jnp.cumsum(tile_ids == END, axis=0) > 0
-    words = jnp.where(ended, END, tile_ids)
-    return jnp.concatenate([words, jnp.full((1, tile_ids.shape[1]), END, words.dtype)])
-
-
-def tile_caption(params: TileParams, images):
-    return tiles_to_caption(jnp.argmax(tile_logits(params, images), axis=-1).astype(jnp.int32))
-
-
 # ---------------------------------------------------------------------------------------------- runs
 
 
@@ -377,83 +281,3 @@ def main(cfg: Config) -> dict:
                 summary[f"{a}_greedy_{k}"], summary[f"{b}_greedy_{k}"], (a, b), lower_is_better=False
             )
     return {"config": cfg, "summary": summary, "runs": runs, "scans": scans, "examples": examples}
-
-
-NAMES = {"init": "image as h_0 (init)", "first_input": "image as first input", "tiles": "tile classifier (no RNN)"}
-
-
-def make_figure(results: dict):
-    """Eight held-out images with the first seed's captions; exact match against training step (mean and
-    min-max over seeds); the final greedy scores with their min-max."""
-    ex = results["examples"]
-    cfg = results["config"] if isinstance(results["config"], dict) else dataclasses.asdict(results["config"])
-    images = np.asarray(ex["images"], dtype=float)
-    fig, ax = common.new_figure(3, 4, size=(3.3, 1.9))
-    for j in range(8):
-        a = ax[j // 4, j % 4]
-        a.imshow(images[j], cmap="gray_r", vmin=0, vmax=1)
-        lines = [f"truth: {ex['truth'][j]}"]
-        for r in results["runs"]:
-            if r["seed"] == ex["seed"]:
-                cap = r["greedy_captions"][j]
-                lines.append(f"{r['mode']}: {cap}" + ("" if cap == ex["truth"][j] else "  X"))
-        a.set_title("\n".join(lines), fontsize=7)
-        a.axis("off")
-    grid = ax[2, 0].get_gridspec()
-    for a in ax[2]:
-        a.remove()
-    curves, bars = fig.add_subplot(grid[2, :2]), fig.add_subplot(grid[2, 2:])
-    modes = list(dict.fromkeys(r["mode"] for r in results["runs"]))
-    for k, mode in enumerate(modes):
-        mine = [r for r in results["runs"] if r["mode"] == mode]
-        common.band(
-            curves,
-            mine[0]["eval_step"],
-            [r["exact_match_curve"] for r in mine],
-            color=f"C{k}",
-            label=NAMES.get(mode, mode),
-        )
-        for m, metric in enumerate(("exact_match", "word_accuracy")):
-            s = results["summary"][f"{mode}_greedy_{metric}"]
-            x = m + (k - (len(modes) - 1) / 2) * 0.2
-            bars.errorbar(
-                x,
-                s["mean"],
-                yerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]],
-                fmt="os^"[k % 3],
-                color=f"C{k}",
-                capsize=4,
-                label=NAMES.get(mode, mode) if m == 0 else None,
-            )
-            bars.plot([x] * s["n"], s["values"], "_", color=f"C{k}", ms=8)
-    n = sum(r["mode"] == modes[0] for r in results["runs"])
-    lowest = min(min(r["exact_match_curve"]) for r in results["runs"])
-    curves.set(
-        title=f"held-out exact match, greedy (mean, min-max over {n} seeds)",
-        xlabel=f"training step (batches of {cfg['batch']} images)",
-        ylabel="exact match (fraction of images)",
-        ylim=(max(0.0, lowest - 0.05), 1.005),
-    )
-    curves.legend(fontsize=7, loc="lower right")
-    curves.grid(alpha=0.3)
-    lows = [results["summary"][f"{m}_greedy_exact_match"]["min"] for m in modes]
-    bars.set(
-        title=f"final greedy scores, {n} seeds (marker: mean, bar: min-max, dash: a seed)",
-        xticks=[0, 1],
-        xticklabels=["exact match (whole caption)", "per word"],
-        xlim=(-0.5, 1.5),
-        ylabel="fraction right",
-        ylim=(max(0.0, min(lows) - 0.05), 1.005),
-    )
-    bars.legend(fontsize=7, loc="lower right")
-    bars.grid(alpha=0.3, axis="y")
-    fig.suptitle("held-out images (unseen scans), greedy captions of the first seed (X: wrong)", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-if __name__ == "__main__":
-    if importlib.util.find_spec("sklearn") is None:  # checked before any work: one line, exit status 2
-        print(NEEDS_SKLEARN, file=sys.stderr)
-        sys.exit(2)
-    sys.exit(common.cli("captioning", PRESETS, main, make_figure))

@@ -5,7 +5,7 @@ the linear RNN's log-norm slope is ``ln s``; the tanh RNN stays below ``s^(T-t)`
 Jacobian is the product of its forget gates, which keeps the gradient alive when the forget bias is large;
 and ``||dL/dh_t||`` of an RNN and an LSTM before and after training on the adding problem.
 
-    python experiments/vanishing_gradients.py --preset cpu --out experiments/results
+    python -m experiments.vanishing_gradients --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
@@ -13,11 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +21,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 from jaxrnn import gradflow
 
 
@@ -150,15 +146,15 @@ def lstm_cell_path(cfg: Config, key) -> dict:
 def before_and_after_training(cfg: Config, key) -> dict:
     """``||dL/d state_t||`` by lag on the adding problem, RNN and LSTM, at initialisation and after training, for
     each of ``cfg.train_seeds`` (initialisation and training batches; the test batch is the same for all)."""
-    make_batch = lambda k: common.adding_batch(k, cfg.train_T, cfg.batch)
-    loss_fn = lambda p, batch: jnp.mean((common.final_readout(p, batch[0])[:, 0] - batch[1]) ** 2)
-    xs, ys = common.adding_batch(jax.random.fold_in(key, 6), cfg.train_T, 256)
+    make_batch = lambda k: tasks.adding_batch(k, cfg.train_T, cfg.batch)
+    loss_fn = lambda p, batch: jnp.mean((tasks.final_readout(p, batch[0])[:, 0] - batch[1]) ** 2)
+    xs, ys = tasks.adding_batch(jax.random.fold_in(key, 6), cfg.train_T, 256)
     out = {}
 
     @jax.jit
     def norms_by_lag(params):
         carry = jaxrnn.initial_carry(params, (xs.shape[1],))
-        loss = lambda hs, carry_T: jnp.sum((jaxrnn.readout(params, common.hidden(carry_T))[:, 0] - ys) ** 2)
+        loss = lambda hs, carry_T: jnp.sum((jaxrnn.readout(params, tasks.hidden(carry_T))[:, 0] - ys) ** 2)
         g = gradflow.state_gradients(jaxrnn.step_for(params), params, carry, xs, loss)
         sq = sum(jnp.sum(leaf**2, axis=-1) for leaf in jax.tree.leaves(g))  # (T, B)
         return gradflow.by_lag(jnp.median(jnp.sqrt(sq), axis=1))
@@ -170,7 +166,7 @@ def before_and_after_training(cfg: Config, key) -> dict:
         per_seed = []
         for seed in cfg.train_seeds:
             seed_key = jax.random.PRNGKey(seed)
-            params = common.init_model(kind, jax.random.fold_in(seed_key, 7), 2, cfg.hidden_size, 1)
+            params = tasks.init_model(kind, jax.random.fold_in(seed_key, 7), 2, cfg.hidden_size, 1)
             before = norms_by_lag(params)
             opt_state, train_key = opt.init(params), jax.random.fold_in(seed_key, 8)
             for _ in range(cfg.train_steps // chunk):
@@ -187,7 +183,7 @@ def before_and_after_training(cfg: Config, key) -> dict:
         out[kind] = {
             "seeds": per_seed,
             "test_mse": common.spread([r["test_mse"] for r in per_seed]),
-            "baseline_mse": common.ADDING_BASELINE_MSE,
+            "baseline_mse": tasks.ADDING_BASELINE_MSE,
         }
         for w in ("init", "trained"):
             out[kind][f"norm_at_lag{cfg.train_T}_{w}"] = common.spread(
@@ -230,91 +226,3 @@ def main(cfg: Config) -> dict:
         **({"trained_test_mse_verdict": trained["verdict"]} if "verdict" in trained else {}),
     }
     return {"config": cfg, "summary": summary, "rnn": rnns, "lstm": lstm, "trained": trained}
-
-
-def _log_limits(*curves):
-    """y-limits (a decade beyond the extremes) that show every positive value of ``curves``."""
-    v = np.concatenate([np.ravel(np.asarray(c, float)) for c in curves])
-    v = v[np.isfinite(v) & (v > 0)]
-    return 10 ** (np.floor(np.log10(v.min())) - 1), 10 ** (np.ceil(np.log10(v.max())) + 1)
-
-
-def _log_axis(a, limits):
-    """A log y-axis with at most about eight labelled decades."""
-    from matplotlib.ticker import LogLocator
-
-    a.set_yscale("log")
-    a.set_ylim(*limits)
-    a.yaxis.set_major_locator(LogLocator(base=10, numticks=8))
-    a.yaxis.set_minor_locator(LogLocator(base=10, subs="auto", numticks=8))
-
-
-def make_figure(results: dict):
-    fig, ax = common.new_figure(2, 2, size=(5.6, 4.0))
-    lags = np.asarray(results["rnn"]["lags"])
-    linear = results["rnn"]["linear"]
-    for s, v in linear.items():
-        ax[0, 0].plot(lags, v["norm_by_lag"], label=f"s = {s} (fitted slope {v['slope']:.3f}, ln s = {v['ln_s']:.3f})")
-    _log_axis(ax[0, 0], _log_limits(*[v["norm_by_lag"] for v in linear.values()]))
-    ax[0, 0].set(
-        title="linear RNN, Whh = sQ: ||dh_T/dh_t|| = s^(T-t)", xlabel="lag T - t (steps)", ylabel="||dh_T/dh_t||_2"
-    )
-    tanh = results["rnn"]["tanh"]
-    for s, v in tanh.items():
-        (line,) = ax[0, 1].plot(lags, v["median_norm_by_lag"], label=f"s = {s}")
-        ax[0, 1].plot(lags, float(s) ** lags, "--", color=line.get_color(), lw=0.8)
-    ax[0, 1].plot([], [], "k--", lw=0.8, label="bound s^(T-t)")
-    _log_axis(
-        ax[0, 1], _log_limits(*[v["median_norm_by_lag"] for v in tanh.values()], *[float(s) ** lags for s in tanh])
-    )
-    ax[0, 1].set(
-        title="tanh RNN (median over inputs) and its bound", xlabel="lag T - t (steps)", ylabel="||dh_T/dh_t||_2"
-    )
-    sweep = results["lstm"]["sweep"]
-    for b, v in sweep.items():
-        ax[1, 0].plot(lags, v["median_full_dc_norm_by_lag"], label=f"LSTM ||dc_T/dc_t||, b_f = {b}")
-    rnn_init = results["lstm"]["rnn_default_init_median_norm_by_lag"]
-    ax[1, 0].plot(lags, rnn_init, "k--", label="tanh RNN ||dh_T/dh_t|| (orthogonal init)")
-    _log_axis(ax[1, 0], _log_limits(rnn_init, *[v["median_full_dc_norm_by_lag"] for v in sweep.values()]))
-    ax[1, 0].set(
-        title="at initialisation: forget-bias sweep (median)",
-        xlabel="lag T - t (steps)",
-        ylabel="||dc_T/dc_t||_2 (LSTM), ||dh_T/dh_t||_2 (RNN)",
-    )
-    trained = results["trained"]
-    shown = []
-    for kind, color in (("rnn", "tab:red"), ("lstm", "tab:blue")):
-        if kind not in trained:
-            continue
-        v = trained[kind]
-        init = np.array([r["median_norm_by_lag_init"] for r in v["seeds"]], float)
-        after = np.array([r["median_norm_by_lag_trained"] for r in v["seeds"]], float)
-        x = np.arange(1, init.shape[1] + 1)
-        n = v["test_mse"]["n"]
-        common.band(ax[1, 1], x, init, color=color, ls="--", label=f"{kind.upper()} at init", log=True)
-        common.band(
-            ax[1, 1],
-            x,
-            after,
-            color=color,
-            label=f"{kind.upper()} trained (test MSE {common.pm(v['test_mse'], 4)}, {n} seeds)",
-            log=True,
-        )
-        shown += [init, after]
-    if shown:
-        _log_axis(ax[1, 1], _log_limits(*shown))
-    ax[1, 1].set(
-        title=f"adding problem T = {results['config'].train_T}: gradient reaching each step\n"
-        "(median over sequences; band: min to max over seeds)",
-        xlabel="lag T - t (steps)",
-        ylabel="||dL/d state_t||_2",
-    )
-    for a in ax.flat:
-        a.legend(fontsize=7)
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-if __name__ == "__main__":
-    sys.exit(common.cli("vanishing_gradients", PRESETS, main, make_figure))

@@ -7,7 +7,7 @@
    the same runs: at **equal characters** (``k = 5`` makes 20 times as many updates as ``k = 100``) and at an
    **equal number of updates** (``k = 100`` then sees 20 times as many characters). Several seeds (the initial
    parameters).
-2. **What truncation cannot learn.** The adding problem (``common.adding_batch``, length ``T``) with the loss at
+2. **What truncation cannot learn.** The adding problem (``tasks.adding_batch``, length ``T``) with the loss at
    the last step: truncated BPTT with length ``k`` runs the first ``T - k`` steps without gradient and
    backpropagates through the last ``k`` only (``k = T``: full BPTT). Two targets: the sum of the two marked
    values (one marker in each half), and the *first* marked value alone (the second marker is a distractor).
@@ -22,18 +22,14 @@
    still ``O(T)`` but smaller; truncated BPTT (``T / k`` chunks of ``k``, one gradient each, accumulated, the
    state carried without gradient) stores one chunk's activations, ``O(k)``: only the ``T`` input ids grow.
 
-    python experiments/truncated_bptt.py --preset cpu --out experiments/results
+    python -m experiments.truncated_bptt --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 import time
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -41,11 +37,12 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, tasks
 from jaxrnn import lm
-from jaxrnn.data import DEFAULT_CORPUS, Vocabulary, load_corpus, split_ids
+from jaxrnn.data import DEFAULT_CORPUS, load_splits
 from jaxrnn.optim import make_optimizer
 from jaxrnn.streams import Streams, evaluation_streams
+from experiments.truncated_bptt.memory import memory_row, truncated_gradient  # noqa: F401 (tests read the gradient)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +104,8 @@ FIRST_BASELINE_MSE = 1.0 / 12.0  # the variance of one uniform value: guessing 0
 
 def load_pieces(cfg: Config):
     """Vocabulary size and the training and validation ids (the corpus's first 90% and next 5%)."""
-    text = load_corpus(cfg.corpus)
-    vocab = Vocabulary.from_text(text)
-    train, validation, _ = split_ids(vocab.encode(text))
-    return vocab.size, train, validation[: cfg.validation_characters + 1]
+    splits = load_splits(cfg.corpus)
+    return splits.vocab.size, splits.train, splits.val[: cfg.validation_characters + 1]
 
 
 def run_one(cfg: Config, k: int, seed: int, vocab_size: int, train_ids, validation) -> dict:
@@ -188,21 +183,21 @@ def truncated_adding_loss(params, batch, k: int, target: str):
     if k < T:
         carry = jax.lax.stop_gradient(jaxrnn.unroll(step, params, carry, xs[: T - k])[0])
     carry, _ = jaxrnn.unroll(step, params, carry, xs[T - k :] if k < T else xs)
-    return jnp.mean((jaxrnn.readout(params, common.hidden(carry))[:, 0] - adding_target(xs, ys, target)) ** 2)
+    return jnp.mean((jaxrnn.readout(params, tasks.hidden(carry))[:, 0] - adding_target(xs, ys, target)) ** 2)
 
 
 def run_adding(cfg: Config, target: str, k: int, seed: int) -> dict:
     """Train an LSTM on the adding problem with truncation ``k``; held-out MSE (full forward pass) per chunk."""
     key = jax.random.PRNGKey(seed)
-    params = common.init_model("lstm", key, 2, cfg.adding_hidden, 1)
-    test = common.adding_batch(jax.random.PRNGKey(10_000), cfg.adding_T, cfg.adding_eval_size)
+    params = tasks.init_model("lstm", key, 2, cfg.adding_hidden, 1)
+    test = tasks.adding_batch(jax.random.PRNGKey(10_000), cfg.adding_T, cfg.adding_eval_size)
     evaluate = jax.jit(lambda p: truncated_adding_loss(p, test, cfg.adding_T, target))
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.adding_learning_rate))
     _, hist = common.train(
         lambda p, b: truncated_adding_loss(p, b, k, target),
         params,
         optimizer,
-        lambda kk: common.adding_batch(kk, cfg.adding_T, cfg.adding_batch),
+        lambda kk: tasks.adding_batch(kk, cfg.adding_T, cfg.adding_batch),
         jax.random.fold_in(key, 1),
         cfg.adding_steps,
         chunk=min(100, cfg.adding_steps),
@@ -219,53 +214,6 @@ def run_adding(cfg: Config, target: str, k: int, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- 3. memory
-
-
-def program_bytes(compiled) -> dict:
-    """XLA's accounting of a compiled program: ``arguments + outputs + temporaries - aliased`` and its parts."""
-    m = compiled.memory_analysis()
-    total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
-    return {
-        "total_bytes": int(total),
-        "temp_bytes": int(m.temp_size_in_bytes),
-        "argument_bytes": int(m.argument_size_in_bytes),
-    }
-
-
-def truncated_gradient(params, carry, xs, targets, k: int):
-    """The truncated-BPTT gradient over ``T = len(xs)`` characters: ``T / k`` chunks, each differentiated on its
-    own from the carried state (no gradient through it), gradients summed. Returns ``(loss, grads)``."""
-    T = xs.shape[0]
-    chunks = lambda a: a.reshape(T // k, k, *a.shape[1:])
-    grad = jax.value_and_grad(jaxrnn.sequence_loss, has_aux=True)
-
-    def body(state, chunk):
-        carry, loss, grads = state
-        (chunk_loss, carry), chunk_grads = grad(params, jax.lax.stop_gradient(carry), *chunk)
-        return (carry, loss + chunk_loss, jax.tree.map(jnp.add, grads, chunk_grads)), None
-
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    (_, loss, grads), _ = jax.lax.scan(body, (carry, jnp.zeros(()), zeros), (chunks(xs), chunks(targets)))
-    return loss, grads
-
-
-def memory_row(cfg: Config, vocab_size: int, T: int, method: str) -> dict:
-    params = jax.eval_shape(lambda: jaxrnn.init_lstm(jax.random.PRNGKey(0), vocab_size, cfg.memory_hidden, vocab_size))
-    carry = jax.eval_shape(
-        lambda: jaxrnn.initial_carry(
-            jaxrnn.init_lstm(jax.random.PRNGKey(0), 1, cfg.memory_hidden, 1), (cfg.memory_batch,)
-        )
-    )
-    ids = jax.ShapeDtypeStruct((T, cfg.memory_batch), jnp.int32)
-    if method == "truncated":
-        f = lambda p, c, x, y: truncated_gradient(p, c, x, y, cfg.memory_truncation)
-    else:
-        f = lambda p, c, x, y: jax.value_and_grad(
-            lambda p: jaxrnn.sequence_loss(p, c, x, y, remat=method == "remat")[0]
-        )(p)
-    return {"T": T, "method": method, **program_bytes(jax.jit(f).lower(params, carry, ids, ids).compile())}
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -308,73 +256,8 @@ def main(cfg: Config) -> dict:
         "spreads": spreads,
         "verdicts": verdicts,
         "vocab_size": vocab_size,
-        "adding_baselines": {"predict 1 (sum)": common.ADDING_BASELINE_MSE, "predict 0.5 (first)": FIRST_BASELINE_MSE},
+        "adding_baselines": {"predict 1 (sum)": tasks.ADDING_BASELINE_MSE, "predict 0.5 (first)": FIRST_BASELINE_MSE},
         "sweep": sweep,
         "adding": adding,
         "memory": memory,
     }
-
-
-def make_figure(results: dict):
-    """Validation loss at equal characters and at equal updates (mean, min-max band over seeds); the adding
-    problem's MSE against ``k``; compiled memory against ``T``."""
-    cfg = results["config"]
-    get = (lambda name: cfg[name]) if isinstance(cfg, dict) else (lambda name: getattr(cfg, name))
-    fig, ax = common.new_figure(2, 2, size=(5.6, 4.0))
-    for col, (budget, axis, label) in enumerate(
-        (("equal_characters", "characters", "training characters"), ("equal_updates", "updates", "updates"))
-    ):
-        a = ax[0, col]
-        for k in get("truncations"):
-            runs = [r for r in results["sweep"] if r["k"] == k]
-            limit = runs[0][budget][axis]
-            x = [p[axis] for p in runs[0]["curve"] if p[axis] <= limit]
-            curves = [[p["validation_loss"] for p in r["curve"] if p[axis] <= limit] for r in runs]
-            common.band(a, x, common.pad(curves), label=f"k = {k}")
-        a.set(
-            title=f"{label.split()[-1]} equal for every k: validation loss ({len(get('seeds'))} seeds)",
-            xlabel=label,
-            ylabel="validation loss (nats per character)",
-        )
-        a.set_xscale("log")
-        a.legend(fontsize=8)
-        a.grid(alpha=0.3, which="both")
-    a = ax[1, 0]
-    T = get("adding_T")
-    for target, ks in dict(get("adding_truncations")).items():
-        s = [results["spreads"][f"adding {target} k{k}"] for k in ks]
-        mean = np.array([v["mean"] for v in s])
-        err = np.array([[v["mean"] - v["min"] for v in s], [v["max"] - v["mean"] for v in s]])
-        a.errorbar(
-            ks,
-            mean,
-            yerr=err,
-            marker="o",
-            capsize=3,
-            label=f"target: {target} marked value" + ("s" if target == "sum" else ""),
-        )
-    a.axhline(common.ADDING_BASELINE_MSE, color="k", ls=":", lw=1, label="predict 1 (sum): 1/6")
-    a.axhline(FIRST_BASELINE_MSE, color="gray", ls="--", lw=1, label="predict 0.5 (first): 1/12")
-    a.axvline(T / 2, color="tab:red", lw=0.8, alpha=0.6, label=f"k = T/2 = {T // 2}")
-    a.set_yscale("log")
-    a.set(
-        title=f"adding problem, T = {T}: truncation k (k = T: full BPTT)",
-        xlabel="truncation length k (steps)",
-        ylabel="held-out MSE (mean, min-max)",
-    )
-    a.legend(fontsize=7)
-    a.grid(alpha=0.3, which="both")
-    for method, style in (("full", "o-"), ("remat", "s--"), ("truncated", "^:")):
-        rows = [r for r in results["memory"] if r["method"] == method]
-        ax[1, 1].loglog([r["T"] for r in rows], [r["total_bytes"] / 2**20 for r in rows], style, label=method)
-    ax[1, 1].set(
-        title="one gradient's compiled memory (XLA)", xlabel="sequence length T (characters)", ylabel="memory (MiB)"
-    )
-    ax[1, 1].legend()
-    ax[1, 1].grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    return fig
-
-
-if __name__ == "__main__":
-    sys.exit(common.cli("truncated_bptt", PRESETS, main, make_figure))

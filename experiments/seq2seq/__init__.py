@@ -16,20 +16,15 @@ backwards (``"=263+75"``); we compare how many steps each needs to reach 95% and
 seeds (each seed draws its own initial weights, batches and held-out problems) and say that one variant is faster
 only where the ranges over seeds are apart.
 
-    python experiments/seq2seq.py --preset cpu --out experiments/results
+    python -m experiments.seq2seq --preset cpu --out experiments/results
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
-import sys
 import time
 from typing import NamedTuple
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +33,24 @@ import optax
 
 import jaxrnn
 from experiments import common
-
-PLUS, EQUALS, GO, END = 10, 11, 12, 13  # ids 0..9 are the digits; END also pads
-VOCAB = 14
-CHARS = "0123456789+=^$"  # how the ids print (^ GO, $ END)
-HELD_OUT_EVERY = 50  # (a + 7 b) % 50 == 0: the held-out 2% of problems
+from experiments.seq2seq.data import (  # noqa: F401 (the task's names, read here and by the tests)
+    END,
+    EQUALS,
+    GO,
+    PLUS,
+    CHARS,
+    HELD_OUT_EVERY,
+    VOCAB,
+    digit_at,
+    draw_operands,
+    encode,
+    held_out_set,
+    is_held_out,
+    num_digits,
+    to_text,
+    training_batch,
+    training_operand,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,92 +90,6 @@ def init_seq2seq(key, hidden_size: int) -> Seq2SeqParams:
 
 
 # ------------------------------------------------------------------------------------------------ data
-
-
-def num_digits(n):
-    """Decimal digits of ``n >= 0`` (``0`` has one)."""
-    return 1 + sum((n >= 10**k).astype(jnp.int32) for k in range(1, 5))
-
-
-def digit_at(n, n_digits, p):
-    """The ``p``-th digit of ``n`` counting from the most significant (``p < n_digits``)."""
-    return (n // 10 ** jnp.clip(n_digits - 1 - p, 0, 5)) % 10
-
-
-def is_held_out(a, b):
-    return (a + 7 * b) % HELD_OUT_EVERY == 0
-
-
-@functools.partial(jax.jit, static_argnames=("digits", "n"))
-def draw_operands(key, digits: int, n: int):
-    """``n`` pairs ``(a, b)``: digit count uniform in ``1..digits``, then the value uniform among those."""
-    k_na, k_nb, k_a, k_b = jax.random.split(key, 4)
-
-    def one(k_n, k_v):
-        nd = jax.random.randint(k_n, (n,), 1, digits + 1)
-        low = jnp.where(nd == 1, 0, 10 ** (nd - 1))
-        return jax.random.randint(k_v, (n,), low, 10**nd)
-
-    return one(k_na, k_a), one(k_nb, k_b)
-
-
-@functools.partial(jax.jit, static_argnames=("digits", "reverse"))
-def encode(a, b, digits: int, *, reverse: bool = False):
-    """Question and answer ids, time-major.
-
-    Returns: ``question (2 digits + 2, B)`` right-padded with ``END``, ``lengths (B,)``; decoder ``inputs``
-    ``(digits + 2, B)`` = GO, digits of ``a + b``; ``targets`` the same digits then END (then END padding);
-    ``mask`` true up to and including the first END.
-    """
-    na, nb, s = num_digits(a), num_digits(b), a + b
-    ns = num_digits(s)
-    p = jnp.arange(2 * digits + 2)[:, None]
-    q = jnp.where(
-        p < na,
-        digit_at(a, na, p),
-        jnp.where(
-            p == na,
-            PLUS,
-            jnp.where(p <= na + nb, digit_at(b, nb, p - na - 1), jnp.where(p == na + nb + 1, EQUALS, END)),
-        ),
-    )
-    lengths = na + nb + 2
-    if reverse:  # read back to front within each question's own length; padding stays at the end
-        q = jnp.take_along_axis(q, jnp.where(p < lengths, lengths - 1 - p, p), axis=0)
-    t = jnp.arange(digits + 2)[:, None]
-    targets = jnp.where(t < ns, digit_at(s, ns, t), END)
-    inputs = jnp.concatenate([jnp.full((1, a.shape[0]), GO, targets.dtype), targets[:-1]])
-    return q, lengths, inputs, targets, t <= ns
-
-
-@functools.partial(jax.jit, static_argnames=("digits", "B", "reverse"))
-def training_batch(key, digits: int, B: int, *, reverse: bool = False):
-    """``B`` random problems, none of them held out: a held-out ``(a, b)`` becomes ``(a, b + 1)`` (or ``(a, b - 1)``
-    when ``b + 1`` would have too many digits), which is never held out."""
-    a, b = draw_operands(key, digits, B)
-    return encode(a, training_operand(a, b, digits), digits, reverse=reverse)
-
-
-def training_operand(a, b, digits: int):
-    """``b``, or its neighbour where ``(a, b)`` is held out (``(a + 7 (b +- 1)) % 50`` is 7 or 43, never 0)."""
-    return jnp.where(is_held_out(a, b), jnp.where(b + 1 < 10**digits, b + 1, b - 1), b)
-
-
-def held_out_set(key, digits: int, n: int, *, reverse: bool = False):
-    """``n`` distinct held-out problems (fewer if there are not that many): ``(a, b)`` and their encoding."""
-    a, b = draw_operands(key, digits, 200 * n)
-    a, b = np.asarray(a), np.asarray(b)
-    keep = is_held_out(a, b)
-    pairs = np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0)
-    pairs = pairs[np.random.default_rng(0).permutation(len(pairs))[:n]]
-    a, b = jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1])
-    return (a, b), encode(a, b, digits, reverse=reverse)
-
-
-def to_text(ids) -> str:
-    return "".join(CHARS[int(i)] for i in ids)
-
-
 # ------------------------------------------------------------------------------------------- the model
 
 
@@ -314,63 +236,3 @@ def main(cfg: Config) -> dict:
                 summary[f"forward_{k}"], summary[f"reversed_{k}"], ("forward", "reversed"), lower_is_better=lower
             )
     return {"config": cfg, "summary": summary, "runs": runs}
-
-
-def make_figure(results: dict):
-    cfg = results["config"] if isinstance(results["config"], dict) else dataclasses.asdict(results["config"])
-    fig, ax = common.new_figure(1, 2, size=(5.2, 3.8))
-    left, right = ax[0, 0], ax[0, 1]
-    variants = list(dict.fromkeys(r["variant"] for r in results["runs"]))
-    for v, color in zip(variants, ("C0", "C1")):
-        mine = [r for r in results["runs"] if r["variant"] == v]
-        steps = max((r["eval_step"] for r in mine), key=len)
-        curves = common.pad([r["accuracy_curve"] for r in mine])  # a seed that stopped at 99% is NaN after
-        common.band(
-            left,
-            steps,
-            curves,
-            color=color,
-            label=f"{v} input: mean, min-max over {len(mine)} seeds\n(a seed stops at 99%: dot)",
-        )
-        for r in mine:  # where each seed stopped
-            left.plot(r["eval_step"][-1], r["accuracy_curve"][-1], "o", color=color, ms=3)
-        for k, (level, marker) in enumerate(((95, "o"), (99, "s"))):
-            s = results["summary"][f"{v}_steps_to_{level}"]
-            y = k + (0.15 if color == "C0" else -0.15)
-            right.errorbar(
-                [s["mean"]],
-                [y],
-                xerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]],
-                fmt=marker,
-                color=color,
-                capsize=4,
-                label=f"{v}" if k == 0 else None,
-            )
-            right.plot(s["values"], [y] * len(s["values"]), "x", color=color, ms=5)
-    left.axhline(0.95, color="k", lw=0.6, ls=":", label="95% and 99%")
-    left.axhline(0.99, color="k", lw=0.6, ls=":")
-    left.set(
-        title=f"addition, up to {cfg['digits']} digits: held-out exact match",
-        xlabel="training step",
-        ylabel="exact match (fraction of problems)",
-        ylim=(0, 1.02),
-    )
-    left.legend(loc="lower right", fontsize=7)
-    left.grid(alpha=0.3)
-    right.set(
-        title="steps to reach a held-out exact match\n(bar: min-max, x: each seed)",
-        xlabel="training step",
-        yticks=[0, 1],
-        yticklabels=["95%", "99%"],
-        ylim=(-0.6, 1.6),
-    )
-    right.set_xlim(0, cfg["steps"] * 1.02)
-    right.axvline(cfg["steps"], color="k", lw=0.6, ls="--", label="step limit (a seed that never got there)")
-    right.legend(loc="upper left", fontsize=7)
-    right.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-if __name__ == "__main__":
-    sys.exit(common.cli("seq2seq", PRESETS, main, make_figure))
