@@ -16,7 +16,6 @@ The pictures (the HTML page and the PNG) are drawn by ``experiments/interpretabl
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -242,18 +241,15 @@ def main(cfg: Config) -> dict:
     }
 
 
+def write_page(results: dict, out: str) -> None:
+    """The HTML page of the JSON just written, beside it."""
+    with open(os.path.join(out, "interpretable_cells.json"), encoding="utf-8") as f:
+        path = write_text(os.path.join(out, "interpretable_cells.html"), html_page(json.load(f)))
+    print(f"wrote {path}")
+
+
 def cli(argv=None) -> int:
-    """``common.cli``, then the HTML page from the JSON it wrote, beside it."""
-    code = common.cli("interpretable_cells", PRESETS, main, make_figure, argv)
-    if code == 0:
-        parser = argparse.ArgumentParser(add_help=False)
-        parser.add_argument("--out", default=os.path.join("experiments", "results"))
-        out = parser.parse_known_args(argv)[0].out
-        with open(os.path.join(out, "interpretable_cells.json"), encoding="utf-8") as f:
-            page = html_page(json.load(f))
-        path = write_text(os.path.join(out, "interpretable_cells.html"), page)
-        print(f"wrote {path}")
-    return code
+    return common.cli("interpretable_cells", PRESETS, main, make_figure, argv, after=write_page)
 
 
 if __name__ == "__main__":
