@@ -73,6 +73,15 @@ def test_continuing_from_a_state_equals_one_run():
     assert rest.train_seconds > first.train_seconds
 
 
+def test_a_plan_holds_what_the_config_derives_and_equal_settings_share_one_optimizer():
+    """``RunConfig.plan`` computes at once what ``fit`` reads; runs that differ only in what the optimiser does not
+    see (here the step count) get the same optimiser object, which ``fit`` keys its compiled step by."""
+    config, plan = TINY.resolved(), TINY.plan(40)
+    assert plan.config == config and plan.model == config.model(40)
+    assert plan.optimizer_settings == config.optimizer_settings and plan.compute_dtype == config.compute_dtype
+    assert dataclasses.replace(TINY, steps=5).plan(40).optimizer is plan.optimizer
+
+
 def test_the_caller_stops_the_run_with_should_stop_or_a_callback():
     calls = []
     stopped = fit(TINY, TEXT, should_stop=lambda: len(calls) >= 2, callbacks=[lambda s, r: calls.append(r)])

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, TypeVar, get_args
 
 from jaxrnn._checks import non_negative_int, positive_int
 from jaxrnn.data import CORPORA, DEFAULT_CORPUS, DataError
@@ -199,6 +199,13 @@ class RunConfig:
         """The optax optimiser of a ``resolved()`` config (see ``OptimizerSettings.make``)."""
         return self.optimizer_settings.make()
 
+    def plan(self, vocab_size: int) -> Plan:
+        """Everything a run derives from this config for a vocabulary of ``vocab_size``, computed at once: the
+        ``resolved()`` config, the model's shape, the optimiser and the compute dtype (see ``Plan``)."""
+        config = self.resolved()
+        settings = config.optimizer_settings
+        return Plan(config, config.model(vocab_size), settings, _optimizer(settings), config.compute_dtype)
+
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> RunConfig:
         """The configuration stored in a checkpoint (fields this version does not know are ignored)."""
@@ -236,6 +243,32 @@ class OptimizerSettings:
         if self.decay_steps is not None:
             lr = optax.cosine_decay_schedule(self.learning_rate, self.decay_steps, alpha=COSINE_FLOOR)
         return make_optimizer(self.name, lr, clip=self.clip or None, clip_mode=self.clip_mode)
+
+
+class Plan(NamedTuple):
+    """What a training run derives from its ``RunConfig`` (``RunConfig.plan(V)``), so that the trainer reads fields
+    instead of asking the config for each value in turn.
+
+    Attributes:
+      config: the ``resolved()`` config.
+      model: its ``ModelConfig`` for the vocabulary.
+      optimizer_settings: its ``OptimizerSettings``.
+      optimizer: the optax optimiser they make; equal settings give the same object within a process, so that
+        runs sharing them (a resumed run, the seeds of an experiment) share one compiled training step.
+      compute_dtype: the dtype the weight matrices multiply in (``None``: the parameters' float32).
+    """
+
+    config: RunConfig
+    model: ModelConfig
+    optimizer_settings: OptimizerSettings
+    optimizer: optax.GradientTransformation
+    compute_dtype: jnp.dtype | None
+
+
+@functools.lru_cache(maxsize=8)
+def _optimizer(settings: OptimizerSettings) -> optax.GradientTransformation:
+    """``settings.make()``, one object per settings (``fit`` caches its compiled step by the optimiser)."""
+    return settings.make()
 
 
 _Choice = TypeVar("_Choice", bound=str)

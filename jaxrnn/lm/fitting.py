@@ -33,11 +33,12 @@ import numpy as np
 
 from jaxrnn.data import DataError, Splits, load_splits
 from jaxrnn.distributed import agree
-from jaxrnn.lm.config import OptimizerSettings, RunConfig
+from jaxrnn.lm.config import Plan, RunConfig
 from jaxrnn import streams
 from jaxrnn.streams import Streams, evaluation_streams
 
 if TYPE_CHECKING:
+    import optax
     from jax.sharding import Mesh
 
     from jaxrnn.lm.model import TrainState
@@ -82,14 +83,19 @@ class FitResult:
 
 
 def initial_state(config: RunConfig, vocab_size: int, *, mesh: Mesh | None = None) -> TrainState:
-    """The fresh ``TrainState`` of a ``resolved()`` config (parameters from ``config.seed``), placed on the
+    """The fresh ``TrainState`` of a config (``resolved()`` here; parameters from ``config.seed``), placed on the
     device(s) of ``mesh``: what ``fit`` starts from, and the template a checkpoint is restored into."""
+    return _initial_state(config.plan(vocab_size), mesh)
+
+
+def _initial_state(plan: Plan, mesh: Mesh | None) -> TrainState:
+    """``initial_state`` of a ``Plan``: the one place that builds a fresh state."""
     import jax
 
     from jaxrnn.lm.model import init_train_state, place_state
 
-    key = jax.random.PRNGKey(config.seed)
-    state = init_train_state(key, config.model(vocab_size), config.make_optimizer(), config.batch_size)
+    key = jax.random.PRNGKey(plan.config.seed)
+    state = init_train_state(key, plan.model, plan.optimizer, plan.config.batch_size)
     if mesh is None:  # committed where it is, as a restored state is: a run and its resume share compiled programs
         return jax.device_put(state, jax.tree.map(lambda leaf: leaf.sharding, state))
     return place_state(state, mesh)
@@ -145,17 +151,18 @@ def fit(
 
     start = (clock() if started is None else started) - elapsed_seconds
     elapsed = lambda: clock() - start
-    config = config.resolved()
     splits = _splits(data)
-    V, B, T, K = splits.vocab.size, config.batch_size, config.seq_length, config.steps_per_call
+    V = splits.vocab.size
+    plan = config.plan(V)  # everything derived from the config, at once
+    config, compute_dtype, follows_budget = plan.config, plan.compute_dtype, plan.optimizer_settings.follows_budget
+    B, T, K = config.batch_size, config.seq_length, config.steps_per_call
     train, val, test = training_streams(config, splits)
     if state is None:
-        state = initial_state(config, V, mesh=mesh)
-    optimizer, compute_dtype = config.optimizer_settings, config.compute_dtype
+        state = _initial_state(plan, mesh)
     val_xs, val_ys = place_batch(val.epoch(max_tokens=streams.EVAL_TOKENS), mesh)  # a fixed sample of a large piece
     val_tokens = int(np.size(val_xs))
     validation_loss = lambda s: float(evaluate(s.params, val_xs, val_ys, compute_dtype))
-    train_chunks = _train_chunks(optimizer, K, config.dropout, compute_dtype)
+    train_chunks = _train_chunks(plan.optimizer, K, config.dropout, compute_dtype)
     budget = None if config.time_budget is None else 60.0 * config.time_budget
     worse_than_guessing = DIVERGED_FACTOR * math.log(V)
     history: list[Record] = []
@@ -184,7 +191,7 @@ def fit(
         n = min(K, next_eval - step, config.steps - step if budget is None else K)
         xs, ys, reset = train.chunks(step, K)
         batch = place_batch((xs, ys, reset, np.arange(K) < n), mesh)
-        if optimizer.follows_budget:
+        if follows_budget:
             assert budget is not None
             learning_rate = config.learning_rate_at(spent / budget)
             state = _with_learning_rate(state, learning_rate)
@@ -206,7 +213,7 @@ def fit(
             "train_seconds": train_seconds,
             "elapsed_seconds": elapsed(),
         }
-        if optimizer.follows_budget:
+        if follows_budget:
             record["learning_rate"] = learning_rate
         if step % config.eval_every == 0 or (budget is None and step == config.steps):
             val_loss, evaluated = validation_loss(state), step
@@ -281,10 +288,11 @@ def _with_learning_rate(state: TrainState, learning_rate: float) -> TrainState:
 
 @functools.lru_cache(maxsize=8)
 def _train_chunks(
-    optimizer: OptimizerSettings, updates_per_call: int, dropout: float, compute_dtype: DTypeLike | None
+    optimizer: optax.GradientTransformation, updates_per_call: int, dropout: float, compute_dtype: DTypeLike | None
 ) -> Callable[[TrainState, Array, Array, Array, Array], tuple[TrainState, Array]]:
     """``make_train_chunks`` for these settings, built once per process, so that runs with the same optimiser
-    (a resumed run, the seeds of an experiment) reuse one compiled function."""
+    (``Plan.optimizer`` is one object per ``OptimizerSettings``: a resumed run, the seeds of an experiment) reuse
+    one compiled function."""
     from jaxrnn.lm.model import make_train_chunks
 
-    return make_train_chunks(optimizer.make(), updates_per_call, dropout=dropout, compute_dtype=compute_dtype)
+    return make_train_chunks(optimizer, updates_per_call, dropout=dropout, compute_dtype=compute_dtype)
