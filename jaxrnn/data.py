@@ -189,7 +189,7 @@ class Splits:
     val: np.ndarray
     test: np.ndarray
     source: str
-    """Where the text came from: ``corpus:NAME``, the file's absolute path, or ``text``."""
+    """The text's origin, ``corpus:NAME``, the file's absolute path, or ``text``."""
     digest: str = ""
     """The blake2b hex digest of the text's UTF-8 bytes."""
 
@@ -214,7 +214,7 @@ def load_splits(
     """
     if sum(x is not None for x in (path, text)) > 1:
         raise ValueError("give at most one of path= and text=")
-    source = _Source(corpus, path, text)
+    source = TextSource(corpus, path, text)
     if cache_dir is None:
         vocab, _, current, _ = _scan(source)
         _check_digest(source, current, digest)
@@ -237,11 +237,12 @@ def load_splits(
 
 IDS_FILE, IDS_META, IDS_FORMAT = "ids.bin", "ids.json", 1
 CHUNK_BYTES = 1 << 23
-"""Bytes of text read at a time while encoding: memory stays bounded by a small multiple of this."""
+"""The number of bytes of text read at a time while encoding; memory stays bounded by a small multiple of it."""
 
 
 def ids_dtype(vocab_size: int) -> np.dtype:
-    """The smallest unsigned dtype that holds ids ``0 .. vocab_size - 1``: uint8 up to 256, uint16 up to 65536."""
+    """The smallest unsigned dtype that holds the ids ``0`` to ``vocab_size - 1``: uint8 up to 256 ids, uint16 up to
+    65536, else uint32."""
     for dtype in (np.uint8, np.uint16):
         if vocab_size <= np.iinfo(dtype).max + 1:
             return np.dtype(dtype)
@@ -262,20 +263,20 @@ def open_ids(directory: str | os.PathLike) -> tuple[np.memmap, dict[str, Any]]:
 
 def encode_to_file(
     directory: str | os.PathLike,
-    source: str | os.PathLike | _Source,
+    source: str | os.PathLike | TextSource,
     *,
     fractions: tuple[float, float, float] = SPLIT,
     digest: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> dict[str, Any]:
-    """Encode a text file (or a ``_Source``) into ``directory/ids.bin`` + ``ids.json``, streaming it in pieces of
+    """Encode a text file (or a ``TextSource``) into ``directory/ids.bin`` + ``ids.json``, streaming it in pieces of
     ``chunk_bytes``; returns the ``ids.json`` record. Both files are replaced atomically, so that a reader
     (another process of the run) sees the old file or the new one, never half of one.
 
     ``digest``: the hash the text must have; another text is a ``DataError`` before anything is written.
     """
-    if not isinstance(source, _Source):
-        source = _Source(path=source)
+    if not isinstance(source, TextSource):
+        source = TextSource(path=source)
     source.chunk_bytes = chunk_bytes
     vocab, length, current, stat = _scan(source)
     _check_digest(source, current, digest)
@@ -306,8 +307,9 @@ def encode_to_file(
     return meta
 
 
-class _Source:
-    """A text to encode: a file read in pieces, or a built-in corpus or a string held in memory."""
+class TextSource:
+    """A text to encode (``encode_to_file``): a file read in pieces, or a built-in ``corpus`` or a ``text`` held in
+    memory. A missing file or a directory is a ``DataError`` here."""
 
     def __init__(self, corpus: str = DEFAULT_CORPUS, path: str | os.PathLike | None = None, text: str | None = None):
         self.path = None if path is None else os.fspath(path)
@@ -381,7 +383,7 @@ class _Source:
         return h.hexdigest()
 
 
-def _scan(source: _Source) -> tuple[Vocabulary, int, str, tuple[int, int | None]]:
+def _scan(source: TextSource) -> tuple[Vocabulary, int, str, tuple[int, int | None]]:
     """The first pass: vocabulary, length in characters, blake2b digest and ``(size, mtime_ns)`` of the text."""
     stat = source.stat()
     h = hashlib.blake2b()
@@ -398,7 +400,7 @@ def _scan(source: _Source) -> tuple[Vocabulary, int, str, tuple[int, int | None]
     return vocab, length, h.hexdigest(), stat
 
 
-def _encoded(source: _Source, vocab: Vocabulary, dtype: np.dtype) -> Iterator[np.ndarray]:
+def _encoded(source: TextSource, vocab: Vocabulary, dtype: np.dtype) -> Iterator[np.ndarray]:
     """The second pass: the ids of each piece, ``(n,)`` of ``dtype`` (a lookup table indexed by code point)."""
     code_points = np.array([ord(c) for c in vocab.chars])
     table = np.zeros(int(code_points[-1]) + 1, dtype)
@@ -407,7 +409,7 @@ def _encoded(source: _Source, vocab: Vocabulary, dtype: np.dtype) -> Iterator[np
         yield table[cps]
 
 
-def _check_digest(source: _Source, current: str, digest: str | None) -> None:
+def _check_digest(source: TextSource, current: str, digest: str | None) -> None:
     if digest is not None and current != digest:
         raise DataError(
             f"{source.name} has changed: its blake2b hash {current[:16]}... is not {digest[:16]}..., that of the text "

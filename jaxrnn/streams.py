@@ -64,7 +64,7 @@ class Streams:
 
     @property
     def chunks_per_epoch(self) -> int:
-        """Chunks before the streams wrap around: ``L // T``."""
+        """The number of chunks before the streams wrap around, ``L // T``."""
         return self.inputs.shape[1] // self.seq_length
 
     def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import pytest
 from jaxrnn.checkpoint import CheckpointError, CheckpointStore, checksums, sum32
 from jaxrnn.cli import EXIT_BAD_INPUT, main
 from jaxrnn.lm import load_model
-from jaxrnn.lm.generate import restore_target
+from jaxrnn.lm.config import restore_target
 from jaxrnn.cli import EXIT_PREEMPTED
 
 TINY = ["--hidden", "8", "--batch-size", "2", "--seq-length", "4", "--steps-per-call", "2", "--no-progress"]

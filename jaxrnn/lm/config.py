@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import jax.numpy as jnp
     import optax
 
+    from jaxrnn.lm.model import TrainState
+
 SCHEDULES: tuple[LRSchedule, ...] = get_args(LRSchedule)
 """The learning-rate schedules ``RunConfig.lr_schedule`` takes."""
 COSINE_FLOOR = 0.1
@@ -319,3 +321,21 @@ def resume_config(config: RunConfig, explicit: set[str], saved: dict[str, Any]) 
             setting,
         )
     return out.resolved()
+
+
+def restore_target(meta: dict[str, Any]) -> TrainState:
+    """A training state of the shapes and dtypes that checkpoint metadata ``meta`` (format 2) describes, as NumPy
+    zeros: reading a checkpoint into it reads every array whole, on the host."""
+    import jax
+    import numpy as np
+
+    from jaxrnn.lm.model import init_train_state
+
+    config = RunConfig.from_saved(meta["config"])
+    vocab_size = len(meta["vocabulary"])
+    abstract = jax.eval_shape(
+        lambda: init_train_state(
+            jax.random.PRNGKey(0), config.model(vocab_size), config.make_optimizer(), config.batch_size
+        )
+    )
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)

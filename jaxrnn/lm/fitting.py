@@ -49,7 +49,11 @@ DIVERGED_FACTOR, DIVERGED_EVALUATIONS = 2.0, 3
 ``ln V``, at this many evaluations in a row (a fresh model starts near ``ln V``)."""
 
 Status = Literal["done", "stopped", "nan", "diverged"]
+"""How a ``fit`` call ended (see ``FitResult.status``)."""
+
 Record = dict[str, Any]
+"""One line of the history: a JSON-ready dict whose keys the module docstring lists."""
+
 Callback = Callable[["TrainState", Record], object]
 """``callback(state, record)`` after each record, ``state`` the state the record describes; a true return value
 asks the run to stop before its next compiled call (the state and history so far are kept and returned)."""
@@ -66,15 +70,16 @@ class FitResult:
         asked), ``"nan"`` (a non-finite loss) or ``"diverged"`` (validation loss above ``DIVERGED_FACTOR`` x
         ``ln V`` at ``DIVERGED_EVALUATIONS`` evaluations in a row).
       val_loss: validation loss of ``state`` in nats/char (``None`` if it was never evaluated).
-      train_seconds, elapsed_seconds: time spent, the given ones included; pass them back to continue a budget.
+      train_seconds: training time spent, the given time included; pass it back to continue a budget.
+      elapsed_seconds: wall-clock time spent, the given time included.
       reason: why a ``"nan"`` or ``"diverged"`` run stopped, one line; ``""`` otherwise.
       stop: what stopped a ``"stopped"`` run: ``should_stop``'s integer answer (process 0's), 1 for another true
         answer or a callback; 0 when the run was not stopped.
     """
 
     state: TrainState
-    history: list[Record]
-    status: Status
+    history: list[dict[str, Any]]
+    status: Literal["done", "stopped", "nan", "diverged"]
     val_loss: float | None
     train_seconds: float
     elapsed_seconds: float
@@ -118,12 +123,12 @@ def fit(
     *,
     state: TrainState | None = None,
     mesh: Mesh | None = None,
-    should_stop: Callable[[], object] | None = None,
-    callbacks: Sequence[Callback] = (),
+    should_stop: Callable[..., object] | None = None,
+    callbacks: Sequence[Callable[..., object]] = (),
     max_seconds: float | None = None,
     train_seconds: float = 0.0,
     elapsed_seconds: float = 0.0,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float] | None = None,
     started: float | None = None,
 ) -> FitResult:
     """Train the character model of ``config`` on ``data``, in memory; see the module docstring.
@@ -138,19 +143,22 @@ def fit(
       should_stop: asked before each compiled call; a true value stops the run (status ``"stopped"``, not
         evaluated again: a caller that stops wants to save at once). An integer (``jaxrnn train`` gives a signal's
         number) comes back as ``FitResult.stop``.
-      callbacks: ``callback(state, record)`` after each record (see ``Callback``).
+      callbacks: ``callback(state, record)`` after each record, ``state`` the state the record describes; a true
+        return value asks the run to stop before its next compiled call.
       max_seconds: stop (status ``"done"``) once this much training time (``train_seconds``) is spent.
-      train_seconds, elapsed_seconds: time already spent by ``state``: a time budget counts it.
-      clock: seconds, for the budget and the records (default ``time.perf_counter``); started: the ``clock()``
-        reading the run's time counts from (default: at the call; a shell passes its own start, so that reading
-        the data counts too).
+      train_seconds: training time already spent by ``state`` (compiled calls); a time budget counts it.
+      elapsed_seconds: wall-clock time already spent by ``state``; a time budget counts it.
+      clock: seconds, for the budget and the records (``None``: ``time.perf_counter``).
+      started: the ``clock()`` reading the run's time counts from (default: at the call; a shell passes its own
+        start, so that reading the data counts too).
     Returns: a ``FitResult``.
     Raises: ``ConfigError`` for impossible settings, ``DataError`` for data too short or ids outside ``[0, V)``.
     """
     from jaxrnn.lm.model import evaluate, place_batch
 
-    start = (clock() if started is None else started) - elapsed_seconds
-    elapsed = lambda: clock() - start
+    now = time.perf_counter if clock is None else clock
+    start = (now() if started is None else started) - elapsed_seconds
+    elapsed = lambda: now() - start
     splits = _splits(data)
     V = splits.vocab.size
     plan = config.plan(V)  # everything derived from the config, at once
@@ -195,10 +203,10 @@ def fit(
             assert budget is not None
             learning_rate = config.learning_rate_at(spent / budget)
             state = _with_learning_rate(state, learning_rate)
-        t0 = clock()
+        t0 = now()
         new_state, call_losses = train_chunks(state, *batch)
         losses = np.asarray(call_losses)[:n]
-        dt = clock() - t0
+        dt = now() - t0
         if not np.all(np.isfinite(losses)):
             bad = step + int(np.argmin(np.isfinite(losses))) + 1
             status, reason = "nan", f"loss became {losses[~np.isfinite(losses)][0]} at step {bad}"

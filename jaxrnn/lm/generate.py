@@ -60,23 +60,6 @@ def load_model(
     return params, vocab, meta
 
 
-def restore_target(meta: dict[str, Any]) -> TrainState:
-    """A training state of the shapes and dtypes that checkpoint metadata ``meta`` (format 2) describes, as NumPy
-    zeros: reading a checkpoint into it reads every array whole, on the host."""
-    import jax
-
-    from jaxrnn.lm.model import init_train_state
-
-    config = RunConfig.from_saved(meta["config"])
-    vocab_size = len(meta["vocabulary"])
-    abstract = jax.eval_shape(
-        lambda: init_train_state(
-            jax.random.PRNGKey(0), config.model(vocab_size), config.make_optimizer(), config.batch_size
-        )
-    )
-    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
-
-
 def _read_model(store: CheckpointStore, step: int) -> tuple[StackParams, Vocabulary, dict[str, Any]]:
     import jax
 

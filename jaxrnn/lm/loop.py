@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from jaxrnn.data import DataError, Splits, load_splits
-from jaxrnn.lm.config import RunConfig, resume_config
+from jaxrnn.lm.config import RunConfig, restore_target, resume_config
 from jaxrnn.lm.fitting import DIVERGED_EVALUATIONS, DIVERGED_FACTOR, FitResult, Record, fit, initial_state
 from jaxrnn.streams import Streams
 
@@ -52,7 +52,7 @@ def run_training(
     log: Callable[[str], object] | None = None,
     mesh: Mesh | None = None,
     max_seconds: float | None = None,
-    should_stop: Callable[[], object] | None = None,
+    should_stop: Callable[..., object] | None = None,
     checkpoint_every: float | None = None,
 ) -> dict[str, Any]:
     """Train (or continue training) the character model and write checkpoints, metrics and curves to ``out``.
@@ -85,7 +85,6 @@ def run_training(
     from jaxrnn.checkpoint import FORMAT as CHECKPOINT_FORMAT
     from jaxrnn.checkpoint import CheckpointStore, write_error
     from jaxrnn.distributed import agree, is_main_process
-    from jaxrnn.lm.generate import restore_target
     from jaxrnn.metrics import append_metrics, truncate_after
     from jaxrnn.lm.model import unroll_method
 
