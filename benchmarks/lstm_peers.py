@@ -121,7 +121,8 @@ def update_chunks(xs, ys, k: int, V: int, seed: int):
 def implementations(config: Config, shape: tuple, device: str, skipped: list) -> dict:
     """``{(impl, precision): (call, compile_s, loss_before, loss_after_one_step or None, updates_per_call)}`` at one
     shape, every loss checked; a loop's ``loss_after_one_step`` is ``None``. An implementation that cannot run
-    here (PyTorch's bfloat16 LSTM without bfloat16 instructions) is appended to ``skipped`` with the reason."""
+    here (PyTorch not installed, or its bfloat16 LSTM without bfloat16 instructions) is appended to ``skipped`` with
+    the reason."""
     import jax.numpy as jnp
     import optax
 
@@ -165,7 +166,9 @@ def implementations(config: Config, shape: tuple, device: str, skipped: list) ->
         try:
             import torch
         except ImportError:
-            print("torch not installed: skipping PyTorch (pip install torch)", flush=True)
+            name = "pytorch nn.LSTM" + (", autocast" if precision == BF16 else "")
+            skipped.append(dict(B=B, T=T, H=H, impl=name, precision=precision, reason="torch is not installed"))
+            print(f"{name} ({precision}) skipped: torch is not installed (pip install torch)", flush=True)
         else:
             torch_step, loss_of, to_ids = peers.torch_impl(p, config.learning_rate, device, autocast=precision == BF16)
             txs, tys = to_ids(xs), to_ids(ys)
