@@ -166,7 +166,7 @@ def implementations(config: Config, shape: tuple, device: str, skipped: list) ->
         try:
             import torch
         except ImportError:
-            name = "pytorch nn.LSTM" + (", autocast" if precision == BF16 else "")
+            name = "pytorch nn.LSTM (not installed)" + (", autocast" if precision == BF16 else "")
             skipped.append(dict(B=B, T=T, H=H, impl=name, precision=precision, reason="torch is not installed"))
             print(f"{name} ({precision}) skipped: torch is not installed (pip install torch)", flush=True)
         else:
