@@ -17,3 +17,15 @@ def x64():
     """Run the test body with float64 enabled, and only the test body."""
     with jax.enable_x64(True):
         yield
+
+
+FOX_TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
+"""The small training text of the command-line tests: 60 lines, a vocabulary of about 40 characters."""
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    """``FOX_TEXT`` in a file: what ``jaxrnn train --data`` reads in the command-line and fault tests."""
+    path = tmp_path_factory.mktemp("data") / "text.txt"
+    path.write_text(FOX_TEXT)
+    return str(path)

@@ -36,13 +36,6 @@ TINY = [
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "text.txt"
-    path.write_text(TEXT)
-    return str(path)
-
-
 def run_main(argv, capsys):
     """``main(argv)`` in this process: (exit status, stderr lines)."""
     try:

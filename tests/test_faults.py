@@ -23,14 +23,6 @@ from jaxrnn.cli import EXIT_PREEMPTED
 
 TINY = ["--hidden", "8", "--batch-size", "2", "--seq-length", "4", "--steps-per-call", "2", "--no-progress"]
 QUIET = ["--sample-length", "0"]
-TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "text.txt"
-    path.write_text(TEXT)
-    return str(path)
 
 
 def run_main(argv, capsys):
