@@ -17,19 +17,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: the scripts run as python -m benchmarks.NAME from here
 RESULTS = ROOT / "benchmarks" / "results"
-DEVICES = {"cpu": "cpu", "gpu": "cuda", "auto": None}
+DEVICES = {"cpu": "cpu", "gpu": "cuda", "auto": None}  # as experiments.common, without importing JAX here
 
 
 def select_device(device: str) -> None:
-    """Pick the JAX platform; must run before JAX touches a device (scripts decide, never the library)."""
-    import jax
+    """``experiments.common.select_device`` (one definition for both folders), its error as one line, exit 2."""
+    from experiments.common import UsageError
+    from experiments.common import select_device as select
 
-    if DEVICES[device] is not None:
-        jax.config.update("jax_platforms", DEVICES[device])
     try:
-        jax.devices()
-    except Exception:  # RuntimeError, or an AssertionError when no plugin for the platform is installed
-        print(f"error: --device {device}: JAX has no such backend on this machine", file=sys.stderr)
+        select(device)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
 
