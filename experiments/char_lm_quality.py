@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments import common
+from experiments import common, stats
 from jaxrnn.data import DEFAULT_CORPUS, Splits, load_splits
 from jaxrnn.lm import RunConfig, fit, generate_text
 
@@ -177,15 +177,17 @@ def main(config: QualityConfig) -> dict:
     wb = f"Witten-Bell {config.max_order}-gram"
     best = {label: m["best_val_loss_within_budget"] for label, m in results["models"].items()}
     labels = list(best)
-    wb_spread = common.spread([baselines[wb]])
-    results["verdicts"] = {
-        **{
-            f"{a} vs {b}": common.verdict(best[a], best[b], (a, b))
-            for j, a in enumerate(labels)
-            for b in labels[j + 1 :]
-        },
-        **{f"{a} vs {wb}": common.verdict(best[a], wb_spread, (a, wb)) for a in labels},
-    }
+    results["comparisons"] = stats.decide(
+        {
+            **{
+                f"{a} vs {b}": stats.compare(best[a]["values"], best[b]["values"], (a, b))
+                for j, a in enumerate(labels)
+                for b in labels[j + 1 :]
+            },
+            **{f"{a} vs {wb}": stats.compare_to(best[a]["values"], baselines[wb], (a, wb)) for a in labels},
+        }
+    )
+    results["verdicts"] = {name: c["verdict"] for name, c in results["comparisons"].items()}
     results["summary"] = {
         **{f"{label}: best validation nats/char (mean)": v["mean"] for label, v in best.items()},
         **{f"{label}: std over {v['n']} seeds": v["std"] for label, v in best.items()},

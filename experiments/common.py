@@ -100,20 +100,6 @@ def spread(values) -> dict:
     }
 
 
-def separated(a: dict, b: dict) -> bool:
-    """Whether two ``spread`` results do not overlap (min-max ranges apart): the only case in which the
-    experiments say that one setting beats another."""
-    return a["max"] < b["min"] or b["max"] < a["min"]
-
-
-def verdict(a: dict, b: dict, names=("a", "b"), lower_is_better: bool = True) -> str:
-    """``"<name> better"`` when the ranges of ``a`` and ``b`` are apart, else ``"no difference"``."""
-    if not separated(a, b):
-        return "no difference"
-    a_wins = (a["mean"] < b["mean"]) == lower_is_better
-    return f"{names[0] if a_wins else names[1]} better"
-
-
 def pm(s: dict, digits: int = 3) -> str:
     """``"mean ± std"`` of a ``spread``, for tables: ``pm(spread([1, 2, 3]), 2) == "2.00 ± 1.00"``."""
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
@@ -138,6 +124,49 @@ def pad(curves, fill=np.nan):
     """Curves of different lengths (a seed stopped early) as one ``(seeds, longest)`` array padded with ``fill``."""
     n = max(len(c) for c in curves)
     return np.array([list(c) + [fill] * (n - len(c)) for c in curves], dtype=float)
+
+
+# ---------------------------------------------------------------------------------------- finished runs
+
+
+class Runs:
+    """The results of single runs kept as they finish, one JSON line each, so that an interrupted sweep resumes
+    where it stopped: ``runs(key, fn)`` returns the stored result of ``key`` or runs ``fn()`` and stores it.
+
+    A run is known by ``key`` (a dict: seed, cell, length...) together with the experiment's config less its seed
+    list (adding seeds reuses the others) and jaxrnn's version. Results come back as JSON gives them (lists, not
+    arrays), whether stored or fresh. ``Runs()`` (no path) stores nothing.
+    """
+
+    def __init__(self, path: str | None = None, config=None):
+        self.path = path
+        context = to_jsonable(dataclasses.asdict(config)) if dataclasses.is_dataclass(config) else {}
+        self.context = {k: v for k, v in context.items() if k not in ("seeds", "train_seeds")}
+        self.done: dict[str, object] = {}
+        if path is not None and os.path.exists(path):
+            with open(path) as f:
+                text = f.read()
+            if text and not text.endswith("\n"):  # a line cut short by a kill: the next one starts on its own line
+                results_io.append_line(path, "")
+            for line in text.splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # the line cut short: that run runs again
+                    continue
+                self.done[entry["key"]] = entry["result"]
+
+    def _key(self, key: dict) -> str:
+        return json.dumps(
+            {"run": to_jsonable(key), "config": self.context, "jaxrnn": jaxrnn.__version__}, sort_keys=True
+        )
+
+    def __call__(self, key: dict, fn):
+        k = self._key(key)
+        if k not in self.done:
+            self.done[k] = json.loads(json.dumps(to_jsonable(fn())))
+            if self.path is not None:
+                results_io.append_line(self.path, json.dumps({"key": k, "result": self.done[k]}))
+        return self.done[k]
 
 
 # ------------------------------------------------------------------------------------ command line, files
@@ -229,7 +258,8 @@ def cli(
       errors: exception types of ``main`` that mean bad input (a missing file): one line, exit status 2.
       after: ``after(results, out)`` once the files are written (a page of its own beside them).
 
-    When ``main`` takes ``progress``, it is given ``progress(partial_results)``, which writes the JSON so far.
+    When ``main`` takes ``progress``, it is given ``progress(partial_results)``, which writes the JSON so far; when
+    it takes ``runs``, a ``Runs`` kept in ``NAME.runs.jsonl`` beside the results (``--fresh`` starts it over).
     Bad arguments: one line on stderr, exit status 2.
     """
     module = sys.modules.get(main.__module__)
@@ -240,6 +270,7 @@ def cli(
     parser.add_argument("--out", default=os.path.join("experiments", "results"), help="results folder")
     parser.add_argument("--seeds", default=None, help="seeds in place of the preset's, e.g. 0,1,2")
     parser.add_argument("--device", choices=sorted(DEVICES), default="cpu", help="JAX platform (default: cpu)")
+    parser.add_argument("--fresh", action="store_true", help="run every run again, ignoring the finished ones kept")
     config_fields = {f.name: f for f in dataclasses.fields(next(iter(presets.values())))} if fields else {}
     for field in fields:
         kind = config_fields[field].type
@@ -266,6 +297,11 @@ def cli(
         kwargs = {}
         if "progress" in inspect.signature(main).parameters:
             kwargs["progress"] = lambda partial: save(args.out, stem, partial | {"command": command, "partial": True})
+        if "runs" in inspect.signature(main).parameters:
+            kept = os.path.join(args.out, f"{stem}.runs.jsonl")
+            if args.fresh and os.path.exists(kept):
+                os.remove(kept)
+            kwargs["runs"] = Runs(kept, config)
         start = time.perf_counter()
         try:
             results = main(config, **kwargs)
@@ -279,7 +315,7 @@ def cli(
     results["runtime_s"] = round(time.perf_counter() - start, 1)
     results["command"] = command
     results["environment"] = environment()
-    if kwargs:
+    if "progress" in kwargs:
         results["partial"] = False
     paths = save(args.out, stem, results, make_figure(results) if make_figure is not None else None)
     print(json.dumps(summary(results), indent=1))

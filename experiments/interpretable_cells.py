@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
-from experiments import common
+from experiments import common, stats
 from experiments.interpretable_cells_pictures import FEATURES, html_page, make_figure
 from jaxrnn import lm
 from jaxrnn.data import Splits, load_splits
@@ -202,11 +202,16 @@ def main(cfg: Config) -> dict:
         best = runs[0]["found"]["trained"][name]
         table[name] = {
             "abs_r": s,
-            "verdict": common.verdict(s["trained"], s["untrained"], ("trained", "untrained"), lower_is_better=False),
+            "comparison": stats.compare(
+                s["trained"]["values"], s["untrained"]["values"], ("trained", "untrained"), lower_is_better=False
+            ),
             "seed0_unit": unit_name(best["unit"], H),
             "seed0_r": best["r"],
             "feature_mean": float(features[name].mean()),
         }
+    decided = stats.decide({name: table[name]["comparison"] for name in FEATURES})
+    for name in FEATURES:
+        table[name]["verdict"] = decided[name]["verdict"]
     start = held_out.index("\n") + 1 if "\n" in held_out[:-1] else 0  # the page starts at a line
     shown = slice(start, start + cfg.render)
     render = {}

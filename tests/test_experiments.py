@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import jaxrnn
-from experiments import common, gradient_clipping, long_range, tasks, vanishing_gradients
+from experiments import common, gradient_clipping, long_range, stats, tasks, vanishing_gradients
 from experiments.vanishing_gradients import figure as vanishing_figure
 
 
@@ -120,7 +120,8 @@ def test_long_range_aggregate_marks_failure_above_a_tenth_of_the_baseline():
     }
     assert rows["lstm"]["test_loss"]["mean"] == pytest.approx(0.002) and rows["lstm"]["fails"] is False
     assert rows["rnn"]["test_loss"]["mean"] == pytest.approx(0.06) and rows["rnn"]["fails"] is True
-    assert common.verdict(rows["lstm"]["test_loss"], rows["rnn"]["test_loss"], ("lstm", "rnn")) == "lstm better"
+    c = stats.compare(rows["lstm"]["test_loss"]["values"], rows["rnn"]["test_loss"]["values"], ("lstm", "rnn"))
+    assert c["better"] == "lstm" and c["p"] == pytest.approx(1 / 3)  # 2 against 2: apart, yet p = 2/6
 
 
 def test_adding_baseline_is_one_sixth():
@@ -173,14 +174,10 @@ def test_save_writes_json_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json"]
 
 
-def test_spread_and_verdict_over_seeds():
+def test_spread_over_seeds():
     s = common.spread([1.0, 2.0, 3.0])
     assert (s["mean"], s["std"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 1.0, 3.0, 3)
     assert common.pm(s, 2) == "2.00 ± 1.00" and common.spread([5.0])["std"] == 0.0
-    lo, hi = common.spread([0.1, 0.2]), common.spread([0.3, 0.5])
-    assert common.verdict(lo, hi, ("rnn", "lstm")) == "rnn better"
-    assert common.verdict(lo, hi, ("rnn", "lstm"), lower_is_better=False) == "lstm better"
-    assert common.verdict(lo, common.spread([0.15, 0.4]), ("rnn", "lstm")) == "no difference"
     assert np.isnan(common.spread([1.0, np.nan])["mean"])  # a diverged seed is not averaged away
     np.testing.assert_array_equal(common.pad([[1, 2], [3]]), [[1, 2], [3, np.nan]])
 

@@ -160,68 +160,83 @@ def test_captioning_tiny_preset_beats_chance_in_both_modes_and_the_tiles_beat_bo
         assert s[f"{mode}_sampled_word_accuracy"]["min"] > 0.25
     # at 300 steps a per-tile classifier is far ahead of either decoder
     assert s["tiles_greedy_exact_match"]["min"] > 0.85
-    assert s["verdict_init_versus_tiles_exact_match"] == "tiles better"
+    c = s["comparisons"]["init vs tiles: exact_match"]
+    assert c["better"] == "tiles" and c["p"] == pytest.approx(1 / 3)  # 2 seeds a side: the smallest p there is
+    assert c["verdict"] == "not shown at this budget"
 
 
 # ------------------------------------------------------------------------------------- brackets
 
 
-def test_bracket_sets_are_what_they_claim():
+def test_bracket_strings_are_what_they_claim():
     from experiments import brackets
 
+    task = brackets.task
     rng = np.random.default_rng(0)
-    assert brackets.task.is_balanced(brackets.task.balanced(rng, 500, 12)).all()
-    for L, catalan in ((8, 14), (12, 132), (32, None)):
-        pos, neg = brackets.task.candidates(rng, 400, L)
-        assert brackets.task.is_balanced(pos).all() and not brackets.task.is_balanced(neg).any()
-        assert (pos == brackets.task.OPEN).sum(axis=1).tolist() == [L // 2] * len(pos)  # counting alone cannot tell
-        assert (neg == brackets.task.OPEN).sum(axis=1).tolist() == [L // 2] * len(neg)
-        assert len(np.unique(np.concatenate([pos, neg]), axis=0)) == len(pos) + len(neg)
-        if catalan:  # short lengths: every string, Catalan many of them balanced
-            assert len(pos) == catalan and len(pos) + len(neg) == {8: 70, 12: 924}[L]
-    assert brackets.task.is_balanced(np.array([0, 0, 1, 0, 1, 1])) and not brackets.task.is_balanced(
-        np.array([0, 1, 1, 0])
-    )
+    for L in (12, 64, 256):
+        pos = task.balanced(rng, 500, L)
+        neg = task.flipped(rng, pos)
+        assert task.is_balanced(pos).all() and not task.is_balanced(neg).any()
+        changed = np.flatnonzero((neg != pos).any(axis=0))
+        assert changed.min() >= L // 3 and changed.max() < 2 * L // 3  # one flip, in the middle third
+        assert ((neg != pos).sum(axis=1) == 1).all()
+        assert (task.depth(neg)[:, : L // 3] >= 0).all()  # no early dip below zero
+        assert sorted(set(task.depth(neg)[:, -1])) == [-2, 2]  # the count is what tells them apart
+    assert task.is_balanced(np.array([0, 0, 1, 0, 1, 1])) and not task.is_balanced(np.array([0, 1, 1, 0]))
+    assert task.is_balanced(np.array([2, 2, 0, 1]))  # padding is neutral
+
+
+def test_the_window_rule_sees_the_ends_only():
+    from experiments import brackets
+
+    task = brackets.task
+    ids = lambda text: [task.OPEN if c == "(" else task.CLOSE for c in text]
+    s = np.array([ids("(()(" + ")))(" + "()()")])  # 12 brackets, below zero in the middle only
+    assert task.window_rule(s, 4).tolist() == [True]  # both ends could belong to a balanced string
+    assert task.window_rule(s, 6).tolist() == [False]  # 2k >= L: the full check
+    assert task.window_rule(np.array([ids(")(((" + "()()" + "))))")]), 4).tolist() == [False]  # dips at once
+    assert task.window_rule(np.array([ids("((((" + "()()" + "((((")]), 4).tolist() == [False]  # suffix opens
+    # depth 4 after the prefix, 0 left for the suffix: 4 brackets between can close them, 2 cannot
+    assert task.window_rule(np.array([ids("((((" + "()()" + "()()")]), 4).tolist() == [True]
+    assert task.window_rule(np.array([ids("((((" + "()" + "()()")]), 4).tolist() == [False]
+    # balanced strings and flips in the middle third, k below a third: the rule cannot tell them apart
+    rng = np.random.default_rng(2)
+    pos = task.balanced(rng, 2000, 96)
+    neg = task.flipped(rng, task.balanced(rng, 2000, 96))
+    xs, labels = task.labelled(pos, neg, rng)
+    assert task.window_rule(pos, 16).all() and task.window_rule(neg, 16).all()
+    assert task.rule_accuracy(xs, labels, 16) == 0.5 and task.rule_accuracy(xs, labels, 48) == 1.0
 
 
 def test_bracket_held_out_strings_are_never_trained_on():
     from experiments import brackets
 
-    as_set = lambda strings: {s.tobytes() for s in np.asarray(strings, np.uint8)}
-    for L in (8, 16, 32):
-        sets = brackets.task.make_sets(L, pool=4000, eval_size=400)
-        train = as_set(np.concatenate(sets["train"]))
-        test, validation = (as_set(np.asarray(sets[k][0]).T) for k in ("test", "validation"))
-        assert len(test & train) == 0 and len(validation & train) == 0 and len(test & validation) == 0
-        labels = np.asarray(sets["test"][1])
-        assert len(test) == len(labels) and labels.mean() == 0.5  # distinct strings, half balanced
-        np.testing.assert_array_equal(brackets.task.is_balanced(np.asarray(sets["test"][0]).T), labels == 1)
-        assert len(labels) == {8: 4, 16: 400, 32: 400}[L]  # 14 balanced strings of length 8: few held out
+    task = brackets.task
+    strip = lambda xs: {bytes(s[s != task.PAD]) for s in np.asarray(xs, np.uint8)}
+    sets = task.make_sets((8, 16, 24), (16, 24, 48), pool=4000, eval_size=400)
+    train = strip(np.concatenate(sets["train"]))
+    validation = strip(np.asarray(sets["validation"][0]).T)
+    assert len(validation & train) == 0 and np.asarray(sets["train"][0]).shape[1] == 24  # left-padded to 24
+    for L, (xs, labels) in sets["test"].items():
+        test = strip(np.asarray(xs).T)
+        assert len(test & train) == 0 and len(test & validation) == 0
+        labels = np.asarray(labels)
+        assert len(test) == len(labels) and labels.mean() == 0.5 and np.asarray(xs).shape[0] == L
+        np.testing.assert_array_equal(task.is_balanced(np.asarray(xs).T), labels == 1)
+    assert len(sets["test"][48][1]) == 400
     # the bucket is a function of the string alone
-    s = brackets.task.balanced(np.random.default_rng(1), 50, 16)
-    np.testing.assert_array_equal(brackets.task.bucket(s), brackets.task.bucket(s.copy()))
-
-
-def test_bracket_first_last_rule_on_strings_written_out():
-    from experiments import brackets
-
-    ids = lambda text: [brackets.task.OPEN if c == "(" else brackets.task.CLOSE for c in text]
-    strings = ["((()))", "()()()", "())(()", ")(()()", "(()))("]
-    xs = np.array([ids(t) for t in strings]).T  # time-major, as the sets store them
-    labels = np.array([1, 1, 0, 0, 0])
-    np.testing.assert_array_equal(brackets.task.is_balanced(xs.T), labels == 1)
-    assert brackets.task.first_last_rule(xs.T).tolist() == [True, True, True, False, False]
-    assert brackets.task.rule_accuracy(xs, labels) == pytest.approx(4 / 5)  # fooled only by "())(()"
+    s = task.balanced(np.random.default_rng(1), 50, 16)
+    np.testing.assert_array_equal(task.bucket(s), task.bucket(s.copy()))
 
 
 @pytest.mark.slow
-def test_brackets_tiny_preset_beats_the_first_last_rule():
+def test_brackets_tiny_preset_the_lstm_counts_where_the_window_rule_is_at_chance():
     from experiments import brackets
 
     r = brackets.main(brackets.PRESETS["tiny"])
     s = r["summary"]
-    rule = s["first_last_rule_L16_test_accuracy"]
-    assert 0.85 < rule < 0.95 and r["sets"][0]["test_size"] == 500
-    for kind in ("lstm", "rnn"):
-        assert s[f"{kind}_L16_test_accuracy"]["n"] == 2
-        assert s[f"{kind}_L16_test_accuracy"]["min"] > rule + 0.03
+    assert s["window_rule_L32_test_accuracy"] == 0.5 and s["window_rule_L16_test_accuracy"] == 1.0
+    assert r["sets"]["test_L32"] == 400 and s["lstm_L32_test_accuracy"]["n"] == 2
+    assert s["lstm_L16_test_accuracy"]["min"] > 0.95  # a length it trained on
+    assert s["lstm_L32_test_accuracy"]["min"] > 0.6  # twice as long as any it saw; the rule is at chance
+    assert s["comparisons"]["L32: lstm vs window rule"]["better"] == "lstm"

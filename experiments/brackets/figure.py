@@ -1,4 +1,5 @@
-"""The figure of the brackets experiment: held-out accuracy against length, each cell over seeds."""
+"""The figure of the brackets experiment: test accuracy against length (every seed a point), the best window rule,
+and each cell's learning-rate search on the validation set."""
 
 from __future__ import annotations
 
@@ -8,55 +9,53 @@ import numpy as np
 
 from experiments import common
 
+STYLES = {"rnn": ("C0", "o", "tanh RNN"), "lstm": ("C1", "s", "LSTM"), "gru": ("C2", "^", "GRU")}
+
 
 def make_figure(results: dict):
     cfg = results["config"] if isinstance(results["config"], dict) else dataclasses.asdict(results["config"])
-    lengths = list(cfg["lengths"])
+    s = results["summary"]
+    lengths = list(cfg["test_lengths"])
     fig, ax = common.new_figure(1, 2, size=(5.4, 4.0))
     left, right = ax[0, 0], ax[0, 1]
-    styles = {"rnn": ("C0", "o", "tanh RNN"), "lstm": ("C1", "s", "LSTM"), "gru": ("C2", "^", "GRU")}
-    shift = {m: 1.0 + 0.04 * (k - (len(cfg["models"]) - 1) / 2) for k, m in enumerate(cfg["models"])}
-    for kind in cfg["models"]:
-        color, marker, name = styles.get(kind, (None, "o", kind))
-        for a, key in ((left, "test_accuracy"), (right, "steps_run")):
-            s = [results["summary"][f"{kind}_L{L}_{key}"] for L in lengths]
-            mean = np.array([v["mean"] for v in s])
-            x = np.array(lengths) * shift[kind]  # side by side, not on top of each other
-            a.errorbar(
-                x,
-                mean,
-                yerr=[mean - [v["min"] for v in s], [v["max"] for v in s] - mean],
-                fmt=marker + "-",
-                color=color,
-                capsize=3,
-                ms=4,
-                label=f"{name}: mean, min-max over {len(cfg['seeds'])} seeds",
-            )
-    rule = [results["summary"][f"first_last_rule_L{L}_test_accuracy"] for L in lengths]
-    left.plot(lengths, rule, "k--", lw=1, label="rule: first opens and last closes")
+    models = list(cfg["models"])
+    for j, kind in enumerate(models):
+        color, marker, name = STYLES.get(kind, (None, "o", kind))
+        x = np.array(lengths) * (1.0 + 0.05 * (j - (len(models) - 1) / 2))  # side by side
+        values = np.array([s[f"{kind}_L{L}_test_accuracy"]["values"] for L in lengths])  # (lengths, seeds)
+        for i in range(values.shape[1]):
+            left.plot(x, values[:, i], marker, color=color, alpha=0.35, ms=3, mew=0)
+        left.plot(x, values.mean(axis=1), marker + "-", color=color, ms=5, label=f"{name}: mean and each seed")
+        search = results["learning_rate_search"][kind]
+        right.plot(
+            [r["learning_rate"] for r in search],
+            [r["validation_accuracy"] for r in search],
+            marker + "-",
+            color=color,
+            label=f"{name} (chosen {s[f'{kind}_learning_rate']:g})",
+        )
+    rule = [s[f"window_rule_L{L}_test_accuracy"] for L in lengths]
+    left.plot(lengths, rule, "k--", lw=1, label=f"best window rule (first and last k, k <= {max(cfg['window_sizes'])})")
     left.axhline(0.5, color="0.5", ls=":", lw=1, label="chance")
-    sizes = {s["length"]: s["test_size"] for s in results["sets"]}
+    left.axvspan(lengths[0] * 0.9, max(cfg["train_lengths"]) * 1.05, color="0.9", zorder=0, label="trained lengths")
     left.set(
-        title="balanced brackets: held-out accuracy\n(n: distinct test strings, none of them trained on)",
+        title=f"balanced or one bracket flipped in the middle third\ntest accuracy, {len(cfg['seeds'])} seeds",
         xlabel="string length (brackets)",
         ylabel="test accuracy (fraction of strings)",
         ylim=(0.38, 1.03),
+        xscale="log",
     )
-    right.axhline(cfg["steps"], color="k", ls="--", lw=0.8, label="step limit")
+    left.set_xticks(lengths)
+    left.set_xticklabels([str(L) for L in lengths])
+    left.minorticks_off()
     right.set(
-        title=f"training steps run (stopped at validation\naccuracy {cfg['stop_accuracy']} or "
-        f"{cfg['patience']} evaluations without gain)",
-        xlabel="string length (brackets)",
-        ylabel=f"training steps (batches of {cfg['batch']})",
-        ylim=(0, cfg["steps"] * 1.08),
+        title="learning rate chosen on the validation set (seed 0)",
+        xlabel="Adam learning rate",
+        ylabel="best validation accuracy",
+        xscale="log",
     )
     for a in (left, right):
-        a.set_xscale("log", base=2)
-        a.set_xticks(lengths)
-        a.set_xticklabels([f"{L}\nn={sizes[L]}" if a is left else str(L) for L in lengths], fontsize=8)
-        a.minorticks_off()
         a.grid(alpha=0.3)
-    left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.06))
-    right.legend(fontsize=7, loc="upper left")
+        a.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig

@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from experiments import common
+from experiments import common, stats
 from experiments.captioning.data import (  # noqa: F401 (the task's names, read here and by the tests)
     END,
     GO,
@@ -252,14 +252,17 @@ def run_tiles(cfg: Config, seed: int, train_scans, test) -> dict:
     }
 
 
-def main(cfg: Config) -> dict:
+def main(cfg: Config, runs: common.Runs | None = None) -> dict:
+    kept = runs or common.Runs()
     images, labels = load_digits()
     runs, scans, examples = [], [], None
     for seed in cfg.seeds:
         train_scans, test_scans = split_scans(images, labels, cfg.held_out_fraction, seed)
         test = compose(jax.random.PRNGKey(10_000 + seed), test_scans, cfg.eval_size)
-        runs += [run_one(cfg, mode, seed, train_scans, test) for mode in cfg.modes]
-        runs.append(run_tiles(cfg, seed, train_scans, test))
+        runs += [
+            kept({"mode": m, "seed": seed}, lambda m=m: run_one(cfg, m, seed, train_scans, test)) for m in cfg.modes
+        ]
+        runs.append(kept({"mode": "tiles", "seed": seed}, lambda: run_tiles(cfg, seed, train_scans, test)))
         scans.append({"train": int(train_scans[1].shape[0]), "held_out": int(test_scans[1].shape[0])})
         if examples is None:  # the first seed's first eight held-out images, for the figure
             examples = {
@@ -274,10 +277,15 @@ def main(cfg: Config) -> dict:
             for k in ("exact_match", "word_accuracy"):
                 summary[f"{mode}_{how}_{k}"] = common.spread([r[how][k] for r in mine])
         summary[f"{mode}_seconds"] = common.spread([r["seconds"] for r in mine])
+    comparisons = {}
     for k in ("exact_match", "word_accuracy"):
         pairs = [(a, b) for a in cfg.modes for b in (*cfg.modes, "tiles") if a < b or b == "tiles"]
         for a, b in pairs:
-            summary[f"verdict_{a}_versus_{b}_{k}"] = common.verdict(
-                summary[f"{a}_greedy_{k}"], summary[f"{b}_greedy_{k}"], (a, b), lower_is_better=False
+            comparisons[f"{a} vs {b}: {k}"] = stats.compare(
+                summary[f"{a}_greedy_{k}"]["values"],
+                summary[f"{b}_greedy_{k}"]["values"],
+                (a, b),
+                lower_is_better=False,
             )
+    summary["comparisons"] = stats.decide(comparisons)
     return {"config": cfg, "summary": summary, "runs": runs, "scans": scans, "examples": examples}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments import common
+from experiments import common, stats
 
 
 def aggregate(runs: list, cfg) -> list:
@@ -50,18 +50,18 @@ def finish(cfg, chosen: dict, sweep: list, runs: list) -> dict:
     for task, kind in sorted({(r["task"], r["model"]) for r in rows}):
         failing = sorted(r["T"] for r in rows if (r["task"], r["model"]) == (task, kind) and r["fails"])
         summary[f"{task}_{kind}_fails_from_T"] = failing[0] if failing else None
-    verdicts = {}
+    comparisons = {}
     for task, T in sorted({(r["task"], r["T"]) for r in rows}):
         for a, b in (("lstm", "rnn"), ("gru", "rnn"), ("lstm", "gru")):
             if (task, a, T) in by and (task, b, T) in by:
                 sa, sb = by[(task, a, T)]["test_loss"], by[(task, b, T)]["test_loss"]
-                verdicts[f"{task}_T{T}_{a}_vs_{b}"] = (
-                    common.verdict(sa, sb, (a, b)) if min(sa["n"], sb["n"]) > 1 else "one seed: no verdict"
-                )
+                comparisons[f"{task}_T{T}_{a}_vs_{b}"] = stats.compare(sa["values"], sb["values"], (a, b))
+    comparisons = stats.decide(comparisons)
     return {
+        "comparisons": comparisons,
+        "verdicts": {name: c["verdict"] for name, c in comparisons.items()},
         "config": cfg,
         "summary": summary,
-        "verdicts": verdicts,
         "aggregate": rows,
         "sweep": sweep,
         "runs": runs,

@@ -1,4 +1,5 @@
-"""The addition problems: operands, the held-out 2% of pairs, questions and answers as ids (time-major), text."""
+"""The addition problems: operands, the held-out 2% of pairs (split into validation and test), questions and answers
+as ids (time-major), text."""
 
 from __future__ import annotations
 
@@ -85,13 +86,23 @@ def training_operand(a, b, digits: int):
 
 def held_out_set(key, digits: int, n: int, *, reverse: bool = False):
     """``n`` distinct held-out problems (fewer if there are not that many): ``(a, b)`` and their encoding."""
-    a, b = draw_operands(key, digits, 200 * n)
+    a, b = draw_operands(key, digits, 200 * max(n, 1000))  # enough draws to find nearly every pair when n is small
     a, b = np.asarray(a), np.asarray(b)
     keep = is_held_out(a, b)
     pairs = np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0)
     pairs = pairs[np.random.default_rng(0).permutation(len(pairs))[:n]]
     a, b = jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1])
     return (a, b), encode(a, b, digits, reverse=reverse)
+
+
+def held_out_split(key, digits: int, n: int, *, reverse: bool = False):
+    """Two disjoint sets of ``n`` held-out problems, ``(validation, test)``, each ``((a, b), encoding)`` as
+    ``held_out_set`` gives: runs stop and are compared on the first, the second is read once at the end."""
+    (a, b), _ = held_out_set(key, digits, 2 * n, reverse=reverse)
+    if a.shape[0] < 2 * n:
+        raise ValueError(f"only {a.shape[0]} held-out problems with {digits} digits; eval_size {n} needs {2 * n}")
+    halves = (slice(0, n), slice(n, 2 * n))
+    return tuple(((a[h], b[h]), encode(a[h], b[h], digits, reverse=reverse)) for h in halves)
 
 
 def to_text(ids) -> str:

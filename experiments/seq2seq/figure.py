@@ -1,4 +1,4 @@
-"""The figure of the seq2seq experiment: held-out exact match against training step, and the steps to 95% and 99%."""
+"""The figure of the seq2seq experiment: validation exact match against training step, and the steps to 95% and 99%."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def make_figure(results: dict):
     left.axhline(0.95, color="k", lw=0.6, ls=":", label="95% and 99%")
     left.axhline(0.99, color="k", lw=0.6, ls=":")
     left.set(
-        title=f"addition, up to {cfg['digits']} digits: held-out exact match",
+        title=f"addition, up to {cfg['digits']} digits: validation exact match",
         xlabel="training step",
         ylabel="exact match (fraction of problems)",
         ylim=(0, 1.02),
@@ -48,7 +48,7 @@ def make_figure(results: dict):
     left.legend(loc="lower right", fontsize=7)
     left.grid(alpha=0.3)
     right.set(
-        title="steps to reach a held-out exact match\n(bar: min-max, x: each seed)",
+        title="steps to reach a validation exact match\n(bar: min-max, x: each seed)",
         xlabel="training step",
         yticks=[0, 1],
         yticklabels=["95%", "99%"],
