@@ -148,6 +148,8 @@ def main(config: QualityConfig) -> dict:
         "budget_seconds": config.seconds,
         "seeds": list(config.seeds),
         "ngram_val_loss": baselines,
+        # the same n-grams on the test text: lower by as much as the models' test loss, so the gap is the text's
+        "ngram_test_loss": ngram_losses(train, splits.test, vocab.size, config.max_order),
         "ngram_seconds": time.perf_counter() - t0,
         "models": {},
         "config": dataclasses.asdict(config),

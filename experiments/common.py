@@ -244,7 +244,6 @@ def cli(
     *,
     default: str = "cpu",
     fields: tuple = (),
-    own_file: tuple = (),
     errors: tuple = (),
     after=None,
 ) -> int:
@@ -254,7 +253,6 @@ def cli(
 
     Args:
       fields: names of config fields that may be set on the command line (``--hidden-size 64``).
-      own_file: presets whose results go to ``NAME_PRESET.json`` instead (a long run kept beside the usual one).
       errors: exception types of ``main`` that mean bad input (a missing file): one line, exit status 2.
       after: ``after(results, out)`` once the files are written (a page of its own beside them).
 
@@ -292,7 +290,7 @@ def cli(
             config = dataclasses.replace(config, **overrides)
         _make_folder(args.out)
         select_device(args.device)
-        stem = f"{name}_{args.preset}" if args.preset in own_file else name
+        stem = name
         command = " ".join([f"python -m experiments.{name}", *(sys.argv[1:] if argv is None else argv)])
         kwargs = {}
         if "progress" in inspect.signature(main).parameters:

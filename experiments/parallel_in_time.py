@@ -2,8 +2,10 @@
 
 A GRU reads the adding problem and is trained twice from the same initialisation on the same fixed training set
 (full batch, Adam): once unrolled by ``lax.scan``, once by ``jaxrnn.newton.newton_unroll`` with implicit
-gradients. (Both are float32: their losses agree to 1e-4 until training reaches a sensitive phase, where the
-last-bit differences of two correct computations grow, as they do between any two orders of summation.) Each
+gradients. Both are float32: their losses agree to 1e-4 until training reaches a sensitive phase, where the
+last-bit differences of two correct computations grow. A control measures how much: a third run, ``lax.scan``
+again from the initial weights moved by one float32 rounding (``(1 + 2^-23)``, one bit), drifts from the first
+scan as far as Newton does; the difference is the training's, not Newton's. Each
 Newton solve starts from the previous step's states (a warm start: the weights moved a little, the
 sequences are the same), and the iterations are compared with a cold start from zeros at the same weights.
 
@@ -78,6 +80,8 @@ def main(cfg: Config) -> dict:
     )
 
     p_scan, s_scan = params0, optimizer.init(params0)
+    p_bit = jax.tree.map(lambda a: a * (1 + 2.0**-23), params0)  # the control: one float32 rounding away
+    s_bit = optimizer.init(p_bit)
     p_newton, s_newton = params0, optimizer.init(params0)
     states = jax.tree.map(lambda c: jnp.zeros((cfg.T, *c.shape), c.dtype), carry)  # step 1 starts cold
     zero_counts = (
@@ -92,6 +96,7 @@ def main(cfg: Config) -> dict:
         for k in (
             "scan_loss",
             "newton_loss",
+            "scan_one_bit_loss",
             "warm_iterations_max",
             "warm_iterations_mean",
             "cold_iterations_max",
@@ -104,6 +109,8 @@ def main(cfg: Config) -> dict:
     for _ in range(cfg.steps):
         p_scan, s_scan, _, loss_scan = scan_update(p_scan, s_scan, carry, xs, ys)
         p_newton, s_newton, previous, loss_newton = newton_update(p_newton, s_newton, previous, xs, ys)
+        p_bit, s_bit, _, loss_bit = scan_update(p_bit, s_bit, carry, xs, ys)
+        curves["scan_one_bit_loss"].append(float(loss_bit))
         warm, cold, converged, residual = previous[1]
         warm, cold = np.asarray(warm), np.asarray(cold)
         curves["scan_loss"].append(float(loss_scan))
@@ -121,9 +128,16 @@ def main(cfg: Config) -> dict:
             )
         )
     scan_l, newton_l = np.asarray(curves["scan_loss"]), np.asarray(curves["newton_loss"])
+    bit_l = np.asarray(curves["scan_one_bit_loss"])
     summary = {
         "steps": cfg.steps,
+        # both at most: two float32 runs of the same maths part where the training is sensitive
         "loss_max_rel_diff": float(np.max(np.abs(scan_l - newton_l) / np.abs(scan_l))),
+        "loss_max_rel_diff_step": int(np.argmax(np.abs(scan_l - newton_l) / np.abs(scan_l))) + 1,
+        "loss_max_rel_diff_scan_one_bit": float(np.max(np.abs(scan_l - bit_l) / np.abs(scan_l))),
+        "steps_with_one_bit_losses_within_1e-4": int(
+            np.argmax(np.append(np.abs(scan_l - bit_l) / np.abs(scan_l), 1) > 1e-4)
+        ),
         # two float32 trajectories: equal gradients to ~1e-7 drift apart where training is sensitive
         "steps_with_losses_within_1e-4": int(
             np.argmax(np.append(np.abs(scan_l - newton_l) / np.abs(scan_l), 1) > 1e-4)
@@ -144,17 +158,25 @@ def main(cfg: Config) -> dict:
 
 
 def make_figure(results: dict):
-    fig, ax = common.new_figure(1, 2)
+    fig, ax = common.new_figure(1, 3, size=(4.6, 3.6))
     c = results["curves"]
     steps = np.arange(1, len(c["scan_loss"]) + 1)
-    ax[0, 0].semilogy(steps, c["scan_loss"], label="lax.scan")
+    scan = np.asarray(c["scan_loss"])
+    ax[0, 0].semilogy(steps, scan, lw=2.5, alpha=0.5, label="lax.scan")
     ax[0, 0].semilogy(steps, c["newton_loss"], "--", label="Newton (DEER), implicit gradients")
     ax[0, 0].axhline(results["summary"]["baseline_mse"], color="k", lw=0.8, ls=":", label="predict 1")
     ax[0, 0].set(title="adding problem, GRU: training MSE", xlabel="step")
-    ax[0, 1].plot(steps, c["cold_iterations_mean"], label="cold start (zeros), mean over sequences")
-    ax[0, 1].plot(steps, c["warm_iterations_mean"], label="warm start (previous step), mean")
-    ax[0, 1].plot(steps, c["warm_iterations_max"], ":", label="warm start, max")
-    ax[0, 1].set(title=f"Newton iterations per solve (T = {results['config'].T})", xlabel="step", ylim=(0, None))
+    for other, label in (
+        ("newton_loss", "Newton vs scan"),
+        ("scan_one_bit_loss", "scan from weights 1 bit away vs scan"),
+    ):
+        ax[0, 1].semilogy(steps, np.abs(np.asarray(c[other]) - scan) / scan, label=label)
+    ax[0, 1].set(title="relative difference of the training losses", xlabel="step", ylim=(1e-9, 10))
+    ax[0, 2].plot(steps, c["cold_iterations_mean"], label="cold start (zeros), mean over sequences")
+    ax[0, 2].plot(steps, c["warm_iterations_mean"], label="warm start (previous step), mean")
+    ax[0, 2].plot(steps, c["warm_iterations_max"], ":", label="warm start, max")
+    T = results["config"]["T"] if isinstance(results["config"], dict) else results["config"].T
+    ax[0, 2].set(title=f"Newton iterations per solve (T = {T})", xlabel="step", ylim=(0, None))
     for a in ax.flat:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)

@@ -29,9 +29,10 @@ def _statistic(x, y, axis=-1):
     return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
 
-def permutation_p(a, b) -> tuple[float, str]:
+def permutation_p(a, b, *, exact_up_to: int = EXACT_UP_TO, resamples: int = RESAMPLES) -> tuple[float, str]:
     """Two-sided p value of "``a`` and ``b`` come from one distribution" (``a``, ``b``: values per seed) and the
-    statistic used: the difference of means, or of mean ranks where a value is not finite (worst = ``+inf``)."""
+    statistic used: the difference of means, or of mean ranks where a value is not finite (worst = ``+inf``).
+    Every split is counted up to ``exact_up_to`` of them, else ``resamples`` random ones."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     if min(a.size, b.size) < 1:
         raise ValueError(f"a permutation test needs values on both sides, got {a.size} and {b.size}")
@@ -48,7 +49,7 @@ def permutation_p(a, b) -> tuple[float, str]:
         permutation_type="independent",
         alternative="two-sided",
         vectorized=True,
-        n_resamples=np.inf if splits <= EXACT_UP_TO else RESAMPLES,
+        n_resamples=np.inf if splits <= exact_up_to else resamples,
         rng=np.random.default_rng(0),
     )
     return float(min(result.pvalue, 1.0)), statistic
@@ -169,13 +170,14 @@ def power(
 ) -> float:
     """The chance that ``n`` seeds a side reach ``p_holm < ALPHA`` in a family of ``family`` comparisons (taking this
     one as the family's smallest p, the most favourable case), if each side's values are normal with the given
-    mean and standard deviation: the fraction of ``trials`` simulated experiments that do."""
+    mean and standard deviation: the fraction of ``trials`` simulated experiments that do (each test exact up to
+    1000 splits, else on 2000 random ones: p is then resolved to about 1/2000, enough for a family of 20)."""
     rng = np.random.default_rng(seed)
     hits = 0
     for _ in range(trials):
         a = rng.normal(mean_a, std_a, n)
         b = rng.normal(mean_b, std_b, n)
-        hits += permutation_p(a, b)[0] * family < ALPHA
+        hits += permutation_p(a, b, exact_up_to=1000, resamples=2000)[0] * family < ALPHA
     return hits / trials
 
 

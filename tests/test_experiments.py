@@ -207,3 +207,25 @@ def test_command_line_sets_the_seeds_and_refuses_bad_ones(tmp_path, capsys):
         assert common.cli("x", presets, run, None, ["--preset", "tiny", "--seeds", bad, "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.slow
+def test_arjovsky2016_tiny_preset_runs_the_papers_setup_and_resumes(tmp_path, monkeypatch):
+    from experiments import arjovsky2016
+
+    cfg = arjovsky2016.PRESETS["tiny"]
+    runs = common.Runs(str(tmp_path / "a.runs.jsonl"), cfg)
+    seen = []
+    results = arjovsky2016.main(cfg, progress=seen.append, runs=runs)
+    assert len(results["runs"]) == len(seen) == 2 * len(cfg.models) * len(cfg.seeds)
+    for r in results["runs"]:
+        assert r["eval_step"][-1] == cfg.iterations and r["baseline"] == arjovsky2016.baseline(r["task"], r["T"])
+    s = results["summary"]
+    assert s["adding_T20_lstm_final_held_out_loss"]["n"] == 2
+    assert s["copy_T10_baseline"] == pytest.approx(10 * np.log(8) / 30)
+    assert set(s["comparisons"]) == {"adding T20: lstm vs rnn", "copy T10: lstm vs rnn"}
+    # a second sweep finds every run kept: nothing trains again
+    monkeypatch.setattr(arjovsky2016, "run_one", lambda *args: pytest.fail("a kept run was trained again"))
+    again = arjovsky2016.main(cfg, runs=common.Runs(str(tmp_path / "a.runs.jsonl"), cfg))
+    assert again["runs"] == results["runs"]
+    assert arjovsky2016.PAPER_HIDDEN[("copy", "lstm")] == 40 and arjovsky2016.PAPER_HIDDEN[("adding", "rnn")] == 128

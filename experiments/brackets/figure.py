@@ -35,7 +35,7 @@ def make_figure(results: dict):
             label=f"{name} (chosen {s[f'{kind}_learning_rate']:g})",
         )
     rule = [s[f"window_rule_L{L}_test_accuracy"] for L in lengths]
-    left.plot(lengths, rule, "k--", lw=1, label=f"best window rule (first and last k, k <= {max(cfg['window_sizes'])})")
+    left.plot(lengths, rule, "k--", lw=1, label="best window rule (first and last k, 2k < length)")
     left.axhline(0.5, color="0.5", ls=":", lw=1, label="chance")
     left.axvspan(lengths[0] * 0.9, max(cfg["train_lengths"]) * 1.05, color="0.9", zorder=0, label="trained lengths")
     left.set(

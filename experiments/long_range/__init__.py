@@ -12,7 +12,6 @@ the test loss at the evaluation with the lowest validation loss. A model *fails*
 over seeds is above ``fail_fraction x baseline``.
 
     python -m experiments.long_range --preset cpu --out experiments/results
-    python -m experiments.long_range --preset paper --out experiments/results   # long_range_paper.json, ~1 h
 """
 
 from __future__ import annotations
@@ -65,21 +64,6 @@ PRESETS = {
         batch=32,
         adding_steps=200,
         eval_size=256,
-    ),
-    # Arjovsky et al. 2016's lengths, one seed, no grid (it does not fit at T = 750): LSTM and GRU at (1e-2, 64),
-    # the RNN at (1e-3, 64), where it learns adding at T = 50 (at 1e-2 it does not); ordered so that a late stop
-    # keeps the shorter lengths, and the JSON is written after every run.
-    "paper": Config(
-        adding_lengths=(400, 750),
-        copy_lengths=(200,),
-        models=("lstm", "gru", "rnn"),
-        seeds=(0,),
-        select_T=(),
-        fixed=(("rnn", 1e-3, 64), ("lstm", 1e-2, 64), ("gru", 1e-2, 64)),
-        adding_steps=3000,
-        copy_steps=2000,
-        eval_size=256,
-        stop_fraction=0.03,
     ),
 }
 
