@@ -47,3 +47,25 @@ def test_default_training_beats_1_40_nats_on_every_seed(tmp_path):
     res = char_lm_quality.main(char_lm_quality.PRESETS["cpu"])
     assert abs(res["ngram_val_loss"]["add-one 3-gram"] - 1.89) < 0.01
     assert res["models"]["lstm (default)"]["best_val_loss_within_budget"]["max"] <= 1.40
+
+
+@pytest.mark.slow
+def test_char_benchmark_tiny_preset_matches_parameters_and_scores_the_test_text():
+    from experiments import char_benchmark
+
+    cfg = char_benchmark.PRESETS["tiny"]
+    res = char_benchmark.main(cfg)
+    t = res["texts"]["pydoc_topics"]
+    lstm, rnn = t["parameters"]["lstm"], t["parameters"]["rnn"]
+    assert abs(rnn - lstm) <= char_benchmark.parameter_count("rnn", t["hidden"]["rnn"] + 8, t["vocab_size"]) - rnn
+    assert t["hidden"]["rnn"] > t["hidden"]["lstm"]  # the RNN needs more units for the same parameters
+    for c in cfg.cells:
+        assert [r["learning_rate"] for r in t["search"][c]] == list(cfg.learning_rates)
+        assert t["chosen_learning_rate"][c] == min(t["search"][c], key=lambda r: r["validation_loss"])["learning_rate"]
+        assert t["test_bpc"][c]["n"] == len(cfg.seeds) and t["test_bpc"][c]["max"] < 7.0  # below log2 V + noise
+    assert 1 <= t["kneser_ney"]["order"] <= cfg.max_order and t["test_bpc"]["kneser_ney"] < 3.0
+    assert set(res["summary"]["comparisons"]) == {
+        "pydoc_topics: lstm vs rnn",
+        "pydoc_topics: lstm vs Kneser-Ney",
+        "pydoc_topics: rnn vs Kneser-Ney",
+    }
