@@ -290,13 +290,12 @@ def cli(
             config = dataclasses.replace(config, **overrides)
         _make_folder(args.out)
         select_device(args.device)
-        stem = name
         command = " ".join([f"python -m experiments.{name}", *(sys.argv[1:] if argv is None else argv)])
         kwargs = {}
         if "progress" in inspect.signature(main).parameters:
-            kwargs["progress"] = lambda partial: save(args.out, stem, partial | {"command": command, "partial": True})
+            kwargs["progress"] = lambda partial: save(args.out, name, partial | {"command": command, "partial": True})
         if "runs" in inspect.signature(main).parameters:
-            kept = os.path.join(args.out, f"{stem}.runs.jsonl")
+            kept = os.path.join(args.out, f"{name}.runs.jsonl")
             if args.fresh and os.path.exists(kept):
                 os.remove(kept)
             kwargs["runs"] = Runs(kept, config)
@@ -315,7 +314,7 @@ def cli(
     results["environment"] = environment()
     if "progress" in kwargs:
         results["partial"] = False
-    paths = save(args.out, stem, results, make_figure(results) if make_figure is not None else None)
+    paths = save(args.out, name, results, make_figure(results) if make_figure is not None else None)
     print(json.dumps(summary(results), indent=1))
     print(f"wrote {', '.join(paths.values())} in {results['runtime_s']} s")
     if after is not None:

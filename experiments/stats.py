@@ -179,8 +179,3 @@ def power(
         b = rng.normal(mean_b, std_b, n)
         hits += permutation_p(a, b, exact_up_to=1000, resamples=2000)[0] * family < ALPHA
     return hits / trials
-
-
-def row(c: dict, digits: int = 3) -> str:
-    """A comparison as table text: ``"LSTM better, p = 0.008 (Holm 0.024)"``."""
-    return f"{c['verdict']}, p = {c['p']:.{digits}g} (Holm {c['p_holm']:.{digits}g})"
