@@ -106,7 +106,8 @@ def compare_to(values, reference: float, names: tuple[str, str], *, lower_is_bet
         "centre": [centre, float(reference)],
         "centre_is": "mean",
         "better": better,
-        "test": "exact sign-flip permutation test against a fixed number, two-sided, mean difference",
+        "test": ("exact" if 2**d.size <= EXACT_UP_TO else f"{RESAMPLES} random signs,")
+        + " sign-flip permutation test against a fixed number, two-sided, mean difference",
         "p": p,
     }
 
