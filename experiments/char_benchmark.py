@@ -16,7 +16,6 @@ No published number exists for these two texts (they are built from this Python'
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import sys
 import time
@@ -140,8 +139,7 @@ def main(cfg: Config, runs: common.Runs | None = None) -> dict:
     comparisons = {}
     for name, t in texts.items():
         bpc = t["test_bpc"]
-        for a, b in itertools.combinations(cfg.cells, 2):
-            comparisons[f"{name}: {a} vs {b}"] = stats.compare(bpc[a]["values"], bpc[b]["values"], (a, b))
+        comparisons.update(stats.pairwise({c: bpc[c]["values"] for c in cfg.cells}, prefix=f"{name}: "))
         for c in cfg.cells:
             comparisons[f"{name}: {c} vs Kneser-Ney"] = stats.compare_to(
                 bpc[c]["values"], bpc["kneser_ney"], (c, "Kneser-Ney")

@@ -181,11 +181,7 @@ def main(config: QualityConfig) -> dict:
     labels = list(best)
     results["comparisons"] = stats.decide(
         {
-            **{
-                f"{a} vs {b}": stats.compare(best[a]["values"], best[b]["values"], (a, b))
-                for j, a in enumerate(labels)
-                for b in labels[j + 1 :]
-            },
+            **stats.pairwise({label: v["values"] for label, v in best.items()}),
             **{f"{a} vs {wb}": stats.compare_to(best[a]["values"], baselines[wb], (a, wb)) for a in labels},
         }
     )

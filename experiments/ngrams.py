@@ -52,44 +52,53 @@ def _discount(counts: np.ndarray) -> float:
     return float(n1 / (n1 + 2 * n2)) if n1 + n2 > 0 else 0.5
 
 
-def kneser_ney_probabilities(train: np.ndarray, held_out: np.ndarray, V: int, order: int) -> np.ndarray:
-    """``P(held_out[i] | the order - 1 ids before it)`` under interpolated Kneser-Ney of ``order``, ``(N,)``; the
-    context of the first held-out characters is the end of the training text."""
+def kneser_ney_orders(train: np.ndarray, held_out: np.ndarray, V: int, max_order: int):
+    """Yields ``(n, P_n(held_out[i] | the n - 1 ids before it))`` for ``n = 1..max_order``, each ``(N,)``. Every
+    order shares the chain of continuation-count orders below it, so the chain is built once: each step adds one
+    order's raw counts on top of the chain (the answer at that order) and one order's continuation counts to it.
+    The context of the first held-out characters is the end of the training text."""
     train = np.asarray(train, np.int64)
-    stream = np.concatenate([train[len(train) - (order - 1) :] if order > 1 else train[:0], np.asarray(held_out)])
+    tail = train[len(train) - (max_order - 1) :] if max_order > 1 else train[:0]
+    stream = np.concatenate([tail, np.asarray(held_out)])
     ends = np.arange(len(stream) - len(held_out), len(stream))  # the index of each held-out character
 
     def held(k: int) -> np.ndarray:
         """Hash of the ``k`` ids ending at each held-out character's predecessor (``k`` ids of context)."""
         return window_hashes(stream, k)[ends - k] if k > 0 else np.zeros(len(ends), np.uint64)
 
-    def gram(k: int) -> np.ndarray:
-        """Hash of the ``k`` ids ending at each held-out character."""
-        return window_hashes(stream, k)[ends - k + 1]
+    def interpolate(counted, contexts, successors, one_each, k, lower):
+        discount = _discount(_count(counted, counted[one_each]))
+        context = held(k - 1)
+        c_hw = _count(counted, window_hashes(stream, k)[ends - k + 1])
+        c_h, n_h = _count(contexts, context), _count(successors, context)
+        safe = np.where(c_h > 0, c_h, 1.0)
+        return np.where(c_h > 0, np.maximum(c_hw - discount, 0.0) / safe + discount * n_h / safe * lower, lower)
 
-    p = np.full(len(held_out), 1.0 / V)  # order 0: uniform
-    for k in range(1, order + 1):
+    chain = np.full(len(held_out), 1.0 / V)  # order 0: uniform
+    for k in range(1, max_order + 1):
         grams = window_hashes(train, k)  # every k-gram of the training text, by start position
         before = window_hashes(train, k - 1) if k > 1 else np.zeros(len(train) + 1, np.uint64)
-        if k < order:  # continuation counts: the distinct left neighbours of each k-gram
+        _, one_each = np.unique(grams, return_index=True)  # raw counts: the top order
+        prefix = before[: len(grams)]
+        yield k, interpolate(grams, prefix, prefix[one_each], one_each, k, chain)
+        if k < max_order:  # continuation counts: the distinct left neighbours of each k-gram
             _, first = np.unique(window_hashes(train, k + 1), return_index=True)  # one window per (k+1)-gram
             suffix, middle = grams[1:][first], before[1:][first]  # its last k ids, and their first k - 1
             _, one_each = np.unique(suffix, return_index=True)
-            counted, contexts, successors = suffix, middle, middle[one_each]
-        else:  # raw counts
-            _, one_each = np.unique(grams, return_index=True)
-            prefix = before[: len(grams)]
-            counted, contexts, successors = grams, prefix, prefix[one_each]
-        discount = _discount(_count(counted, counted[one_each]))
-        c_hw, c_h, n_h = _count(counted, gram(k)), _count(contexts, held(k - 1)), _count(successors, held(k - 1))
-        safe = np.where(c_h > 0, c_h, 1.0)
-        p = np.where(c_h > 0, np.maximum(c_hw - discount, 0.0) / safe + discount * n_h / safe * p, p)
+            chain = interpolate(suffix, middle, middle[one_each], one_each, k, chain)
+
+
+def kneser_ney_probabilities(train: np.ndarray, held_out: np.ndarray, V: int, order: int) -> np.ndarray:
+    """``P(held_out[i] | the order - 1 ids before it)`` under interpolated Kneser-Ney of ``order``, ``(N,)``; the
+    context of the first held-out characters is the end of the training text."""
+    for _, p in kneser_ney_orders(train, held_out, V, order):
+        pass
     return p
 
 
 def kneser_ney_losses(train: np.ndarray, held_out: np.ndarray, V: int, max_order: int) -> dict[int, float]:
     """Mean nats per character on ``held_out`` of interpolated Kneser-Ney of every order ``1..max_order``."""
-    return {n: float(-np.log(kneser_ney_probabilities(train, held_out, V, n)).mean()) for n in range(1, max_order + 1)}
+    return {n: float(-np.log(p).mean()) for n, p in kneser_ney_orders(train, held_out, V, max_order)}
 
 
 def main(corpus: str, max_order: int = 20) -> dict:

@@ -31,8 +31,8 @@ def _statistic(x, y, axis=-1):
 
 def permutation_p(a, b, *, exact_up_to: int = EXACT_UP_TO, resamples: int = RESAMPLES) -> tuple[float, str]:
     """Two-sided p value of "``a`` and ``b`` come from one distribution" (``a``, ``b``: values per seed) and the
-    statistic used: the difference of means, or of mean ranks where a value is not finite (worst = ``+inf``).
-    Every split is counted up to ``exact_up_to`` of them, else ``resamples`` random ones."""
+    test as run: exact or sampled, on the difference of means or of mean ranks where a value is not finite
+    (worst = ``+inf``). Every split is counted up to ``exact_up_to`` of them, else ``resamples`` random ones."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     if min(a.size, b.size) < 1:
         raise ValueError(f"a permutation test needs values on both sides, got {a.size} and {b.size}")
@@ -40,26 +40,30 @@ def permutation_p(a, b, *, exact_up_to: int = EXACT_UP_TO, resamples: int = RESA
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         pooled = scipy_stats.rankdata(np.where(np.isfinite(np.r_[a, b]), np.r_[a, b], np.inf))
         a, b, statistic = pooled[: a.size], pooled[a.size :], "difference of mean ranks"
-    if np.ptp(np.r_[a, b]) == 0 or min(a.size, b.size) < 2:  # one seed a side: every split is as extreme
-        return 1.0, statistic
     splits = math.comb(a.size + b.size, a.size)
+    exact = splits <= exact_up_to
+    test = ("exact permutation test" if exact else f"permutation test ({resamples} random splits)") + (
+        f", two-sided, {statistic}"
+    )
+    if np.ptp(np.r_[a, b]) == 0 or min(a.size, b.size) < 2:  # one seed a side: every split is as extreme
+        return 1.0, test
     result = scipy_stats.permutation_test(
         (a, b),
         _statistic,
         permutation_type="independent",
         alternative="two-sided",
         vectorized=True,
-        n_resamples=np.inf if splits <= exact_up_to else resamples,
+        n_resamples=np.inf if exact else resamples,
         rng=np.random.default_rng(0),
     )
-    return float(min(result.pvalue, 1.0)), statistic
+    return float(min(result.pvalue, 1.0)), test
 
 
 def compare(a, b, names: tuple[str, str], *, lower_is_better: bool = True) -> dict:
     """One comparison of per-seed values ``a`` against ``b`` by ``permutation_p``; ``better`` names the side with
     the better mean (``None`` on a tie)."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    p, statistic = permutation_p(a, b)
+    p, test = permutation_p(a, b)
     worst = np.inf if lower_is_better else -np.inf
     centre_a, centre_b = (float(np.median(np.where(np.isfinite(v), v, worst))) for v in (a, b))
     centre = "median"  # where a run diverged: the mean would be infinite
@@ -74,10 +78,19 @@ def compare(a, b, names: tuple[str, str], *, lower_is_better: bool = True) -> di
         "centre": [centre_a, centre_b],
         "centre_is": centre,
         "better": better,
-        "test": f"exact permutation test, two-sided, {statistic}"
-        if math.comb(a.size + b.size, a.size) <= EXACT_UP_TO
-        else f"permutation test ({RESAMPLES} random splits), two-sided, {statistic}",
+        "test": test,
         "p": p,
+    }
+
+
+def pairwise(samples: dict, *, prefix: str = "", lower_is_better: bool = True) -> dict:
+    """``compare`` for every pair of ``samples`` (name -> values per seed), in their order: the comparison of
+    ``a`` against a later ``b`` is keyed ``f"{prefix}{a} vs {b}"``."""
+    names = list(samples)
+    return {
+        f"{prefix}{a} vs {b}": compare(samples[a], samples[b], (a, b), lower_is_better=lower_is_better)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
     }
 
 

@@ -36,8 +36,11 @@ def test_the_permutation_p_is_the_fraction_of_splits_as_extreme_as_the_one_seen(
 
 
 def test_a_diverged_seed_counts_as_the_worst_and_the_test_runs_on_ranks():
-    p, statistic = stats.permutation_p([0.1, 0.2, 0.3], [np.nan, 0.5, np.inf])
-    assert statistic == "difference of mean ranks" and p == pytest.approx(0.1)  # ranks apart: 2 of 20 splits
+    p, test = stats.permutation_p([0.1, 0.2, 0.3], [np.nan, 0.5, np.inf])
+    assert p == pytest.approx(0.1)  # ranks apart: 2 of 20 splits
+    assert test == "exact permutation test, two-sided, difference of mean ranks"
+    sampled = stats.permutation_p([0.1, 0.2, 0.3], [0.4, 0.5, 0.6], exact_up_to=10, resamples=500)[1]
+    assert sampled == "permutation test (500 random splits), two-sided, difference of means"  # 20 splits > 10
     c = stats.compare([0.1, 0.2, 0.3], [np.nan, 0.5, np.inf], ("clipped", "none"))
     assert c["better"] == "clipped" and c["centre_is"] == "median" and c["centre"][0] == pytest.approx(0.2)
 

@@ -24,7 +24,6 @@ cell against the rule's accuracy on the same strings, with Holm's correction ove
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -174,13 +173,8 @@ def main(cfg: Config, runs: common.Runs | None = None) -> dict:
                 values, summary[f"window_rule_L{L}_test_accuracy"], (kind, "window rule"), lower_is_better=False
             )
     for L in cfg.test_lengths:
-        for a, b in itertools.combinations(cfg.models, 2):
-            comparisons[f"L{L}: {a} vs {b}"] = stats.compare(
-                summary[f"{a}_L{L}_test_accuracy"]["values"],
-                summary[f"{b}_L{L}_test_accuracy"]["values"],
-                (a, b),
-                lower_is_better=False,
-            )
+        scores = {kind: summary[f"{kind}_L{L}_test_accuracy"]["values"] for kind in cfg.models}
+        comparisons.update(stats.pairwise(scores, prefix=f"L{L}: ", lower_is_better=False))
     summary["comparisons"] = stats.decide(comparisons)
     sizes = {
         "train_balanced": len(sets["train"][0]),
