@@ -6,9 +6,10 @@ index that is made for this field ships a larger English text: ``experiments/NOT
 Every text is cut 90/5/5 into training, validation and test text (``jaxrnn.data.load_splits``). The LSTM has the
 trainer's default size (one layer, H = 256); the GRU and the RNN get the hidden size whose parameter count is nearest
 the LSTM's. Each cell's learning rate (Adam, the trainer's other defaults) is chosen among ``learning_rates`` by the
-validation loss after ``updates`` updates with seed 0; then every seed trains at that rate and is scored once on the
-test text. The n-gram order is chosen on the validation text too. Comparisons: exact permutation tests between the
-cells, exact sign-flip tests of each cell against the n-gram, Holm over all of them (``experiments.stats``).
+validation loss after ``updates`` updates with seed 0, the search going on past the grid's edge while the best rate
+is there (``common.search_rates``); then every seed trains at that rate and is scored once on the test text. The
+n-gram order is chosen on the validation text too. Comparisons: exact permutation tests between the cells, exact
+sign-flip tests of each cell against the n-gram, Holm over all of them (``experiments.stats``).
 No published number exists for these two texts (they are built from this Python's own files), so none is quoted.
 
     python -m experiments.char_benchmark --preset cpu --out experiments/results   # hours: finished runs are kept
@@ -125,8 +126,7 @@ def one_text(cfg: Config, name: str, kept: common.Runs) -> dict:
     )
     out["search"], out["runs"], chosen = {}, {}, {}
     for c in cfg.cells:
-        out["search"][c] = [one(c, lr, cfg.seeds[0]) for lr in cfg.learning_rates]
-        chosen[c] = min(out["search"][c], key=lambda r: r["validation_loss"])["learning_rate"]
+        out["search"][c], chosen[c] = common.search_rates(cfg.learning_rates, lambda lr, c=c: one(c, lr, cfg.seeds[0]))
         out["runs"][c] = [one(c, chosen[c], s) for s in cfg.seeds]
     out["chosen_learning_rate"] = chosen
     out["test_bpc"] = {c: common.spread([r["test_loss"] / math.log(2) for r in rs]) for c, rs in out["runs"].items()}

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -174,6 +175,29 @@ class Runs:
 
 environment = results_io.environment
 to_jsonable = results_io.to_jsonable
+
+
+def neighbour_rate(rate: float, up: bool) -> float:
+    """The next learning rate on the 1-2-5 grid above (``up``) or below ``rate``: 5e-3 -> 1e-2, 1e-3 -> 5e-4."""
+    exponent = math.floor(math.log10(rate) + 1e-9)
+    mantissa = round(rate / 10**exponent)
+    steps = {1: (0.5, 2), 2: (1, 5), 5: (2, 10)}[mantissa]
+    return float(f"{steps[int(up)] * 10**exponent:.3g}")
+
+
+def search_rates(rates, score, *, extend: int = 3) -> tuple[list, float]:
+    """Scores every rate of ``rates`` (``score(rate) -> dict`` with ``"validation_loss"``), then, while the best is at
+    an edge of those tried, the next rate past that edge on the 1-2-5 grid, up to ``extend`` more: a search whose
+    best rate is its largest or smallest has not found the best. Returns the runs in the order tried and the rate
+    with the lowest validation loss."""
+    tried = {rate: score(rate) for rate in rates}
+    for _ in range(extend):
+        best = min(tried, key=lambda r: tried[r]["validation_loss"])
+        if min(tried) < best < max(tried):
+            break
+        nxt = neighbour_rate(best, up=best == max(tried))
+        tried[nxt] = score(nxt)
+    return list(tried.values()), min(tried, key=lambda r: tried[r]["validation_loss"])
 
 
 def save(out_dir: str, name: str, results: dict, figure=None) -> dict:

@@ -229,3 +229,20 @@ def test_arjovsky2016_tiny_preset_runs_the_papers_setup_and_resumes(tmp_path, mo
     again = arjovsky2016.main(cfg, runs=common.Runs(str(tmp_path / "a.runs.jsonl"), cfg))
     assert again["runs"] == results["runs"]
     assert arjovsky2016.PAPER_HIDDEN[("copy", "lstm")] == 40 and arjovsky2016.PAPER_HIDDEN[("adding", "rnn")] == 128
+
+
+def test_the_rate_search_goes_past_an_edge_until_the_best_rate_is_inside():
+    assert [common.neighbour_rate(r, up=True) for r in (1e-3, 2e-3, 5e-3)] == [2e-3, 5e-3, 1e-2]
+    assert [common.neighbour_rate(r, up=False) for r in (1e-3, 2e-3, 5e-3)] == [5e-4, 1e-3, 2e-3]
+    tried = []
+
+    def score(rate):  # validation loss lowest at 2e-2, above the grid
+        tried.append(rate)
+        return {"learning_rate": rate, "validation_loss": (math.log10(rate) - math.log10(2e-2)) ** 2}
+
+    runs, best = common.search_rates((1e-3, 2e-3, 5e-3), score)
+    assert best == 2e-2 and tried == [1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2] and len(runs) == 6
+    tried.clear()
+    assert common.search_rates((1e-2, 2e-2, 5e-2), score)[1] == 2e-2 and tried == [1e-2, 2e-2, 5e-2]  # inside
+    tried.clear()
+    assert common.search_rates((1e-3, 2e-3), score, extend=1)[1] == 5e-3 and tried == [1e-3, 2e-3, 5e-3]  # capped
