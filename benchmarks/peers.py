@@ -87,8 +87,9 @@ def flax_nnx_impl(p, optimizer):
 
     model = Model(nnx.Rngs(0))
     nnx.update(model.rnn.cell, jax.tree.map(jnp.asarray, convert.to_nnx(p.layers[0], model.rnn.cell)))
-    model.embed.embedding.value = p.embedding.T
-    model.out.kernel.value, model.out.bias.value = p.Why.T, p.by
+    model.embed.embedding.set_value(p.embedding.T)  # flax deprecates assigning to .value
+    model.out.kernel.set_value(p.Why.T)
+    model.out.bias.set_value(p.by)
     opt = nnx.Optimizer(model, optimizer, wrt=nnx.Param)
 
     def loss_fn(model, xs, ys):
