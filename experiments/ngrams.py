@@ -30,13 +30,22 @@ import numpy as np
 BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so that multiplication mod 2^64 is a bijection
 
 
+def _symbols(ids: np.ndarray) -> np.ndarray:
+    return np.asarray(ids).astype(np.uint64) + np.uint64(1)  # 0 stays the empty prefix
+
+
+def _longer(hashes: np.ndarray, symbols: np.ndarray, n: int) -> np.ndarray:
+    """Every window of ``n`` ids from the hashes of every window of ``n - 1`` (``symbols``: ``_symbols(ids)``)."""
+    with np.errstate(over="ignore"):
+        return hashes[: len(symbols) - n + 1] * BASE + symbols[n - 1 :]
+
+
 def window_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     """Hash of every window of ``n`` ids, ``(N - n + 1,)`` uint64; ``n = 0`` hashes the empty window (0)."""
-    ids = np.asarray(ids).astype(np.uint64) + np.uint64(1)  # 0 stays the empty prefix
-    out = np.zeros(len(ids) - n + 1, np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            out = out * BASE + ids[k : len(ids) - n + 1 + k]
+    symbols = _symbols(ids)
+    out = np.zeros(len(symbols) + 1, np.uint64)
+    for k in range(1, n + 1):
+        out = _longer(out, symbols, k)
     return out
 
 
@@ -56,43 +65,46 @@ def kneser_ney_orders(train: np.ndarray, held_out: np.ndarray, V: int, max_order
     """Yields ``(n, P_n(held_out[i] | the n - 1 ids before it))`` for ``n = 1..max_order``, each ``(N,)``. Every
     order shares the chain of continuation-count orders below it, so the chain is built once: each step adds one
     order's raw counts on top of the chain (the answer at that order) and one order's continuation counts to it.
-    The context of the first held-out characters is the end of the training text."""
+    The window hashes grow one id per order. The context of the first held-out characters is the end of the
+    training text."""
+    if max_order < 1:
+        raise ValueError(f"an n-gram model needs an order of at least 1, got {max_order}")
     train = np.asarray(train, np.int64)
     tail = train[len(train) - (max_order - 1) :] if max_order > 1 else train[:0]
     stream = np.concatenate([tail, np.asarray(held_out)])
     ends = np.arange(len(stream) - len(held_out), len(stream))  # the index of each held-out character
+    train_symbols, stream_symbols = _symbols(train), _symbols(stream)
 
-    def held(k: int) -> np.ndarray:
-        """Hash of the ``k`` ids ending at each held-out character's predecessor (``k`` ids of context)."""
-        return window_hashes(stream, k)[ends - k] if k > 0 else np.zeros(len(ends), np.uint64)
-
-    def interpolate(counted, contexts, successors, one_each, k, lower):
+    def interpolate(counted, contexts, successors, one_each, context, target, lower):
         discount = _discount(_count(counted, counted[one_each]))
-        context = held(k - 1)
-        c_hw = _count(counted, window_hashes(stream, k)[ends - k + 1])
-        c_h, n_h = _count(contexts, context), _count(successors, context)
+        c_hw, c_h, n_h = _count(counted, target), _count(contexts, context), _count(successors, context)
         safe = np.where(c_h > 0, c_h, 1.0)
         return np.where(c_h > 0, np.maximum(c_hw - discount, 0.0) / safe + discount * n_h / safe * lower, lower)
 
     chain = np.full(len(held_out), 1.0 / V)  # order 0: uniform
+    before = np.zeros(len(train) + 1, np.uint64)  # every (k - 1)-gram of the training text, by start position
+    grams = _longer(before, train_symbols, 1)  # every k-gram
+    held = np.zeros(len(stream) + 1, np.uint64)  # the same for the stream of held-out text
     for k in range(1, max_order + 1):
-        grams = window_hashes(train, k)  # every k-gram of the training text, by start position
-        before = window_hashes(train, k - 1) if k > 1 else np.zeros(len(train) + 1, np.uint64)
+        held_grams = _longer(held, stream_symbols, k)
+        context, target = held[ends - k + 1], held_grams[ends - k + 1]  # the k - 1 ids before each, the k ending it
         _, one_each = np.unique(grams, return_index=True)  # raw counts: the top order
         prefix = before[: len(grams)]
-        yield k, interpolate(grams, prefix, prefix[one_each], one_each, k, chain)
-        if k < max_order:  # continuation counts: the distinct left neighbours of each k-gram
-            _, first = np.unique(window_hashes(train, k + 1), return_index=True)  # one window per (k+1)-gram
-            suffix, middle = grams[1:][first], before[1:][first]  # its last k ids, and their first k - 1
-            _, one_each = np.unique(suffix, return_index=True)
-            chain = interpolate(suffix, middle, middle[one_each], one_each, k, chain)
+        yield k, interpolate(grams, prefix, prefix[one_each], one_each, context, target, chain)
+        if k == max_order:
+            break
+        after = _longer(grams, train_symbols, k + 1)
+        _, first = np.unique(after, return_index=True)  # continuation counts: one window per (k+1)-gram
+        suffix, middle = grams[1:][first], before[1:][first]  # its last k ids, and their first k - 1
+        _, one_each = np.unique(suffix, return_index=True)
+        chain = interpolate(suffix, middle, middle[one_each], one_each, context, target, chain)
+        before, grams, held = grams, after, held_grams
 
 
 def kneser_ney_probabilities(train: np.ndarray, held_out: np.ndarray, V: int, order: int) -> np.ndarray:
     """``P(held_out[i] | the order - 1 ids before it)`` under interpolated Kneser-Ney of ``order``, ``(N,)``; the
     context of the first held-out characters is the end of the training text."""
-    for _, p in kneser_ney_orders(train, held_out, V, order):
-        pass
+    *_, (_, p) = kneser_ney_orders(train, held_out, V, order)
     return p
 
 

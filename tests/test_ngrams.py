@@ -66,3 +66,8 @@ def test_on_text_without_structure_every_order_is_near_the_entropy():
     losses = ngrams.kneser_ney_losses(train, held, V, 4)
     for n, loss in losses.items():
         assert np.log(V) - 0.005 < loss < np.log(V) + 0.03 * n  # more orders overfit a little, never below
+
+
+def test_an_order_below_one_is_refused_by_name():
+    with pytest.raises(ValueError, match="order of at least 1, got 0"):
+        ngrams.kneser_ney_probabilities(np.arange(10) % 3, np.arange(4) % 3, 3, 0)
