@@ -180,8 +180,10 @@ to_jsonable = results_io.to_jsonable
 def neighbour_rate(rate: float, up: bool) -> float:
     """The next learning rate on the 1-2-5 grid above (``up``) or below ``rate``: 5e-3 -> 1e-2, 1e-3 -> 5e-4."""
     exponent = math.floor(math.log10(rate) + 1e-9)
-    mantissa = round(rate / 10**exponent)
-    steps = {1: (0.5, 2), 2: (1, 5), 5: (2, 10)}[mantissa]
+    mantissa = rate / 10**exponent
+    steps = {1: (0.5, 2), 2: (1, 5), 5: (2, 10)}.get(round(mantissa))
+    if steps is None or abs(mantissa - round(mantissa)) > 1e-6:
+        raise ValueError(f"a learning-rate search extends grids of 1, 2 and 5 times a power of ten, got {rate:g}")
     return float(f"{steps[int(up)] * 10**exponent:.3g}")
 
 

@@ -234,6 +234,8 @@ def test_arjovsky2016_tiny_preset_runs_the_papers_setup_and_resumes(tmp_path, mo
 def test_the_rate_search_goes_past_an_edge_until_the_best_rate_is_inside():
     assert [common.neighbour_rate(r, up=True) for r in (1e-3, 2e-3, 5e-3)] == [2e-3, 5e-3, 1e-2]
     assert [common.neighbour_rate(r, up=False) for r in (1e-3, 2e-3, 5e-3)] == [5e-4, 1e-3, 2e-3]
+    with pytest.raises(ValueError, match="1, 2 and 5 times a power of ten, got 0.003"):
+        common.neighbour_rate(3e-3, up=True)
     tried = []
 
     def score(rate):  # validation loss lowest at 2e-2, above the grid
